@@ -1,0 +1,51 @@
+# microlearn — two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION ?= 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_OUT ?= demo_output
+export UV_COMPILE_BYTECODE := 1
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+export MPLBACKEND := Agg
+
+.PHONY: install demo test test-fast bench dashboard lint system-deps clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras
+	touch $@
+
+install: $(VENV)/.synced
+
+# Debian packages the tests need (headless Chromium for the dashboards, a software
+# Vulkan device for FURY). Installed only when missing; needs root and apt-get.
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+demo: install
+	$(BIN)/microlearn demo --out $(DEMO_OUT)
+
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+dashboard: install
+	$(BIN)/voila --no-browser --Voila.ip=127.0.0.1 --port=8866 widgets/
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) $(TOOLS) $(DEMO_OUT) .pytest_cache

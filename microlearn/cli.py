@@ -1,0 +1,57 @@
+"""The ``microlearn`` command: one subcommand per module in :mod:`microlearn.commands`.
+
+Bad input ends with exit status 2 and one line naming the file or argument and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+#: Subcommand modules in :mod:`microlearn.commands`, in help order.
+COMMANDS = ("phantom", "info", "fit", "learn", "predict", "compare", "demo", "dashboard")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="microlearn",
+        description="Diffusion MRI microstructure: compose, fit, learn and compare models.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"microlearn.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"microlearn.commands.{name}":
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except ValueError as err:
+        print(f"microlearn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
+        print(f"microlearn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"microlearn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Gaussian compartments: Ball, Zeppelin, Stick (and their pure signal kernels)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import D_ISO, D_PAR, D_PERP, MU, Compartment, as_batch, cos_angle
+
+
+def stick_signal(bvals, bvecs, mu, d_par):
+    """Stick: E = exp(-b d∥ (g·μ)²).
+
+    Parameters
+    ----------
+    bvals : ndarray, shape (n,)
+        b-values in s/m².
+    bvecs : ndarray, shape (n, 3)
+        Unit gradient directions.
+    mu : ndarray, shape (*batch, 3)
+        Unit fibre directions.
+    d_par : float or ndarray, shape (*batch,)
+        Parallel diffusivity in m²/s.
+
+    Returns
+    -------
+    ndarray, shape (*batch, n)
+    """
+    c = cos_angle(bvecs, mu)
+    return np.exp(-bvals * as_batch(d_par) * c**2)
+
+
+def zeppelin_signal(bvals, bvecs, mu, d_par, d_perp):
+    """Zeppelin (axially symmetric tensor): E = exp(-b [d⊥ + (d∥ - d⊥)(g·μ)²]).
+
+    ``d_par`` and ``d_perp`` in m²/s, shape ``(*batch,)``; returns ``(*batch, n)``.
+    """
+    c = cos_angle(bvecs, mu)
+    dpe = as_batch(d_perp)
+    return np.exp(-bvals * (dpe + (as_batch(d_par) - dpe) * c**2))
+
+
+def ball_signal(bvals, d_iso):
+    """Ball (isotropic Gaussian): E = exp(-b d_iso); ``d_iso`` in m²/s."""
+    return np.exp(-bvals * as_batch(d_iso))
+
+
+class Stick(Compartment):
+    """Zero-radius cylinder: diffusion only along ``mu``."""
+
+    name = "stick"
+    parameters = (MU, D_PAR)
+
+    def signal(self, acq, *, mu, d_par):
+        """Signal attenuation, shape ``(*batch, n)``; ``mu`` unit vectors."""
+        return stick_signal(acq.bvals, acq.bvecs, mu, d_par)
+
+
+class Zeppelin(Compartment):
+    """Axially symmetric Gaussian diffusion (hindered extra-axonal space)."""
+
+    name = "zeppelin"
+    parameters = (MU, D_PAR, D_PERP)
+
+    def signal(self, acq, *, mu, d_par, d_perp):
+        """Signal attenuation, shape ``(*batch, n)``; ``mu`` unit vectors."""
+        return zeppelin_signal(acq.bvals, acq.bvecs, mu, d_par, d_perp)
+
+
+class Ball(Compartment):
+    """Isotropic free diffusion (CSF, or the IVIM tissue and perfusion pools)."""
+
+    name = "ball"
+    parameters = (D_ISO,)
+
+    def signal(self, acq, *, d_iso):
+        """Signal attenuation, shape ``(*batch, n)``."""
+        return ball_signal(acq.bvals, d_iso)

@@ -1,0 +1,106 @@
+"""Built-in acquisition schemes (``Acquisition.scheme(name)``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .acquisition import HCP_TIMING, IVIM_B0_THRESHOLD, Acquisition, b_value
+from .units import MS, MT_PER_M, S_PER_MM2
+
+
+def hemisphere_directions(n: int, *, rotation: float = 0.0) -> np.ndarray:
+    """``n`` well-spread unit vectors on the upper hemisphere (Fibonacci lattice).
+
+    Parameters
+    ----------
+    n : int
+        Number of directions.
+    rotation : float
+        Azimuthal offset in rad, so that different shells get interleaved directions.
+    """
+    i = np.arange(n) + 0.5
+    z = 1.0 - i / n  # uniform in z on (0, 1]
+    phi = np.pi * (3.0 - np.sqrt(5.0)) * i + rotation
+    r = np.sqrt(1.0 - z**2)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def hcp() -> Acquisition:
+    """HCP WU-Minn: 18 b0 + 90 directions at b = 1000, 2000, 3000 s/mm² (288 volumes).
+
+    δ = 10.6 ms, Δ = 43.1 ms, TE = 89.5 ms. The b0 volumes are interleaved as in the
+    real protocol (one every 16 volumes).
+    """
+    shells = []
+    for k, b in enumerate((1000.0, 2000.0, 3000.0)):
+        dirs = hemisphere_directions(90, rotation=k * 2 * np.pi / 3 / 90 * 30)
+        shells.append((np.full(90, b), dirs))
+    dw_b = np.concatenate([s[0] for s in shells])
+    dw_v = np.concatenate([s[1] for s in shells])
+    # interleave: spread the 270 weighted volumes and 18 b0 evenly
+    order = np.random.default_rng(1200).permutation(270)
+    dw_b, dw_v = dw_b[order], dw_v[order]
+    bvals, bvecs, j = [], [], 0
+    for i in range(288):
+        if i % 16 == 0:
+            bvals.append(0.0)
+            bvecs.append([0.0, 0.0, 0.0])
+        else:
+            bvals.append(dw_b[j])
+            bvecs.append(dw_v[j])
+            j += 1
+    return Acquisition(np.array(bvals) * S_PER_MM2, np.array(bvecs), HCP_TIMING["delta"],
+                       HCP_TIMING["Delta"], TE=HCP_TIMING["TE"], name="hcp")
+
+
+#: ActiveAx protocol: pulse duration (s), separations (s), gradient strengths (T/m).
+ACTIVEAX_DELTA = 8.0 * MS
+ACTIVEAX_DELTAS = (19.0 * MS, 49.0 * MS)
+ACTIVEAX_G = tuple(g * MT_PER_M for g in (75.0, 150.0, 225.0, 300.0))
+ACTIVEAX_DIRECTIONS = 30
+ACTIVEAX_TE = 80.0 * MS
+
+
+def activeax() -> Acquisition:
+    """A multi-Δ, high-gradient protocol on which axon diameter is identifiable.
+
+    δ = 8 ms, Δ ∈ {19, 49} ms, G ∈ {75, 150, 225, 300} mT/m, 30 directions per shell,
+    one b0 per (Δ, shell) pair group: 8 shells x 30 + 8 b0 = 248 measurements
+    (b from ~420 to ~19,100 s/mm²), in the spirit of Connectom ActiveAx/AxCaliber
+    protocols.
+    """
+    bvals, bvecs, deltas, Deltas, G = [], [], [], [], []
+    k = 0
+    for Delta in ACTIVEAX_DELTAS:
+        for g in ACTIVEAX_G:
+            dirs = hemisphere_directions(ACTIVEAX_DIRECTIONS, rotation=0.37 * k)
+            b = float(b_value(g, ACTIVEAX_DELTA, Delta))
+            bvals += [0.0] + [b] * ACTIVEAX_DIRECTIONS
+            bvecs += [[0.0, 0.0, 0.0]] + dirs.tolist()
+            G += [0.0] + [g] * ACTIVEAX_DIRECTIONS
+            deltas += [ACTIVEAX_DELTA] * (ACTIVEAX_DIRECTIONS + 1)
+            Deltas += [Delta] * (ACTIVEAX_DIRECTIONS + 1)
+            k += 1
+    return Acquisition(np.array(bvals), np.array(bvecs), np.array(deltas), np.array(Deltas),
+                       TE=ACTIVEAX_TE, G=np.array(G), name="activeax")
+
+
+#: IVIM b-values in s/mm² (21 values; 3 directions each are averaged by most users, we
+#: keep one direction per b-value as isotropic models do not need more).
+IVIM_BVALS = (0, 10, 20, 30, 40, 60, 80, 100, 120, 140, 160, 180, 200, 300, 400, 500, 600,
+              700, 800, 900, 1000)
+
+
+def ivim() -> Acquisition:
+    """IVIM: b = 0, 10, 20, 30, 40, 60, 80, 100, 120, ..., 200, 300, ..., 1000 s/mm².
+
+    One direction per b-value (cycling x, y, z); HCP-like timings.
+    """
+    b = np.array(IVIM_BVALS, dtype=float) * S_PER_MM2
+    axes = np.eye(3)[np.arange(b.size) % 3]
+    axes[b == 0] = 0.0
+    return Acquisition(b, axes, HCP_TIMING["delta"], HCP_TIMING["Delta"],
+                       TE=HCP_TIMING["TE"], name="ivim", b0_threshold=IVIM_B0_THRESHOLD)
+
+
+SCHEMES = {"hcp": hcp, "activeax": activeax, "ivim": ivim}
