@@ -1,0 +1,307 @@
+"""NIfTI + bvals/bvecs + HCP folder layout; atomic map and JSON writing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .acquisition import Acquisition, check_bvals_unit
+
+log = logging.getLogger(__name__)
+
+HCP_FILES = {"dwi": "data.nii.gz", "bvals": "bvals", "bvecs": "bvecs",
+             "mask": "nodif_brain_mask.nii.gz", "acquisition": "acquisition.json"}
+
+
+@dataclass
+class Dataset:
+    """A diffusion dataset: lazy image, acquisition and brain mask.
+
+    Attributes
+    ----------
+    image : nibabel image
+        The 4-D DWI image (data read lazily through ``image.dataobj``).
+    acq : Acquisition
+    mask : ndarray of bool, shape (X, Y, Z)
+    affine : ndarray, shape (4, 4)
+    path : Path
+        Folder or DWI file the data came from.
+    """
+
+    image: object
+    acq: Acquisition
+    mask: np.ndarray
+    affine: np.ndarray
+    path: Path
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Spatial shape (X, Y, Z)."""
+        return tuple(self.image.shape[:3])
+
+    def load_data(self, dtype=np.float32) -> np.ndarray:
+        """The whole 4-D signal array, shape (X, Y, Z, N)."""
+        return np.asarray(self.image.dataobj, dtype=dtype)
+
+
+def _exists(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    return path
+
+
+def read_bvals_bvecs(bvals_path, bvecs_path):
+    """Read FSL-style bvals (s/mm²) and bvecs (3 rows or N x 3) text files."""
+    bvals_path, bvecs_path = Path(bvals_path), Path(bvecs_path)
+    try:
+        bvals = np.loadtxt(_exists(bvals_path, "bvals"), ndmin=1).ravel()
+    except ValueError as err:
+        raise ValueError(f"{bvals_path}: cannot read numbers ({err}).") from None
+    try:
+        bvecs = np.loadtxt(_exists(bvecs_path, "bvecs"), ndmin=2)
+    except ValueError as err:
+        raise ValueError(f"{bvecs_path}: cannot read numbers ({err}).") from None
+    if bvecs.shape[0] == 3 and bvecs.shape[1] != 3:
+        bvecs = bvecs.T
+    elif bvecs.shape == (3, 3):
+        bvecs = bvecs.T
+    if bvecs.ndim != 2 or bvecs.shape[1] != 3:
+        raise ValueError(f"{bvecs_path}: expected 3 rows (or N x 3), got shape {bvecs.shape}.")
+    return bvals, bvecs
+
+
+def read_acquisition_json(path) -> dict:
+    """Timings from acquisition.json: delta, Delta, TE in s and G in T/m (optional)."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}).") from None
+    unknown = set(d) - {"delta", "Delta", "TE", "G"}
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; use delta, Delta, TE, G.")
+    return d
+
+
+def load_acquisition(bvals_path, bvecs_path, *, acquisition=None, delta=None, Delta=None,
+                     TE=None, n_volumes=None) -> Acquisition:
+    """Acquisition from bvals/bvecs files (bvals in s/mm²) and timings.
+
+    Timing priority: ``acquisition`` (acquisition.json path) when it exists, else the
+    explicit ``delta``/``Delta``/``TE`` (s), else the HCP timings (logged).
+    """
+    bvals, bvecs = read_bvals_bvecs(bvals_path, bvecs_path)
+    if bvals.size != bvecs.shape[0]:
+        raise ValueError(
+            f"{bvals_path} has {bvals.size} values but {bvecs_path} has {bvecs.shape[0]} "
+            "directions; they must match."
+        )
+    if n_volumes is not None and bvals.size != n_volumes:
+        raise ValueError(
+            f"{bvals_path} has {bvals.size} values but the DWI image has {n_volumes} volumes; "
+            "use the bvals/bvecs written with this image."
+        )
+    check_bvals_unit(bvals, "s/mm^2", source=str(bvals_path))
+    timings = {"delta": delta, "Delta": Delta, "TE": TE, "G": None}
+    if acquisition is not None and Path(acquisition).exists():
+        timings.update(read_acquisition_json(acquisition))
+    try:
+        return Acquisition.from_bvals_bvecs(bvals, bvecs, bvals_unit="s/mm^2",
+                                            name=Path(bvals_path).parent.name or "data",
+                                            check=False, **timings)
+    except ValueError as err:
+        raise ValueError(f"{bvals_path}/{Path(bvecs_path).name}: {err}") from None
+
+
+def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acquisition=None,
+                 delta=None, Delta=None, TE=None) -> Dataset:
+    """Load an HCP-layout folder or explicit files.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        HCP folder with data.nii.gz, bvals, bvecs, nodif_brain_mask.nii.gz and optionally
+        acquisition.json. Explicit file arguments override its files.
+    dwi, bvals, bvecs, mask, acquisition : str or Path, optional
+        Explicit files. Without a mask every voxel with a positive b0 is used.
+    delta, Delta, TE : float, optional
+        Timings in s when there is no acquisition.json.
+    """
+    folder = Path(path) if path is not None else None
+    if folder is not None and not folder.is_dir():
+        raise FileNotFoundError(f"input folder not found: {folder}")
+
+    def pick(explicit, key):
+        if explicit is not None:
+            return Path(explicit)
+        if folder is not None:
+            return folder / HCP_FILES[key]
+        return None
+
+    dwi_p, bvals_p, bvecs_p = pick(dwi, "dwi"), pick(bvals, "bvals"), pick(bvecs, "bvecs")
+    if dwi_p is None or bvals_p is None or bvecs_p is None:
+        raise ValueError("give an HCP folder or all of --dwi, --bvals and --bvecs.")
+    if folder is not None and dwi is None and not dwi_p.exists() and (folder / "data.nii").exists():
+        dwi_p = folder / "data.nii"
+    image = nib.load(_exists(dwi_p, "DWI"))
+    if len(image.shape) != 4:
+        raise ValueError(f"{dwi_p}: expected a 4-D image, got shape {image.shape}.")
+    acq = load_acquisition(bvals_p, bvecs_p, acquisition=pick(acquisition, "acquisition"),
+                           delta=delta, Delta=Delta, TE=TE, n_volumes=image.shape[3])
+    mask_p = pick(mask, "mask")
+    if mask_p is not None and (mask is not None or mask_p.exists()):
+        m = np.asarray(nib.load(_exists(mask_p, "mask")).dataobj)
+        if m.ndim == 4 and m.shape[3] == 1:
+            m = m[..., 0]
+        if m.shape != tuple(image.shape[:3]):
+            raise ValueError(
+                f"{mask_p}: mask shape {m.shape} does not match the DWI's spatial shape "
+                f"{tuple(image.shape[:3])}; use the mask made for this image."
+            )
+        m = m > 0
+        if not m.any():
+            raise ValueError(f"{mask_p}: the mask is empty; give a mask with brain voxels.")
+    else:
+        b0 = np.asarray(image.dataobj[..., int(np.flatnonzero(acq.b0_mask)[0])])
+        m = np.isfinite(b0) & (b0 > 0)
+        log.info("No mask given: using the %d voxels with a positive b0.", int(m.sum()))
+    return Dataset(image=image, acq=acq, mask=m, affine=image.affine,
+                   path=folder if folder is not None else dwi_p)
+
+
+def validate_signal(data, mask=None):
+    """Find voxels with NaN, infinite or negative signal, or no positive b0-free signal.
+
+    Returns
+    -------
+    bad : ndarray of bool, shape (*spatial)
+        Voxels to skip (inside ``mask`` when given).
+    message : str
+        Empty when all voxels are fine, else a one-line summary.
+    """
+    data = np.asarray(data)
+    bad = ~np.all(np.isfinite(data), axis=-1) | np.any(data < 0, axis=-1)
+    if mask is not None:
+        bad &= np.asarray(mask, bool)
+    n = int(bad.sum())
+    msg = "" if n == 0 else (
+        f"{n} voxel(s) have NaN, infinite or negative signal; they get NaN maps.")
+    return bad, msg
+
+
+def check_writable(out_dir) -> Path:
+    """Create ``out_dir`` if needed and check that it is writable."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot create output folder {out}: {err.strerror}; choose another "
+                         "--out.") from None
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"output folder {out} is not writable; choose another --out.")
+    return out
+
+
+def _atomic_replace(tmp: Path, final: Path) -> None:
+    os.replace(tmp, final)
+
+
+def save_nifti_atomic(array, affine, path) -> Path:
+    """Write a NIfTI image to a temporary name in the same folder, then rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="".join(path.suffixes), dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(nib.Nifti1Image(array, affine), tmp)
+        _atomic_replace(Path(tmp), path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_maps(out_dir, maps, affine, *, mask=None) -> list[Path]:
+    """Write maps as ``<name>.nii.gz`` atomically (float32; ``n_fibres`` as uint8).
+
+    Parameters
+    ----------
+    maps : dict of str to ndarray, shape (X, Y, Z) or (X, Y, Z, k)
+    mask : ndarray of bool, optional
+        Voxels outside are set to 0 (NaN stays NaN inside).
+    """
+    out = check_writable(out_dir)
+    paths = []
+    for name, value in maps.items():
+        arr = np.asarray(value)
+        if name == "n_fibres":
+            arr = np.nan_to_num(arr).astype(np.uint8)
+        else:
+            arr = arr.astype(np.float32)
+        if mask is not None:
+            m = np.asarray(mask, bool)
+            arr = arr.copy()
+            arr[~m] = 0
+        paths.append(save_nifti_atomic(arr, affine, out / f"{name}.nii.gz"))
+    return paths
+
+
+def write_json(path, obj) -> Path:
+    """Write JSON atomically."""
+    path = Path(path)
+    check_writable(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, default=_json_default)
+    _atomic_replace(Path(tmp), path)
+    return path
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def load_maps(folder) -> dict[str, np.ndarray]:
+    """All ``<name>.nii.gz`` maps of a folder as arrays."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"maps folder not found: {folder}")
+    return {p.name[: -len(".nii.gz")]: np.asarray(nib.load(p).dataobj)
+            for p in sorted(folder.glob("*.nii.gz")) if not p.name.startswith(".tmp-")}
+
+
+def write_hcp_folder(out_dir, data, acq: Acquisition, mask, affine=None) -> Path:
+    """Write data.nii.gz, bvals (s/mm²), bvecs (3 rows), mask and acquisition.json."""
+    out = check_writable(out_dir)
+    affine = np.diag([1.25, 1.25, 1.25, 1.0]) if affine is None else affine
+    save_nifti_atomic(np.asarray(data, np.float32), affine, out / HCP_FILES["dwi"])
+    save_nifti_atomic(np.asarray(mask, np.uint8), affine, out / HCP_FILES["mask"])
+    _write_text(out / "bvals", " ".join(f"{b:g}" for b in acq.bvals / 1e6) + "\n")
+    _write_text(out / "bvecs", "\n".join(" ".join(f"{v:.8f}" for v in row)
+                                         for row in acq.bvecs.T) + "\n")
+    timing = {"delta": _compact(acq.delta), "Delta": _compact(acq.Delta),
+              "TE": None if acq.TE is None else _compact(acq.TE), "G": acq.G.tolist()}
+    write_json(out / HCP_FILES["acquisition"], {k: v for k, v in timing.items() if v is not None})
+    return out
+
+
+def _compact(arr):
+    arr = np.asarray(arr)
+    return float(arr[0]) if np.allclose(arr, arr[0]) else arr.tolist()
+
+
+def _write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    _atomic_replace(Path(tmp), path)

@@ -1,0 +1,239 @@
+"""Synthetic volumes with known maps and known 0–3 fibre counts.
+
+The phantom is a brain-like ellipsoid with regions a user recognises:
+
+=========  ========  =========================================================
+label      n_fibres  tissue
+=========  ========  =========================================================
+csf        0         free water (ventricle in the middle)
+gm         1         dispersed grey-matter-like tissue (outer rim)
+wm         1         single-fibre white-matter bundle (left half)
+cross2     2         two bundles crossing at 50–90° (right front)
+cross3     3         three bundles crossing (right back)
+=========  ========  =========================================================
+
+Every voxel's parameters vary a little around its region's values, so fits and learned
+estimators are tested on a spread of truths. IVIM phantoms use the same layout with
+perfusion regions instead of fibres.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .acquisition import Acquisition
+from .models import get_model
+from .parameters import angles_to_cartesian, cartesian_to_angles
+from .simulate import add_noise, as_rng
+
+log = logging.getLogger(__name__)
+
+LABELS = {"background": 0, "csf": 1, "gm": 2, "wm": 3, "cross2": 4, "cross3": 5}
+FIBRES_PER_LABEL = {1: 0, 2: 1, 3: 1, 4: 2, 5: 3}
+DEFAULT_SCHEME = {"noddi": "hcp", "activeax": "activeax", "zcd": "activeax", "ivim": "ivim"}
+S0 = 1000.0
+D_CSF = 3.0e-9
+
+#: Per-label uniform ranges of the fibre-model parameters (SI).
+TISSUE = {
+    2: {"odi": (0.40, 0.70), "icvf": (0.25, 0.45), "fiso": (0.05, 0.20), "diameter": (2e-6, 4e-6),
+        "d_perp": (0.6e-9, 1.0e-9)},
+    3: {"odi": (0.05, 0.15), "icvf": (0.55, 0.75), "fiso": (0.00, 0.10), "diameter": (3e-6, 8e-6),
+        "d_perp": (0.3e-9, 0.7e-9)},
+    4: {"odi": (0.05, 0.20), "icvf": (0.50, 0.70), "fiso": (0.00, 0.10), "diameter": (3e-6, 7e-6),
+        "d_perp": (0.3e-9, 0.7e-9)},
+    5: {"odi": (0.05, 0.20), "icvf": (0.50, 0.70), "fiso": (0.00, 0.10), "diameter": (3e-6, 7e-6),
+        "d_perp": (0.3e-9, 0.7e-9)},
+}
+#: Per-label IVIM ranges: perfusion fraction, tissue and pseudo-diffusivity (SI).
+IVIM_TISSUE = {
+    1: {"f": (0.00, 0.03), "d": (2.8e-9, 3.0e-9), "d_star": (8e-9, 12e-9)},
+    2: {"f": (0.10, 0.20), "d": (0.8e-9, 1.0e-9), "d_star": (8e-9, 15e-9)},
+    3: {"f": (0.03, 0.10), "d": (0.6e-9, 0.8e-9), "d_star": (8e-9, 15e-9)},
+    4: {"f": (0.20, 0.30), "d": (1.0e-9, 1.5e-9), "d_star": (10e-9, 20e-9)},
+    5: {"f": (0.15, 0.25), "d": (1.5e-9, 2.0e-9), "d_star": (5e-9, 10e-9)},
+}
+
+
+@dataclass
+class Phantom:
+    """A phantom in memory: signal, acquisition, mask, labels and true maps."""
+
+    data: np.ndarray
+    acq: Acquisition
+    mask: np.ndarray
+    labels: np.ndarray
+    truth: dict
+    affine: np.ndarray
+    model: str
+    snr: float
+
+    def save(self, out_dir) -> Path:
+        """Write the HCP layout plus ``truth/<map>.nii.gz`` and ``truth/labels``."""
+        from .io import write_hcp_folder, write_maps
+
+        out = write_hcp_folder(out_dir, self.data, self.acq, self.mask, self.affine)
+        write_maps(out / "truth", {**self.truth, "labels": self.labels.astype(np.float32)},
+                   self.affine)
+        return out
+
+
+def label_volume(shape) -> np.ndarray:
+    """Region labels (see module docstring) of an ellipsoid phantom of ``shape``."""
+    X, Y, Z = shape
+    x = (np.arange(X) + 0.5) / X * 2 - 1
+    y = (np.arange(Y) + 0.5) / Y * 2 - 1
+    z = (np.arange(Z) + 0.5) / Z * 2 - 1 if Z > 1 else np.zeros(1)
+    xx, yy, zz = np.meshgrid(x, y, z, indexing="ij")
+    r = np.sqrt(xx**2 / 0.95**2 + yy**2 / 0.95**2 + zz**2 / 1.2**2)
+    labels = np.zeros(shape, np.uint8)
+    inside = r <= 1.0
+    labels[inside] = LABELS["gm"]
+    core = r <= 0.75
+    labels[core & (xx < 0)] = LABELS["wm"]
+    labels[core & (xx >= 0) & (yy < 0)] = LABELS["cross2"]
+    labels[core & (xx >= 0) & (yy >= 0)] = LABELS["cross3"]
+    ventricle = (xx / 0.22) ** 2 + (yy / 0.3) ** 2 <= 1.0
+    labels[core & ventricle] = LABELS["csf"]
+    return labels
+
+
+def _fibre_directions(label: int, n: int, rng) -> np.ndarray:
+    """Directions (n, k, 3) of a region's fibres with a little jitter."""
+    if label in (2, 3):
+        base = np.array([[1.0, 0.0, 0.0]])
+        if label == 2:
+            dirs = rng.normal(size=(n, 1, 3))
+            return dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)
+        dirs = np.broadcast_to(base, (n, 1, 3)).copy()
+    elif label == 4:
+        angle = np.deg2rad(rng.uniform(50, 90, n))
+        dirs = np.zeros((n, 2, 3))
+        dirs[:, 0, 0] = 1.0
+        dirs[:, 1, 0], dirs[:, 1, 1] = np.cos(angle), np.sin(angle)
+    else:
+        dirs = np.broadcast_to(np.eye(3), (n, 3, 3)).copy()
+        tilt = np.deg2rad(rng.uniform(0, 30, n))
+        dirs[:, 2] = np.stack([np.zeros(n), np.sin(tilt), np.cos(tilt)], -1)
+    dirs = dirs + rng.normal(scale=0.05, size=dirs.shape)
+    return dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)
+
+
+def _fibre_group(model_name, n_fib, label, n, acq, rng):
+    """Signals (n, N) and truth dict for one group of voxels of one label."""
+    ranges = TISSUE[label]
+    model = get_model(model_name, n_fib)
+    dirs = _fibre_directions(label, n, rng)
+    values, truth = {}, {}
+    w = rng.uniform(0.6, 1.0, (n, n_fib)) if n_fib > 1 else np.ones((n, 1))
+    w = w / w.sum(-1, keepdims=True)
+    order = np.argsort(-w, axis=1)
+    w = np.take_along_axis(w, order, 1)
+    for p in model.parameters:
+        base, _, idx = p.name.rpartition("_") if p.name[-1].isdigit() else (p.name, "", "")
+        if p.kind == "orientation":
+            k = int(idx) - 1 if idx else 0
+            values[p.name] = cartesian_to_angles(dirs[:, k])
+        elif base == "ffib":
+            values[p.name] = w[:, int(idx) - 1]
+        elif base in ranges:
+            values[p.name] = rng.uniform(*ranges[base], n)
+        elif p.name in ("fiso", "f_dot"):
+            values[p.name] = rng.uniform(*ranges["fiso"], n)
+        else:
+            values[p.name] = rng.uniform(*p.prior_bounds, n)
+    params = model.parameters.pack(values)
+    signal = model.signal(acq, params)
+    maps = model.maps(params)
+    for k in range(1, 4):
+        sfx = f"_{k}"
+        for base in ("odi", "icvf", "diameter", "d_perp", "mu", "ffib"):
+            key = base + sfx if n_fib > 1 else base
+            if k <= n_fib and key in maps:
+                truth[base + sfx] = maps[key]
+            elif k <= n_fib and base == "ffib":
+                truth[base + sfx] = np.ones(n)
+    for name, v in maps.items():
+        if not name[-1].isdigit():
+            truth[name] = v
+    if n_fib > 1:
+        truth["mu"] = maps["mu_1"]
+    return signal, truth
+
+
+def make_phantom(*, model: str = "noddi", scheme: str | None = None, shape=(24, 24, 8),
+                 snr: float = 30.0, seed: int = 0, acq: Acquisition | None = None) -> Phantom:
+    """Build a phantom in memory.
+
+    Parameters
+    ----------
+    model : {"noddi", "activeax", "zcd", "ivim"}
+    scheme : str, optional
+        Built-in acquisition; default by model (noddi: hcp, activeax/zcd: activeax,
+        ivim: ivim). Ignored when ``acq`` is given.
+    shape : tuple of int
+        Spatial shape (X, Y, Z).
+    snr : float
+        b0 signal-to-noise ratio (σ = S0 / snr, Rician); ``inf`` for no noise.
+    seed : int
+    """
+    get_model(model)  # validates the name
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"shape must be three positive integers, got {tuple(shape)}.")
+    acq = acq or Acquisition.scheme(scheme or DEFAULT_SCHEME[model])
+    rng = as_rng(seed)
+    labels = label_volume(tuple(int(s) for s in shape))
+    mask = labels > 0
+    n_meas = acq.n_measurements
+    data = np.zeros(tuple(shape) + (n_meas,), np.float32)
+    truth: dict[str, np.ndarray] = {}
+
+    def put(name, idx, value, width=None):
+        value = np.asarray(value, dtype=np.float32)
+        if name not in truth:
+            full = tuple(shape) + ((value.shape[-1],) if value.ndim == 2 else ())
+            truth[name] = np.full(full, np.nan if name[-1].isdigit() else 0.0, np.float32)
+        truth[name][idx] = value
+
+    xs, ys, zs = np.mgrid[0:shape[0], 0:shape[1], 0:shape[2]]
+    s0_map = (S0 * (1.0 + 0.1 * np.sin(xs / max(shape[0], 1) * np.pi)
+                    * np.cos(ys / max(shape[1], 1) * np.pi))).astype(np.float32)
+    for label in sorted(set(np.unique(labels)) - {0}):
+        idx = np.nonzero(labels == label)
+        n = idx[0].size
+        if model == "ivim":
+            r = IVIM_TISSUE[label]
+            vals = {k: rng.uniform(*r[k], n) for k in ("f", "d", "d_star")}
+            m = get_model("ivim")
+            signal = m.signal(acq, m.parameters.pack(vals))
+            group_truth = dict(vals)
+            group_truth["n_fibres"] = np.zeros(n)
+        elif label == LABELS["csf"]:
+            signal = np.exp(-acq.bvals * D_CSF)[None, :].repeat(n, 0)
+            group_truth = {"fiso": np.ones(n), "n_fibres": np.zeros(n)}
+            if model == "zcd":
+                group_truth = {"f_dot": np.zeros(n), "n_fibres": np.zeros(n)}
+        else:
+            n_fib = FIBRES_PER_LABEL[label]
+            signal, group_truth = _fibre_group(model, n_fib, label, n, acq, rng)
+            group_truth["n_fibres"] = np.full(n, n_fib)
+        data[idx] = signal * s0_map[idx][:, None]
+        for name, value in group_truth.items():
+            put(name, idx, value)
+    truth["s0"] = np.where(mask, s0_map, 0).astype(np.float32)
+    if np.isfinite(snr):
+        data[mask] = add_noise(data[mask], snr, s0=S0, random_state=rng).astype(np.float32)
+    for name in list(truth):
+        if name.startswith("mu") and truth[name].ndim == 4:
+            truth[name] = np.nan_to_num(truth[name])
+    affine = np.diag([1.25, 1.25, 1.25, 1.0])
+    log.info("phantom %s: %d voxels in the mask", shape, int(mask.sum()))
+    return Phantom(data=data, acq=acq, mask=mask, labels=labels, truth=truth, affine=affine,
+                   model=model, snr=snr)
+
+
+__all__ = ["LABELS", "Phantom", "label_volume", "make_phantom", "angles_to_cartesian"]
