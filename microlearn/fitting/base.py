@@ -1,0 +1,233 @@
+"""FitResult, the engine registry and :func:`fit`, the one entry point for fitting."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..io import validate_signal
+from .noise import estimate_sigma
+
+log = logging.getLogger(__name__)
+
+#: Voxels per block handed to an engine (cache-friendly sizes are fastest).
+BLOCK_SIZE = 512
+
+
+def _registry():
+    from .dictionary import DictionaryEngine
+    from .interior_point import InteriorPointEngine
+    from .mix import MixEngine
+
+    return {"mix": MixEngine, "interior-point": InteriorPointEngine,
+            "dictionary": DictionaryEngine}
+
+
+class _Fitters(dict):
+    """Method name -> engine class; raises a clear error on unknown names."""
+
+    def __missing__(self, key):
+        self.update(_registry())
+        if key in self:
+            return dict.__getitem__(self, key)
+        raise ValueError(f"Unknown fitting method {key!r}; choose one of {sorted(self)}.")
+
+    def names(self):
+        self.update(_registry())
+        return sorted(self)
+
+
+FITTERS = _Fitters()
+
+
+@dataclass
+class FitResult:
+    """Fitted parameters over space: a view over one ``(*spatial, size)`` array.
+
+    Attributes
+    ----------
+    params : ndarray, shape (*spatial, size)
+        Packed free parameters (SI, orientations as angles); NaN where not fitted.
+    s0 : ndarray, shape (*spatial,)
+        Fitted non-diffusion-weighted signal.
+    success : ndarray of bool, shape (*spatial,)
+    mask : ndarray of bool, shape (*spatial,)
+    sigma : float or None
+        Noise standard deviation (signal units) used for the Rician floor.
+    """
+
+    model: object
+    acq: object
+    params: np.ndarray
+    s0: np.ndarray
+    success: np.ndarray
+    mask: np.ndarray
+    method: str = ""
+    sigma: float | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.mask.sum())
+
+    def maps(self) -> dict[str, np.ndarray]:
+        """Every map: free parameters, derived maps and ``s0`` (orientations (...,3))."""
+        out = self.model.maps(self.params)
+        out = {k: np.where(self.mask[..., None] if np.ndim(v) == self.mask.ndim + 1
+                           else self.mask, v, np.nan) for k, v in out.items()}
+        out["s0"] = self.s0
+        out.update(self.extra)
+        return out
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        maps = self.maps()
+        if name not in maps:
+            raise KeyError(f"No map {name!r}; available: {sorted(maps)}.")
+        return maps[name]
+
+    def predict(self) -> np.ndarray:
+        """Model signals ``s0 · S/S0``, shape (*spatial, N); NaN outside the mask."""
+        out = np.full(self.mask.shape + (self.acq.n_measurements,), np.nan)
+        ok = self.mask & np.all(np.isfinite(self.params), axis=-1)
+        out[ok] = self.s0[ok, None] * self.model.signal(self.acq, self.params[ok])
+        return out
+
+    def residuals(self, data) -> np.ndarray:
+        """``data - predict()``, shape (*spatial, N)."""
+        return np.asarray(data, dtype=float) - self.predict()
+
+
+def _check_data(acq, data, mask):
+    data = np.asarray(data)
+    if data.shape[-1] != acq.n_measurements:
+        raise ValueError(
+            f"data has {data.shape[-1]} measurements on its last axis but the acquisition has "
+            f"{acq.n_measurements}; pass the bvals/bvecs of this data.")
+    spatial = data.shape[:-1]
+    if mask is None:
+        mask = np.ones(spatial, bool)
+    mask = np.asarray(mask, bool)
+    if mask.shape != spatial:
+        raise ValueError(f"mask shape {mask.shape} does not match the data's {spatial}.")
+    if not mask.any():
+        raise ValueError("mask is empty: there are no voxels to fit.")
+    if acq.n_b0 == 0:
+        raise ValueError("the acquisition has no b0 measurement; one is needed to normalise.")
+    return data, mask
+
+
+def _run_blocks(engine, y, sigma, directions, block, progress, workers):
+    V = y.shape[0]
+    starts = list(range(0, V, block))
+    params = np.empty((V, engine.space.size))
+    s0 = np.empty(V)
+    ok = np.empty(V, bool)
+
+    def one(s):
+        sl = slice(s, s + block)
+        d = None if directions is None else directions[sl]
+        sg = None if sigma is None else sigma[sl]
+        return s, engine.fit_block(y[sl], sg, d)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=V, desc=f"fit {engine.name}", unit="vox")
+    if workers > 1 and len(starts) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        from .parallel_blocks import fit_block_job
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(fit_block_job, engine, y[s:s + block],
+                                   None if sigma is None else sigma[s:s + block],
+                                   None if directions is None else directions[s:s + block], s)
+                       for s in starts]
+            for fut in futures:
+                s, (p, z, k) = fut.result()
+                n = p.shape[0]
+                params[s:s + n], s0[s:s + n], ok[s:s + n] = p, z, k
+                if bar:
+                    bar.update(n)
+    else:
+        for s in starts:
+            _, (p, z, k) = one(s)
+            n = p.shape[0]
+            params[s:s + n], s0[s:s + n], ok[s:s + n] = p, z, k
+            if bar:
+                bar.update(n)
+    if bar:
+        bar.close()
+    return params, s0, ok
+
+
+def default_workers() -> int:
+    """Processes used by default: both cores (at most 2)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False,
+        directions=None, workers=None, block_size=BLOCK_SIZE, **options) -> FitResult:
+    """Fit ``model`` to every voxel of ``data`` with engine ``method``.
+
+    Parameters
+    ----------
+    model : MultiCompartmentModel
+    acq : Acquisition
+    data : ndarray, shape (*spatial, N)
+        Raw signals (not normalised).
+    method : {"mix", "interior-point", "dictionary"}
+    mask : ndarray of bool, shape (*spatial), optional
+    sigma : float, optional
+        Noise standard deviation in signal units; estimated from the b0 repeats when
+        absent (``sigma=0`` disables the Rician-floor model).
+    directions : ndarray, shape (*spatial, n_fibres, 3), optional
+        Starting fibre orientations (e.g. CSD peaks); DTI otherwise.
+    workers : int, optional
+        Processes (default: both cores for more than one block).
+    options
+        Passed to the engine (``n_candidates``, ``max_iter``).
+    """
+    engine_cls = FITTERS[method]
+    data, mask = _check_data(acq, data, mask)
+    t0 = time.perf_counter()
+    bad, msg = validate_signal(data, mask)
+    vox = np.asarray(data[mask], dtype=float)
+    b0 = vox[:, acq.b0_mask].mean(1)
+    bad_b0 = ~(b0 > 0) | ~np.isfinite(b0)
+    skip = bad[mask] | bad_b0
+    if skip.any():
+        warnings.warn(f"{int(skip.sum())} voxel(s) have NaN/inf/negative signal or a zero b0; "
+                      "they get NaN maps.", RuntimeWarning, stacklevel=2)
+    if sigma is None:
+        sigma = estimate_sigma(vox[~skip], acq)
+    sigma_used = None if sigma in (None, 0) else float(sigma)
+    use = ~skip
+    y = vox[use] / b0[use, None]
+    sig = None if sigma_used is None else sigma_used / b0[use]
+    dirs = None
+    if directions is not None:
+        dirs = np.asarray(directions, dtype=float)[mask][use]
+    engine = engine_cls(model, acq, **options)
+    workers = default_workers() if workers is None else max(1, int(workers))
+    if use.sum() <= block_size:
+        workers = 1
+    p, s0, ok = _run_blocks(engine, y, sig, dirs, block_size, progress, workers)
+    params = np.full(mask.shape + (model.parameters.size,), np.nan)
+    s0_map = np.full(mask.shape, np.nan)
+    success = np.zeros(mask.shape, bool)
+    idx = np.flatnonzero(mask.ravel())[use]
+    params.reshape(-1, params.shape[-1])[idx] = p
+    s0_map.reshape(-1)[idx] = s0 * b0[use]
+    success.reshape(-1)[idx] = ok
+    seconds = time.perf_counter() - t0
+    log.info("%s fit of %d voxels in %.2f s", method, int(use.sum()), seconds)
+    return FitResult(model=model, acq=acq, params=params, s0=s0_map, success=success,
+                     mask=mask, method=method, sigma=sigma_used, seconds=seconds)
