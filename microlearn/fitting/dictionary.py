@@ -19,7 +19,7 @@ from .search import outer_fraction_name
 #: Directions the voxel orientations are snapped to (AMICO uses ~500).
 N_DIRECTIONS = 500
 #: FISTA iterations.
-N_ITER = 150
+N_ITER = 400
 
 
 def fista_nnls(gram, dty, lipschitz, n_iter=N_ITER):
@@ -67,6 +67,8 @@ class DictionaryEngine(Engine):
         tab = self.table
         V = y.shape[0]
         dirs = self.initial_directions(y, directions)
+        if sigma is not None:  # first-order removal of the Rician noise floor
+            y = np.sqrt(np.maximum(y**2 - np.asarray(sigma)[:, None] ** 2, 0.0))
         C = tab.n_candidates
         iso_first, iso_of = self._iso_atoms() if tab.iso is not None else (np.zeros(0, int),
                                                                            None)
@@ -111,9 +113,10 @@ class DictionaryEngine(Engine):
         """True when parameter ``name`` changes the isotropic atoms only (IVIM D*)."""
         tab = self.table
         same_others = np.ones(tab.n_candidates, bool)
+        ref = tab.n_candidates // 2  # an interior candidate (edges can be degenerate)
         for other, g in tab.values.items():
             if other != name:
-                same_others &= g == g[0]
+                same_others &= g == g[ref]
         rows = np.flatnonzero(same_others)
         if rows.size < 2:
             return False

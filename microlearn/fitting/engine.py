@@ -63,8 +63,13 @@ class Engine:
 
     def global_search(self, y, directions):
         """Stage 1: best candidate per voxel with NNLS fractions; returns x0 (V, P+1)."""
-        V = y.shape[0]
         dirs = self.initial_directions(y, directions)
+        if self.model.name == "ivim":
+            from .ivim_start import segmented_start
+
+            grid = np.geomspace(*self.space["d_star"].bounds, 40)
+            d, d_star, f, s0 = segmented_start(self.acq, y, grid)
+            return self._pack({"d": d, "d_star": d_star, "f": f}, dirs, s0)
         if self.n_orient <= 1:
             return self._search_table(y, dirs)
         return self._search_tied(y, dirs)
@@ -174,6 +179,38 @@ class Engine:
 
     def refine(self, y, sigma, x0):  # pragma: no cover - interface
         raise NotImplementedError
+
+    def frozen(self) -> np.ndarray:
+        """Entries kept at their stage-1 value during refinement.
+
+        IVIM keeps D from the segmented high-b fit (the joint bi-exponential fit swaps
+        pools on noisy data); f, D* and S0 are refined.
+        """
+        keep = np.zeros(self.space.size + 1, bool)
+        if self.model.name == "ivim":
+            keep[self.space.slice("d")] = True
+        return keep
+
+    def reduced(self, y, sigma, x0):
+        """Residual over the non-frozen entries, with its bounds, scales and start."""
+        frozen = self.frozen()
+        free = ~frozen
+        full = self.residual_function(y, sigma)
+        fixed = x0[:, frozen]
+
+        def residual(xr, rows):
+            x = np.empty((xr.shape[0], frozen.size))
+            x[:, free] = xr
+            x[:, frozen] = fixed[rows]
+            return full(x, rows)
+
+        def expand(xr):
+            x = np.empty((xr.shape[0], frozen.size))
+            x[:, free], x[:, frozen] = xr, fixed
+            return x
+
+        return (residual, x0[:, free], self.lower[free], self.upper[free], self.scales[free],
+                free, expand)
 
     def canonical(self, x):
         """Orientation angles with the vector in the upper hemisphere (μ ≡ −μ)."""

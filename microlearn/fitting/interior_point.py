@@ -20,8 +20,7 @@ class InteriorPointEngine(Engine):
     name = "interior-point"
 
     def refine(self, y, sigma, x0):
-        bounded = ~self.orientation_mask & np.isfinite(self.upper)
-        upper = np.where(np.isfinite(self.upper), self.upper, np.inf)
-        upper[-1] = np.inf
-        return interior_point(self.residual_function(y, sigma), x0, self.lower, upper,
-                              self.scales, bounded=bounded)
+        residual, xr, lo, hi, scales, free, expand = self.reduced(y, sigma, x0)
+        bounded = (~self.orientation_mask & np.isfinite(self.upper))[free]
+        x, cost, ok = interior_point(residual, xr, lo, hi, scales, bounded=bounded)
+        return expand(x), cost, ok

@@ -20,5 +20,7 @@ class MixEngine(Engine):
     name = "mix"
 
     def refine(self, y, sigma, x0):
-        return levenberg_marquardt(self.residual_function(y, sigma), x0, self.lower, self.upper,
-                                   self.scales, max_iter=self.max_iter)
+        residual, xr, lo, hi, scales, _, expand = self.reduced(y, sigma, x0)
+        x, cost, ok = levenberg_marquardt(residual, xr, lo, hi, scales, max_iter=self.max_iter,
+                                          tol=1e-5)
+        return expand(x), cost, ok

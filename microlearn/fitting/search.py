@@ -113,9 +113,11 @@ class CandidateTable:
             G=np.repeat(acq.G[first], q), name="virtual", b0_threshold=acq.b0_threshold)
         outer = outer_fraction_name(model)
         tissue = _evaluate(model, virtual, values, n, outer, 0.0).reshape(n, u, q)
+        tissue = tissue.astype(np.float32)
         iso = None
         if outer is not None:
             iso = _evaluate(model, virtual, values, n, outer, 1.0).reshape(n, u, q)
+            iso = iso.astype(np.float32)
         return cls(model, acq, values, tissue, iso, setting)
 
     @property
