@@ -217,6 +217,9 @@ class MultiCompartmentModel:
         params : ndarray, shape (*batch, size), or dict of arrays
             Free parameters in SI (orientations as angles or unit vectors).
         """
+        batch = None
+        if not isinstance(params, Mapping):
+            batch = np.shape(params)[:-1]
         params = self.as_dict(params)
         for name in self.orientation_names:
             v = np.asarray(params[name], dtype=float)
@@ -230,10 +233,13 @@ class MultiCompartmentModel:
             f = fractions[..., i, None]
             s = f if isinstance(comp, Dot) else f * comp.signal(acq, **kwargs[inst])
             total = s if total is None else total + s
-        return np.broadcast_to(total, fractions.shape[:-1] + (acq.n_measurements,)).copy()
+        if batch is None:
+            batch = fractions.shape[:-1]
+        return np.broadcast_to(total, tuple(batch) + (acq.n_measurements,)).copy()
 
     def maps(self, params) -> dict[str, np.ndarray]:
         """Free and derived maps; orientations as ``(*batch, 3)`` unit vectors."""
+        batch = None if isinstance(params, Mapping) else np.shape(params)[:-1]
         values = self.as_dict(params)
         out = {}
         for p in self.parameters:
@@ -241,6 +247,8 @@ class MultiCompartmentModel:
             out[p.name] = angles_to_cartesian(v) if p.kind == "orientation" else v
         for name, fn in self.derived.items():
             out[name] = fn(values)
+            if batch is not None and np.ndim(out[name]) == 0:
+                out[name] = np.full(batch, float(out[name]))
         return out
 
 

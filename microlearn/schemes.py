@@ -54,8 +54,8 @@ def hcp() -> Acquisition:
 
 
 #: ActiveAx protocol: pulse duration (s), separations (s), gradient strengths (T/m).
-ACTIVEAX_DELTA = 8.0 * MS
-ACTIVEAX_DELTAS = (19.0 * MS, 49.0 * MS)
+ACTIVEAX_DELTA = 12.0 * MS
+ACTIVEAX_DELTAS = (22.0 * MS, 49.0 * MS)
 ACTIVEAX_G = tuple(g * MT_PER_M for g in (75.0, 150.0, 225.0, 300.0))
 ACTIVEAX_DIRECTIONS = 30
 ACTIVEAX_TE = 80.0 * MS
@@ -64,10 +64,11 @@ ACTIVEAX_TE = 80.0 * MS
 def activeax() -> Acquisition:
     """A multi-Δ, high-gradient protocol on which axon diameter is identifiable.
 
-    δ = 8 ms, Δ ∈ {19, 49} ms, G ∈ {75, 150, 225, 300} mT/m, 30 directions per shell,
-    one b0 per (Δ, shell) pair group: 8 shells x 30 + 8 b0 = 248 measurements
-    (b from ~420 to ~19,100 s/mm²), in the spirit of Connectom ActiveAx/AxCaliber
-    protocols.
+    δ = 12 ms, Δ ∈ {22, 49} ms, G ∈ {75, 150, 225, 300} mT/m, 30 directions per shell,
+    one b0 per shell: 8 shells x 30 + 8 b0 = 248 measurements (b from ~1,000 to ~42,000
+    s/mm²), in the spirit of Connectom ActiveAx/AxCaliber protocols. The long δ raises the
+    sensitivity to small axons (ln E⊥ ∝ G² δ R⁴ / D): neighbouring diameters 2–10 µm differ
+    by 2.6–23 σ at SNR 50, 1 vs 2 µm by only ~0.6 σ (not identifiable).
     """
     bvals, bvecs, deltas, Deltas, G = [], [], [], [], []
     k = 0

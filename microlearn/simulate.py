@@ -82,6 +82,8 @@ def sample_parameters(model, n: int, *, random_state=None, ranges: Mapping | Non
     rng = as_rng(random_state)
     ranges = dict(ranges or {})
     space = model.parameters
+    if space.size == 0:
+        return np.zeros((n, 0))
     unknown = set(ranges) - set(space.names)
     if unknown:
         raise ValueError(f"ranges: unknown parameters {sorted(unknown)}; known {space.names}.")
@@ -117,7 +119,7 @@ def simulate(model, acq, params, *, chunk: int = SIMULATION_CHUNK, progress: boo
     ndarray, shape (n, n_measurements), float64
     """
     params = np.asarray(params, dtype=float)
-    flat = params.reshape(-1, params.shape[-1])
+    flat = params.reshape(int(np.prod(params.shape[:-1])), params.shape[-1])
     out = np.empty((flat.shape[0], acq.n_measurements))
     starts = range(0, flat.shape[0], chunk)
     if progress:

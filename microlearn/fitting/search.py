@@ -178,7 +178,8 @@ def nnls_two(a, b, y):
         alpha_only = np.maximum(ay / aa, 0.0)
         beta_only = np.maximum(by / bb, 0.0)
     ok = (alpha >= 0) & (beta >= 0) & (det > 1e-12 * aa * bb)
-    sse_both = yy - 2 * (alpha * ay + beta * by) + alpha**2 * aa + 2 * alpha * beta * ab + beta**2 * bb
+    sse_both = (yy - 2 * (alpha * ay + beta * by) + alpha**2 * aa + 2 * alpha * beta * ab
+                + beta**2 * bb)
     sse_a = yy - 2 * alpha_only * ay + alpha_only**2 * aa
     sse_b = yy - 2 * beta_only * by + beta_only**2 * bb
     use_a = ~ok & (sse_a <= sse_b)
