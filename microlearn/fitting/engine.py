@@ -20,10 +20,13 @@ class Engine:
 
     name = "engine"
 
-    def __init__(self, model, acq, *, n_candidates: int = 400, max_iter: int = 40):
+    def __init__(self, model, acq, *, n_candidates: int | None = None, max_iter: int = 40):
         self.model = model
         self.acq = acq
         self.space = model.parameters
+        if n_candidates is None:
+            n_dims = len(search_names(model))
+            n_candidates = {0: 1, 1: 64, 2: 400, 3: 1500}.get(n_dims, 2000)
         self.n_candidates = n_candidates
         self.max_iter = max_iter
         self.n_orient = len(model.orientation_names)

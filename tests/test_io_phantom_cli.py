@@ -1,0 +1,182 @@
+"""HCP I/O, the phantom, and the CLI's bad-input handling (exit 2, one line, nothing written)."""
+
+import json
+import os
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from microlearn.cli import main
+from microlearn.io import load_dataset, load_maps, validate_signal, write_maps
+from microlearn.phantom import LABELS, make_phantom
+
+
+@pytest.fixture(scope="module")
+def phantom_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ph")
+    ph = make_phantom(shape=(12, 12, 3), seed=1)
+    ph.save(out)
+    return out
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_phantom_truth_matches_regions():
+    ph = make_phantom(shape=(20, 20, 4), seed=0, snr=np.inf)
+    n = ph.truth["n_fibres"]
+    for label, fibres in [("csf", 0), ("gm", 1), ("wm", 1), ("cross2", 2), ("cross3", 3)]:
+        sel = ph.labels == LABELS[label]
+        assert sel.any() and np.all(n[sel] == fibres)
+    assert np.all(ph.truth["fiso"][ph.labels == LABELS["csf"]] == 1.0)
+    wm, gm = ph.labels == LABELS["wm"], ph.labels == LABELS["gm"]
+    assert ph.truth["odi"][wm].max() < ph.truth["odi"][gm].min()
+    c2 = ph.labels == LABELS["cross2"]
+    ang = np.degrees(np.arccos(np.abs(np.sum(ph.truth["mu_1"][c2] * ph.truth["mu_2"][c2], -1))))
+    assert ang.min() > 40 and ang.max() <= 90
+    assert np.all(np.isnan(ph.truth["odi_2"][ph.labels == LABELS["wm"]]))
+    # noiseless data equal s0 × model signal at b0
+    assert np.allclose(ph.data[ph.mask][:, ph.acq.b0_mask].mean(1), ph.truth["s0"][ph.mask],
+                       rtol=1e-5)
+
+
+def test_phantom_cli_layout(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "phantom", "--out", tmp_path / "p", "--shape", 8, 8, 2)
+    assert code == 0
+    files = set(os.listdir(tmp_path / "p"))
+    assert {"data.nii.gz", "bvals", "bvecs", "nodif_brain_mask.nii.gz", "acquisition.json",
+            "truth"} <= files
+    bvals = np.loadtxt(tmp_path / "p" / "bvals")
+    assert bvals.ndim == 1 and bvals.max() == pytest.approx(3000)
+    assert np.loadtxt(tmp_path / "p" / "bvecs").shape == (3, 288)
+    truth = load_maps(tmp_path / "p" / "truth")
+    assert {"odi", "icvf", "fiso", "mu", "n_fibres", "odi_1", "ffib_2"} <= set(truth)
+    assert truth["n_fibres"].dtype == np.uint8 and truth["mu"].shape[-1] == 3
+
+
+def test_load_dataset_roundtrip(phantom_dir):
+    ds = load_dataset(phantom_dir)
+    assert ds.shape == (12, 12, 3) and ds.acq.n_measurements == 288
+    assert ds.acq.delta[0] == pytest.approx(10.6e-3)
+    assert ds.mask.sum() > 0 and ds.load_data().dtype == np.float32
+
+
+def test_info(phantom_dir, capsys):
+    code, out, _ = run_cli(capsys, "info", phantom_dir)
+    assert code == 0 and "b=   3000" in out and "problems  : none" in out
+
+
+def test_write_maps_atomic(tmp_path):
+    maps = {"odi": np.random.default_rng(0).random((3, 3, 2)), "n_fibres": np.ones((3, 3, 2))}
+    write_maps(tmp_path, maps, np.eye(4))
+    assert sorted(os.listdir(tmp_path)) == ["n_fibres.nii.gz", "odi.nii.gz"]
+    assert nib.load(tmp_path / "n_fibres.nii.gz").get_data_dtype() == np.uint8
+
+
+def test_validate_signal():
+    d = np.ones((4, 5))
+    d[1, 2] = np.nan
+    d[3, 0] = -1
+    bad, msg = validate_signal(d)
+    assert bad.tolist() == [False, True, False, True] and "2 voxel" in msg
+
+
+# ---------------------------------------------------------------- bad input, one clear line
+def _expect_error(capsys, tmp_path, argv, pattern, *, with_out=True):
+    out_dir = tmp_path / "out"
+    code, out, err = run_cli(capsys, *argv, "--out", out_dir) if with_out else \
+        run_cli(capsys, *argv)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert pattern in lines[0], lines[0]
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+    return lines[0]
+
+
+def test_bad_counts(phantom_dir, tmp_path, capsys):
+    d = _copy(phantom_dir, tmp_path / "d")
+    (d / "bvals").write_text(" ".join(["0"] + ["1000"] * 200) + "\n")
+    _expect_error(capsys, tmp_path, ["fit", d], "bvals")
+
+
+def test_bad_bvals_unit(phantom_dir, tmp_path, capsys):
+    d = _copy(phantom_dir, tmp_path / "d")
+    b = np.loadtxt(d / "bvals")
+    (d / "bvals").write_text(" ".join(f"{x * 1e6:g}" for x in b))
+    _expect_error(capsys, tmp_path, ["fit", d], "s/m²")
+    (d / "bvals").write_text(" ".join(f"{x / 1000:g}" for x in b))
+    _expect_error(capsys, tmp_path, ["fit", d], "ms/µm²")
+
+
+def test_bad_bvecs(phantom_dir, tmp_path, capsys):
+    d = _copy(phantom_dir, tmp_path / "d")
+    v = np.loadtxt(d / "bvecs")
+    v[:, 5] *= 2
+    np.savetxt(d / "bvecs", v)
+    _expect_error(capsys, tmp_path, ["fit", d], "unit length")
+
+
+def test_no_b0(phantom_dir, tmp_path, capsys):
+    d = _copy(phantom_dir, tmp_path / "d")
+    b = np.loadtxt(d / "bvals")
+    b[b == 0] = 1000
+    (d / "bvals").write_text(" ".join(f"{x:g}" for x in b))
+    _expect_error(capsys, tmp_path, ["fit", d], "no b0")
+
+
+def test_bad_masks(phantom_dir, tmp_path, capsys):
+    d = _copy(phantom_dir, tmp_path / "d")
+    nib.save(nib.Nifti1Image(np.zeros((12, 12, 3), np.uint8), np.eye(4)),
+             d / "nodif_brain_mask.nii.gz")
+    _expect_error(capsys, tmp_path, ["fit", d], "empty")
+    nib.save(nib.Nifti1Image(np.ones((5, 5, 5), np.uint8), np.eye(4)),
+             d / "nodif_brain_mask.nii.gz")
+    _expect_error(capsys, tmp_path, ["fit", d], "does not match")
+
+
+def test_missing_files_and_names(phantom_dir, tmp_path, capsys):
+    d = _copy(phantom_dir, tmp_path / "d")
+    (d / "bvecs").unlink()
+    _expect_error(capsys, tmp_path, ["fit", d], "bvecs file not found")
+    _expect_error(capsys, tmp_path, ["info", tmp_path / "nowhere"], "not found", with_out=False)
+    _expect_error(capsys, tmp_path, ["fit", phantom_dir, "--model", "dti"], "Unknown model")
+    _expect_error(capsys, tmp_path, ["fit", phantom_dir, "--method", "magic"], "magic")
+    _expect_error(capsys, tmp_path, ["phantom", "--scheme", "siemens"], "siemens")
+
+
+def test_unwritable_output(phantom_dir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run_cli(capsys, "fit", phantom_dir, "--out", blocker / "sub")
+    assert code == 2 and "output folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_nan_voxels_are_marked(phantom_dir, tmp_path, capsys):
+    d = _copy(phantom_dir, tmp_path / "d")
+    img = nib.load(d / "data.nii.gz")
+    data = np.asarray(img.dataobj).copy()
+    mask = np.asarray(nib.load(d / "nodif_brain_mask.nii.gz").dataobj) > 0
+    idx = np.argwhere(mask)[:3]
+    data[tuple(idx[0])][5] = np.nan
+    data[tuple(idx[1])][7] = -5
+    data[tuple(idx[2])][:] = np.inf
+    nib.save(nib.Nifti1Image(data, img.affine), d / "data.nii.gz")
+    code, out, _ = run_cli(capsys, "info", d)
+    assert code == 0 and "3 voxel(s) have NaN" in out
+    with pytest.warns(RuntimeWarning, match="3 voxel"):
+        code, _, _ = run_cli(capsys, "fit", d, "--method", "dictionary", "--out", tmp_path / "o")
+    assert code == 0
+    odi = load_maps(tmp_path / "o")["odi"]
+    assert np.isnan(odi[tuple(idx[0])]) and np.isfinite(odi[mask]).sum() == mask.sum() - 3
+    assert json.loads((tmp_path / "o" / "fit.json").read_text())["n_voxels"] == mask.sum()
