@@ -32,7 +32,7 @@ system-deps:
 demo: install
 	$(BIN)/microlearn demo --out $(DEMO_OUT)
 
-test: install system-deps
+test: install
 	$(BIN)/python -m pytest -q
 
 test-fast: install

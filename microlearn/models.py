@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
@@ -342,19 +343,34 @@ def _fibre_model(name, n_fibres, fibre_parts, iso_parts, fibre_params, derived_m
     return replace(model, derived=derived_maps(model))
 
 
-def _mean_over_fibres(name: str, n: int):
-    def fn(v):
-        if n == 1:
-            return np.asarray(v[name])
-        w = np.stack([np.asarray(v[f"ffib_{i}"]) for i in range(1, n + 1)], -1)
-        x = np.stack([np.asarray(v[f"{name}_{i}"]) for i in range(1, n + 1)], -1)
-        return np.sum(w * x, -1) / np.maximum(np.sum(w, -1), 1e-12)
+def _fibre_mean(v, *, name: str, n: int):
+    if n == 1:
+        return np.asarray(v[name])
+    w = np.stack([np.asarray(v[f"ffib_{i}"]) for i in range(1, n + 1)], -1)
+    x = np.stack([np.asarray(v[f"{name}_{i}"]) for i in range(1, n + 1)], -1)
+    return np.sum(w * x, -1) / np.maximum(np.sum(w, -1), 1e-12)
 
-    return fn
+
+def _mean_over_fibres(name: str, n: int):
+    """Derived map: the fibre-weight average of per-fibre map ``name``."""
+    return partial(_fibre_mean, name=name, n=n)
+
+
+def _kappa_of(v, *, odi_name: str):
+    return odi_to_kappa(v[odi_name])
 
 
 def _kappa_map(odi_name: str):
-    return lambda v: odi_to_kappa(v[odi_name])
+    """Derived map: Watson κ from an ODI map."""
+    return partial(_kappa_of, odi_name=odi_name)
+
+
+def _total_fraction(v, *, rule, prefix: str):
+    return rule.total_fraction(v, prefix)
+
+
+def _ones(v):
+    return np.ones(np.shape(next(iter(v.values()), 0.0)))
 
 
 from .model_params import MU, ODI, diameter_param  # noqa: E402
@@ -384,7 +400,7 @@ def noddi(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI, d_iso: float = D_ISO
     def derived(model):
         out = {}
         if n_fibres == 0:
-            out["fiso"] = lambda v: np.ones(np.shape(next(iter(v.values()), 0.0)))
+            out["fiso"] = _ones
         if n_fibres >= 1:
             out["kappa"] = _kappa_map("odi" if n_fibres == 1 else "odi_1")
         if n_fibres > 1:
@@ -451,7 +467,7 @@ def zcd(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI):
 
     def derived(model):
         fr = model.fractions
-        out = {name: (lambda v, p=name[2:]: fr.total_fraction(v, p))
+        out = {name: partial(_total_fraction, rule=fr, prefix=name[2:])
                for name in ("f_cylinder", "f_zeppelin", "f_dot")}
         if n_fibres > 1:
             out["diameter"] = _mean_over_fibres("diameter", n_fibres)

@@ -22,7 +22,10 @@ def test_noddi_fibres_and_maps(hcp, n):
 def test_noddi_is_zhang_model(hcp, unit_vectors):
     """Signal = fiso·ball + (1−fiso)[icvf·WS + (1−icvf)·WZ(d⊥ = d∥(1−icvf))]."""
     from microlearn.compartments.dispersion import (
-        odi_to_kappa, watson_stick_signal, watson_zeppelin_signal)
+        odi_to_kappa,
+        watson_stick_signal,
+        watson_zeppelin_signal,
+    )
 
     m = noddi()
     mu = unit_vectors[:4]

@@ -143,6 +143,9 @@ def _run_blocks(engine, y, sigma, directions, block, progress, workers):
     if workers > 1 and len(starts) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
+        if engine.n_orient <= 1 and engine.model.name != "ivim":
+            _ = engine.table  # build once here, not in every worker
+
         from .parallel_blocks import fit_block_job
 
         with ProcessPoolExecutor(max_workers=workers) as pool:

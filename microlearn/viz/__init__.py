@@ -1,0 +1,1 @@
+"""Matplotlib figures (functions returning Figures; never ``plt.show()``)."""
