@@ -1,0 +1,1 @@
+"""Speed and accuracy benchmarks (``make bench``); peers side by side. Not tests."""
