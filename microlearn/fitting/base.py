@@ -22,9 +22,9 @@ BLOCK_SIZE = 512
 def _registry():
     from .dictionary import DictionaryEngine
     from .interior_point import InteriorPointEngine
-    from .mix import MixEngine
+    from .noddi_fast import make_mix
 
-    return {"mix": MixEngine, "interior-point": InteriorPointEngine,
+    return {"mix": make_mix, "interior-point": InteriorPointEngine,
             "dictionary": DictionaryEngine}
 
 
@@ -220,6 +220,11 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
         dirs = np.asarray(directions, dtype=float)[mask][use]
     engine = engine_cls(model, acq, **options)
     workers = default_workers() if workers is None else max(1, int(workers))
+    if getattr(engine, "threaded", False):
+        from numba import set_num_threads
+
+        set_num_threads(workers)
+        workers, block_size = 1, max(block_size, 8192)
     if use.sum() <= block_size:
         workers = 1
     p, s0, ok = _run_blocks(engine, y, sig, dirs, block_size, progress, workers)

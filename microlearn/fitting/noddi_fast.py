@@ -1,0 +1,115 @@
+"""Fast MIX for single-fibre NODDI: tabulated Watson series + compiled grid search and LM.
+
+The engine is chosen automatically by ``fit(..., method="mix")`` for ``noddi(1)`` with the
+standard fixed diffusivities when the acquisition's b·d∥ keeps the power-basis series
+short (e.g. HCP); otherwise the generic MIX engine runs. Both cores are used through
+numba threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..compartments.dispersion import (
+    HORNER_MAX_ORDER,
+    _legendre_power_coefficients,
+    odi_to_kappa,
+    series_order,
+    stick_legendre_coefficients,
+    watson_even_moments,
+    watson_legendre_moments,
+)
+from ..parameters import cartesian_to_angles
+from .engine import Engine
+from .search import tensor_directions
+
+#: Points of the ODI table.
+ODI_TABLE = 2049
+ODI_GRID = np.linspace(0.03, 0.9, 6)
+ICVF_GRID = np.linspace(0.05, 0.95, 6)
+
+
+def fixed_noddi_diffusivities(model):
+    """(d∥, d_iso) when ``model`` is single-fibre NODDI with fixed diffusivities, else None."""
+    if not model.name == "noddi" or model.n_fibres != 1:
+        return None
+    links = model.links
+    try:
+        d = links["stick.d_par"].value
+        d_iso = links["ball.d_iso"].value
+    except KeyError:
+        return None
+    if links["stick.d_par"].kind != "fixed" or links["ball.d_iso"].kind != "fixed":
+        return None
+    if model.parameter_names != ["mu", "odi", "icvf", "fiso"]:
+        return None
+    return d, d_iso
+
+
+class NoddiMixEngine(Engine):
+    """MIX for NODDI with compiled kernels (grid search, analytic-Jacobian LM)."""
+
+    name = "mix"
+    threaded = True  # parallel over voxels with numba threads
+
+    def __init__(self, model, acq, *, max_iter: int = 50, tol: float = 1e-6, **kw):
+        super().__init__(model, acq, n_candidates=1, max_iter=max_iter)
+        self.d, self.d_iso = fixed_noddi_diffusivities(model)
+        self.tol = tol
+        ub, uidx = np.unique(acq.bvals, return_inverse=True)
+        self.uidx = uidx.ravel().astype(np.int64)
+        lo_odi, hi_odi = model.parameters["odi"].bounds
+        self.odi_nodes = np.linspace(lo_odi, hi_odi, ODI_TABLE)
+        self.step = self.odi_nodes[1] - self.odi_nodes[0]
+        x = ub * self.d
+        lmax = series_order(round(float(np.max(x)), 1) + 0.1)
+        kappa = odi_to_kappa(self.odi_nodes)
+        coef = stick_legendre_coefficients(x, lmax)[None] * watson_legendre_moments(
+            kappa, lmax)[:, None, :]
+        q = coef @ _legendre_power_coefficients(lmax)  # (G, U, K)
+        self.qtab = np.ascontiguousarray(q)
+        self.dqtab = np.ascontiguousarray(np.gradient(q, self.step, axis=0))
+        tau = watson_even_moments(kappa, 1)[:, 1]
+        self.tautab = tau
+        self.dtautab = np.gradient(tau, self.step)
+        self.b_iso = np.exp(-acq.bvals * self.d_iso)
+        self.lower_k = np.array([-np.inf, -np.inf, lo_odi, 0.0, 0.0, 0.0])
+        self.upper_k = np.array([np.inf, np.inf, hi_odi, 1.0, 1.0, np.inf])
+
+    @staticmethod
+    def applies(model, acq) -> bool:
+        """True when the fast path is exact for ``model`` on ``acq``."""
+        fixed = fixed_noddi_diffusivities(model)
+        if fixed is None:
+            return False
+        x = float(np.max(acq.bvals)) * fixed[0]
+        return series_order(round(x, 1) + 0.1) <= HORNER_MAX_ORDER
+
+    def fit_block(self, y, sigma=None, directions=None):
+        from .noddi_kernel import fit_voxels
+
+        V = y.shape[0]
+        if directions is not None:
+            dirs = np.asarray(directions, dtype=float).reshape(V, -1, 3)[:, 0]
+        else:
+            dirs = tensor_directions(self.acq, y)
+        ang = cartesian_to_angles(dirs)
+        sig = np.zeros(V) if sigma is None else np.asarray(sigma, dtype=float)
+        X, cost, _ = fit_voxels(
+            np.ascontiguousarray(y, dtype=float), sig, ang[:, 0].copy(), ang[:, 1].copy(),
+            self.acq.bvals, np.ascontiguousarray(self.acq.bvecs), self.uidx, self.qtab,
+            self.dqtab, self.tautab, self.dtautab, self.odi_nodes[0], self.step, self.d,
+            self.b_iso, ODI_GRID, ICVF_GRID, self.lower_k, self.upper_k, self.max_iter,
+            self.tol)
+        X = self.canonical(X)
+        ok = np.all(np.isfinite(X), axis=1) & np.isfinite(cost)
+        return X[:, :-1], X[:, -1], ok
+
+
+def make_mix(model, acq, **options):
+    """The MIX engine for ``model``: the compiled NODDI path when it applies."""
+    from .mix import MixEngine
+
+    if options.pop("fast", True) and NoddiMixEngine.applies(model, acq):
+        return NoddiMixEngine(model, acq, **options)
+    return MixEngine(model, acq, **options)
