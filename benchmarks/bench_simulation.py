@@ -15,7 +15,8 @@ def main(quick: bool = False) -> None:
         model = noddi(n_fibres)
         m = n if n_fibres == 1 else n // 5
         params = sample_parameters(model, m, random_state=0)
-        seconds, _ = median_time(lambda: simulate(model, acq, params), 1 if quick else 3)
+        seconds, _ = median_time(lambda model=model, params=params: simulate(model, acq, params),
+                                 1 if quick else 3)
         rows.append({"model": model.name, "signals": m, "seconds": seconds,
                      "signals_per_s": m / seconds,
                      "s_per_1e6": 1e6 / (m / seconds)})
