@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available subcommand."""
     parser = argparse.ArgumentParser(
         prog="microlearn",
-        description="Diffusion MRI microstructure: compose, fit, learn and compare models.",
+        description="Diffusion MRI microstructure: phantoms, model fitting and reports.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -55,3 +55,8 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def echo(*parts, **kwargs) -> None:
+    """Write a line for the user: the one place the command line prints."""
+    print(*parts, **kwargs)

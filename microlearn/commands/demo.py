@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli import echo
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="phantom -> describe -> simulate -> fit -> accuracy report")
@@ -48,20 +50,20 @@ def run(args) -> int:
 
     out = check_writable(args.out)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    print(f"[1/5] building the phantom (NODDI, hcp scheme, SNR 30, shape {tuple(args.shape)})")
+    echo(f"[1/5] building the phantom (NODDI, hcp scheme, SNR 30, shape {tuple(args.shape)})")
     phantom_dir = make_phantom(shape=tuple(args.shape), seed=0).save(out / "phantom")
-    print("[2/5] describing it")
+    echo("[2/5] describing it")
     ns = type("A", (), {"input": phantom_dir, "dwi": None, "bvals": None, "bvecs": None,
                         "mask": None, "acquisition": None})
     info_run(ns)
-    print("[3/5] simulated signals per model and shell -> signals.png")
+    echo("[3/5] simulated signals per model and shell -> signals.png")
     _signal_figure(out / "signals.png")
     ds = load_dataset(phantom_dir)
     truth = load_maps(phantom_dir / "truth")
     data = ds.load_data()
     single = ds.mask & (truth["n_fibres"] == 1)
     rows, estimates = [], {}
-    print(f"[4/5] fitting NODDI with {', '.join(methods)}")
+    echo(f"[4/5] fitting NODDI with {', '.join(methods)}")
     for method in methods:
         t0 = time.perf_counter()
         res = fit(noddi(), ds.acq, data, method=method, mask=ds.mask, progress=True)
@@ -75,7 +77,7 @@ def run(args) -> int:
             err = maps[k][single] - truth[k][single]
             row[f"rmse_{k}"] = round(float(np.sqrt(np.nanmean(err**2))), 4)
         rows.append(row)
-    print("[5/5] accuracy report (single-fibre and grey-matter voxels, vs phantom truth)")
+    echo("[5/5] accuracy report (single-fibre and grey-matter voxels, vs phantom truth)")
     fig = plot_truth_vs_estimate({k: truth[k][single] for k in ("odi", "icvf", "fiso")},
                                  estimates, ["odi", "icvf", "fiso"], title="NODDI on the phantom")
     fig.savefig(out / "truth_vs_estimate.png", dpi=90)
@@ -85,14 +87,14 @@ def run(args) -> int:
         writer.writerows(rows)
     write_json(out / "demo.json", {"rows": rows})
     header = list(rows[0])
-    print("  ".join(f"{h:>15}" for h in header))
+    echo("  ".join(f"{h:>15}" for h in header))
     for r in rows:
-        print("  ".join(f"{r[h]:>15}" for h in header))
+        echo("  ".join(f"{r[h]:>15}" for h in header))
     html = ["<html><head><meta charset='utf-8'><title>microlearn demo</title></head><body>",
             "<h1>microlearn demo: NODDI on the phantom</h1><table border=1><tr>"
             + "".join(f"<th>{h}</th>" for h in header) + "</tr>"]
     html += ["<tr>" + "".join(f"<td>{r[h]}</td>" for h in header) + "</tr>" for r in rows]
     html += ["</table><img src='truth_vs_estimate.png'><img src='signals.png'></body></html>"]
     (out / "index.html").write_text("\n".join(html))
-    print(f"report: {(out / 'index.html').resolve()}")
+    echo(f"report: {(out / 'index.html').resolve()}")
     return 0

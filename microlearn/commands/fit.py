@@ -6,6 +6,7 @@ import platform
 import time
 from pathlib import Path
 
+from ..cli import echo
 from ._common import add_input_arguments, load_input
 
 
@@ -62,6 +63,6 @@ def run(args) -> int:
             "success_fraction": float(result.success[ds.mask].mean()),
             "maps": sorted(maps), "input": str(ds.path), "versions": _versions()}
     write_json(Path(args.out) / "fit.json", info)
-    print(f"fitted {n} voxels with {args.method} in {result.seconds:.1f} s "
+    echo(f"fitted {n} voxels with {args.method} in {result.seconds:.1f} s "
           f"({info['vox_per_s']:.0f} vox/s); maps in {args.out}")
     return 0

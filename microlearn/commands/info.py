@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..cli import echo
 from ._common import add_input_arguments, load_input
 
 
@@ -16,15 +17,15 @@ def run(args) -> int:
 
     ds = load_input(args)
     acq = ds.acq
-    print(f"data      : {ds.path}")
-    print(f"shape     : {ds.shape} x {acq.n_measurements} volumes")
-    print(f"b0        : {acq.n_b0} volume(s)")
+    echo(f"data      : {ds.path}")
+    echo(f"shape     : {ds.shape} x {acq.n_measurements} volumes")
+    echo(f"b0        : {acq.n_b0} volume(s)")
     for k, b in enumerate(acq.shell_bvals):
         sel = acq.shell_index == k
-        print(f"shell     : b={b / 1e6:7.0f} s/mm²  n={int(sel.sum()):4d}  "
+        echo(f"shell     : b={b / 1e6:7.0f} s/mm²  n={int(sel.sum()):4d}  "
               f"δ={acq.delta[sel][0] * 1e3:.1f} ms  Δ={acq.Delta[sel][0] * 1e3:.1f} ms  "
               f"G≤{acq.G[sel].max() * 1e3:.0f} mT/m")
-    print(f"mask      : {int(ds.mask.sum())} voxels")
+    echo(f"mask      : {int(ds.mask.sum())} voxels")
     problems = []
     data = ds.load_data()
     bad, msg = validate_signal(data, ds.mask)
@@ -36,7 +37,7 @@ def run(args) -> int:
         problems.append(f"{int(zero.sum())} mask voxel(s) have a zero mean b0; they get NaN maps.")
     if acq.n_b0 < 2:
         problems.append("only one b0: the noise level cannot be estimated from b0 repeats.")
-    print("problems  : " + ("none" if not problems else ""))
+    echo("problems  : " + ("none" if not problems else ""))
     for p in problems:
-        print(f"  - {p}")
+        echo(f"  - {p}")
     return 0

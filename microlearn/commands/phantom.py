@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..cli import echo
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("phantom", help="write a phantom with known truth (HCP layout)")
@@ -30,6 +32,6 @@ def run(args) -> int:
     ph = make_phantom(model=args.model, scheme=args.scheme, shape=tuple(args.shape),
                       snr=args.snr, seed=args.seed)
     out = ph.save(args.out)
-    print(f"phantom written to {out} ({int(ph.mask.sum())} brain voxels, "
+    echo(f"phantom written to {out} ({int(ph.mask.sum())} brain voxels, "
           f"{ph.acq.n_measurements} volumes, truth in {out / 'truth'})")
     return 0
