@@ -27,7 +27,7 @@ import numpy as np
 
 from .acquisition import Acquisition
 from .models import get_model
-from .parameters import angles_to_cartesian, cartesian_to_angles
+from .parameters import cartesian_to_angles
 from .simulate import add_noise, as_rng
 
 log = logging.getLogger(__name__)
@@ -236,4 +236,4 @@ def make_phantom(*, model: str = "noddi", scheme: str | None = None, shape=(24, 
                    model=model, snr=snr)
 
 
-__all__ = ["LABELS", "Phantom", "label_volume", "make_phantom", "angles_to_cartesian"]
+__all__ = ["LABELS", "Phantom", "label_volume", "make_phantom"]

@@ -76,8 +76,7 @@ def _legendre_power_coefficients(lmax: int) -> np.ndarray:
 def watson_legendre_moments(kappa, lmax: int) -> np.ndarray:
     """w_l = E_W[P_l(μ·n)] for even l = 0..lmax, shape ``(*batch, lmax//2 + 1)``.
 
-    Computed by the recurrence-free three-term form is unstable for large l, so the
-    moments are taken as Σ_k C_lk E[t^2k] with the exact power coefficients (stable to
+    Taken as Σ_k C_lk E[t^2k] with the exact power coefficients of P_l (accurate to
     ~1e-9 for l <= 40 and the κ range of brain tissue).
     """
     m = watson_even_moments(kappa, lmax // 2)

@@ -9,7 +9,6 @@ search a few array gathers and matrix products for a whole block of voxels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -123,10 +122,6 @@ class CandidateTable:
     @property
     def n_candidates(self) -> int:
         return self.tissue.shape[0]
-
-    @cached_property
-    def _setting_index(self):
-        return self.setting
 
     def atoms(self, table: np.ndarray, directions: np.ndarray | None) -> np.ndarray:
         """Interpolate ``table`` (C, U, Q) at each voxel's orientation.
