@@ -1,0 +1,411 @@
+"""Fibre counting by model selection, and :func:`fit_auto`.
+
+For every voxel the 0-, 1-, 2- and 3-fibre versions of a model are fitted in batches
+(one :func:`microlearn.fitting.fit` call per fibre count and start) and compared with an
+information criterion on the Rician-floor residual
+
+    cost = Σ (sqrt(S² + σ²) − y)² / σ²,    IC = cost + penalty · k,
+
+with σ the noise level (from the b0 repeats), k the number of free parameters (S0
+included, fibre weights counted once less since only their ratios matter) and penalty
+2 (AIC, default) or log N (BIC). Without σ (fewer than three b0s) the Gaussian
+likelihood with unknown variance is used: IC = N log(SSE / N) + penalty · k.
+
+Starts. The n-fibre fit runs from two starts and keeps the better one:
+
+* the n largest CSD peaks found with a low relative threshold (0.1, 25° separation);
+* the (n−1)-fibre solution plus a greedy direction: the hemisphere direction whose
+  shell-demeaned stick atom best matches the (n−1)-fibre residual.
+
+Gating. n fibres are tried only where n−1 fibres beat n−2 on the criterion (every voxel
+for n = 1), so single-fibre and free-water voxels never pay for a 3-fibre fit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..fitting import FitResult, fit
+from ..fitting.noise import estimate_sigma
+from ..fitting.search import outer_fraction_name, tensor_directions
+from ..io import validate_signal
+from ..models import D_PAR_NODDI, get_model
+from ..parameters import angles_to_cartesian
+from .dipy_tools import CANDIDATE_THRESHOLD, MIN_SEPARATION, csd_peaks
+
+log = logging.getLogger(__name__)
+
+CRITERIA = ("aic", "bic")
+#: Smallest block handed to one worker process.
+MIN_BLOCK = 64
+
+
+def n_free(model) -> int:
+    """Free parameters counted by the criterion: packed entries + S0 − 1 for fibre weights."""
+    k = model.parameters.size + 1
+    if any(n.startswith("ffib_") for n in model.parameter_names):
+        k -= 1
+    return k
+
+
+def penalty(criterion: str, n_meas: int) -> float:
+    """Penalty per parameter: 2 (AIC) or log N (BIC)."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
+    return 2.0 if criterion == "aic" else float(np.log(n_meas))
+
+
+def floor_cost(pred, y, sigma) -> np.ndarray:
+    """Rician-floor cost Σ (sqrt(S² + σ²) − y)² / σ² per voxel (plain SSE when σ is None)."""
+    if sigma is None:
+        return np.sum((pred - y) ** 2, axis=-1)
+    return np.sum((np.sqrt(pred * pred + sigma * sigma) - y) ** 2, axis=-1) / sigma**2
+
+
+def information_criterion(cost, k, n_meas, criterion="aic", *, sigma_known=True):
+    """IC of fits with residual ``cost`` (:func:`floor_cost`) and ``k`` parameters."""
+    pen = penalty(criterion, n_meas)
+    cost = np.where(np.isfinite(cost), cost, np.inf)
+    if sigma_known:
+        return cost + pen * k
+    with np.errstate(divide="ignore"):
+        return n_meas * np.log(np.maximum(cost, 1e-300) / n_meas) + pen * k
+
+
+def _hemisphere():
+    from dipy.data import get_sphere
+
+    v = get_sphere(name="repulsion724").vertices
+    return v[v[:, 2] >= 0]
+
+
+def residual_directions(acq, residual, previous, *, exclude_deg=MIN_SEPARATION):
+    """Greedy next-fibre direction from a fit residual.
+
+    Parameters
+    ----------
+    acq : Acquisition
+    residual : ndarray, shape (V, N)
+        ``data − prediction`` of the (n−1)-fibre fit (any signal scale).
+    previous : ndarray, shape (V, n−1, 3)
+        Directions already in the model; candidates within ``exclude_deg`` are skipped.
+
+    Returns
+    -------
+    ndarray, shape (V, 3)
+        The hemisphere direction whose stick atom (d∥ = 1.7e-9 m²/s, demeaned per shell)
+        correlates best with the residual.
+    """
+    U = _hemisphere()
+    K = np.exp(-acq.bvals[:, None] * D_PAR_NODDI * (acq.bvecs @ U.T) ** 2)
+    for s in np.unique(acq.shell_index):
+        rows = acq.shell_index == s
+        K[rows] -= K[rows].mean(0)
+    K /= np.linalg.norm(K, axis=0) + 1e-12
+    score = np.asarray(residual, dtype=float) @ K
+    near = np.abs(np.einsum("vkc,dc->vkd", np.nan_to_num(previous), U))
+    close = np.any(near > np.cos(np.deg2rad(exclude_deg)), axis=1)
+    score = np.where(close, -np.inf, score)
+    return U[np.argmax(score, axis=1)]
+
+
+def complete_directions(dirs, fallback=None):
+    """Replace NaN directions: first by ``fallback`` (V, 3), later ones orthogonally."""
+    d = np.array(dirs, dtype=float)
+    if fallback is not None:
+        miss = ~np.all(np.isfinite(d[:, 0]), axis=1)
+        d[miss, 0] = fallback[miss]
+    for i in range(1, d.shape[1]):
+        miss = ~np.all(np.isfinite(d[:, i]), axis=1)
+        if not miss.any():
+            continue
+        prev = d[miss, i - 1]
+        if i >= 2:
+            o = np.cross(d[miss, 0], prev)
+        else:
+            helper = np.where(np.abs(prev[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])
+            o = np.cross(prev, helper)
+        d[miss, i] = o / np.linalg.norm(o, axis=1, keepdims=True)
+    return d
+
+
+def _orientations(model, params):
+    """(V, n, 3) unit vectors of a model's orientation parameters."""
+    vals = model.parameters.unpack(params)
+    return np.stack([angles_to_cartesian(vals[n]) for n in model.orientation_names], 1)
+
+
+@dataclass
+class _Candidate:
+    """Best fit of one fibre count over the voxels where it was tried (rows ``index``)."""
+
+    params: np.ndarray
+    s0: np.ndarray
+    success: np.ndarray
+    pred: np.ndarray
+    cost: np.ndarray
+    index: np.ndarray
+
+
+def _fit_fixed(model, acq, y, sigma):
+    """Least-squares S0 of a model without free parameters (e.g. 0-fibre NODDI)."""
+    a = model.signal(acq, np.zeros((1, 0)))[0]
+    s0 = np.maximum(y @ a / (a @ a), 0.0)
+    pred = s0[:, None] * a
+    return _Candidate(np.zeros((len(y), 0)), s0, np.ones(len(y), bool), pred,
+                      floor_cost(pred, y, sigma), np.arange(len(y)))
+
+
+def _fit_from(model, acq, y, sigma, dirs, fit_options):
+    opts = dict(fit_options)
+    if "block_size" not in opts:  # one block per worker, so both cores share small groups
+        from ..fitting.base import BLOCK_SIZE, default_workers
+
+        workers = opts.get("workers") or default_workers()
+        opts["block_size"] = int(min(BLOCK_SIZE, max(MIN_BLOCK, -(-len(y) // workers))))
+    r = fit(model, acq, y, sigma=0 if sigma is None else sigma, directions=dirs, **opts)
+    pred = r.predict()
+    cost = floor_cost(pred, y, sigma)
+    return r.params, r.s0, r.success, pred, np.where(r.success, cost, np.inf)
+
+
+def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="aic",
+                  peaks=None, fit_options=None):
+    """Fit 0..``max_fibres`` fibre models to voxel signals and pick one per voxel.
+
+    Parameters
+    ----------
+    model_name : str
+        Built-in fibre model (``noddi``, ``activeax``, ``zcd``).
+    acq : Acquisition
+    y : ndarray, shape (V, N)
+        Raw signals of valid voxels (positive b0).
+    sigma : float or None
+        Noise standard deviation in signal units.
+    peaks : ndarray, shape (V, >= max_fibres, 3), optional
+        Candidate directions (NaN where absent); CSD peaks at a 0.1 threshold by default.
+    fit_options : dict, optional
+        Passed to :func:`microlearn.fitting.fit` (``method``, ``workers``, ``progress``).
+
+    Returns
+    -------
+    n_fibres : ndarray of int, shape (V,)
+    candidates : dict of int to _Candidate
+    ic : ndarray, shape (V, max_fibres + 1)
+        Criterion of every fitted count (inf where not tried).
+    """
+    fit_options = dict(fit_options or {})
+    V, N = y.shape
+    models = {n: get_model(model_name, n) for n in range(max_fibres + 1)}
+    b0 = y[:, acq.b0_mask].mean(1)
+    if peaks is None and max_fibres:
+        peaks, _ = csd_peaks(acq, y / b0[:, None], relative_peak_threshold=CANDIDATE_THRESHOLD,
+                             npeaks=max_fibres)
+    ic = np.full((V, max_fibres + 1), np.inf)
+    known = sigma is not None
+    cands = {0: _fit_fixed(models[0], acq, y, sigma)}
+    ic[:, 0] = information_criterion(cands[0].cost, n_free(models[0]), N, criterion,
+                                     sigma_known=known)
+    for n in range(1, max_fibres + 1):
+        t0 = time.perf_counter()
+        rows = (np.arange(V) if n == 1 else
+                np.flatnonzero(ic[:, n - 1] < ic[:, n - 2]))
+        if rows.size == 0:
+            break
+        model = models[n]
+        fallback = tensor_directions(acq, y[rows] / b0[rows, None]) if n == 1 else None
+        starts = [complete_directions(peaks[rows, :n], fallback)]
+        if n > 1:
+            prev = cands[n - 1]
+            pos = np.searchsorted(prev.index, rows)
+            prev_dirs = _orientations(models[n - 1], prev.params[pos])
+            extra = residual_directions(acq, y[rows] - prev.pred[pos], prev_dirs)
+            starts.append(np.concatenate([prev_dirs, extra[:, None]], axis=1))
+        best = None
+        for dirs in starts:
+            out = _fit_from(model, acq, y[rows], sigma, dirs, fit_options)
+            if best is None:
+                best = list(out)
+                continue
+            better = out[4] < best[4]
+            for k in range(5):
+                best[k][better] = out[k][better]
+        cands[n] = _Candidate(*best, index=rows)
+        ic[rows, n] = information_criterion(best[4], n_free(model), N, criterion,
+                                            sigma_known=known)
+        log.info("%d-fibre fits: %d voxels, %d start(s), %.1f s", n, rows.size, len(starts),
+                 time.perf_counter() - t0)
+    return np.argmin(ic, axis=1), cands, ic
+
+
+# ---------------------------------------------------------------------- assembled result
+def fibre_bases(model_name: str) -> list[str]:
+    """Per-fibre map names of a model (``mu``, ``odi``, ``icvf``, ``ffib`` for NODDI)."""
+    names = get_model(model_name, 2).parameter_names
+    return sorted({n[:-2] for n in names if n.endswith("_1")})
+
+
+def embed(model_name, n, params, max_fibres):
+    """Packed ``n``-fibre parameters as parameters of the ``max_fibres`` model.
+
+    Missing fibres get weight 0 (so the signal is unchanged), fibres are sorted by
+    weight (fibre 1 dominant) and weights normalised to sum to one; a 0-fibre voxel
+    gets isotropic fraction 1.
+    """
+    src = get_model(model_name, n)
+    dst = get_model(model_name, max_fibres)
+    V = params.shape[0]
+    vals = src.parameters.unpack(params)
+    if n == 1 and max_fibres > 1:
+        vals = {(f"{k}_1" if k in fibre_bases(model_name) else k): v for k, v in vals.items()}
+    out = {}
+    for p in dst.parameters:
+        if p.name in vals:
+            out[p.name] = vals[p.name]
+        elif p.name.startswith("ffib_"):
+            out[p.name] = np.full(V, 1.0 if n == 1 and p.name == "ffib_1" else 0.0)
+        elif p.kind == "orientation":
+            out[p.name] = np.zeros((V, 2))
+        elif p.name == outer_fraction_name(dst):
+            out[p.name] = np.ones(V)
+        else:
+            out[p.name] = np.full(V, 0.5 * sum(p.prior_bounds))
+    if max_fibres > 1:
+        _sort_fibres(out, fibre_bases(model_name), max_fibres)
+    return dst.parameters.pack(out)
+
+
+def _sort_fibres(vals, bases, n):
+    w = np.stack([vals[f"ffib_{i}"] for i in range(1, n + 1)], -1)
+    w = w / np.maximum(w.sum(-1, keepdims=True), 1e-12)
+    for i in range(1, n + 1):
+        vals[f"ffib_{i}"] = w[:, i - 1]
+    order = np.argsort(-w, axis=1, kind="stable")
+    for b in bases:
+        stack = np.stack([np.asarray(vals[f"{b}_{i}"]) for i in range(1, n + 1)], 1)
+        idx = order.reshape(order.shape + (1,) * (stack.ndim - 2))
+        stack = np.take_along_axis(stack, idx, axis=1)
+        for i in range(1, n + 1):
+            vals[f"{b}_{i}"] = stack[:, i - 1]
+
+
+@dataclass
+class AutoFitResult(FitResult):
+    """A fit with 0–``max_fibres`` fibres per voxel, as one :class:`FitResult`.
+
+    Every voxel's parameters live in the ``max_fibres`` model (absent fibres have weight
+    0, so :meth:`predict` is exact). :meth:`maps` adds ``n_fibres`` (uint8), per-fibre
+    maps ``<name>_i`` (NaN where fibre i does not exist), the overall maps of the model
+    (``odi``, ``icvf`` = fibre-weighted means, ``fiso``) and ``mu`` = dominant fibre.
+    """
+
+    n_fibres: np.ndarray = None
+    model_name: str = ""
+    criterion: np.ndarray = None
+    fibre_names: tuple = field(default_factory=tuple)
+
+    def maps(self) -> dict[str, np.ndarray]:
+        out = super().maps()
+        nf = self.n_fibres
+        for name in list(out):
+            base, _, idx = name.rpartition("_")
+            if base in self.fibre_names and idx.isdigit():
+                absent = nf < int(idx)
+                out[name] = np.where(absent[..., None] if out[name].ndim > nf.ndim else absent,
+                                     np.nan, out[name])
+        if "mu_1" in out:
+            out["mu"] = out["mu_1"]
+        for name in set(self.fibre_names) | {"kappa"}:
+            if name in out and name != "ffib":
+                v = out[name]
+                out[name] = np.where((nf == 0)[..., None] if v.ndim > nf.ndim else nf == 0,
+                                     np.nan, v)
+        out["n_fibres"] = nf.astype(np.uint8)
+        return out
+
+
+def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, progress=False,
+             criterion="aic", max_fibres=3, workers=None, peaks=None, **options):
+    """Fit ``model_name`` with the number of fibres (0–``max_fibres``) chosen per voxel.
+
+    Voxels are grouped by fibre count and each group is fitted as one batch (see the
+    module docstring for the criterion, starts and gating).
+
+    Parameters
+    ----------
+    model_name : {"noddi", "activeax", "zcd"}
+    acq : Acquisition
+    data : ndarray, shape (*spatial, N)
+        Raw signals.
+    mask : ndarray of bool, shape (*spatial), optional
+    method : str
+        Fitting engine for every group (``microlearn.fitting.FITTERS``).
+    sigma : float, optional
+        Noise σ in signal units; estimated from the b0 repeats when absent.
+    criterion : {"aic", "bic"}
+    max_fibres : int
+        1, 2 or 3.
+    peaks : ndarray, shape (*spatial, >= max_fibres, 3), optional
+        Candidate directions (NaN where absent); CSD peaks by default.
+    options
+        Passed to the engine.
+
+    Returns
+    -------
+    AutoFitResult
+    """
+    from ..fitting.base import FITTERS, _check_data
+
+    if model_name == "ivim" or get_model(model_name, 0).n_fibres != 0:
+        raise ValueError(f"--n-fibres auto needs a fibre model (noddi, activeax, zcd), got "
+                         f"{model_name!r}.")
+    if max_fibres not in (1, 2, 3):
+        raise ValueError(f"max_fibres must be 1, 2 or 3, got {max_fibres!r}.")
+    penalty(criterion, 1)
+    FITTERS[method]  # noqa: B018 - raises a clear error on unknown names
+    data, mask = _check_data(acq, data, mask)
+    t0 = time.perf_counter()
+    bad, _ = validate_signal(data, mask)
+    vox = np.asarray(data[mask], dtype=float)
+    b0 = vox[:, acq.b0_mask].mean(1)
+    use = ~bad[mask] & (b0 > 0) & np.isfinite(b0)
+    if not use.any():
+        raise ValueError("no voxel has a valid signal (NaN/negative values or zero b0).")
+    if sigma is None:
+        sigma = estimate_sigma(vox[use], acq)
+    sigma = None if sigma in (None, 0) else float(sigma)
+    y = vox[use]
+    cand_peaks = None if peaks is None else np.asarray(peaks, float)[mask][use]
+    opts = {"method": method, "progress": progress, "workers": workers, **options}
+    n_sel, cands, ic = select_fibres(model_name, acq, y, sigma=sigma, max_fibres=max_fibres,
+                                     criterion=criterion, peaks=cand_peaks, fit_options=opts)
+    big = get_model(model_name, max_fibres)
+    V = y.shape[0]
+    params = np.full((V, big.parameters.size), np.nan)
+    s0 = np.full(V, np.nan)
+    ok = np.zeros(V, bool)
+    for n, c in cands.items():
+        pos = np.flatnonzero(n_sel[c.index] == n)
+        rows = c.index[pos]
+        params[rows] = embed(model_name, n, c.params[pos], max_fibres)
+        s0[rows], ok[rows] = c.s0[pos], c.success[pos]
+    flat = np.flatnonzero(mask.ravel())[use]
+
+    def spread(values, fill, dtype=float):
+        out = np.full((mask.size,) + values.shape[1:], fill, dtype)
+        out[flat] = values
+        return out.reshape(mask.shape + values.shape[1:])
+
+    seconds = time.perf_counter() - t0
+    counts = np.bincount(n_sel, minlength=max_fibres + 1)
+    log.info("fit_auto %s: %d voxels in %.1f s; fibre counts %s", model_name, V, seconds,
+             counts.tolist())
+    return AutoFitResult(
+        model=big, acq=acq, params=spread(params, np.nan), s0=spread(s0, np.nan),
+        success=spread(ok, False, bool), mask=mask, method=method, sigma=sigma,
+        seconds=seconds, n_fibres=spread(n_sel, 0, np.uint8), model_name=model_name,
+        criterion=spread(ic, np.nan), fibre_names=tuple(fibre_bases(model_name)))
