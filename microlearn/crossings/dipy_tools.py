@@ -174,31 +174,49 @@ def csd_peaks(acq, y, *, relative_peak_threshold: float = COUNT_THRESHOLD,
 def tissue_classes(md, *, beta: float = 0.1, max_iter: int = 20) -> np.ndarray:
     """CSF / GM / WM labels by DIPY's HMRF (``TissueClassifierHMRF``) on an MD image.
 
+    DIPY adds a background class to ``nclasses``; voxels outside the brain are filled
+    with the brain's median MD so that every class holds brain voxels, and the classes
+    are read by mean MD. When the image has only two MD populations (no GM-like class,
+    e.g. a simulated set of CSF and white-matter voxels) the 3-class fit leaves a class
+    empty; the classification is then repeated with two classes (tissue, CSF).
+
     Parameters
     ----------
     md : ndarray, shape (X, Y, Z) or (V,)
-        Mean diffusivity (m²/s), 0 outside the brain (background). A 1-D array is
-        classified as a (V, 1, 1) image.
+        Mean diffusivity (m²/s), 0 outside the brain. A 1-D array is classified as a
+        (V, 1, 1) image without spatial smoothing (its order carries no neighbourhood).
     beta : float
         HMRF smoothing weight.
 
     Returns
     -------
     ndarray of uint8, same shape as ``md``
-        0 background, 1 WM-like (lowest MD), 2 GM-like, 3 CSF-like (highest MD).
+        0 outside the brain, 1 WM-like (lowest MD), 2 GM-like, 3 CSF-like (highest MD).
     """
     from dipy.segment.tissue import TissueClassifierHMRF
 
     md = np.asarray(md, dtype=float)
-    image = md.reshape(md.shape + (1, 1)) if md.ndim == 1 else md
-    if not np.any(image > 0):
+    flat = md.ndim == 1
+    image = md.reshape(md.shape + (1, 1)) if flat else md
+    if image.ndim != 3:
+        raise ValueError(f"tissue_classes: md must be 1-D or 3-D, got shape {md.shape}.")
+    brain = image > 0
+    if not brain.any():
         raise ValueError("tissue_classes: the MD image is empty (no positive voxel).")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _, labels, _ = TissueClassifierHMRF(verbose=False).classify(
-            image / image.max(), 3, beta, max_iter=max_iter)
-    labels = np.where(image > 0, labels, 0).astype(np.uint8)
-    return labels.reshape(md.shape)
+    filled = np.where(brain, image, np.median(image[brain]))
+    for n_extra, names in ((2, (1, 2, 3)), (1, (1, 3))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, labels, _ = TissueClassifierHMRF(verbose=False).classify(
+                filled / filled.max(), n_extra, 0.0 if flat else beta, max_iter=max_iter)
+        if np.all(labels[brain] >= 0) and np.unique(labels[brain]).size == len(names):
+            break
+    else:
+        raise ValueError("tissue_classes: the HMRF classification did not converge; "
+                         "check the mask and the MD image.")
+    out = np.zeros(image.shape, np.uint8)
+    out[brain] = np.asarray(names, np.uint8)[labels[brain]]
+    return out.reshape(md.shape)
 
 
 def msmt_peaks(acq, y, *, relative_peak_threshold: float = COUNT_THRESHOLD,
