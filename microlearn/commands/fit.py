@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     add_input_arguments(p)
     p.add_argument("--model", default="noddi", help="noddi | activeax | zcd | ivim")
     p.add_argument("--method", default="mix", help="mix | interior-point | dictionary")
-    p.add_argument("--n-fibres", default="1", help="fibre populations per voxel: 0, 1, 2, 3")
+    p.add_argument("--n-fibres", default="1",
+                   help="fibre populations per voxel: 0, 1, 2, 3 or auto (chosen per voxel)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: 2 cores)")
     p.add_argument("--sigma", type=float, default=None,
                    help="noise σ in signal units (default: from the b0 repeats)")
@@ -44,20 +45,30 @@ def run(args) -> int:
     if args.method not in FITTERS.names():
         raise ValueError(f"--method {args.method!r} is unknown; choose one of "
                          f"{FITTERS.names()}.")
-    if args.n_fibres not in ("0", "1", "2", "3"):
-        raise ValueError(f"--n-fibres {args.n_fibres!r}: give 0, 1, 2 or 3.")
-    model = get_model(args.model, int(args.n_fibres))
+    if args.n_fibres not in ("0", "1", "2", "3", "auto"):
+        raise ValueError(f"--n-fibres {args.n_fibres!r}: give 0, 1, 2, 3 or auto.")
+    auto = args.n_fibres == "auto"
+    if auto:
+        from ..crossings import check_fibre_model, fit_auto
+
+        check_fibre_model(args.model)
+    model = get_model(args.model, 3 if auto else int(args.n_fibres))
     check_writable(args.out)
     ds = load_input(args)
     t0 = time.perf_counter()
     data = ds.load_data()
-    result = fit(model, ds.acq, data, method=args.method, mask=ds.mask, sigma=args.sigma,
-                 workers=args.workers, progress=True)
+    options = {"method": args.method, "mask": ds.mask, "sigma": args.sigma,
+               "workers": args.workers, "progress": True}
+    if auto:
+        result = fit_auto(args.model, ds.acq, data, **options)
+    else:
+        result = fit(model, ds.acq, data, **options)
     maps = result.maps()
     write_maps(args.out, maps, ds.affine, mask=ds.mask)
     seconds = time.perf_counter() - t0
     n = result.n_voxels
-    info = {"model": model.name, "method": args.method, "n_fibres": model.n_fibres,
+    info = {"model": args.model if auto else model.name, "method": args.method,
+            "n_fibres": "auto" if auto else model.n_fibres,
             "n_voxels": n, "seconds": seconds, "fit_seconds": result.seconds,
             "vox_per_s": n / max(result.seconds, 1e-9), "sigma": result.sigma,
             "success_fraction": float(result.success[ds.mask].mean()),

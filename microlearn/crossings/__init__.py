@@ -20,9 +20,9 @@ from .evaluation import (
     evaluate_fibres,
     match_fibres,
 )
-from .selection import AutoFitResult, fit_auto, select_fibres
+from .selection import AutoFitResult, check_fibre_model, fit_auto, select_fibres
 
-__all__ = ["AutoFitResult", "CrossingSet", "FibreEstimate", "METHODS", "confusion_matrix",
-           "count_scores", "crossing_dataset", "csd_peaks", "estimate_fibres",
-           "evaluate_fibres", "fit_auto", "match_fibres", "msmt_peaks", "select_fibres",
-           "shore_features", "tensor_scalars", "tissue_classes"]
+__all__ = ["AutoFitResult", "CrossingSet", "FibreEstimate", "METHODS", "check_fibre_model",
+           "confusion_matrix", "count_scores", "crossing_dataset", "csd_peaks",
+           "estimate_fibres", "evaluate_fibres", "fit_auto", "match_fibres", "msmt_peaks",
+           "select_fibres", "shore_features", "tensor_scalars", "tissue_classes"]

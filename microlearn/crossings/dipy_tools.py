@@ -166,7 +166,9 @@ def csd_peaks(acq, y, *, relative_peak_threshold: float = COUNT_THRESHOLD,
     if response is None:
         response, _ = ssst_response(acq, y, index)
     gtab = acq.subset(index).to_dipy()
-    model = ConstrainedSphericalDeconvModel(gtab, response, sh_order_max=sh_order_max)
+    with warnings.catch_warnings():  # DIPY's note on its legacy SH basis
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        model = ConstrainedSphericalDeconvModel(gtab, response, sh_order_max=sh_order_max)
     return _peaks(model, _volume(np.asarray(y)[:, index]), relative_peak_threshold,
                   min_separation_angle, npeaks)
 
@@ -327,7 +329,9 @@ def shore_features(acq, data, mask=None, *, radial_order: int = 6, zeta: float =
     out = {k: np.full(batch, np.nan) for k in ("rtop", "rtop_pdf", "msd")}
     if not y.size:
         return out
-    model.fit(y[0])  # builds and caches DIPY's regularised pseudo-inverse
+    with warnings.catch_warnings():  # DIPY's note on its legacy SH basis
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        model.fit(y[0])  # builds and caches DIPY's regularised pseudo-inverse
     pinv = model.cache_get("shore_matrix_reg_pinv", key=gtab)
     coef = pinv @ y.T  # (n_coef, V)
     from scipy.special import factorial, gamma, genlaguerre

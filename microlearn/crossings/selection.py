@@ -328,6 +328,14 @@ class AutoFitResult(FitResult):
         return out
 
 
+def check_fibre_model(model_name: str) -> None:
+    """Raise a ValueError unless ``model_name`` is a built-in model with 0–3 fibres."""
+    get_model(model_name)  # unknown names raise here
+    if model_name == "ivim":
+        raise ValueError("--n-fibres auto needs a fibre model (noddi, activeax, zcd), got "
+                         "'ivim'.")
+
+
 def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, progress=False,
              criterion="aic", max_fibres=3, workers=None, peaks=None, **options):
     """Fit ``model_name`` with the number of fibres (0–``max_fibres``) chosen per voxel.
@@ -360,9 +368,7 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
     """
     from ..fitting.base import FITTERS, _check_data
 
-    if model_name == "ivim" or get_model(model_name, 0).n_fibres != 0:
-        raise ValueError(f"--n-fibres auto needs a fibre model (noddi, activeax, zcd), got "
-                         f"{model_name!r}.")
+    check_fibre_model(model_name)
     if max_fibres not in (1, 2, 3):
         raise ValueError(f"max_fibres must be 1, 2 or 3, got {max_fibres!r}.")
     penalty(criterion, 1)
