@@ -148,7 +148,8 @@ def evaluate_fibres(cset: CrossingSet, n_fibres, directions, maps=None) -> dict:
         ``accuracy``, ``recall`` (per count), ``confusion``, ``angle_median`` (degrees,
         matched fibres of voxels whose count is right), ``angle_median_k`` per count, and
         with ``maps``: ``rmse_<odi|icvf>_<k>`` over the matched fibres of correctly counted
-        k-fibre voxels.
+        k-fibre voxels, and ``rmse_<odi|icvf>_mean_<k>`` (k = 2, 3) of the fibre-weighted
+        mean maps (``odi``, ``icvf``) against the weighted mean of the true fibres.
     """
     out = count_scores(cset.n_fibres, n_fibres)
     perm, ang = match_fibres(cset.directions, directions)
@@ -170,4 +171,14 @@ def evaluate_fibres(cset: CrossingSet, n_fibres, directions, maps=None) -> dict:
                 err = (est[sel] - tru[sel])[:, :k]
                 err = err[np.isfinite(err)]
                 out[f"rmse_{b}_{k}"] = float(np.sqrt(np.mean(err**2))) if err.size else np.nan
+            if b not in maps:
+                continue
+            w = np.stack([cset.truth[f"ffib_{i}"] for i in (1, 2, 3)], 1)
+            mean = np.nansum(w * tru, 1) / np.nansum(w, 1)
+            for k in (2, 3):
+                sel = right & (cset.n_fibres == k)
+                err = np.asarray(maps[b], float)[sel] - mean[sel]
+                err = err[np.isfinite(err)]
+                out[f"rmse_{b}_mean_{k}"] = (float(np.sqrt(np.mean(err**2))) if err.size
+                                             else np.nan)
     return out
