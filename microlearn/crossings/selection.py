@@ -35,13 +35,15 @@ from ..fitting.search import outer_fraction_name, tensor_directions
 from ..io import validate_signal
 from ..models import D_PAR_NODDI, get_model
 from ..parameters import angles_to_cartesian
-from .dipy_tools import CANDIDATE_THRESHOLD, MIN_SEPARATION, csd_peaks
+from .dipy_tools import CANDIDATE_THRESHOLD, MIN_SEPARATION, csd_peaks, ssst_response
 
 log = logging.getLogger(__name__)
 
 CRITERIA = ("aic", "bic")
 #: Smallest block handed to one worker process.
 MIN_BLOCK = 64
+#: Voxels selected at a time by :func:`fit_auto` (bounds the memory of whole brains).
+CHUNK = 20000
 
 
 def n_free(model) -> int:
@@ -174,7 +176,7 @@ def _fit_from(model, acq, y, sigma, dirs, fit_options):
 
 
 def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="aic",
-                  peaks=None, fit_options=None):
+                  peaks=None, response=None, fit_options=None):
     """Fit 0..``max_fibres`` fibre models to voxel signals and pick one per voxel.
 
     Parameters
@@ -188,6 +190,8 @@ def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="ai
         Noise standard deviation in signal units.
     peaks : ndarray, shape (V, >= max_fibres, 3), optional
         Candidate directions (NaN where absent); CSD peaks at a 0.1 threshold by default.
+    response : tuple, optional
+        DIPY single-fibre response for those peaks (estimated from ``y`` when absent).
     fit_options : dict, optional
         Passed to :func:`microlearn.fitting.fit` (``method``, ``workers``, ``progress``).
 
@@ -204,7 +208,7 @@ def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="ai
     b0 = y[:, acq.b0_mask].mean(1)
     if peaks is None and max_fibres:
         peaks, _ = csd_peaks(acq, y / b0[:, None], relative_peak_threshold=CANDIDATE_THRESHOLD,
-                             npeaks=max_fibres)
+                             npeaks=max_fibres, response=response)
     ic = np.full((V, max_fibres + 1), np.inf)
     known = sigma is not None
     cands = {0: _fit_fixed(models[0], acq, y, sigma)}
@@ -341,7 +345,8 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
     """Fit ``model_name`` with the number of fibres (0–``max_fibres``) chosen per voxel.
 
     Voxels are grouped by fibre count and each group is fitted as one batch (see the
-    module docstring for the criterion, starts and gating).
+    module docstring for the criterion, starts and gating), :data:`CHUNK` voxels at a
+    time with one CSD response for the whole volume.
 
     Parameters
     ----------
@@ -386,19 +391,28 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
     sigma = None if sigma in (None, 0) else float(sigma)
     y = vox[use]
     cand_peaks = None if peaks is None else np.asarray(peaks, float)[mask][use]
+    response = None
+    if cand_peaks is None:  # one response for the whole volume
+        response, _ = ssst_response(acq, y / b0[use, None])
     opts = {"method": method, "progress": progress, "workers": workers, **options}
-    n_sel, cands, ic = select_fibres(model_name, acq, y, sigma=sigma, max_fibres=max_fibres,
-                                     criterion=criterion, peaks=cand_peaks, fit_options=opts)
     big = get_model(model_name, max_fibres)
     V = y.shape[0]
     params = np.full((V, big.parameters.size), np.nan)
     s0 = np.full(V, np.nan)
     ok = np.zeros(V, bool)
-    for n, c in cands.items():
-        pos = np.flatnonzero(n_sel[c.index] == n)
-        rows = c.index[pos]
-        params[rows] = embed(model_name, n, c.params[pos], max_fibres)
-        s0[rows], ok[rows] = c.s0[pos], c.success[pos]
+    n_sel = np.zeros(V, int)
+    ic = np.full((V, max_fibres + 1), np.inf)
+    for start in range(0, V, CHUNK):
+        part = slice(start, start + CHUNK)
+        n_sel[part], cands, ic[part] = select_fibres(
+            model_name, acq, y[part], sigma=sigma, max_fibres=max_fibres, criterion=criterion,
+            peaks=None if cand_peaks is None else cand_peaks[part], response=response,
+            fit_options=opts)
+        for n, c in cands.items():
+            pos = np.flatnonzero(n_sel[part][c.index] == n)
+            rows = start + c.index[pos]
+            params[rows] = embed(model_name, n, c.params[pos], max_fibres)
+            s0[rows], ok[rows] = c.s0[pos], c.success[pos]
     flat = np.flatnonzero(mask.ravel())[use]
 
     def spread(values, fill, dtype=float):
