@@ -137,6 +137,26 @@ def test_auto_result_maps(crossing_set, selected, hcp):
     assert np.median(rms) < 1.3 * res.sigma
 
 
+def test_volume_with_bad_voxels_and_one_fibre_limit(crossing_set, hcp):
+    pick = np.concatenate([np.flatnonzero(crossing_set.n_fibres == k)[:4] for k in range(4)])
+    data = crossing_set.signal[pick].reshape(4, 4, 1, -1).copy()
+    data[0, 1, 0, 3] = np.nan
+    mask = np.ones((4, 4, 1), bool)
+    mask[3, 3, 0] = False
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        res = fit_auto("noddi", hcp, data, mask=mask, max_fibres=2)
+    maps = res.maps()
+    assert maps["n_fibres"].shape == (4, 4, 1) and maps["mu_2"].shape == (4, 4, 1, 3)
+    assert maps["n_fibres"][0, 1, 0] == 0 and not res.success[0, 1, 0]
+    assert np.isnan(maps["odi_1"][0, 1, 0]) and np.isnan(maps["fiso"][3, 3, 0])
+    assert "odi_3" not in maps and set(np.unique(maps["n_fibres"])) <= {0, 1, 2}
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        one = estimate_fibres(hcp, data, mask=mask, method="select", max_fibres=1)
+    assert set(np.unique(one.n_fibres)) <= {0, 1}
+    assert np.all(np.isnan(one.directions[..., 1:, :]))
+    assert np.all(np.isfinite(one.directions[one.n_fibres == 1][:, 0]))
+
+
 def test_embedding_keeps_the_signal(hcp):
     for n in (0, 1, 2):
         m = get_model("noddi", n)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io import validate_signal
 from .dipy_tools import (
     COUNT_THRESHOLD,
     FA_ZERO,
@@ -18,6 +17,7 @@ from .dipy_tools import (
     tensor_scalars,
     tissue_classes,
 )
+from .selection import Voxels
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +103,9 @@ def estimate_fibres(acq, data, *, mask=None, method: str = "select", model: str 
     -------
     FibreEstimate
     """
-    from ..fitting.base import _check_data
-
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    data, mask = _check_data(acq, data, mask)
     t0 = time.perf_counter()
-    spatial = mask.shape
     if method == "select":
         from .selection import fit_auto
 
@@ -117,6 +113,7 @@ def estimate_fibres(acq, data, *, mask=None, method: str = "select", model: str 
         res = fit_auto(model, acq, data, mask=mask, method=engine, sigma=sigma,
                        progress=progress, **options)
         maps = res.maps()
+        spatial = res.mask.shape
         dirs = np.stack([maps[f"mu_{i}"] if f"mu_{i}" in maps else
                          np.full(spatial + (3,), np.nan) for i in (1, 2, 3)], -2)
         weights = np.stack([maps[f"ffib_{i}"] if f"ffib_{i}" in maps else
@@ -124,14 +121,11 @@ def estimate_fibres(acq, data, *, mask=None, method: str = "select", model: str 
         if "mu_1" not in maps:  # max_fibres == 1
             dirs[..., 0, :] = maps["mu"]
             weights[..., 0] = np.where(res.n_fibres > 0, 1.0, np.nan)
-        return FibreEstimate(res.n_fibres, dirs, weights, method, mask,
+        return FibreEstimate(res.n_fibres, dirs, weights, method, res.mask,
                              time.perf_counter() - t0, fit=res)
 
-    bad, _ = validate_signal(data, mask)
-    vox = np.asarray(data[mask], dtype=float)
-    b0 = vox[:, acq.b0_mask].mean(1)
-    use = ~bad[mask] & (b0 > 0) & np.isfinite(b0)
-    y = vox[use] / b0[use, None]
+    vx = Voxels.extract(acq, data, mask)
+    y = vx.signal / vx.b0[:, None]
     peak_opts = {"relative_peak_threshold": options.pop("relative_peak_threshold",
                                                         COUNT_THRESHOLD),
                  "min_separation_angle": options.pop("min_separation_angle", MIN_SEPARATION)}
@@ -144,24 +138,13 @@ def estimate_fibres(acq, data, *, mask=None, method: str = "select", model: str 
         zero = fa < FA_ZERO
     else:
         fa, md = tensor_scalars(acq, y)
-        md_img = np.zeros(spatial)
-        md_img[tuple(i[use] for i in np.nonzero(mask))] = np.maximum(md, 1e-15)
-        labels = tissue_classes(md_img)
-        tissue_v = labels[mask][use]
+        labels = tissue_classes(vx.to_volume(np.maximum(md, 1e-15), 0.0))
+        tissue_v = labels.reshape(-1)[vx.flat]
         dirs, values, _ = msmt_peaks(acq, y, labels=tissue_v, **peak_opts)
         zero = tissue_v == 3
     n, dirs, weights = _peak_count(dirs, values, zero)
-    flat = np.flatnonzero(mask.ravel())[use]
-
-    def spread(v, fill, dtype=float):
-        out = np.full((mask.size,) + v.shape[1:], fill, dtype)
-        out[flat] = v
-        return out.reshape(spatial + v.shape[1:])
-
-    tissue = None
-    if tissue_v is not None:
-        tissue = spread(tissue_v, 0, np.uint8)
+    tissue = None if tissue_v is None else vx.to_volume(tissue_v, 0, np.uint8)
     seconds = time.perf_counter() - t0
-    log.info("estimate_fibres %s: %d voxels in %.1f s", method, int(use.sum()), seconds)
-    return FibreEstimate(spread(n, 0, np.uint8), spread(dirs, np.nan), spread(weights, np.nan),
-                         method, mask, seconds, tissue=tissue)
+    log.info("estimate_fibres %s: %d voxels in %.1f s", method, len(y), seconds)
+    return FibreEstimate(vx.to_volume(n, 0, np.uint8), vx.to_volume(dirs), vx.to_volume(weights),
+                         method, vx.mask, seconds, tissue=tissue)

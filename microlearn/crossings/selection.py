@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,57 @@ CRITERIA = ("aic", "bic")
 MIN_BLOCK = 64
 #: Voxels selected at a time by :func:`fit_auto` (bounds the memory of whole brains).
 CHUNK = 20000
+
+
+@dataclass
+class Voxels:
+    """The valid voxels of a masked volume and the way back to the volume.
+
+    Attributes
+    ----------
+    signal : ndarray, shape (V, N)
+        Raw signals of the voxels with finite, non-negative data and a positive b0.
+    b0 : ndarray, shape (V,)
+        Their b0 means.
+    flat : ndarray of int, shape (V,)
+        Their flat indices in the volume.
+    mask : ndarray of bool, shape (*spatial,)
+        The mask given (valid or not).
+    """
+
+    signal: np.ndarray
+    b0: np.ndarray
+    flat: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def shape(self) -> tuple:
+        """Spatial shape."""
+        return self.mask.shape
+
+    @classmethod
+    def extract(cls, acq, data, mask) -> Voxels:
+        """Validate ``data`` (*spatial, N) and ``mask`` and keep the usable voxels."""
+        from ..fitting.base import _check_data
+
+        data, mask = _check_data(acq, data, mask)
+        bad, _ = validate_signal(data, mask)
+        vox = np.asarray(data[mask], dtype=float)
+        b0 = vox[:, acq.b0_mask].mean(1)
+        use = ~bad[mask] & (b0 > 0) & np.isfinite(b0)
+        if not use.any():
+            raise ValueError("no voxel has a valid signal (NaN/negative values or zero b0).")
+        if not use.all():
+            warnings.warn(f"{int((~use).sum())} voxel(s) have NaN/inf/negative signal or a zero "
+                          "b0; they get 0 fibres and NaN maps.", RuntimeWarning, stacklevel=3)
+        return cls(vox[use], b0[use], np.flatnonzero(mask.ravel())[use], mask)
+
+    def to_volume(self, values, fill=np.nan, dtype=float) -> np.ndarray:
+        """Voxel values (V, ...) as a volume (*spatial, ...) filled with ``fill`` elsewhere."""
+        values = np.asarray(values)
+        out = np.full((int(np.prod(self.shape)),) + values.shape[1:], fill, dtype)
+        out[self.flat] = values
+        return out.reshape(self.shape + values.shape[1:])
 
 
 def n_free(model) -> int:
@@ -371,29 +423,25 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
     -------
     AutoFitResult
     """
-    from ..fitting.base import FITTERS, _check_data
+    from ..fitting.base import FITTERS
 
     check_fibre_model(model_name)
     if max_fibres not in (1, 2, 3):
         raise ValueError(f"max_fibres must be 1, 2 or 3, got {max_fibres!r}.")
     penalty(criterion, 1)
     FITTERS[method]  # noqa: B018 - raises a clear error on unknown names
-    data, mask = _check_data(acq, data, mask)
     t0 = time.perf_counter()
-    bad, _ = validate_signal(data, mask)
-    vox = np.asarray(data[mask], dtype=float)
-    b0 = vox[:, acq.b0_mask].mean(1)
-    use = ~bad[mask] & (b0 > 0) & np.isfinite(b0)
-    if not use.any():
-        raise ValueError("no voxel has a valid signal (NaN/negative values or zero b0).")
+    vx = Voxels.extract(acq, data, mask)
+    y = vx.signal
     if sigma is None:
-        sigma = estimate_sigma(vox[use], acq)
+        sigma = estimate_sigma(y, acq)
     sigma = None if sigma in (None, 0) else float(sigma)
-    y = vox[use]
-    cand_peaks = None if peaks is None else np.asarray(peaks, float)[mask][use]
+    cand_peaks = None
+    if peaks is not None:
+        cand_peaks = np.asarray(peaks, float).reshape(-1, *np.shape(peaks)[-2:])[vx.flat]
     response = None
     if cand_peaks is None:  # one response for the whole volume
-        response, _ = ssst_response(acq, y / b0[use, None])
+        response, _ = ssst_response(acq, y / vx.b0[:, None])
     opts = {"method": method, "progress": progress, "workers": workers, **options}
     big = get_model(model_name, max_fibres)
     V = y.shape[0]
@@ -413,19 +461,12 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
             rows = start + c.index[pos]
             params[rows] = embed(model_name, n, c.params[pos], max_fibres)
             s0[rows], ok[rows] = c.s0[pos], c.success[pos]
-    flat = np.flatnonzero(mask.ravel())[use]
-
-    def spread(values, fill, dtype=float):
-        out = np.full((mask.size,) + values.shape[1:], fill, dtype)
-        out[flat] = values
-        return out.reshape(mask.shape + values.shape[1:])
-
     seconds = time.perf_counter() - t0
     counts = np.bincount(n_sel, minlength=max_fibres + 1)
     log.info("fit_auto %s: %d voxels in %.1f s; fibre counts %s", model_name, V, seconds,
              counts.tolist())
     return AutoFitResult(
-        model=big, acq=acq, params=spread(params, np.nan), s0=spread(s0, np.nan),
-        success=spread(ok, False, bool), mask=mask, method=method, sigma=sigma,
-        seconds=seconds, n_fibres=spread(n_sel, 0, np.uint8), model_name=model_name,
-        criterion=spread(ic, np.nan), fibre_names=tuple(fibre_bases(model_name)))
+        model=big, acq=acq, params=vx.to_volume(params), s0=vx.to_volume(s0),
+        success=vx.to_volume(ok, False, bool), mask=vx.mask, method=method, sigma=sigma,
+        seconds=seconds, n_fibres=vx.to_volume(n_sel, 0, np.uint8), model_name=model_name,
+        criterion=vx.to_volume(ic), fibre_names=tuple(fibre_bases(model_name)))
