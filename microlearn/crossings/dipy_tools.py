@@ -73,14 +73,9 @@ def tensor_scalars(acq, y) -> tuple[np.ndarray, np.ndarray]:
     fa : ndarray, shape (V,)
     md : ndarray, shape (V,)
     """
-    from dipy.reconst.dti import TensorModel
+    from ..fitting.search import tensor_fit
 
-    keep = acq.bvals <= DTI_B_MAX
-    if np.count_nonzero(keep & ~acq.b0_mask) < 6:
-        keep = np.ones(acq.n_measurements, bool)
-    sub = acq.subset(np.flatnonzero(keep))
-    data = np.clip(np.asarray(y, dtype=float)[:, keep], 1e-6, None)
-    fit = TensorModel(sub.to_dipy(), fit_method="OLS").fit(data)
+    fit = tensor_fit(acq, y, b_max=DTI_B_MAX)
     fa = np.nan_to_num(np.asarray(fit.fa))
     md = np.nan_to_num(np.asarray(fit.md)) / S_PER_MM2  # mm²/s -> m²/s
     return fa, md

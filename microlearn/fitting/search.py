@@ -194,12 +194,11 @@ def nnls_one(a, y):
     return alpha, sse
 
 
-def tensor_directions(acq, y, *, b_max=3.5e9) -> np.ndarray:
-    """Principal diffusion directions from DIPY's tensor fit (OLS), shape (V, 3).
+def tensor_fit(acq, y, *, b_max=3.5e9):
+    """DIPY's OLS tensor fit of b0-normalised signals ``y`` (V, N).
 
-    Uses measurements with b <= ``b_max`` (s/m²) when there are enough of them. OLS is
-    ~30x faster than WLS here and the start is refined by the fit anyway (median angle
-    to the truth 6.0° vs 5.7° on HCP-like NODDI voxels at SNR 30).
+    Uses measurements with b <= ``b_max`` (s/m²) when at least 6 weighted ones remain,
+    else all of them. OLS is ~30x faster than WLS here.
     """
     from dipy.reconst.dti import TensorModel
 
@@ -208,7 +207,16 @@ def tensor_directions(acq, y, *, b_max=3.5e9) -> np.ndarray:
         keep = np.ones(acq.n_measurements, bool)
     sub = acq.subset(np.flatnonzero(keep))
     data = np.clip(np.asarray(y, dtype=float)[:, keep], 1e-6, None)
-    fit = TensorModel(sub.to_dipy(), fit_method="OLS").fit(data)
+    return TensorModel(sub.to_dipy(), fit_method="OLS").fit(data)
+
+
+def tensor_directions(acq, y, *, b_max=3.5e9) -> np.ndarray:
+    """Principal diffusion directions from :func:`tensor_fit`, shape (V, 3).
+
+    The start is refined by the fit anyway (median angle to the truth 6.0° with OLS vs
+    5.7° with WLS on HCP-like NODDI voxels at SNR 30).
+    """
+    fit = tensor_fit(acq, y, b_max=b_max)
     evecs = np.asarray(fit.evecs)[..., 0]
     bad = ~np.all(np.isfinite(evecs), axis=-1)
     evecs[bad] = [0.0, 0.0, 1.0]
