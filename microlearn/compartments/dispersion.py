@@ -21,7 +21,8 @@ import numpy as np
 from numpy.polynomial import legendre
 from scipy.special import hyp1f1
 
-from .base import D_PAR, D_PERP, MU, ODI, Compartment, as_batch, cos_angle
+from .base import D_PAR, D_PERP, MU, ODI, Compartment, cos_angle
+from .series_kernel import even_series_on_gradients, zeppelin_on_gradients
 
 #: Gauss–Legendre nodes used for the stick-kernel coefficients.
 N_QUADRATURE = 96
@@ -29,6 +30,8 @@ N_QUADRATURE = 96
 L_CAP = 60
 #: Truncation tolerance of the series.
 SERIES_TOL = 1e-8
+#: Largest κ whose Watson moments are taken by quadrature (hyp1f1 above).
+QUADRATURE_MAX_KAPPA = 64.0
 #: Above this order the power basis loses precision; use the Legendre recurrence.
 HORNER_MAX_ORDER = 26
 
@@ -43,6 +46,11 @@ def kappa_to_odi(kappa):
     return 2.0 / np.pi * np.arctan(1.0 / np.asarray(kappa, dtype=float))
 
 
+@lru_cache(maxsize=1)
+def _gauss_legendre():
+    return legendre.leggauss(N_QUADRATURE)
+
+
 def watson_even_moments(kappa, kmax: int) -> np.ndarray:
     """E[t^(2k)], k = 0..kmax, of t = μ·n under a Watson distribution.
 
@@ -55,10 +63,19 @@ def watson_even_moments(kappa, kmax: int) -> np.ndarray:
     -------
     ndarray, shape (*batch, kmax + 1)
     """
-    kappa = np.asarray(kappa, dtype=float)[..., None]
+    kappa = np.asarray(kappa, dtype=float)
     k = np.arange(kmax + 1)
-    num = hyp1f1(k + 0.5, k + 1.5, kappa) / (2 * k + 1)
-    return num / hyp1f1(0.5, 1.5, kappa)
+    # Gauss–Legendre on [-1, 1] of t^2k exp(κ(t² - 1)): exact to ~1e-13 for κ <= 64 and
+    # ten times cheaper than the confluent hypergeometric functions used above that.
+    t, w = _gauss_legendre()
+    weight = np.exp(kappa[..., None] * (t * t - 1.0)) * w  # (*batch, Q)
+    out = weight @ (t[:, None] ** (2 * k))  # (*batch, K)
+    out /= out[..., :1]
+    big = kappa > QUADRATURE_MAX_KAPPA
+    if np.any(big):
+        kb = kappa[big][:, None]
+        out[big] = hyp1f1(k + 0.5, k + 1.5, kb) / (2 * k + 1) / hyp1f1(0.5, 1.5, kb)
+    return out
 
 
 @lru_cache(maxsize=8)
@@ -198,12 +215,8 @@ def watson_stick_signal(acq, mu, d_par, kappa):
     """
     ub, which = np.unique(acq.bvals, return_inverse=True)
     coef, lmax = watson_stick_coefficients(ub, d_par, kappa)
-    c = cos_angle(acq.bvecs, mu)
-    out = np.empty(np.broadcast_shapes(c.shape, coef.shape[:-2] + (1,)))
-    for u in range(ub.size):
-        cols = np.flatnonzero(which == u)
-        out[..., cols] = evaluate_even_legendre_series(coef[..., u, :], c[..., cols], lmax)
-    return np.clip(out, 0.0, 1.0)
+    return even_series_on_gradients(coef, _legendre_power_coefficients(lmax), which,
+                                    acq.bvecs, mu, lmax, lmax <= HORNER_MAX_ORDER)
 
 
 def watson_stick_signal_legendre(acq, mu, d_par, kappa):
@@ -230,9 +243,7 @@ def watson_tensor_diffusivities(d_par, d_perp, kappa):
 def watson_zeppelin_signal(acq, mu, d_par, d_perp, kappa):
     """Watson-dispersed zeppelin (Watson-averaged tensor), shape ``(*batch, n)``."""
     dpar_eff, dperp_eff = watson_tensor_diffusivities(d_par, d_perp, kappa)
-    c = cos_angle(acq.bvecs, mu)
-    dpe = as_batch(dperp_eff)
-    return np.exp(-acq.bvals * (dpe + (as_batch(dpar_eff) - dpe) * c**2))
+    return zeppelin_on_gradients(acq.bvals, acq.bvecs, mu, dpar_eff, dperp_eff)
 
 
 class WatsonStick(Compartment):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import D_ISO, D_PAR, D_PERP, MU, Compartment, as_batch, cos_angle
+from .base import D_ISO, D_PAR, D_PERP, MU, Compartment, as_batch
+from .series_kernel import zeppelin_on_gradients
 
 
 def stick_signal(bvals, bvecs, mu, d_par):
@@ -25,8 +26,7 @@ def stick_signal(bvals, bvecs, mu, d_par):
     -------
     ndarray, shape (*batch, n)
     """
-    c = cos_angle(bvecs, mu)
-    return np.exp(-bvals * as_batch(d_par) * c**2)
+    return zeppelin_on_gradients(bvals, bvecs, mu, d_par, 0.0)
 
 
 def zeppelin_signal(bvals, bvecs, mu, d_par, d_perp):
@@ -34,9 +34,7 @@ def zeppelin_signal(bvals, bvecs, mu, d_par, d_perp):
 
     ``d_par`` and ``d_perp`` in m²/s, shape ``(*batch,)``; returns ``(*batch, n)``.
     """
-    c = cos_angle(bvecs, mu)
-    dpe = as_batch(d_perp)
-    return np.exp(-bvals * (dpe + (as_batch(d_par) - dpe) * c**2))
+    return zeppelin_on_gradients(bvals, bvecs, mu, d_par, d_perp)
 
 
 def ball_signal(bvals, d_iso):

@@ -141,14 +141,12 @@ def _run_blocks(engine, y, sigma, directions, block, progress, workers):
 
         bar = tqdm(total=V, desc=f"fit {engine.name}", unit="vox")
     if workers > 1 and len(starts) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
         if engine.n_orient <= 1 and engine.model.name != "ivim":
             _ = engine.table  # build once here, not in every worker
 
-        from .parallel_blocks import fit_block_job
+        from .parallel_blocks import fit_block_job, process_pool
 
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             futures = [pool.submit(fit_block_job, engine, y[s:s + block],
                                    None if sigma is None else sigma[s:s + block],
                                    None if directions is None else directions[s:s + block], s)

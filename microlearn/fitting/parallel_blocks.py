@@ -1,6 +1,29 @@
-"""Top-level job function for process pools (must be importable by workers)."""
+"""Process-pool plumbing for the generic engines (must be importable by workers).
+
+Workers are started with ``forkserver``: the parent may already run numba's OpenMP
+threads (compiled signal kernels), and forking such a process is unsafe. Each worker
+uses one numba thread so that ``workers`` processes share the cores without
+oversubscription.
+"""
 
 from __future__ import annotations
+
+import multiprocessing
+
+
+def init_worker() -> None:
+    """Give each worker process a single numba thread."""
+    from numba import set_num_threads
+
+    set_num_threads(1)
+
+
+def process_pool(workers: int):
+    """A ``ProcessPoolExecutor`` of ``workers`` forkserver processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, initializer=init_worker,
+                               mp_context=multiprocessing.get_context("forkserver"))
 
 
 def fit_block_job(engine, y, sigma, directions, start):
