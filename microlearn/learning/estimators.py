@@ -1,0 +1,205 @@
+"""scikit-learn estimators mapping features to microstructure parameters.
+
+Every estimator follows the scikit-learn contract (parameters stored unchanged by
+``__init__``, ``fit`` returns ``self``, learned state ends in ``_``) and scales its
+features and targets inside, so raw features and SI targets can be passed directly.
+
+* :class:`PolynomialRegressor` — ``PolynomialFeatures`` + ridge.
+* :class:`BoostedTreesRegressor` — one ``HistGradientBoostingRegressor`` per target.
+* :class:`BayesianPolynomialRegressor` — ``BayesianRidge`` per target on polynomial
+  features; ``predict(X, return_std=True)`` gives the posterior predictive std.
+* :class:`SDCARegressor` — a ridge-regularised linear model trained by stochastic dual
+  coordinate ascent (:mod:`microlearn.learning.sdca`).
+
+The Keras networks (DNN, wide & deep, heteroscedastic) live in
+:mod:`microlearn.learning.networks`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+
+
+class ScaledRegressor(RegressorMixin, BaseEstimator):
+    """Base: standardise X and y, fit ``_fit_scaled``, undo the target scaling."""
+
+    def fit(self, X, y):
+        """Fit on features ``X`` (n, F) and targets ``y`` (n,) or (n, T)."""
+        X, y = check_X_y(X, y, multi_output=True, y_numeric=True, dtype=np.float64)
+        validate_data(self, X, reset=True, skip_check_array=True)
+        self.single_target_ = y.ndim == 1
+        y2 = y.reshape(len(y), -1)
+        self.x_mean_, self.x_scale_ = X.mean(0), _safe_std(X)
+        self.y_mean_, self.y_scale_ = y2.mean(0), _safe_std(y2)
+        self._fit_scaled((X - self.x_mean_) / self.x_scale_, (y2 - self.y_mean_) / self.y_scale_)
+        return self
+
+    def _scaled_X(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return (X - self.x_mean_) / self.x_scale_
+
+    def predict(self, X):
+        """Predicted targets, shape (n,) or (n, T) as in ``fit``."""
+        out = self._predict_scaled(self._scaled_X(X)) * self.y_scale_ + self.y_mean_
+        return out[:, 0] if self.single_target_ else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+
+def _safe_std(a):
+    s = a.std(0)
+    return np.where(s > 0, s, 1.0)
+
+
+class PolynomialRegressor(ScaledRegressor):
+    """Ridge regression on polynomial features of the (standardised) inputs.
+
+    Parameters
+    ----------
+    degree : int
+        Polynomial degree.
+    alpha : float
+        Ridge penalty on the standardised problem.
+    """
+
+    def __init__(self, degree=3, alpha=1e-3):
+        self.degree = degree
+        self.alpha = alpha
+
+    def _fit_scaled(self, X, y):
+        from sklearn.linear_model import Ridge
+        from sklearn.preprocessing import PolynomialFeatures
+
+        self.poly_ = PolynomialFeatures(self.degree, include_bias=False).fit(X)
+        self.ridge_ = Ridge(alpha=self.alpha).fit(self.poly_.transform(X), y)
+
+    def _predict_scaled(self, X):
+        return self.ridge_.predict(self.poly_.transform(X)).reshape(len(X), -1)
+
+
+class BoostedTreesRegressor(ScaledRegressor):
+    """Gradient-boosted trees (``HistGradientBoostingRegressor``), one per target.
+
+    Parameters
+    ----------
+    max_iter, learning_rate, max_leaf_nodes, l2_regularization
+        Passed to every ``HistGradientBoostingRegressor``.
+    random_state : int, optional
+    """
+
+    def __init__(self, max_iter=300, learning_rate=0.1, max_leaf_nodes=31,
+                 l2_regularization=0.0, random_state=None):
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.l2_regularization = l2_regularization
+        self.random_state = random_state
+
+    def _fit_scaled(self, X, y):
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        self.trees_ = [
+            HistGradientBoostingRegressor(
+                max_iter=self.max_iter, learning_rate=self.learning_rate,
+                max_leaf_nodes=self.max_leaf_nodes, early_stopping=False,
+                l2_regularization=self.l2_regularization, random_state=self.random_state,
+            ).fit(X, y[:, j])
+            for j in range(y.shape[1])
+        ]
+
+    def _predict_scaled(self, X):
+        return np.stack([t.predict(X) for t in self.trees_], axis=1)
+
+
+class BayesianPolynomialRegressor(ScaledRegressor):
+    """Bayesian ridge regression on polynomial features, with predictive uncertainty.
+
+    The evidence-maximised noise and weight precisions give a Gaussian posterior
+    predictive per target; ``predict(X, return_std=True)`` returns its mean and std.
+
+    Parameters
+    ----------
+    degree : int
+        Polynomial degree.
+    """
+
+    def __init__(self, degree=3):
+        self.degree = degree
+
+    def _fit_scaled(self, X, y):
+        from sklearn.linear_model import BayesianRidge
+        from sklearn.preprocessing import PolynomialFeatures
+
+        self.poly_ = PolynomialFeatures(self.degree, include_bias=False).fit(X)
+        P = self.poly_.transform(X)
+        self.models_ = [BayesianRidge().fit(P, y[:, j]) for j in range(y.shape[1])]
+
+    def _predict_scaled(self, X, return_std=False):
+        P = self.poly_.transform(X)
+        pairs = [m.predict(P, return_std=True) for m in self.models_]
+        mean = np.stack([p[0] for p in pairs], axis=1)
+        if not return_std:
+            return mean
+        return mean, np.stack([p[1] for p in pairs], axis=1)
+
+    def predict(self, X, return_std=False):
+        """Posterior predictive mean (and std when ``return_std``), in target units."""
+        if not return_std:
+            return super().predict(X)
+        mean, std = self._predict_scaled(self._scaled_X(X), return_std=True)
+        mean = mean * self.y_scale_ + self.y_mean_
+        std = std * self.y_scale_
+        if self.single_target_:
+            return mean[:, 0], std[:, 0]
+        return mean, std
+
+
+class SDCARegressor(ScaledRegressor):
+    """Linear ridge regression trained by stochastic dual coordinate ascent.
+
+    Minimises ``(1/n) Σ ½ (w·x_i - y_i)² + (λ/2) ‖w‖²`` (Shalev-Shwartz & Zhang 2013)
+    on the standardised problem; one dual variable per sample and target, each updated
+    in closed form for the squared loss. Training stops when the duality gap falls
+    below ``tol`` (relative to the primal objective) or after ``max_epochs``.
+
+    Parameters
+    ----------
+    l2 : float
+        λ, the ridge penalty.
+    max_epochs : int
+    tol : float
+        Relative duality gap at which to stop.
+    random_state : int, optional
+        Seed of the sample order.
+    """
+
+    def __init__(self, l2=1e-4, max_epochs=50, tol=1e-6, random_state=None):
+        self.l2 = l2
+        self.max_epochs = max_epochs
+        self.tol = tol
+        self.random_state = random_state
+
+    def _fit_scaled(self, X, y):
+        from .sdca import sdca_ridge
+
+        self.coef_, self.gaps_ = sdca_ridge(X, y, self.l2, max_epochs=self.max_epochs,
+                                            tol=self.tol, random_state=self.random_state)
+        self.n_epochs_ = len(self.gaps_)
+
+    def _predict_scaled(self, X):
+        return X @ self.coef_
+
+
+ESTIMATORS = {
+    "polynomial": PolynomialRegressor,
+    "boosted-trees": BoostedTreesRegressor,
+    "bayesian": BayesianPolynomialRegressor,
+    "linear-sdca": SDCARegressor,
+}

@@ -1,0 +1,215 @@
+"""Features for learned estimators: normalised signal, rotation invariants, hybrid.
+
+* ``signal`` — the diffusion-weighted measurements divided by the voxel's mean b0.
+* ``rotation-invariant`` — per shell, a least-squares fit of DIPY's real symmetric
+  spherical-harmonic basis (``descoteaux07``) for all voxels at once, reduced to one
+  number per even order l: the root of the rotational power ``sqrt(Σ_m c_lm²)``. The
+  l = 0 term is the spherical mean times sqrt(4π). These need no fibre orientation: a
+  rotated voxel gives the same features. Shells with too few directions for l = 2 give
+  their spherical mean only.
+* ``hybrid`` — parameters fitted by a fitting engine (non-orientation maps) followed by
+  the rotation invariants.
+* SHORE scalars (RTOP, MSD; :func:`microlearn.crossings.shore_features`) can be appended
+  to any of them with ``shore=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+
+#: Feature families accepted by :class:`FeatureSpec`.
+FEATURE_KINDS = ("signal", "rotation-invariant", "hybrid")
+#: Laplace–Beltrami regularisation of the per-shell SH fits.
+SH_REGULARISATION = 1e-3
+
+
+def normalise_by_b0(signal, acq):
+    """Signals divided by each voxel's mean b0, and a mask of unusable voxels.
+
+    Parameters
+    ----------
+    signal : ndarray, shape (n, N)
+    acq : Acquisition
+
+    Returns
+    -------
+    normalised : ndarray, shape (n, N), float64 (NaN rows where the b0 is not positive
+        or a value is not finite)
+    bad : ndarray of bool, shape (n,)
+    """
+    signal = np.asarray(signal, dtype=float)
+    b0 = signal[:, acq.b0_mask].mean(axis=1)
+    bad = ~(b0 > 0) | ~np.all(np.isfinite(signal), axis=1)
+    out = signal / np.where(bad, 1.0, b0)[:, None]
+    out[bad] = np.nan
+    return out, bad
+
+
+def max_sh_order(n_directions: int, lmax: int) -> int:
+    """Largest even order <= ``lmax`` whose basis size fits ``n_directions`` points."""
+    order = 0
+    while order + 2 <= lmax and (order + 3) * (order + 4) // 2 <= n_directions:
+        order += 2
+    return order
+
+
+@lru_cache(maxsize=32)
+def _sh_projector(bvecs_bytes: bytes, n: int, lmax: int):
+    from dipy.core.geometry import cart2sphere
+    from dipy.reconst.shm import real_sh_descoteaux
+
+    bvecs = np.frombuffer(bvecs_bytes).reshape(n, 3)
+    _, theta, phi = cart2sphere(bvecs[:, 0], bvecs[:, 1], bvecs[:, 2])
+    basis, _, l_values = real_sh_descoteaux(lmax, theta, phi, legacy=False)
+    lap = np.diag((l_values * (l_values + 1.0)) ** 2)
+    projector = np.linalg.solve(basis.T @ basis + SH_REGULARISATION * lap, basis.T)
+    return projector, l_values
+
+
+def shell_layout(acq, lmax: int = 6):
+    """Per non-b0 shell: measurement indices and the SH order used.
+
+    Returns
+    -------
+    list of (indices, order)
+    """
+    shells = acq.shell_index
+    b0 = acq.b0_mask
+    out = []
+    for s in np.unique(shells[~b0]):
+        idx = np.flatnonzero((shells == s) & ~b0)
+        out.append((idx, max_sh_order(idx.size, lmax)))
+    return out
+
+
+def rotation_invariant_features(normalised, acq, *, lmax: int = 6) -> np.ndarray:
+    """Rotational power per shell and even SH order, shape ``(n, n_features)``.
+
+    Parameters
+    ----------
+    normalised : ndarray, shape (n, N)
+        Signals divided by the b0 mean (:func:`normalise_by_b0`).
+    acq : Acquisition
+    lmax : int
+        Highest even SH order (limited per shell by its number of directions).
+    """
+    normalised = np.asarray(normalised, dtype=float)
+    cols = []
+    for idx, order in shell_layout(acq, lmax):
+        shell = normalised[:, idx]
+        if order == 0:
+            cols.append(shell.mean(axis=1, keepdims=True))
+            continue
+        g = np.ascontiguousarray(acq.bvecs[idx], dtype=float)
+        projector, l_values = _sh_projector(g.tobytes(), idx.size, order)
+        coef = shell @ projector.T
+        power = np.stack([np.sqrt(np.sum(coef[:, l_values == ell] ** 2, axis=1))
+                          for ell in range(0, order + 1, 2)], axis=1)
+        cols.append(power)
+    return np.concatenate(cols, axis=1)
+
+
+def rotation_invariant_names(acq, *, lmax: int = 6) -> list[str]:
+    """Names of :func:`rotation_invariant_features` columns (``b1000_l2``...)."""
+    names = []
+    for idx, order in shell_layout(acq, lmax):
+        b = int(round(float(np.mean(acq.bvals[idx])) / 1e6))
+        names += [f"b{b}_l{ell}" for ell in range(0, order + 1, 2)]
+    return names
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which features an estimator uses; stored with the estimator.
+
+    Attributes
+    ----------
+    kind : {"signal", "rotation-invariant", "hybrid"}
+    lmax : int
+        Highest SH order of the rotation invariants.
+    shore : bool
+        Append SHORE RTOP and MSD (log-scaled).
+    hybrid_method : str
+        Fitting engine of the hybrid features.
+    model : str
+        Model family fitted for the hybrid features.
+    """
+
+    kind: str = "rotation-invariant"
+    lmax: int = 6
+    shore: bool = False
+    hybrid_method: str = "mix"
+    model: str = "noddi"
+
+    def __post_init__(self):
+        if self.kind not in FEATURE_KINDS:
+            raise ValueError(f"features: unknown kind {self.kind!r}; choose one of "
+                             f"{list(FEATURE_KINDS)}.")
+        if self.lmax < 0 or self.lmax % 2:
+            raise ValueError(f"lmax must be a non-negative even integer, not {self.lmax}.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d) -> FeatureSpec:
+        return cls(**d)
+
+    def compute(self, signal, acq, *, progress: bool = False):
+        """Features of raw signals.
+
+        Parameters
+        ----------
+        signal : ndarray, shape (n, N)
+            Raw (or S0-normalised) signals.
+        acq : Acquisition
+
+        Returns
+        -------
+        features : ndarray, shape (n, F), float64; NaN rows for unusable voxels
+        bad : ndarray of bool, shape (n,)
+        """
+        norm, bad = normalise_by_b0(signal, acq)
+        if self.kind == "signal":
+            feats = norm[:, ~acq.b0_mask]
+        else:
+            feats = rotation_invariant_features(norm, acq, lmax=self.lmax)
+        if self.kind == "hybrid":
+            feats = np.concatenate([self._fitted(norm, bad, acq, progress), feats], axis=1)
+        if self.shore:
+            from ..crossings import shore_features
+
+            sh = shore_features(acq, np.where(bad[:, None], 1.0, norm))
+            extra = np.stack([np.log(np.clip(sh["rtop"], 1e-30, None)),
+                              np.log(np.clip(sh["msd"], 1e-30, None))], axis=1)
+            feats = np.concatenate([feats, extra], axis=1)
+        bad = bad | ~np.all(np.isfinite(feats), axis=1)
+        feats[bad] = np.nan
+        return feats, bad
+
+    def _fitted(self, norm, bad, acq, progress):
+        from ..fitting import fit
+        from ..models import get_model
+
+        model = get_model(self.model, 0 if self.model == "ivim" else 1)
+        data = np.where(bad[:, None], 1.0, norm)
+        res = fit(model, acq, data, method=self.hybrid_method, progress=progress)
+        maps = res.maps()
+        # SI values; the estimators standardise every feature column
+        return np.stack([np.asarray(maps[t], dtype=float) for t in model.targets], axis=1)
+
+    def names(self, acq) -> list[str]:
+        """Column names of :meth:`compute`."""
+        if self.kind == "signal":
+            base = [f"s{i}" for i in np.flatnonzero(~acq.b0_mask)]
+        else:
+            base = rotation_invariant_names(acq, lmax=self.lmax)
+        if self.kind == "hybrid":
+            from ..models import get_model
+
+            model = get_model(self.model, 0 if self.model == "ivim" else 1)
+            base = [f"fit_{t}" for t in model.targets] + base
+        return base + (["log_rtop", "log_msd"] if self.shore else [])
