@@ -46,6 +46,14 @@ class ScaledRegressor(RegressorMixin, BaseEstimator):
         out = self._predict_scaled(self._scaled_X(X)) * self.y_scale_ + self.y_mean_
         return out[:, 0] if self.single_target_ else out
 
+    def _predict_mean_std(self, X):
+        """Mean and std in target units from ``_predict_scaled(..., return_std=True)``."""
+        mean, std = self._predict_scaled(self._scaled_X(X), return_std=True)
+        mean, std = mean * self.y_scale_ + self.y_mean_, std * self.y_scale_
+        if self.single_target_:
+            return mean[:, 0], std[:, 0]
+        return mean, std
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
@@ -151,14 +159,7 @@ class BayesianPolynomialRegressor(ScaledRegressor):
 
     def predict(self, X, return_std=False):
         """Posterior predictive mean (and std when ``return_std``), in target units."""
-        if not return_std:
-            return super().predict(X)
-        mean, std = self._predict_scaled(self._scaled_X(X), return_std=True)
-        mean = mean * self.y_scale_ + self.y_mean_
-        std = std * self.y_scale_
-        if self.single_target_:
-            return mean[:, 0], std[:, 0]
-        return mean, std
+        return self._predict_mean_std(X) if return_std else super().predict(X)
 
 
 class SDCARegressor(ScaledRegressor):

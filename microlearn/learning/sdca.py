@@ -45,7 +45,8 @@ def duality_gap(X, Y, alpha, W, lam) -> tuple[float, float]:
     return primal, dual
 
 
-def sdca_ridge(X, Y, lam, *, max_epochs=50, tol=1e-6, random_state=None, alpha0=None):
+def sdca_ridge(X, Y, lam, *, max_epochs=50, tol=1e-6, random_state=None, alpha0=None,
+               return_dual=False):
     """Ridge weights by SDCA.
 
     Parameters
@@ -66,6 +67,8 @@ def sdca_ridge(X, Y, lam, *, max_epochs=50, tol=1e-6, random_state=None, alpha0=
     W : ndarray, shape (d, T)
     gaps : list of float
         Relative duality gap after each epoch (non-increasing in expectation).
+    alpha : ndarray, shape (n, T)
+        Dual variables (only with ``return_dual``, for warm starts).
     """
     if not lam > 0:
         raise ValueError(f"l2 (λ) must be positive for SDCA, not {lam}.")
@@ -84,4 +87,4 @@ def sdca_ridge(X, Y, lam, *, max_epochs=50, tol=1e-6, random_state=None, alpha0=
         gaps.append((primal - dual) / max(abs(primal), 1e-12))
         if gaps[-1] < tol:
             break
-    return W, gaps
+    return (W, gaps, alpha) if return_dual else (W, gaps)

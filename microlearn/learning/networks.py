@@ -1,0 +1,313 @@
+"""Keras 3 (TensorFlow) networks with the scikit-learn estimator contract.
+
+* :class:`DNNRegressor` — a multilayer perceptron; optimizer ``adam``, ``ftrl`` or
+  ``proximal-adagrad`` (:mod:`microlearn.learning.optimizers`).
+* :class:`WideDeepRegressor` — a linear "wide" part on the features plus a deep network,
+  summed and trained jointly: each part has its own optimizer (Keras
+  ``MultiOptimizer``; wide Ftrl and deep Adam by default). With
+  ``wide_optimizer="sdca"`` the wide part is solved by SDCA on the deep part's residual
+  and the deep part by Adam on the wide part's residual, in alternating rounds.
+* :class:`GaussianDNNRegressor` — a heteroscedastic network predicting a mean and a
+  log-variance per target, trained by the Gaussian negative log-likelihood;
+  ``predict(X, return_std=True)``.
+
+TensorFlow is imported only when a network is built. Features and targets are
+standardised inside (:class:`~microlearn.learning.estimators.ScaledRegressor`); a held-out
+``validation_fraction`` drives early stopping.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import numpy as np
+
+from .estimators import ScaledRegressor
+from .optimizers import make_optimizer
+
+#: Samples per forward pass at prediction time.
+PREDICT_BATCH = 65536
+
+
+def _keras():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    return keras
+
+
+@lru_cache(maxsize=1)
+def centered_dense_class():
+    """``CenteredDense``: ``y = act(x (W₀ + Δ) + b)`` with W₀ random and frozen.
+
+    Ftrl (as in TensorFlow/Keras) computes the weights from its accumulated gradients
+    and so starts every weight at zero — a deep ReLU network then cannot break the
+    symmetry between its units. Training only the offset Δ from zero keeps the random
+    initialisation W₀ as the centre of Ftrl's regularisation (FTRL-proximal centred
+    at the initial point), so Ftrl trains deep networks.
+    """
+    keras = _keras()
+
+    @keras.saving.register_keras_serializable(package="microlearn")
+    class CenteredDense(keras.layers.Layer):
+        def __init__(self, units, activation=None, **kwargs):
+            super().__init__(**kwargs)
+            self.units = int(units)
+            self.activation = keras.activations.get(activation)
+
+        def build(self, input_shape):
+            d = int(input_shape[-1])
+            self.centre = self.add_weight(shape=(d, self.units), name="centre",
+                                          initializer="glorot_uniform", trainable=False)
+            self.offset = self.add_weight(shape=(d, self.units), name="offset",
+                                          initializer="zeros")
+            self.bias = self.add_weight(shape=(self.units,), name="bias",
+                                        initializer="zeros")
+
+        def call(self, x):
+            return self.activation(x @ (self.centre + self.offset) + self.bias)
+
+        def get_config(self):
+            config = super().get_config()
+            config.update({"units": self.units,
+                           "activation": keras.activations.serialize(self.activation)})
+            return config
+
+    return CenteredDense
+
+
+class KerasRegressor(ScaledRegressor):
+    """Shared training and prediction of the Keras estimators."""
+
+    def _common_init(self, hidden_units, activation, learning_rate, epochs, batch_size,
+                     validation_fraction, patience, random_state, verbose):
+        self.hidden_units = hidden_units
+        self.activation = activation
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _dense_stack(self, x, prefix, centred=False):
+        keras = _keras()
+        layer = centered_dense_class() if centred else keras.layers.Dense
+        for i, units in enumerate(self.hidden_units):
+            x = layer(int(units), activation=self.activation, name=f"{prefix}_dense_{i}")(x)
+        return x
+
+    def _seed(self):
+        keras = _keras()
+        if self.random_state is not None:
+            keras.utils.set_random_seed(int(self.random_state))
+
+    def _train(self, model, optimizer, loss, X, y, epochs=None):
+        keras = _keras()
+        model.compile(optimizer=optimizer, loss=loss)
+        callbacks = []
+        kw = {}
+        if self.validation_fraction and len(X) >= 20:
+            kw["validation_split"] = float(self.validation_fraction)
+            callbacks.append(keras.callbacks.EarlyStopping(
+                patience=int(self.patience), restore_best_weights=True))
+        history = model.fit(X.astype("float32"), y.astype("float32"),
+                            epochs=int(epochs or self.epochs), batch_size=int(self.batch_size),
+                            shuffle=True, verbose=2 if self.verbose else 0,
+                            callbacks=callbacks, **kw)
+        return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+    def _forward(self, X):
+        X = np.asarray(X, dtype="float32")
+        parts = [np.asarray(self.model_(X[s:s + PREDICT_BATCH], training=False))
+                 for s in range(0, len(X), PREDICT_BATCH)]
+        return np.concatenate(parts) if parts else np.empty((0, self.n_outputs_))
+
+    def _predict_scaled(self, X):
+        return self._forward(X).astype(float)
+
+    def __getstate__(self):
+        raise TypeError(f"{type(self).__name__} holds a Keras network; save it with "
+                        "microlearn.learning.persistence (safe .keras format), not pickle.")
+
+
+class DNNRegressor(KerasRegressor):
+    """Multilayer perceptron regressor.
+
+    Parameters
+    ----------
+    hidden_units : tuple of int
+        Width of each hidden layer.
+    activation : str
+    optimizer : {"adam", "ftrl", "proximal-adagrad"}
+        With ``ftrl`` the hidden layers are :func:`centered_dense_class` layers.
+    learning_rate : float
+    l1, l2 : float
+        Penalties of Ftrl and ProximalAdagrad (applied by the optimizer).
+    epochs, batch_size : int
+    validation_fraction : float
+        Share of the training samples used for early stopping.
+    patience : int
+        Epochs without validation improvement before stopping.
+    random_state : int, optional
+    verbose : bool
+    """
+
+    def __init__(self, hidden_units=(128, 128, 64), activation="relu", optimizer="adam",
+                 learning_rate=1e-3, l1=0.0, l2=0.0, epochs=60, batch_size=256,
+                 validation_fraction=0.1, patience=6, random_state=None, verbose=False):
+        self._common_init(hidden_units, activation, learning_rate, epochs, batch_size,
+                          validation_fraction, patience, random_state, verbose)
+        self.optimizer = optimizer
+        self.l1 = l1
+        self.l2 = l2
+
+    def _fit_scaled(self, X, y):
+        keras = _keras()
+        self._seed()
+        inp = keras.Input((X.shape[1],), name="features")
+        hidden = self._dense_stack(inp, "deep", centred=self.optimizer == "ftrl")
+        out = keras.layers.Dense(y.shape[1], name="output")(hidden)
+        self.model_ = keras.Model(inp, out, name="dnn")
+        self.n_outputs_ = y.shape[1]
+        opt = make_optimizer(self.optimizer, self.learning_rate, l1=self.l1, l2=self.l2)
+        self.history_ = self._train(self.model_, opt, "mse", X, y)
+
+
+class WideDeepRegressor(KerasRegressor):
+    """Wide (linear) + deep network, trained jointly with one optimizer per part.
+
+    Parameters
+    ----------
+    hidden_units : tuple of int
+        Hidden layers of the deep part.
+    wide_optimizer : {"ftrl", "proximal-adagrad", "adam", "sdca"}
+    deep_optimizer : {"adam", "ftrl", "proximal-adagrad"}
+    learning_rate : float
+        Deep-part learning rate.
+    wide_learning_rate : float
+    l1, l2 : float
+        Wide-part penalties (Ftrl/ProximalAdagrad; ``l2`` is SDCA's λ).
+    sdca_rounds : int
+        Alternating rounds when ``wide_optimizer="sdca"``.
+    epochs, batch_size, validation_fraction, patience, random_state, verbose
+        As :class:`DNNRegressor`.
+    """
+
+    def __init__(self, hidden_units=(128, 64), activation="relu", wide_optimizer="ftrl",
+                 deep_optimizer="adam", learning_rate=1e-3, wide_learning_rate=0.05,
+                 l1=0.0, l2=1e-4, sdca_rounds=4, epochs=60, batch_size=256,
+                 validation_fraction=0.1, patience=6, random_state=None, verbose=False):
+        self._common_init(hidden_units, activation, learning_rate, epochs, batch_size,
+                          validation_fraction, patience, random_state, verbose)
+        self.wide_optimizer = wide_optimizer
+        self.deep_optimizer = deep_optimizer
+        self.wide_learning_rate = wide_learning_rate
+        self.l1 = l1
+        self.l2 = l2
+        self.sdca_rounds = sdca_rounds
+
+    def _fit_scaled(self, X, y):
+        keras = _keras()
+        self._seed()
+        inp = keras.Input((X.shape[1],), name="features")
+        wide = keras.layers.Dense(y.shape[1], name="wide_linear")(inp)
+        hidden = self._dense_stack(inp, "deep", centred=self.deep_optimizer == "ftrl")
+        deep = keras.layers.Dense(y.shape[1], name="deep_output")(hidden)
+        self.model_ = keras.Model(inp, keras.layers.Add(name="wide_plus_deep")([wide, deep]),
+                                  name="wide_deep")
+        self.n_outputs_ = y.shape[1]
+        if self.wide_optimizer == "sdca":
+            self._fit_sdca_rounds(inp, deep, X, y)
+            return
+        wide_opt = make_optimizer(self.wide_optimizer, self.wide_learning_rate, l1=self.l1,
+                                  l2=self.l2)
+        deep_opt = make_optimizer(self.deep_optimizer, self.learning_rate)
+
+        def select(variable):
+            return wide_opt if "wide_linear" in variable.path else deep_opt
+
+        self.history_ = self._train(self.model_, keras.optimizers.MultiOptimizer(select),
+                                    "mse", X, y)
+
+    def _fit_sdca_rounds(self, inp, deep, X, y):
+        from .sdca import sdca_ridge
+
+        keras = _keras()
+        deep_model = keras.Model(inp, deep, name="deep_part")
+        wide_layer = self.model_.get_layer("wide_linear")
+        rounds = max(1, int(self.sdca_rounds))
+        per_round = max(1, int(self.epochs) // rounds)
+        alpha, history = None, {"loss": [], "sdca_gap": []}
+        W = np.zeros((X.shape[1], y.shape[1]))
+        for _ in range(rounds):
+            deep_pred = np.asarray(deep_model(X.astype("float32"), training=False), float)
+            W, gaps, alpha = sdca_ridge(X, y - deep_pred, max(self.l2, 1e-8), max_epochs=20,
+                                        random_state=self.random_state, alpha0=alpha,
+                                        return_dual=True)
+            history["sdca_gap"] += gaps
+            h = self._train(deep_model, make_optimizer(self.deep_optimizer, self.learning_rate),
+                            "mse", X, y - X @ W, epochs=per_round)
+            history["loss"] += h["loss"]
+        wide_layer.set_weights([W.astype("float32"), np.zeros(y.shape[1], "float32")])
+        self.history_ = history
+
+
+class GaussianDNNRegressor(KerasRegressor):
+    """Heteroscedastic network: a mean and a standard deviation per target.
+
+    Trained by the Gaussian negative log-likelihood ``½ log σ² + (y - μ)² / (2σ²)``, so
+    σ learns how uncertain each prediction is (noise, degeneracy between parameters).
+
+    Parameters
+    ----------
+    hidden_units, activation, optimizer, learning_rate, epochs, batch_size,
+    validation_fraction, patience, random_state, verbose
+        As :class:`DNNRegressor`.
+    """
+
+    def __init__(self, hidden_units=(128, 128, 64), activation="relu", optimizer="adam",
+                 learning_rate=1e-3, epochs=60, batch_size=256, validation_fraction=0.1,
+                 patience=6, random_state=None, verbose=False):
+        self._common_init(hidden_units, activation, learning_rate, epochs, batch_size,
+                          validation_fraction, patience, random_state, verbose)
+        self.optimizer = optimizer
+
+    def _fit_scaled(self, X, y):
+        keras = _keras()
+        from keras import ops
+
+        self._seed()
+        T = y.shape[1]
+        inp = keras.Input((X.shape[1],), name="features")
+        h = self._dense_stack(inp, "deep")
+        mean = keras.layers.Dense(T, name="mean")(h)
+        log_var = keras.layers.Dense(T, name="log_variance")(h)
+        self.model_ = keras.Model(inp, keras.layers.Concatenate(name="mean_logvar")(
+            [mean, log_var]), name="gaussian_dnn")
+        self.n_outputs_ = 2 * T
+
+        def nll(y_true, out):
+            mu, lv = out[:, :T], ops.clip(out[:, T:], -12.0, 6.0)
+            return ops.mean(0.5 * lv + 0.5 * ops.square(y_true - mu) * ops.exp(-lv))
+
+        self.history_ = self._train(self.model_, make_optimizer(self.optimizer,
+                                                                self.learning_rate),
+                                    nll, X, y)
+
+    def _predict_scaled(self, X, return_std=False):
+        out = self._forward(X).astype(float)
+        T = out.shape[1] // 2
+        if not return_std:
+            return out[:, :T]
+        return out[:, :T], np.exp(0.5 * np.clip(out[:, T:], -12.0, 6.0))
+
+    def predict(self, X, return_std=False):
+        """Predicted mean (and std when ``return_std``), in target units."""
+        return self._predict_mean_std(X) if return_std else super().predict(X)
+
+
+NETWORKS = {"dnn": DNNRegressor, "wide-deep": WideDeepRegressor,
+            "bayesian-dnn": GaussianDNNRegressor}
