@@ -1,0 +1,184 @@
+"""Save and load trained estimators in formats that never run code when loaded.
+
+An estimator is a folder:
+
+* ``estimator.json`` — model, fibre mixture, acquisition (SI), features, targets,
+  estimator name and parameters, optimizer, training info, versions;
+* scikit-learn estimators: ``estimator.skops`` (skops). On load every type in the file
+  must come from an allow-list of modules (numpy, scipy, scikit-learn and
+  :mod:`microlearn.learning.estimators`); anything else is refused, never trusted
+  blindly;
+* Keras networks: ``network.keras`` loaded with ``safe_mode=True`` (no lambda layers, no
+  arbitrary code; only registered microlearn layers) plus ``scaling.npz`` with the
+  feature/target standardisation.
+
+The folder is written under a temporary name and renamed into place, so a crash never
+leaves half an estimator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+#: Format written by :func:`save_estimator`.
+FORMAT_VERSION = 1
+#: Modules whose types may appear in an ``estimator.skops`` file.
+TRUSTED_MODULE_PREFIXES = ("numpy.", "scipy.", "sklearn.", "microlearn.learning.estimators.")
+_SCALING = ("x_mean_", "x_scale_", "y_mean_", "y_scale_")
+
+
+def _versions() -> dict:
+    import sklearn
+
+    from .. import __version__
+
+    return {"microlearn": __version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__}
+
+
+def _jsonable(value):
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return value
+
+
+def save_estimator(trained, path) -> Path:
+    """Write ``trained`` (a :class:`TrainedEstimator`) to the folder ``path``."""
+    from .networks import KerasRegressor
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a folder; choose another output path.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    est = trained.estimator
+    meta = {
+        "format": "microlearn-estimator", "format_version": FORMAT_VERSION,
+        "model": trained.model, "n_fibres": trained.n_fibres,
+        "acquisition": trained.acq.to_dict(), "acquisition_fingerprint": trained.acq.fingerprint(),
+        "features": trained.features.to_dict(), "targets": list(trained.target_names),
+        "estimator": trained.estimator_name, "optimizer": trained.optimizer,
+        "estimator_class": type(est).__name__,
+        "estimator_params": {k: _jsonable(v) for k, v in est.get_params().items()},
+        "info": trained.info, "versions": _versions(),
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        if isinstance(est, KerasRegressor):
+            est.model_.save(tmp / "network.keras")
+            np.savez(tmp / "scaling.npz", **{k: getattr(est, k) for k in _SCALING})
+            meta["keras"] = {"n_features_in": int(est.n_features_in_),
+                             "n_outputs": int(est.n_outputs_),
+                             "single_target": bool(est.single_target_)}
+        else:
+            import skops.io
+
+            skops.io.dump(est, tmp / "estimator.skops")
+        (tmp / "estimator.json").write_text(json.dumps(meta, indent=1))
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _trusted_types(file: Path) -> list[str]:
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(file=file)
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULE_PREFIXES)]
+    if refused:
+        raise ValueError(f"{file}: refusing to load types outside numpy/scipy/scikit-learn/"
+                         f"microlearn: {refused}; this file was not written by microlearn.")
+    return untrusted
+
+
+def load_estimator(path):
+    """Load a folder written by :func:`save_estimator` into a :class:`TrainedEstimator`."""
+    from ..acquisition import Acquisition
+    from .features import FeatureSpec
+    from .trained import TrainedEstimator
+
+    path = Path(path)
+    meta_file = path / "estimator.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path}: no estimator.json; give a folder written by "
+                                "`microlearn learn` (or TrainedEstimator.save).")
+    try:
+        meta = json.loads(meta_file.read_text())
+        if meta.get("format") != "microlearn-estimator":
+            raise ValueError("not a microlearn estimator")
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(f"format version {meta['format_version']} is newer than this "
+                             "microlearn; upgrade microlearn")
+        acq = Acquisition.from_dict(meta["acquisition"])
+        features = FeatureSpec.from_dict(meta["features"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{meta_file}: corrupt or unsupported estimator file ({err}); "
+                         "train it again with `microlearn learn`.") from None
+    if acq.fingerprint() != meta.get("acquisition_fingerprint"):
+        raise ValueError(f"{meta_file}: the acquisition does not match its fingerprint (the "
+                         "file was modified); train the estimator again.")
+    if "keras" in meta:
+        est = _load_network(path, meta)
+    else:
+        import skops.io
+
+        file = path / "estimator.skops"
+        if not file.is_file():
+            raise FileNotFoundError(f"{path}: estimator.skops is missing; train it again.")
+        try:
+            est = skops.io.load(file, trusted=_trusted_types(file))
+        except ValueError:
+            raise
+        except Exception as err:  # corrupt zip, bad schema
+            raise ValueError(f"{file}: cannot be read ({type(err).__name__}: {err}); train the "
+                             "estimator again.") from None
+    return TrainedEstimator(model=meta["model"], n_fibres=meta["n_fibres"], acq=acq,
+                            features=features, target_names=tuple(meta["targets"]),
+                            estimator=est, estimator_name=meta["estimator"],
+                            optimizer=meta.get("optimizer"), info=meta.get("info", {}))
+
+
+def _load_network(path: Path, meta: dict):
+    from .networks import NETWORKS, _keras, centered_dense_class
+    from .optimizers import proximal_adagrad_class
+
+    keras = _keras()
+    centered_dense_class()
+    proximal_adagrad_class()
+    cls = NETWORKS.get(meta["estimator"])
+    if cls is None:
+        raise ValueError(f"{path}: unknown network {meta['estimator']!r}.")
+    params = {k: tuple(v) if isinstance(v, list) else v
+              for k, v in meta["estimator_params"].items()}
+    est = cls(**params)
+    file = path / "network.keras"
+    try:
+        est.model_ = keras.saving.load_model(file, safe_mode=True, compile=False)
+        scaling = np.load(path / "scaling.npz", allow_pickle=False)
+        for k in _SCALING:
+            setattr(est, k, np.asarray(scaling[k], dtype=float))
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise ValueError(f"{file}: cannot be loaded safely ({type(err).__name__}: {err}); "
+                         "train the estimator again.") from None
+    info = meta["keras"]
+    est.n_features_in_ = info["n_features_in"]
+    est.n_outputs_ = info["n_outputs"]
+    est.single_target_ = info["single_target"]
+    return est

@@ -1,0 +1,287 @@
+"""``train()`` and :class:`TrainedEstimator`: from a model's priors to whole-brain maps.
+
+``train`` simulates a training set from the model (any fibre mixture, Rician noise),
+computes the chosen features, fits the chosen estimator and returns a
+:class:`TrainedEstimator` that remembers the acquisition it was trained for and
+predicts maps from raw signals block by block.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..models import get_model
+from .datasets import FIBRE_COUNTS, make_training_set, parse_fibre_mixture
+from .estimators import ESTIMATORS
+from .features import FeatureSpec
+from .networks import NETWORKS
+from .optimizers import OPTIMIZERS
+
+log = logging.getLogger(__name__)
+
+#: Every estimator name accepted by :func:`train`.
+ESTIMATOR_NAMES = tuple(ESTIMATORS) + tuple(NETWORKS)
+#: Estimators whose ``predict`` can return a standard deviation.
+UNCERTAIN = ("bayesian", "bayesian-dnn")
+#: Voxels per prediction block.
+PREDICT_BLOCK = 200_000
+
+
+def model_family(model) -> str:
+    """``"noddi"`` for a model name or a NODDI model object (``noddi2`` -> ``noddi``)."""
+    name = model if isinstance(model, str) else getattr(model, "name", "")
+    for family in FIBRE_COUNTS:
+        if name == family or (name.startswith(family) and name[len(family):].isdigit()):
+            return family
+    raise ValueError(f"model: learned estimators exist for {sorted(FIBRE_COUNTS)}, "
+                     f"not {name!r}.")
+
+
+def make_estimator(name: str, optimizer=None, *, random_state=0, progress=False, **options):
+    """An unfitted estimator by name, with the optimizer where it applies."""
+    if name not in ESTIMATOR_NAMES:
+        raise ValueError(f"estimator: unknown name {name!r}; choose one of "
+                         f"{list(ESTIMATOR_NAMES)}.")
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer: unknown name {optimizer!r}; choose one of "
+                         f"{list(OPTIMIZERS)}.")
+    if name in ESTIMATORS:
+        if name == "linear-sdca":
+            if optimizer not in (None, "sdca"):
+                raise ValueError("estimator 'linear-sdca' is trained by SDCA only.")
+        elif optimizer is not None:
+            raise ValueError(f"optimizer applies to the networks {list(NETWORKS)} and "
+                             f"'linear-sdca', not to {name!r}.")
+        cls = ESTIMATORS[name]
+    else:
+        cls = NETWORKS[name]
+        options.setdefault("verbose", progress)
+        if name == "wide-deep":
+            if optimizer is not None:
+                options.setdefault("wide_optimizer", optimizer)
+        elif optimizer is not None:
+            options["optimizer"] = optimizer
+    if "random_state" in cls().get_params():
+        options.setdefault("random_state", random_state)
+    unknown = set(options) - set(cls().get_params())
+    if unknown:
+        raise ValueError(f"{name}: unknown options {sorted(unknown)}; known "
+                         f"{sorted(cls().get_params())}.")
+    return cls(**options)
+
+
+@dataclass
+class TrainedEstimator:
+    """A fitted estimator with everything needed to apply it safely.
+
+    Attributes
+    ----------
+    model : str
+        Model family (``noddi``, ``activeax``, ``zcd``, ``ivim``).
+    n_fibres : dict
+        Fibre-count proportions of the training set.
+    acq : Acquisition
+        The acquisition the estimator was trained for; data must match it.
+    features : FeatureSpec
+    target_names : tuple of str
+    estimator : object
+        scikit-learn-style regressor on the features.
+    estimator_name : str
+    optimizer : str or None
+    info : dict
+        Training size, SNR, seconds, seed.
+    """
+
+    model: str
+    n_fibres: dict
+    acq: object
+    features: FeatureSpec
+    target_names: tuple
+    estimator: object
+    estimator_name: str
+    optimizer: str | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def uncertain(self) -> bool:
+        """True when predictions come with a standard deviation."""
+        return self.estimator_name in UNCERTAIN
+
+    def _bounds(self):
+        space = get_model(self.model, 0 if self.model == "ivim" else 1).parameters
+        out = {}
+        for t in self.target_names:
+            try:
+                out[t] = space[t].bounds
+            except KeyError:  # a derived map: no bounds to clip to
+                out[t] = (-np.inf, np.inf)
+        return out
+
+    def check_acquisition(self, acq, where="data") -> None:
+        """Raise ``ValueError`` when ``acq`` is not the training acquisition."""
+        if acq is not None and not self.acq.matches(acq):
+            raise ValueError(
+                f"{where}: its acquisition ({acq.n_measurements} measurements, "
+                f"fingerprint {acq.fingerprint()}) does not match the one this estimator was "
+                f"trained for ({self.acq.n_measurements} measurements, fingerprint "
+                f"{self.acq.fingerprint()}); train an estimator for this acquisition "
+                "(microlearn learn --acquisition INPUT).")
+
+    def predict_block(self, signal) -> dict[str, np.ndarray]:
+        """Maps for a block of raw signals.
+
+        Parameters
+        ----------
+        signal : ndarray, shape (n, N)
+            Raw signals (any S0; each voxel is divided by its b0 mean).
+
+        Returns
+        -------
+        dict of str -> ndarray, shape (n,)
+            One entry per target (SI, clipped to the parameter bounds), ``<t>_std`` for
+            uncertain estimators; NaN for voxels with a non-positive b0 or bad values.
+        """
+        signal = np.asarray(signal, dtype=float)
+        if signal.ndim != 2 or signal.shape[1] != self.acq.n_measurements:
+            raise ValueError(f"signal must have shape (n, {self.acq.n_measurements}) for this "
+                             f"estimator, not {signal.shape}.")
+        feats, bad = self.features.compute(signal, self.acq)
+        n, T = len(signal), len(self.target_names)
+        mean = np.full((n, T), np.nan)
+        std = np.full((n, T), np.nan) if self.uncertain else None
+        good = ~bad
+        if good.any():
+            if self.uncertain:
+                m, s = self.estimator.predict(feats[good], return_std=True)
+                std[good] = np.reshape(s, (-1, T))
+            else:
+                m = self.estimator.predict(feats[good])
+            mean[good] = np.reshape(m, (-1, T))
+        out = {}
+        for j, (t, (lo, hi)) in enumerate(zip(self.target_names, self._bounds().values())):
+            out[t] = np.clip(mean[:, j], lo, hi)
+            if std is not None:
+                out[f"{t}_std"] = std[:, j]
+        return out
+
+    def predict_maps(self, data, mask=None, *, acq=None, progress=False) -> dict:
+        """Maps over a volume (or any batch shape).
+
+        Parameters
+        ----------
+        data : ndarray, shape (*spatial, N)
+            Raw signals.
+        mask : ndarray of bool, shape (*spatial,), optional
+        acq : Acquisition, optional
+            The data's acquisition; refused when it differs from the training one.
+
+        Returns
+        -------
+        dict of str -> ndarray, shape (*spatial,), NaN outside the mask
+        """
+        self.check_acquisition(acq)
+        data = np.asarray(data)
+        if data.shape[-1] != self.acq.n_measurements:
+            raise ValueError(f"data has {data.shape[-1]} measurements on its last axis; this "
+                             f"estimator needs {self.acq.n_measurements}.")
+        spatial = data.shape[:-1]
+        if mask is None:
+            mask = np.ones(spatial, bool)
+        mask = np.asarray(mask, bool)
+        if mask.shape != spatial:
+            raise ValueError(f"mask shape {mask.shape} does not match the data {spatial}.")
+        idx = np.flatnonzero(mask.ravel())
+        flat = data.reshape(-1, data.shape[-1])
+        names = list(self.target_names) + ([f"{t}_std" for t in self.target_names]
+                                           if self.uncertain else [])
+        out = {k: np.full(int(np.prod(spatial)), np.nan) for k in names}
+        starts = range(0, idx.size, PREDICT_BLOCK)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="predict", unit="block")
+        for s in starts:
+            sel = idx[s:s + PREDICT_BLOCK]
+            for k, v in self.predict_block(flat[sel]).items():
+                out[k][sel] = v
+        return {k: v.reshape(spatial) for k, v in out.items()}
+
+    def save(self, path):
+        """Write the estimator to folder ``path`` (safe formats; see persistence)."""
+        from .persistence import save_estimator
+
+        return save_estimator(self, path)
+
+    def describe(self) -> str:
+        """One line: model, estimator, optimizer, features, training size."""
+        opt = f" ({self.optimizer})" if self.optimizer else ""
+        return (f"{self.estimator_name}{opt} for {self.model} on {self.features.kind} "
+                f"features, trained on {self.info.get('n_samples', '?')} simulated voxels at "
+                f"SNR {self.info.get('snr', '?')} -> {', '.join(self.target_names)}")
+
+
+def train(model, acq, *, estimator="dnn", optimizer=None, features="rotation-invariant",
+          n_samples=100_000, snr=30.0, n_fibres=None, targets=None, ranges=None,
+          lmax=6, shore=False, hybrid_method="mix", random_state=0, progress=False,
+          **estimator_options) -> TrainedEstimator:
+    """Simulate a training set from ``model`` and fit a learned estimator to it.
+
+    Parameters
+    ----------
+    model : str or MultiCompartmentModel
+        Model family (``noddi``, ``activeax``, ``zcd``, ``ivim``).
+    acq : Acquisition
+        The acquisition of the data the estimator will be applied to.
+    estimator : str
+        One of :data:`ESTIMATOR_NAMES`.
+    optimizer : {"adam", "ftrl", "proximal-adagrad", "sdca"}, optional
+        For the networks (``wide-deep``: the wide part) and ``linear-sdca``.
+    features : {"rotation-invariant", "signal", "hybrid"}
+    n_samples : int
+        Simulated training voxels.
+    snr : float
+        Rician SNR of the training signals.
+    n_fibres : int, sequence or dict, optional
+        Fibre populations of the training voxels (see ``make_training_set``); for NODDI the
+        default mixes 1, 2 and 3 fibres so that crossings are handled without orientations.
+    targets : sequence of str, optional
+    ranges : dict, optional
+        Prior ranges (SI) per parameter name.
+    lmax, shore, hybrid_method
+        Feature options (:class:`FeatureSpec`).
+    random_state : int
+    progress : bool
+        Progress bars for simulation and training.
+    estimator_options
+        Passed to the estimator's constructor (e.g. ``epochs``, ``hidden_units``).
+    """
+    family = model_family(model)
+    if n_fibres is None:
+        n_fibres = (1, 2, 3) if family in ("noddi", "activeax", "zcd") else (0,)
+    mix = parse_fibre_mixture(family, n_fibres)
+    spec = FeatureSpec(kind=features, lmax=int(lmax), shore=bool(shore),
+                       hybrid_method=hybrid_method, model=family)
+    est = make_estimator(estimator, optimizer, random_state=random_state, progress=progress,
+                         **estimator_options)
+    t0 = time.perf_counter()
+    ts = make_training_set(family, acq, n_samples, n_fibres=mix, snr=snr, targets=targets,
+                           ranges=ranges, random_state=random_state, progress=progress)
+    t_sim = time.perf_counter() - t0
+    X, bad = spec.compute(ts.signal, acq, progress=progress)
+    t_feat = time.perf_counter() - t0 - t_sim
+    est.fit(X[~bad], ts.targets[~bad])
+    seconds = time.perf_counter() - t0
+    log.info("trained %s in %.1f s (simulate %.1f s, features %.1f s)", estimator, seconds,
+             t_sim, t_feat)
+    info = {"n_samples": int(n_samples), "snr": float(snr), "random_state": random_state,
+            "seconds": round(seconds, 3), "simulate_seconds": round(t_sim, 3),
+            "feature_seconds": round(t_feat, 3), "n_features": int(X.shape[1])}
+    return TrainedEstimator(model=family, n_fibres={str(k): v for k, v in mix.items()},
+                            acq=acq, features=spec, target_names=ts.target_names,
+                            estimator=est, estimator_name=estimator,
+                            optimizer=getattr(est, "wide_optimizer", None)
+                            if estimator == "wide-deep" else optimizer, info=info)
