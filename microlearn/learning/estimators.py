@@ -121,6 +121,7 @@ class BoostedTreesRegressor(ScaledRegressor):
             ).fit(X, y[:, j])
             for j in range(y.shape[1])
         ]
+        self.n_iter_ = max(t.n_iter_ for t in self.trees_)
 
     def _predict_scaled(self, X):
         return np.stack([t.predict(X) for t in self.trees_], axis=1)

@@ -22,8 +22,9 @@ import numpy as np
 
 #: Feature families accepted by :class:`FeatureSpec`.
 FEATURE_KINDS = ("signal", "rotation-invariant", "hybrid")
-#: Laplace–Beltrami regularisation of the per-shell SH fits.
-SH_REGULARISATION = 1e-3
+#: Laplace–Beltrami regularisation of the per-shell SH fits (tiny: stronger values make the
+#: per-order power depend on orientation through the non-uniform gradient sampling).
+SH_REGULARISATION = 1e-6
 
 
 def normalise_by_b0(signal, acq):

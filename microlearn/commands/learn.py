@@ -1,0 +1,73 @@
+"""``microlearn learn``: train an estimator on signals simulated from a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..cli import echo
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("learn", help="train a learned estimator on simulated signals")
+    p.add_argument("--model", default="noddi", help="noddi | activeax | zcd | ivim")
+    p.add_argument("--n-fibres", default=None,
+                   help="fibre populations of the training voxels: one count or a "
+                        "comma-separated list mixed equally (default: 1,2,3; IVIM 0)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--scheme", help="built-in acquisition: hcp | activeax | ivim")
+    src.add_argument("--acquisition", type=Path, metavar="INPUT",
+                     help="HCP-layout folder whose bvals/bvecs(/acquisition.json) to train for")
+    p.add_argument("--estimator", default="dnn",
+                   help="polynomial | boosted-trees | bayesian | linear-sdca | dnn | "
+                        "wide-deep | bayesian-dnn")
+    p.add_argument("--optimizer", default=None,
+                   help="adam | ftrl | proximal-adagrad | sdca (networks, linear-sdca)")
+    p.add_argument("--features", default="rotation-invariant",
+                   help="rotation-invariant | signal | hybrid")
+    p.add_argument("--n-samples", type=int, default=100_000, help="simulated training voxels")
+    p.add_argument("--snr", type=float, default=30.0, help="Rician SNR of the training signals")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (networks)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="output folder of the estimator")
+    p.set_defaults(run=run)
+
+
+def _acquisition(args):
+    from ..acquisition import Acquisition
+    from ..io import load_acquisition
+
+    if args.scheme:
+        return Acquisition.scheme(args.scheme)
+    folder = Path(args.acquisition)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--acquisition {folder}: not a folder; give an HCP-layout "
+                                "folder with bvals and bvecs.")
+    extra = folder / "acquisition.json"
+    return load_acquisition(folder / "bvals", folder / "bvecs",
+                            acquisition=extra if extra.is_file() else None)
+
+
+def _fibres(text):
+    if text is None:
+        return None
+    try:
+        counts = [int(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--n-fibres {text!r}: give a count 0-3 or a list like 1,2,3.") from None
+    return counts
+
+
+def run(args) -> int:
+    from ..io import check_writable
+    from ..learning import train
+
+    check_writable(args.out.parent if args.out.parent != Path("") else Path("."))
+    acq = _acquisition(args)
+    options = {} if args.epochs is None else {"epochs": args.epochs}
+    est = train(args.model, acq, estimator=args.estimator, optimizer=args.optimizer,
+                features=args.features, n_samples=args.n_samples, snr=args.snr,
+                n_fibres=_fibres(args.n_fibres), random_state=args.seed, progress=True,
+                **options)
+    est.save(args.out)
+    echo(f"trained {est.describe()} in {est.info['seconds']:.1f} s; saved to {args.out}")
+    return 0
