@@ -24,3 +24,30 @@ def load_input(args):
         raise ValueError("give an INPUT folder or --dwi/--bvals/--bvecs.")
     return load_dataset(args.input, dwi=args.dwi, bvals=args.bvals, bvecs=args.bvecs,
                         mask=args.mask, acquisition=args.acquisition)
+
+
+def add_scale_arguments(p) -> None:
+    """Whole-brain execution: slabs, resume, Dask."""
+    g = p.add_argument_group("whole-brain execution")
+    g.add_argument("--chunk-voxels", type=int, default=50_000,
+                   help="brain voxels per slab (bounds memory; default 50000)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its work folder (OUT.work)")
+    g.add_argument("--work-dir", type=Path, default=None,
+                   help="folder for finished slabs (default: OUT.work)")
+    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="send slabs to a running Dask scheduler")
+    g.add_argument("--workers", type=int, default=None,
+                   help="start a local Dask cluster with N worker processes "
+                        "(default: in-process, both cores)")
+
+
+def scale_options(args) -> dict:
+    """Keyword arguments of :func:`microlearn.parallel.run_chunked` from the CLI."""
+    if args.chunk_voxels < 1:
+        raise ValueError(f"--chunk-voxels must be positive, not {args.chunk_voxels}.")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, not {args.workers}.")
+    return {"resume": args.resume, "work_dir": args.work_dir,
+            "chunk_voxels": args.chunk_voxels, "scheduler": args.scheduler,
+            "workers": args.workers}

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..cli import echo
-from ._common import add_input_arguments, load_input
+from ._common import add_input_arguments, add_scale_arguments, load_input, scale_options
 
 
 def add_parser(sub) -> None:
@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--method", default="mix", help="mix | interior-point | dictionary")
     p.add_argument("--n-fibres", default="1",
                    help="fibre populations per voxel: 0, 1, 2, 3 or auto (chosen per voxel)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: 2 cores)")
+    add_scale_arguments(p)
     p.add_argument("--sigma", type=float, default=None,
                    help="noise σ in signal units (default: from the b0 repeats)")
     p.add_argument("--out", type=Path, required=True, help="output folder for the maps")
@@ -38,7 +38,7 @@ def _versions() -> dict:
 
 
 def run(args) -> int:
-    from ..fitting import FITTERS, fit
+    from ..fitting import FITTERS
     from ..io import check_writable, write_json, write_maps
     from ..models import get_model
 
@@ -56,24 +56,33 @@ def run(args) -> int:
     check_writable(args.out)
     ds = load_input(args)
     t0 = time.perf_counter()
-    data = ds.load_data()
-    options = {"method": args.method, "mask": ds.mask, "sigma": args.sigma,
-               "workers": args.workers, "progress": True}
     if auto:
-        result = fit_auto(args.model, ds.acq, data, **options)
+        # one CSD response and tissue classification per volume: whole volume in memory
+        data = ds.load_data()
+        result = fit_auto(args.model, ds.acq, data, method=args.method, mask=ds.mask,
+                          sigma=args.sigma, progress=True)
+        maps = result.maps()
+        maps["success"] = result.success.astype("float32")
+        write_maps(args.out, maps, ds.affine, mask=ds.mask)
+        n, fit_seconds, sigma = result.n_voxels, result.seconds, result.sigma
     else:
-        result = fit(model, ds.acq, data, **options)
-    maps = result.maps()
-    write_maps(args.out, maps, ds.affine, mask=ds.mask)
+        from ..parallel import FitBlock, run_chunked, sample_sigma
+
+        sigma = args.sigma if args.sigma is not None else sample_sigma(ds)
+        block = FitBlock(model=args.model, n_fibres=model.n_fibres, method=args.method,
+                         acq=ds.acq.to_dict(), sigma=sigma,
+                         workers=1 if (args.scheduler or args.workers) else None)
+        run = run_chunked(block, ds, args.out, **scale_options(args))
+        maps, n, fit_seconds = run["maps"], run["n_voxels"], run["seconds"]
     seconds = time.perf_counter() - t0
-    n = result.n_voxels
+    ok = maps["success"][ds.mask] > 0
     info = {"model": args.model if auto else model.name, "method": args.method,
             "n_fibres": "auto" if auto else model.n_fibres,
-            "n_voxels": n, "seconds": seconds, "fit_seconds": result.seconds,
-            "vox_per_s": n / max(result.seconds, 1e-9), "sigma": result.sigma,
-            "success_fraction": float(result.success[ds.mask].mean()),
+            "n_voxels": n, "seconds": seconds, "fit_seconds": fit_seconds,
+            "vox_per_s": n / max(fit_seconds, 1e-9), "sigma": sigma,
+            "success_fraction": float(ok.mean()) if ok.size else 0.0,
             "maps": sorted(maps), "input": str(ds.path), "versions": _versions()}
     write_json(Path(args.out) / "fit.json", info)
-    echo(f"fitted {n} voxels with {args.method} in {result.seconds:.1f} s "
-          f"({info['vox_per_s']:.0f} vox/s); maps in {args.out}")
+    echo(f"fitted {n} voxels with {args.method} in {fit_seconds:.1f} s "
+         f"({info['vox_per_s']:.0f} vox/s); maps in {args.out}")
     return 0

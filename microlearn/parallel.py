@@ -1,0 +1,326 @@
+"""Whole-brain execution: chunked, bounded in memory, resumable, optionally on Dask.
+
+:func:`run_chunked` cuts the volume into slabs along z, reads each slab lazily from the
+NIfTI (``dataobj``; gzip files are read through ``indexed_gzip`` so a slab does not
+decompress the file from its start), runs a *block function* on the slab's brain voxels,
+and keeps each finished slab in a work folder (``.npz``, written atomically). Maps are
+assembled and written (atomically) only when every slab is done; an interrupted run
+(Ctrl-C, kill) resumes with ``resume=True`` and skips the slabs already kept. Peak memory
+is one slab of data plus the output maps.
+
+Block functions are picklable callables ``fn(signal (n, N)) -> {name: (n,) or (n, 3)}``:
+:class:`FitBlock` (a fitting engine) and :class:`PredictBlock` (a saved learned
+estimator). With ``scheduler="tcp://HOST:PORT"`` (an existing ``dask scheduler``) or
+``workers=N`` (a local Dask cluster) slabs are computed on Dask workers, which read the
+input files themselves (they must see the same paths); results equal the in-process run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Brain voxels aimed at per slab.
+CHUNK_VOXELS = 50_000
+#: Manifest file of a work folder.
+MANIFEST = "manifest.json"
+
+
+# ------------------------------------------------------------------ block functions
+@dataclass
+class FitBlock:
+    """Fit a built-in model to a block of raw signals (picklable for Dask workers).
+
+    Attributes
+    ----------
+    model, n_fibres : str, int
+    method : str
+        Fitting engine.
+    acq : dict
+        ``Acquisition.to_dict()``.
+    sigma : float or None
+        Noise σ in signal units, fixed for the whole volume so chunks agree.
+    workers : int or None
+        Cores used inside one block.
+    options : dict
+        Engine options.
+    """
+
+    model: str
+    n_fibres: int
+    method: str
+    acq: dict
+    sigma: float | None = None
+    workers: int | None = None
+    options: dict = field(default_factory=dict)
+
+    def __call__(self, signal):
+        import warnings
+
+        from .acquisition import Acquisition
+        from .fitting import fit
+        from .models import get_model
+
+        model = get_model(self.model, self.n_fibres)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # bad voxels are counted below
+            res = fit(model, Acquisition.from_dict(self.acq), signal, method=self.method,
+                      sigma=0 if self.sigma is None else self.sigma, workers=self.workers,
+                      **self.options)
+        maps = res.maps()
+        maps["success"] = res.success.astype(np.float32)
+        return maps
+
+    def key(self) -> dict:
+        return {"kind": "fit", "model": self.model, "n_fibres": self.n_fibres,
+                "method": self.method, "sigma": self.sigma, "options": self.options}
+
+
+@dataclass
+class PredictBlock:
+    """Apply a saved learned estimator to a block of raw signals (picklable)."""
+
+    estimator_path: str
+
+    def __call__(self, signal):
+        return _cached_estimator(self.estimator_path).predict_block(signal)
+
+    def key(self) -> dict:
+        meta = Path(self.estimator_path) / "estimator.json"
+        digest = hashlib.sha1(meta.read_bytes()).hexdigest()[:16] if meta.exists() else ""
+        return {"kind": "predict", "estimator": str(self.estimator_path), "meta": digest}
+
+
+_ESTIMATORS: dict = {}
+
+
+def _cached_estimator(path):
+    if path not in _ESTIMATORS:
+        from .learning import load_estimator
+
+        _ESTIMATORS[path] = load_estimator(path)
+    return _ESTIMATORS[path]
+
+
+# ------------------------------------------------------------------ slabs
+def plan_slabs(mask, chunk_voxels: int = CHUNK_VOXELS) -> list[tuple[int, int]]:
+    """z ranges ``(z0, z1)`` holding about ``chunk_voxels`` brain voxels each."""
+    per_z = np.asarray(mask).reshape(-1, mask.shape[-1]).sum(0) if mask.ndim == 3 else None
+    if per_z is None:
+        raise ValueError("mask must be 3-D to plan slabs.")
+    slabs, start, count = [], 0, 0
+    for z, n in enumerate(per_z):
+        count += int(n)
+        if count >= chunk_voxels:
+            slabs.append((start, z + 1))
+            start, count = z + 1, 0
+    if start < mask.shape[-1]:
+        slabs.append((start, mask.shape[-1]))
+    return slabs
+
+
+def read_slab(image_path, z0: int, z1: int, dtype=np.float32) -> np.ndarray:
+    """``data[:, :, z0:z1, :]`` read lazily from a NIfTI file."""
+    import nibabel as nib
+
+    img = nib.load(str(image_path), keep_file_open=True)
+    return np.asarray(img.dataobj[:, :, z0:z1, :], dtype=dtype)
+
+
+def _slab_job(block_fn, image_path, mask_slab, z0, z1):
+    data = read_slab(image_path, z0, z1)
+    vox = data[mask_slab]
+    out = block_fn(vox) if len(vox) else {}
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------ work folder
+def _manifest(dataset, block_fn, slabs) -> dict:
+    img = Path(dataset.image.get_filename())
+    st = img.stat()
+    return {"input": str(img.resolve()), "size": st.st_size, "mtime": int(st.st_mtime),
+            "shape": list(dataset.image.shape), "acquisition": dataset.acq.fingerprint(),
+            "mask": hashlib.sha1(np.packbits(dataset.mask).tobytes()).hexdigest()[:16],
+            "job": block_fn.key(), "slabs": [list(s) for s in slabs]}
+
+
+def _prepare_work_dir(work_dir: Path, manifest: dict, resume: bool) -> set[int]:
+    """Done slab indices; a fresh folder unless resuming the very same job."""
+    man_file = work_dir / MANIFEST
+    if resume and man_file.is_file():
+        old = json.loads(man_file.read_text())
+        if old == json.loads(json.dumps(manifest)):
+            return {int(p.stem.split("_")[1]) for p in work_dir.glob("slab_*.npz")}
+        raise ValueError(f"--resume: the work folder {work_dir} belongs to another job (input,"
+                         " mask or settings differ); run without --resume to start over.")
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    tmp = man_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, man_file)
+    return set()
+
+
+def _save_slab(work_dir: Path, index: int, maps: dict) -> None:
+    tmp = work_dir / f".slab_{index:05d}.tmp.npz"
+    np.savez(tmp, **maps)
+    os.replace(tmp, work_dir / f"slab_{index:05d}.npz")
+
+
+# ------------------------------------------------------------------ driver
+def _client(scheduler, workers):
+    if scheduler is None and not workers:
+        return None, None
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ValueError("--scheduler/--workers with Dask need the dask extra: "
+                         "pip install 'microlearn[dask]'.") from None
+    if scheduler is not None:
+        return Client(scheduler, timeout="20s"), None
+    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                           dashboard_address=None, host="127.0.0.1")
+    return Client(cluster), cluster
+
+
+def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
+                chunk_voxels=CHUNK_VOXELS, scheduler=None, workers=None, progress=True,
+                keep_work=False, extra_maps=None) -> dict:
+    """Run ``block_fn`` over a dataset slab by slab and write the maps to ``out_dir``.
+
+    Parameters
+    ----------
+    block_fn : callable
+        ``fn(signal (n, N)) -> {name: (n,) | (n, 3)}`` with a ``key()`` describing the job.
+    dataset : Dataset
+        From :func:`microlearn.io.load_dataset` (the image is read lazily).
+    out_dir : path
+        Output folder for ``<map>.nii.gz``.
+    work_dir : path, optional
+        Where finished slabs are kept (default ``<out_dir>.work``).
+    resume : bool
+        Continue a previous run of the same job from its work folder.
+    chunk_voxels : int
+        Brain voxels per slab (memory and granularity).
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:port``).
+    workers : int, optional
+        Start a local Dask cluster with this many worker processes.
+    progress : bool
+    keep_work : bool
+        Keep the work folder after success.
+    extra_maps : dict, optional
+        Spatial maps written alongside (e.g. ``n_fibres``).
+
+    Returns
+    -------
+    dict
+        ``maps`` (name -> spatial array), ``n_voxels``, ``seconds``, ``slabs``, ``resumed``.
+    """
+    from .io import check_writable, write_maps
+
+    out_dir = check_writable(out_dir)
+    work_dir = Path(work_dir) if work_dir else out_dir.with_name(out_dir.name + ".work")
+    mask = np.asarray(dataset.mask, bool)
+    slabs = plan_slabs(mask, int(chunk_voxels))
+    done = _prepare_work_dir(work_dir, _manifest(dataset, block_fn, slabs), resume)
+    todo = [i for i in range(len(slabs)) if i not in done]
+    image_path = dataset.image.get_filename()
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(mask.sum()), desc=f"{block_fn.key()['kind']} (slabs)", unit="vox")
+        bar.update(int(sum(mask[..., slabs[i][0]:slabs[i][1]].sum() for i in done)))
+    client, cluster = _client(scheduler, workers)
+    try:
+        if client is None:
+            for i in todo:
+                z0, z1 = slabs[i]
+                _save_slab(work_dir, i, _slab_job(block_fn, image_path, mask[..., z0:z1], z0, z1))
+                if bar:
+                    bar.update(int(mask[..., z0:z1].sum()))
+        else:
+            from distributed import as_completed
+
+            futures = {client.submit(_slab_job, block_fn, image_path,
+                                     mask[..., slabs[i][0]:slabs[i][1]], *slabs[i],
+                                     pure=False, retries=2): i for i in todo}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                _save_slab(work_dir, i, fut.result())
+                if bar:
+                    bar.update(int(mask[..., slabs[i][0]:slabs[i][1]].sum()))
+    finally:
+        if bar:
+            bar.close()
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    maps = assemble(work_dir, slabs, mask)
+    scalar = [v for v in maps.values() if v.ndim == mask.ndim]
+    n_bad = int((mask & ~np.isfinite(scalar[0])).sum()) if scalar else 0
+    if n_bad:
+        import warnings
+
+        warnings.warn(f"{n_bad} voxel(s) have NaN/inf/negative signal or a zero b0; they get "
+                      "NaN maps.", RuntimeWarning, stacklevel=2)
+    maps.update(extra_maps or {})
+    write_maps(out_dir, maps, dataset.affine, mask=mask)
+    if not keep_work:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return {"maps": maps, "n_voxels": int(mask.sum()), "seconds": time.perf_counter() - t0,
+            "slabs": len(slabs), "resumed": len(done), "n_bad": n_bad}
+
+
+def assemble(work_dir, slabs, mask) -> dict:
+    """Volume maps from the kept slabs (NaN outside the mask)."""
+    maps: dict = {}
+    for i, (z0, z1) in enumerate(slabs):
+        sub = mask[..., z0:z1]
+        if not sub.any():
+            continue
+        with np.load(Path(work_dir) / f"slab_{i:05d}.npz", allow_pickle=False) as npz:
+            for name in npz.files:
+                v = npz[name]
+                if name not in maps:
+                    maps[name] = np.full(mask.shape + v.shape[1:], np.nan, dtype=np.float32)
+                target = maps[name][:, :, z0:z1]
+                target[sub] = v
+    return maps
+
+
+def sample_sigma(dataset, max_voxels: int = 20_000):
+    """Noise σ (signal units) from the b0 repeats of brain voxels in the middle slabs."""
+    from .fitting.noise import estimate_sigma
+
+    mask = np.asarray(dataset.mask, bool)
+    per_z = mask.reshape(-1, mask.shape[-1]).sum(0)
+    if per_z.sum() == 0:
+        raise ValueError("the brain mask is empty; give a mask with brain voxels (--mask).")
+    order = np.argsort(-per_z)
+    take, total = [], 0
+    for z in order:
+        take.append(int(z))
+        total += int(per_z[z])
+        if total >= max_voxels:
+            break
+    vox = np.concatenate([read_slab(dataset.image.get_filename(), z, z + 1)[mask[..., z:z + 1]]
+                          for z in sorted(take)])
+    b0 = vox[:, dataset.acq.b0_mask].mean(1)
+    good = np.isfinite(vox).all(1) & (b0 > 0)
+    sigma = estimate_sigma(vox[good].astype(float), dataset.acq)
+    return None if sigma is None else float(sigma)
