@@ -23,14 +23,18 @@ def test_signal_figures_match_model(hcp):
 def test_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--shape", "10", "10", "3",
-                 "--methods", "mix,dictionary"]) == 0
+                 "--methods", "mix,dictionary", "--estimator", "polynomial",
+                 "--n-samples", "5000"]) == 0
     printed = capsys.readouterr().out
     assert "report:" in printed
-    for f in ("index.html", "signals.png", "truth_vs_estimate.png", "table.csv",
-              "phantom/data.nii.gz", "fits/mix/odi.nii.gz"):
+    for f in ("phantom/data.nii.gz", "fit_mix/odi.nii.gz", "fit_mix/fit.json",
+              "estimator/estimator.json", "predict/odi.nii.gz", "report/index.html",
+              "report/table.csv", "report/scatter.png", "report/runtime.png",
+              "report/slices.png", "report/errors.png", "report/signals.png"):
         assert (out / f).exists(), f
-    rows = list(csv.DictReader(open(out / "table.csv")))
-    assert [r["method"] for r in rows] == ["mix", "dictionary"]
-    assert float(rows[0]["rmse_icvf"]) < 0.06
-    html = (out / "index.html").read_text()
-    assert "truth_vs_estimate.png" in html and "signals.png" in html
+    rows = list(csv.DictReader(open(out / "report" / "table.csv")))
+    assert [r["method"] for r in rows] == ["mix", "dictionary", "polynomial (learned)"]
+    assert float(rows[0]["rmse_icvf"]) < 0.06 and float(rows[2]["rmse_icvf"]) < 0.06
+    html = (out / "report" / "index.html").read_text()
+    for fig in ("scatter", "runtime", "slices", "errors", "signals"):
+        assert f"{fig}.png" in html

@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
-def plot_truth_vs_estimate(truth: dict, estimates: dict, names, *, title=""):
+def plot_truth_vs_estimate(truth: dict, estimates: dict, names, *, title="", xlabel="truth"):
     """Scatter of estimate against truth per map (columns) and method (rows).
 
     Parameters
@@ -15,6 +15,8 @@ def plot_truth_vs_estimate(truth: dict, estimates: dict, names, *, title=""):
         True maps (voxels of interest only, 1-D).
     estimates : dict of str to dict of str to ndarray
         ``{method: {map: values}}``.
+    xlabel : str
+        What the x axis holds (``truth``, or a reference method).
     """
     fig = Figure(figsize=(3.2 * len(names), 3.0 * len(estimates)))
     axes = fig.subplots(len(estimates), len(names), squeeze=False)
@@ -26,8 +28,9 @@ def plot_truth_vs_estimate(truth: dict, estimates: dict, names, *, title=""):
             lo, hi = np.nanmin(t[ok]), np.nanmax(t[ok])
             ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
             rmse = np.sqrt(np.mean((t[ok] - e[ok]) ** 2))
-            ax.set_title(f"{method}: {name} (RMSE {rmse:.3g})", fontsize=8)
-            ax.set_xlabel("truth")
+            label = "RMSE" if xlabel == "truth" else "RMSD"
+            ax.set_title(f"{method}: {name} ({label} {rmse:.3g})", fontsize=8)
+            ax.set_xlabel(xlabel)
             ax.set_ylabel("estimate")
     fig.suptitle(title)
     fig.tight_layout()

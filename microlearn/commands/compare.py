@@ -1,0 +1,53 @@
+"""``microlearn compare``: fitting engines and learned estimators side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..cli import echo
+from ._common import add_input_arguments, load_input
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="compare fitting and learning: accuracy, runtime, report")
+    add_input_arguments(p)
+    p.add_argument("--model", default="noddi", help="noddi | activeax | zcd | ivim")
+    p.add_argument("--methods", default="mix,interior-point,dictionary,dnn",
+                   help="comma-separated: fitting engines, learned estimators "
+                        "(estimator[/optimizer]) or saved estimator folders")
+    p.add_argument("--truth", type=Path, default=None,
+                   help="folder of true maps (the phantom's truth/) for RMSE/bias/correlation")
+    p.add_argument("--n-samples", type=int, default=50_000,
+                   help="training voxels of the learned estimators")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of learned networks")
+    p.add_argument("--out", type=Path, required=True, help="report folder")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..compare import compare
+    from ..io import check_writable, load_maps
+
+    check_writable(args.out)
+    ds = load_input(args)
+    truth = None
+    if args.truth is not None:
+        if not Path(args.truth).is_dir():
+            raise FileNotFoundError(f"--truth {args.truth}: not a folder of maps; give the "
+                                    "phantom's truth/ folder.")
+        truth = load_maps(args.truth)
+    n_fibres = 0 if args.model == "ivim" else 1
+    options = {"n_samples": args.n_samples, "n_fibres": n_fibres}
+    if args.epochs is not None:
+        options["epochs"] = args.epochs
+    result = compare(ds, args.model, args.methods, truth=truth, learn_options=options,
+                     progress=True)
+    page = result.save_html(args.out)
+    cols = ["method", "vox_per_s"] + [c for c in result.rows[0] if c.startswith(
+        ("rmse_", "rmsd_"))]
+    echo("  ".join(f"{c:>14}" for c in cols))
+    for r in result.rows:
+        echo("  ".join(f"{r[c]:>14.4g}" if isinstance(r[c], float) else f"{r[c]:>14}"
+                       for c in cols))
+    echo(f"report: {page.resolve()}")
+    return 0

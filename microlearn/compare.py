@@ -1,0 +1,306 @@
+"""Compare fitting engines and learned estimators on the same data.
+
+:func:`compare` runs every method on the same voxels, times it, and — when the truth is
+known (the phantom's ``truth/``) — reports RMSE, bias and correlation per map; without
+truth it reports each method's agreement with the first one. The :class:`Comparison` it
+returns writes a report folder (``table.csv``, PNG figures, ``index.html``) and shows
+itself as HTML in notebooks and dashboards.
+
+Method names: fitting engines (``mix``, ``interior-point``, ``dictionary``), learned
+estimators (``dnn``, ``polynomial``, ``boosted-trees``, ``bayesian``, ``wide-deep``,
+``bayesian-dnn``, ``linear-sdca``, optionally ``<estimator>/<optimizer>``, e.g.
+``dnn/ftrl``) trained on the data's acquisition, or a folder with a saved estimator.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Maps compared per model family.
+COMPARED_MAPS = {"noddi": ("odi", "icvf", "fiso"), "activeax": ("diameter", "icvf", "fiso"),
+                 "zcd": ("diameter", "icvf", "f_dot"), "ivim": ("f", "d", "d_star")}
+
+
+@dataclass
+class MethodRun:
+    """One method's maps over the compared voxels and its timings."""
+
+    name: str
+    kind: str  # "fit" or "learn"
+    maps: dict
+    seconds: float
+    train_seconds: float = 0.0
+
+
+@dataclass
+class Comparison:
+    """Rows of the comparison plus what is needed to draw it.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One row per method: ``method``, ``kind``, ``voxels``, ``seconds``,
+        ``train_seconds``, ``vox_per_s`` and per map ``rmse_<m>``, ``bias_<m>``,
+        ``corr_<m>`` (with truth) or ``rmsd_<m>``, ``corr_<m>`` against the reference
+        method (without).
+    runs : dict of str -> MethodRun
+    truth : dict or None
+        True maps over the compared voxels.
+    names : tuple of str
+        Compared maps.
+    mask : ndarray of bool
+        Voxels compared (spatial).
+    """
+
+    rows: list
+    runs: dict
+    truth: dict | None
+    names: tuple
+    mask: np.ndarray
+    model: str = "noddi"
+    reference: str | None = None
+    figures: dict = field(default_factory=dict)
+
+    def to_csv(self, path) -> Path:
+        """Write the table (atomically)."""
+        from .io import _atomic_replace
+
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        cols = list(dict.fromkeys(k for r in self.rows for k in r))
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=cols)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        _atomic_replace(tmp, path)
+        return path
+
+    def make_figures(self) -> dict:
+        """Matplotlib figures: scatter, runtime bars, map slices, error maps."""
+        from .viz.compare import plot_error_maps, plot_map_slices, plot_runtime, plot_scatter
+
+        estimates = {n: {k: r.maps[k][self.mask] for k in self.names}
+                     for n, r in self.runs.items()}
+        figs = {"runtime": plot_runtime(self.rows)}
+        if self.truth is not None:
+            truth = {k: self.truth[k][self.mask] for k in self.names}
+            figs["scatter"] = plot_scatter(truth, estimates, self.names)
+            figs["errors"] = plot_error_maps(self.truth, {n: r.maps for n, r in self.runs.items()},
+                                             self.names, self.mask)
+        else:
+            ref = estimates[self.reference]
+            figs["scatter"] = plot_scatter(ref, {n: e for n, e in estimates.items()
+                                                 if n != self.reference}, self.names,
+                                           xlabel=f"{self.reference}")
+        figs["slices"] = plot_map_slices(self.truth, {n: r.maps for n, r in self.runs.items()},
+                                         self.names, self.mask)
+        self.figures = figs
+        return figs
+
+    def save_html(self, folder, *, extra_figures=None) -> Path:
+        """Write ``table.csv``, ``<figure>.png`` and ``index.html`` into ``folder``.
+
+        ``extra_figures`` (name -> Figure) are added to the page after the comparison's.
+        """
+        from .io import _atomic_replace, check_writable
+
+        folder = check_writable(folder)
+        self.to_csv(folder / "table.csv")
+        figs = dict(self.figures or self.make_figures())
+        figs.update(extra_figures or {})
+        for name, fig in figs.items():
+            tmp = folder / f".{name}.tmp.png"
+            fig.savefig(tmp, dpi=90)
+            _atomic_replace(tmp, folder / f"{name}.png")
+        page = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+                f"<title>microlearn compare: {html.escape(self.model)}</title>",
+                "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+                "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+                "img{max-width:100%}</style></head><body>",
+                f"<h1>Fitting and learning compared: {html.escape(self.model)}</h1>",
+                f"<p>{int(self.mask.sum())} voxels; "
+                + ("errors against the known truth" if self.truth is not None else
+                   f"agreement with {html.escape(str(self.reference))} (no truth given)")
+                + ". <a href='table.csv'>table.csv</a></p>", self._table_html()]
+        for name in figs:
+            page.append(f"<h2>{name}</h2><img src='{name}.png' alt='{name}'>")
+        page.append("</body></html>")
+        tmp = folder / ".index.html.tmp"
+        tmp.write_text("\n".join(page))
+        _atomic_replace(tmp, folder / "index.html")
+        return folder / "index.html"
+
+    def _table_html(self) -> str:
+        cols = list(dict.fromkeys(k for r in self.rows for k in r))
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>"
+                       for r in self.rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    def _repr_html_(self) -> str:
+        return self._table_html()
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _metrics(estimate, truth) -> dict:
+    ok = np.isfinite(estimate) & np.isfinite(truth)
+    if ok.sum() < 2:
+        return {"rmse": np.nan, "bias": np.nan, "corr": np.nan}
+    e, t = estimate[ok].astype(float), truth[ok].astype(float)
+    corr = float(np.corrcoef(e, t)[0, 1]) if np.std(e) > 0 and np.std(t) > 0 else np.nan
+    return {"rmse": float(np.sqrt(np.mean((e - t) ** 2))), "bias": float(np.mean(e - t)),
+            "corr": corr}
+
+
+def _parse_method(spec: str):
+    from .fitting import FITTERS
+    from .learning import ESTIMATOR_NAMES
+
+    if spec in FITTERS.names():
+        return "fit", spec, None
+    if Path(spec).is_dir():
+        return "saved", spec, None
+    name, _, optimizer = spec.partition("/")
+    if name in ESTIMATOR_NAMES:
+        return "learn", name, optimizer or None
+    raise ValueError(f"methods: unknown method {spec!r}; choose fitting engines "
+                     f"{FITTERS.names()}, learned estimators {list(ESTIMATOR_NAMES)} "
+                     "(optionally estimator/optimizer) or a saved estimator folder.")
+
+
+def run_method(spec, model_name, acq, data, mask, *, n_fibres=1, learn_options=None,
+               progress=False) -> MethodRun:
+    """Run one method on ``data[mask]``; maps are spatial arrays."""
+    from .fitting import fit
+    from .learning import load_estimator, train
+    from .models import get_model
+
+    if isinstance(spec, tuple):  # (label, TrainedEstimator)
+        label, est = spec
+        est.check_acquisition(acq)
+        t0 = time.perf_counter()
+        maps = est.predict_maps(data, mask, acq=acq)
+        return MethodRun(name=label, kind="learn", maps=maps, seconds=time.perf_counter() - t0,
+                         train_seconds=float(est.info.get("seconds", 0.0)))
+    kind, name, optimizer = _parse_method(spec)
+    train_seconds = 0.0
+    if kind == "fit":
+        model = get_model(model_name, 0 if model_name == "ivim" else n_fibres)
+        t0 = time.perf_counter()
+        res = fit(model, acq, data, method=name, mask=mask, progress=progress)
+        seconds = time.perf_counter() - t0
+        maps = res.maps()
+    else:
+        if kind == "saved":
+            est = load_estimator(name)
+            est.check_acquisition(acq)
+        else:
+            opts = {"n_samples": 50_000, **(learn_options or {})}
+            t0 = time.perf_counter()
+            est = train(model_name, acq, estimator=name, optimizer=optimizer,
+                        progress=progress, **opts)
+            train_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        maps = est.predict_maps(data, mask, acq=acq)
+        seconds = time.perf_counter() - t0
+    return MethodRun(name=spec, kind="fit" if kind == "fit" else "learn", maps=maps,
+                     seconds=seconds, train_seconds=train_seconds)
+
+
+def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None,
+            evaluate=None, n_fibres=1, learn_options=None, progress=False) -> Comparison:
+    """Run ``methods`` on the same data and tabulate accuracy and speed.
+
+    Parameters
+    ----------
+    data : Dataset or ndarray, shape (*spatial, N)
+        A dataset from :func:`microlearn.io.load_dataset` or raw signals.
+    model : str
+        Model family: ``noddi``, ``activeax``, ``zcd``, ``ivim``.
+    methods : sequence of str or comma-separated str
+        Method names (see the module docstring), or ``(label, TrainedEstimator)`` pairs
+        for estimators already trained (their training time is taken from ``info``).
+    acq : Acquisition, optional
+        Needed when ``data`` is an array.
+    mask : ndarray of bool, optional
+        Voxels to process (default: the dataset's mask, or all).
+    truth : dict or path, optional
+        True maps (e.g. the phantom's ``truth/`` folder).
+    names : sequence of str, optional
+        Maps to compare (default per model, :data:`COMPARED_MAPS`).
+    evaluate : ndarray of bool, optional
+        Voxels the metrics are computed on (default: the mask; with a truth that has
+        ``n_fibres``, the voxels whose fibre count matches ``n_fibres``).
+    n_fibres : int
+        Fibre populations of the fitted model.
+    learn_options : dict, optional
+        Passed to :func:`microlearn.learning.train` (e.g. ``n_samples``, ``epochs``).
+    """
+    from .io import Dataset, load_maps
+
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    if not methods:
+        raise ValueError("methods: give at least one method to compare.")
+    for m in methods:
+        if not isinstance(m, tuple):
+            _parse_method(m)
+    if model not in COMPARED_MAPS:
+        raise ValueError(f"model: choose one of {sorted(COMPARED_MAPS)}, not {model!r}.")
+    if isinstance(data, Dataset):
+        acq = data.acq
+        mask = data.mask if mask is None else mask
+        data = data.load_data()
+    if acq is None:
+        raise ValueError("acq: give the acquisition of the data (or pass a Dataset).")
+    data = np.asarray(data)
+    spatial = data.shape[:-1]
+    mask = np.ones(spatial, bool) if mask is None else np.asarray(mask, bool)
+    if isinstance(truth, (str, Path)):
+        truth = load_maps(truth)
+    names = tuple(names or COMPARED_MAPS[model])
+    if evaluate is None:
+        evaluate = mask.copy()
+        if truth is not None and "n_fibres" in truth and model != "ivim":
+            evaluate &= np.asarray(truth["n_fibres"]) == n_fibres
+    evaluate = np.asarray(evaluate, bool) & mask
+    runs = {}
+    for spec in methods:
+        label = spec[0] if isinstance(spec, tuple) else spec
+        log.info("compare: running %s", label)
+        runs[label] = run_method(spec, model, acq, data, mask, n_fibres=n_fibres,
+                                 learn_options=learn_options, progress=progress)
+    reference = next(iter(runs))
+    rows = []
+    n_vox = int(mask.sum())
+    for spec, run in runs.items():
+        row = {"method": spec, "kind": run.kind, "voxels": n_vox,
+               "seconds": round(run.seconds, 4), "train_seconds": round(run.train_seconds, 3),
+               "vox_per_s": round(n_vox / max(run.seconds, 1e-9), 1)}
+        for k in names:
+            est = np.asarray(run.maps[k], float)[evaluate]
+            if truth is not None:
+                met = _metrics(est, np.asarray(truth[k], float)[evaluate])
+                row.update({f"rmse_{k}": met["rmse"], f"bias_{k}": met["bias"],
+                            f"corr_{k}": met["corr"]})
+            else:
+                ref = np.asarray(runs[reference].maps[k], float)[evaluate]
+                met = _metrics(est, ref)
+                row.update({f"rmsd_{k}": met["rmse"], f"corr_{k}": met["corr"]})
+        rows.append(row)
+    return Comparison(rows=rows, runs=runs, truth=truth, names=names, mask=evaluate,
+                      model=model, reference=None if truth is not None else reference)

@@ -1,0 +1,78 @@
+"""Figures of a comparison between methods: runtime, map slices, error maps.
+
+Every function returns a matplotlib ``Figure`` (never shown); the truth-vs-estimate
+scatter is :func:`microlearn.viz.accuracy.plot_truth_vs_estimate`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .accuracy import plot_truth_vs_estimate
+
+#: Colour limits per map in the slice figures (SI units).
+MAP_RANGES = {"odi": (0, 1), "icvf": (0, 1), "fiso": (0, 1), "f": (0, 0.5), "f_dot": (0, 0.3),
+              "diameter": (0, 12e-6), "d": (0, 3e-9), "d_star": (0, 30e-9)}
+
+
+def plot_scatter(reference: dict, estimates: dict, names, *, xlabel="truth"):
+    """Estimate against truth (or a reference method) per map and method."""
+    return plot_truth_vs_estimate(reference, estimates, names, xlabel=xlabel)
+
+
+def plot_runtime(rows):
+    """Horizontal bars of voxels per second (log scale), fitting and learning coloured."""
+    fig = Figure(figsize=(6.5, 0.45 * len(rows) + 1.2))
+    ax = fig.subplots()
+    names = [r["method"] for r in rows]
+    speed = [r["vox_per_s"] for r in rows]
+    colours = ["tab:blue" if r.get("kind") == "fit" else "tab:orange" for r in rows]
+    ax.barh(names, speed, color=colours)
+    ax.set_xscale("log")
+    ax.set_xlabel("voxels per second (blue: fitting, orange: learned; training not included)")
+    for y, v in enumerate(speed):
+        ax.text(v, y, f" {v:,.0f}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def _middle_slice(mask):
+    counts = mask.reshape(-1, mask.shape[-1]).sum(0)
+    return int(np.argmax(counts))
+
+
+def plot_map_slices(truth, maps: dict, names, mask):
+    """The fullest axial slice of each map: truth (if known) then one row per method."""
+    z = _middle_slice(mask)
+    rows = ([("truth", truth)] if truth is not None else []) + list(maps.items())
+    fig = Figure(figsize=(2.4 * len(names), 2.2 * len(rows)))
+    axes = fig.subplots(len(rows), len(names), squeeze=False)
+    for (label, m), row in zip(rows, axes):
+        for ax, name in zip(row, names):
+            img = np.where(mask[..., z], np.asarray(m[name], float)[..., z], np.nan)
+            lo, hi = MAP_RANGES.get(name, (np.nanmin(img), np.nanmax(img)))
+            im = ax.imshow(img.T, origin="lower", cmap="viridis", vmin=lo, vmax=hi)
+            ax.set_title(f"{label}: {name}", fontsize=8)
+            ax.axis("off")
+        fig.colorbar(im, ax=row.tolist(), shrink=0.8)
+    return fig
+
+
+def plot_error_maps(truth, maps: dict, names, mask):
+    """Estimate minus truth on the fullest slice, one row per method (diverging colours)."""
+    z = _middle_slice(mask)
+    fig = Figure(figsize=(2.4 * len(names), 2.2 * len(maps)))
+    axes = fig.subplots(len(maps), len(names), squeeze=False)
+    for (label, m), row in zip(maps.items(), axes):
+        for ax, name in zip(row, names):
+            err = np.where(mask[..., z], np.asarray(m[name], float)[..., z]
+                           - np.asarray(truth[name], float)[..., z], np.nan)
+            lo, hi = MAP_RANGES.get(name, (0, np.nanmax(np.abs(err)) or 1))
+            lim = 0.3 * (hi - lo)
+            im = ax.imshow(err.T, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.set_title(f"{label}: {name} error", fontsize=8)
+            ax.axis("off")
+        fig.colorbar(im, ax=row.tolist(), shrink=0.8)
+    return fig
