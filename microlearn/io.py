@@ -271,13 +271,14 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def load_maps(folder) -> dict[str, np.ndarray]:
-    """All ``<name>.nii.gz`` maps of a folder as arrays."""
+def load_maps(folder, names=None) -> dict[str, np.ndarray]:
+    """The ``<name>.nii.gz`` maps of a folder as arrays (all, or only ``names``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"maps folder not found: {folder}")
     return {p.name[: -len(".nii.gz")]: np.asarray(nib.load(p).dataobj)
-            for p in sorted(folder.glob("*.nii.gz")) if not p.name.startswith(".tmp-")}
+            for p in sorted(folder.glob("*.nii.gz")) if not p.name.startswith(".tmp-")
+            and (names is None or p.name[: -len(".nii.gz")] in names)}
 
 
 def write_hcp_folder(out_dir, data, acq: Acquisition, mask, affine=None) -> Path:
@@ -286,13 +287,18 @@ def write_hcp_folder(out_dir, data, acq: Acquisition, mask, affine=None) -> Path
     affine = np.diag([1.25, 1.25, 1.25, 1.0]) if affine is None else affine
     save_nifti_atomic(np.asarray(data, np.float32), affine, out / HCP_FILES["dwi"])
     save_nifti_atomic(np.asarray(mask, np.uint8), affine, out / HCP_FILES["mask"])
+    write_acquisition_files(out, acq)
+    return out
+
+
+def write_acquisition_files(out: Path, acq: Acquisition) -> None:
+    """bvals (s/mm²), bvecs (3 rows) and acquisition.json (timings) into folder ``out``."""
     _write_text(out / "bvals", " ".join(f"{b:g}" for b in acq.bvals / 1e6) + "\n")
     _write_text(out / "bvecs", "\n".join(" ".join(f"{v:.8f}" for v in row)
                                          for row in acq.bvecs.T) + "\n")
     timing = {"delta": _compact(acq.delta), "Delta": _compact(acq.Delta),
               "TE": None if acq.TE is None else _compact(acq.TE), "G": acq.G.tolist()}
     write_json(out / HCP_FILES["acquisition"], {k: v for k, v in timing.items() if v is not None})
-    return out
 
 
 def _compact(arr):

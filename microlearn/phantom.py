@@ -20,6 +20,7 @@ perfusion regions instead of fibres.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,14 +83,17 @@ class Phantom:
         return out
 
 
-def label_volume(shape) -> np.ndarray:
-    """Region labels (see module docstring) of an ellipsoid phantom of ``shape``."""
+def label_volume(shape, radius: float = 1.0) -> np.ndarray:
+    """Region labels (see module docstring) of an ellipsoid phantom of ``shape``.
+
+    ``radius`` scales the ellipsoid (1: it touches the sides of the box).
+    """
     X, Y, Z = shape
     x = (np.arange(X) + 0.5) / X * 2 - 1
     y = (np.arange(Y) + 0.5) / Y * 2 - 1
     z = (np.arange(Z) + 0.5) / Z * 2 - 1 if Z > 1 else np.zeros(1)
     xx, yy, zz = np.meshgrid(x, y, z, indexing="ij")
-    r = np.sqrt(xx**2 / 0.95**2 + yy**2 / 0.95**2 + zz**2 / 1.2**2)
+    r = np.sqrt(xx**2 / 0.95**2 + yy**2 / 0.95**2 + zz**2 / 1.2**2) / radius
     labels = np.zeros(shape, np.uint8)
     inside = r <= 1.0
     labels[inside] = LABELS["gm"]
@@ -181,27 +185,44 @@ def make_phantom(*, model: str = "noddi", scheme: str | None = None, shape=(24, 
         b0 signal-to-noise ratio (σ = S0 / snr, Rician); ``inf`` for no noise.
     seed : int
     """
+    acq, labels, s0_map = _layout(model, scheme, shape, acq)
+    rng = as_rng(seed)
+    mask = labels > 0
+    data, truth = _fill(model, acq, labels, s0_map, snr, rng)
+    affine = np.diag([1.25, 1.25, 1.25, 1.0])
+    log.info("phantom %s: %d voxels in the mask", shape, int(mask.sum()))
+    return Phantom(data=data, acq=acq, mask=mask, labels=labels, truth=truth, affine=affine,
+                   model=model, snr=snr)
+
+
+def _layout(model, scheme, shape, acq, radius=1.0):
     get_model(model)  # validates the name
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape must be three positive integers, got {tuple(shape)}.")
     acq = acq or Acquisition.scheme(scheme or DEFAULT_SCHEME[model])
-    rng = as_rng(seed)
-    labels = label_volume(tuple(int(s) for s in shape))
+    shape = tuple(int(s) for s in shape)
+    labels = label_volume(shape, radius)
+    xs, ys = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    s0_xy = S0 * (1.0 + 0.1 * np.sin(xs / max(shape[0], 1) * np.pi)
+                  * np.cos(ys / max(shape[1], 1) * np.pi))
+    s0_map = np.broadcast_to(s0_xy[..., None], shape).astype(np.float32)
+    return acq, labels, s0_map
+
+
+def _fill(model, acq, labels, s0_map, snr, rng):
+    """Signals and truth maps of a block of labels (the whole volume or one slab)."""
+    shape = labels.shape
     mask = labels > 0
-    n_meas = acq.n_measurements
-    data = np.zeros(tuple(shape) + (n_meas,), np.float32)
+    data = np.zeros(shape + (acq.n_measurements,), np.float32)
     truth: dict[str, np.ndarray] = {}
 
-    def put(name, idx, value, width=None):
+    def put(name, idx, value):
         value = np.asarray(value, dtype=np.float32)
         if name not in truth:
-            full = tuple(shape) + ((value.shape[-1],) if value.ndim == 2 else ())
+            full = shape + ((value.shape[-1],) if value.ndim == 2 else ())
             truth[name] = np.full(full, np.nan if name[-1].isdigit() else 0.0, np.float32)
         truth[name][idx] = value
 
-    xs, ys, zs = np.mgrid[0:shape[0], 0:shape[1], 0:shape[2]]
-    s0_map = (S0 * (1.0 + 0.1 * np.sin(xs / max(shape[0], 1) * np.pi)
-                    * np.cos(ys / max(shape[1], 1) * np.pi))).astype(np.float32)
     for label in sorted(set(np.unique(labels)) - {0}):
         idx = np.nonzero(labels == label)
         n = idx[0].size
@@ -225,15 +246,82 @@ def make_phantom(*, model: str = "noddi", scheme: str | None = None, shape=(24, 
         for name, value in group_truth.items():
             put(name, idx, value)
     truth["s0"] = np.where(mask, s0_map, 0).astype(np.float32)
-    if np.isfinite(snr):
+    if np.isfinite(snr) and mask.any():
         data[mask] = add_noise(data[mask], snr, s0=S0, random_state=rng).astype(np.float32)
     for name in list(truth):
         if name.startswith("mu") and truth[name].ndim == 4:
             truth[name] = np.nan_to_num(truth[name])
+    return data, truth
+
+
+def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None = None,
+                          shape=(145, 174, 145), snr: float = 30.0, seed: int = 0,
+                          slab: int = 8, radius: float = 0.78,
+                          progress: bool = False) -> Path:
+    """Write a phantom of any size slab by slab (bounded memory), in the HCP layout.
+
+    The signal goes to an uncompressed ``data.nii`` filled through a memory map, one
+    z-slab of ``slab`` slices at a time (an HCP-size volume, 145×174×145×288 float32, is
+    4.2 GB on disk but needs ~0.3 GB of memory); truth maps are written as usual. The
+    random stream differs from :func:`make_phantom` (one generator per slab). The default
+    ``radius`` makes the brain about a quarter of the box, as in an HCP volume (~0.9 M
+    brain voxels at 145×174×145).
+    """
+    import nibabel as nib
+
+    from .io import (
+        _atomic_replace,
+        check_writable,
+        save_nifti_atomic,
+        write_acquisition_files,
+        write_maps,
+    )
+
+    out = check_writable(out_dir)
+    acq, labels, s0_map = _layout(model, scheme, shape, None, radius)
+    shape = labels.shape
     affine = np.diag([1.25, 1.25, 1.25, 1.0])
-    log.info("phantom %s: %d voxels in the mask", shape, int(mask.sum()))
-    return Phantom(data=data, acq=acq, mask=mask, labels=labels, truth=truth, affine=affine,
-                   model=model, snr=snr)
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape + (acq.n_measurements,))
+    header.set_data_dtype(np.float32)
+    header.set_qform(affine, code=1)
+    header.set_sform(affine, code=1)
+    header.set_xyzt_units("mm", "sec")
+    tmp = out / ".data.nii.tmp"
+    offset = 352
+    header["vox_offset"] = offset
+    with open(tmp, "wb") as fh:
+        fh.write(header.binaryblock)
+        fh.write(b"\0" * (offset - len(header.binaryblock)))
+    X, Y, Z = shape
+    truth: dict[str, np.ndarray] = {}
+    starts = range(0, Z, slab)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="phantom", unit="slab")
+    with open(tmp, "r+b") as fh:
+        fh.truncate(offset + 4 * X * Y * Z * acq.n_measurements)
+        for z0 in starts:
+            z1 = min(z0 + slab, Z)
+            data, part = _fill(model, acq, labels[..., z0:z1], s0_map[..., z0:z1], snr,
+                               as_rng([seed, z0]))
+            # in NIfTI (Fortran) order the slab of each volume is one contiguous run
+            for t in range(acq.n_measurements):
+                block = np.asfortranarray(data[..., t]).tobytes(order="F")
+                os.pwrite(fh.fileno(), block, offset + 4 * X * Y * (t * Z + z0))
+            for name, v in part.items():
+                if name not in truth:
+                    truth[name] = np.full(shape + v.shape[3:], np.nan if name[-1].isdigit()
+                                          else 0.0, np.float32)
+                truth[name][:, :, z0:z1] = v
+        os.fsync(fh.fileno())
+    _atomic_replace(tmp, out / "data.nii")
+    (out / "data.nii.gz").unlink(missing_ok=True)
+    save_nifti_atomic((labels > 0).astype(np.uint8), affine, out / "nodif_brain_mask.nii.gz")
+    write_acquisition_files(out, acq)
+    write_maps(out / "truth", {**truth, "labels": labels.astype(np.float32)}, affine)
+    return out
 
 
-__all__ = ["LABELS", "Phantom", "label_volume", "make_phantom"]
+__all__ = ["LABELS", "Phantom", "label_volume", "make_phantom", "save_phantom_slabwise"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..cli import echo
 
 
@@ -15,11 +17,18 @@ def add_parser(sub) -> None:
     p.add_argument("--shape", type=int, nargs=3, default=(24, 24, 8), metavar=("X", "Y", "Z"))
     p.add_argument("--snr", type=float, default=30.0, help="b0 SNR (Rician noise)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--slab-wise", action="store_true",
+                   help="generate and write z-slab by z-slab into an uncompressed data.nii "
+                        "(bounded memory; automatic above 2e8 signal values, e.g. HCP size)")
     p.set_defaults(run=run)
 
 
+#: Signal values above which the phantom is written slab by slab.
+SLAB_WISE_ABOVE = 2e8
+
+
 def run(args) -> int:
-    from ..io import check_writable
+    from ..io import check_writable, load_maps
     from ..models import MODELS
     from ..phantom import make_phantom
     from ..schemes import SCHEMES
@@ -29,9 +38,21 @@ def run(args) -> int:
     if args.scheme is not None and args.scheme not in SCHEMES:
         raise ValueError(f"--scheme {args.scheme!r} is unknown; choose one of {sorted(SCHEMES)}.")
     check_writable(args.out)
-    ph = make_phantom(model=args.model, scheme=args.scheme, shape=tuple(args.shape),
-                      snr=args.snr, seed=args.seed)
-    out = ph.save(args.out)
-    echo(f"phantom written to {out} ({int(ph.mask.sum())} brain voxels, "
-          f"{ph.acq.n_measurements} volumes, truth in {out / 'truth'})")
+    from ..acquisition import Acquisition
+    from ..phantom import DEFAULT_SCHEME, save_phantom_slabwise
+
+    n_meas = Acquisition.scheme(args.scheme or DEFAULT_SCHEME[args.model]).n_measurements
+    size = float(np.prod(args.shape)) * n_meas
+    if args.slab_wise or size > SLAB_WISE_ABOVE:
+        out = save_phantom_slabwise(args.out, model=args.model, scheme=args.scheme,
+                                    shape=tuple(args.shape), snr=args.snr, seed=args.seed,
+                                    progress=True)
+        n_brain = int((load_maps(out / "truth", names=("labels",))["labels"] > 0).sum())
+    else:
+        ph = make_phantom(model=args.model, scheme=args.scheme, shape=tuple(args.shape),
+                          snr=args.snr, seed=args.seed)
+        out = ph.save(args.out)
+        n_brain = int(ph.mask.sum())
+    echo(f"phantom written to {out} ({n_brain} brain voxels, {n_meas} volumes, truth in "
+         f"{out / 'truth'})")
     return 0
