@@ -192,6 +192,8 @@ class ParameterSpace:
                 cols.append(v)
             else:
                 cols.append(v[..., None])
+        if not cols:  # a model without free parameters (e.g. NODDI with 0 fibres)
+            return np.zeros((0,))
         batch = np.broadcast_shapes(*(c.shape[:-1] for c in cols))
         return np.concatenate([np.broadcast_to(c, batch + c.shape[-1:]) for c in cols], axis=-1)
 

@@ -1,0 +1,75 @@
+"""Compare: fitting engines and learned estimators on the same data, as table and plots."""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+
+from .common import BackgroundTask, ErrorBox, figure_png, guarded, image_widget
+from .fit_or_learn import PHANTOM, DataSource
+
+
+class ComparePanel(widgets.VBox):
+    """Run :func:`microlearn.compare.compare` for chosen methods; show table and figures.
+
+    Parameters
+    ----------
+    data_root : path, optional
+    phantom_shape : tuple of int
+    """
+
+    def __init__(self, *, data_root=None, phantom_shape=(16, 16, 4)):
+        from ..fitting import FITTERS
+        from ..learning import ESTIMATOR_NAMES
+
+        self.source = DataSource(data_root, phantom_shape)
+        self.errors = ErrorBox()
+        self.data = widgets.Dropdown(options=(PHANTOM, "folder..."), value=PHANTOM,
+                                     description="data")
+        self.folder = widgets.Text(placeholder=f"HCP folder inside {self.source.data_root}",
+                                   description="folder")
+        self.model = widgets.Dropdown(options=("noddi", "activeax", "zcd", "ivim"),
+                                      value="noddi", description="model")
+        self.methods = widgets.SelectMultiple(
+            options=tuple(FITTERS.names()) + ESTIMATOR_NAMES,
+            value=("mix", "dictionary", "polynomial"), description="methods", rows=8)
+        self.n_samples = widgets.IntSlider(value=20_000, min=1000, max=200_000, step=1000,
+                                           description="training", continuous_update=False)
+        self.button = widgets.Button(description="compare", button_style="primary")
+        self.progress = widgets.IntProgress(value=0, min=0, max=2, description="progress")
+        self.status = widgets.HTML()
+        self.table = widgets.HTML()
+        self.scatter = image_widget()
+        self.runtime = image_widget("60%")
+        self.task = BackgroundTask(self.status, self.progress, self.errors)
+        self.result = None
+        self.button.on_click(lambda _: guarded(self.errors)(self.run)())
+        super().__init__([widgets.HTML("<h3>Compare fitting and learning</h3>"),
+                          widgets.HBox([self.data, self.folder, self.model]),
+                          widgets.HBox([self.methods, self.n_samples]),
+                          widgets.HBox([self.button, self.progress, self.status]),
+                          self.table, self.runtime, self.scatter, self.errors])
+        self.add_class("ml-compare")
+
+    def run(self, wait: bool = False):
+        """Start the comparison in the background (``wait=True``: here, for tests)."""
+        s = {"data": self.data.value, "folder": self.folder.value, "model": self.model.value,
+             "methods": list(self.methods.value), "n_samples": int(self.n_samples.value)}
+        if not s["methods"]:
+            raise ValueError("choose at least one method.")
+        self.task.start(lambda task: self._work(task, s), 2, wait=wait)
+
+    def _work(self, task, s):
+        from ..compare import compare
+
+        task.stage("loading data", 0)
+        ds, truth = self.source.load(s["data"], s["folder"], s["model"])
+        task.stage(f"running {', '.join(s['methods'])}", 1)
+        n_fibres = 0 if s["model"] == "ivim" else 1
+        result = compare(ds, s["model"], s["methods"], truth=truth,
+                         learn_options={"n_samples": s["n_samples"], "n_fibres": n_fibres})
+        figs = result.make_figures()
+        self.result = result
+        self.table.value = result._repr_html_()
+        self.runtime.value = figure_png(figs["runtime"])
+        self.scatter.value = figure_png(figs["scatter"])
+        task.stage("done", 2)

@@ -1,0 +1,167 @@
+"""FitOrLearn: the same data through a fitting engine or a learned estimator."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import ipywidgets as widgets
+
+from .common import BackgroundTask, ErrorBox, figure_png, guarded, image_widget, resolve_data_path
+
+PHANTOM = "built-in phantom"
+
+
+def data_root_default() -> Path:
+    """The folder dashboards may read data from (``MICROLEARN_DATA``, default ``./data``)."""
+    return Path(os.environ.get("MICROLEARN_DATA", "data")).resolve()
+
+
+class DataSource:
+    """The built-in phantom (cached) or an HCP-layout folder inside the data folder."""
+
+    def __init__(self, data_root=None, phantom_shape=(16, 16, 4)):
+        self.data_root = Path(data_root) if data_root is not None else data_root_default()
+        self.phantom_shape = tuple(phantom_shape)
+        self._cache: dict = {}
+
+    def load(self, choice: str, folder_text: str = "", model: str = "noddi"):
+        """``(Dataset, truth or None)``."""
+        from ..io import load_dataset, load_maps
+
+        if choice == PHANTOM:
+            key = (model, self.phantom_shape)
+            if key not in self._cache:
+                import tempfile
+
+                from ..phantom import make_phantom
+
+                tmp = Path(tempfile.mkdtemp(prefix="microlearn-phantom-"))
+                folder = make_phantom(model=model, shape=self.phantom_shape, seed=0).save(tmp)
+                self._cache[key] = folder
+            folder = self._cache[key]
+        else:
+            folder = resolve_data_path(folder_text, self.data_root)
+        truth = load_maps(folder / "truth") if (folder / "truth").is_dir() else None
+        return load_dataset(folder), truth
+
+
+class FitOrLearn(widgets.VBox):
+    """Switch between fitting (engine) and learning (estimator, optimizer, features, size).
+
+    Parameters
+    ----------
+    data_root : path, optional
+        Only folders inside it can be opened (default ``MICROLEARN_DATA`` or ``./data``).
+    phantom_shape : tuple of int
+        Size of the built-in phantom.
+    """
+
+    def __init__(self, *, data_root=None, phantom_shape=(16, 16, 4)):
+        from ..fitting import FITTERS
+        from ..learning import ESTIMATOR_NAMES, OPTIMIZERS
+
+        self.source = DataSource(data_root, phantom_shape)
+        self.errors = ErrorBox()
+        self.data = widgets.Dropdown(options=(PHANTOM, "folder..."), value=PHANTOM,
+                                     description="data")
+        self.folder = widgets.Text(placeholder=f"HCP folder inside {self.source.data_root}",
+                                   description="folder")
+        self.model = widgets.Dropdown(options=("noddi", "activeax", "zcd", "ivim"),
+                                      value="noddi", description="model")
+        self.mode = widgets.ToggleButtons(options=("fit", "learn"), value="fit",
+                                          description="approach")
+        self.engine = widgets.Dropdown(options=FITTERS.names(), value="mix",
+                                       description="engine")
+        self.estimator = widgets.Dropdown(options=ESTIMATOR_NAMES, value="polynomial",
+                                          description="estimator")
+        self.optimizer = widgets.Dropdown(options=("default",) + OPTIMIZERS, value="default",
+                                          description="optimizer")
+        self.features = widgets.Dropdown(options=("rotation-invariant", "signal", "hybrid"),
+                                         description="features")
+        self.n_samples = widgets.IntSlider(value=20_000, min=1000, max=200_000, step=1000,
+                                           description="training", continuous_update=False)
+        self.button = widgets.Button(description="run", button_style="primary")
+        self.progress = widgets.IntProgress(value=0, min=0, max=3, description="progress")
+        self.status = widgets.HTML()
+        self.runtime = widgets.HTML()
+        self.slice = widgets.IntSlider(value=0, min=0, max=0, description="slice z",
+                                       continuous_update=False)
+        self.maps_image = image_widget()
+        self.fit_box = widgets.HBox([self.engine])
+        self.learn_box = widgets.HBox([self.estimator, self.optimizer, self.features,
+                                       self.n_samples])
+        self.task = BackgroundTask(self.status, self.progress, self.errors)
+        self.maps = None
+        self.mode.observe(lambda c: self._show_mode(), names="value")
+        self.slice.observe(lambda c: guarded(self.errors)(self._draw)(), names="value")
+        self.button.on_click(lambda _: guarded(self.errors)(self.run)())
+        super().__init__([widgets.HTML("<h3>Fit or learn</h3>"),
+                          widgets.HBox([self.data, self.folder, self.model]), self.mode,
+                          self.fit_box, self.learn_box,
+                          widgets.HBox([self.button, self.progress, self.status]),
+                          self.runtime, self.slice, self.maps_image, self.errors])
+        self.add_class("ml-fit-or-learn")
+        self._show_mode()
+
+    def _show_mode(self):
+        fitting = self.mode.value == "fit"
+        self.fit_box.layout.display = "" if fitting else "none"
+        self.learn_box.layout.display = "none" if fitting else ""
+
+    def run(self, wait: bool = False):
+        """Start the work in the background (``wait=True`` runs it here, for tests)."""
+        settings = {"data": self.data.value, "folder": self.folder.value,
+                    "model": self.model.value, "mode": self.mode.value,
+                    "engine": self.engine.value, "estimator": self.estimator.value,
+                    "optimizer": None if self.optimizer.value == "default"
+                    else self.optimizer.value,
+                    "features": self.features.value, "n_samples": int(self.n_samples.value)}
+        self.task.start(lambda task: self._work(task, settings), 3, wait=wait)
+
+    def _work(self, task, s):
+        from ..fitting import fit
+        from ..learning import train
+        from ..models import get_model
+
+        task.stage("loading data", 0)
+        ds, self.truth = self.source.load(s["data"], s["folder"], s["model"])
+        data = ds.load_data()
+        n_vox = int(ds.mask.sum())
+        t0 = time.perf_counter()
+        if s["mode"] == "fit":
+            task.stage(f"fitting {n_vox} voxels with {s['engine']}", 1)
+            model = get_model(s["model"], 0 if s["model"] == "ivim" else 1)
+            maps = fit(model, ds.acq, data, method=s["engine"], mask=ds.mask).maps()
+            seconds, train_s = time.perf_counter() - t0, 0.0
+        else:
+            task.stage(f"training {s['estimator']} on {s['n_samples']} simulated voxels", 1)
+            est = train(s["model"], ds.acq, estimator=s["estimator"],
+                        optimizer=s["optimizer"], features=s["features"],
+                        n_samples=s["n_samples"],
+                        n_fibres=0 if s["model"] == "ivim" else 1)
+            train_s = time.perf_counter() - t0
+            task.stage(f"predicting {n_vox} voxels", 2)
+            t1 = time.perf_counter()
+            maps = est.predict_maps(data, ds.mask, acq=ds.acq)
+            seconds = time.perf_counter() - t1
+        self.maps, self.mask = maps, ds.mask
+        self.slice.max = ds.mask.shape[2] - 1
+        self.slice.value = int(ds.mask.sum(axis=(0, 1)).argmax())
+        self.runtime.value = (f"<b>{n_vox}</b> voxels in <b>{seconds:.2f} s</b> "
+                              f"({n_vox / max(seconds, 1e-9):,.0f} vox/s)"
+                              + (f"; training {train_s:.1f} s" if train_s else ""))
+        self._draw()
+        task.stage("done", 3)
+
+    def _draw(self):
+        from ..compare import COMPARED_MAPS
+        from ..viz.maps import plot_maps_slice
+
+        if self.maps is None:
+            return
+        names = COMPARED_MAPS[self.model.value]
+        fig = plot_maps_slice(self.maps, names, self.mask, int(self.slice.value),
+                              truth=self.truth)
+        self.maps_image.value = figure_png(fig)

@@ -1,0 +1,25 @@
+"""The workshop dashboard: every panel in one set of tabs."""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+
+
+def workshop(*, data_root=None, phantom_shape=(16, 16, 4), glyphs: bool = True) -> widgets.Tab:
+    """Tabs: compose, simulate, fit or learn, compare (one shared model composer)."""
+    from .compare_panel import ComparePanel
+    from .fit_or_learn import FitOrLearn
+    from .model_composer import ModelComposer
+    from .signal_simulator import SignalSimulator
+
+    composer = ModelComposer(glyphs=glyphs)
+    tabs = widgets.Tab(children=[
+        composer,
+        SignalSimulator(composer, data_root=data_root),
+        FitOrLearn(data_root=data_root, phantom_shape=phantom_shape),
+        ComparePanel(data_root=data_root, phantom_shape=phantom_shape),
+    ])
+    for i, title in enumerate(("1 compose", "2 simulate", "3 fit or learn", "4 compare")):
+        tabs.set_title(i, title)
+    tabs.add_class("ml-workshop")
+    return tabs
