@@ -32,7 +32,7 @@ system-deps:
 demo: install
 	$(BIN)/microlearn demo --out $(DEMO_OUT)
 
-test: install
+test: install system-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: install
@@ -42,7 +42,7 @@ bench: install
 	$(BIN)/python -m benchmarks
 
 dashboard: install
-	$(BIN)/voila --no-browser --Voila.ip=127.0.0.1 --port=8866 widgets/
+	$(BIN)/microlearn dashboard widgets --port 8866
 
 lint: install
 	$(BIN)/ruff check .

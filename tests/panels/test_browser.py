@@ -1,0 +1,148 @@
+"""Real browser tests: Voila serves the dashboards, headless Debian chromium drives them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from microlearn.commands.dashboard import voila_command
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DASHBOARDS = ("model_composer", "signal_simulator", "fit_or_learn", "compare", "workshop")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+voila_pids: dict = {}
+
+
+@pytest.fixture(scope="module")
+def voila(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing: run `make system-deps` (apt-get install "
+                    "chromium) before the browser tests.")
+    port = _free_port()
+    data = tmp_path_factory.mktemp("data")
+    env = {**os.environ, "MICROLEARN_DATA": str(data), "MPLBACKEND": "Agg"}
+    log = open(tmp_path_factory.mktemp("log") / "voila.log", "w")
+    proc = subprocess.Popen(voila_command(ROOT / "widgets", port), env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"voila exited: {open(log.name).read()[-2000:]}")
+            time.sleep(0.5)
+    voila_pids[url] = proc.pid
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-gpu",
+                                    "--disable-dev-shm-usage",
+                                    "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+def _open(browser, url, name):
+    """Open a dashboard with every non-local request blocked; collect page errors."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.route("**/*", lambda route: route.continue_()
+               if route.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:"))
+               else route.abort())
+    page.goto(f"{url}/voila/render/{name}.ipynb", timeout=180_000)
+    page.wait_for_selector(".jupyter-widgets", state="attached", timeout=180_000)
+    page.wait_for_timeout(1500)
+    return page, errors
+
+
+def _error_text(page):
+    return " ".join(t for t in page.locator(".ml-error").all_inner_texts() if t.strip())
+
+
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_dashboard_renders(voila, browser, name):
+    page, errors = _open(browser, voila, name)
+    try:
+        assert page.locator(".jupyter-widgets").count() > 0
+        assert "Traceback" not in page.content()
+        assert not _error_text(page)
+        assert not [e for e in errors if "Kernel" in e or "Error" in e]
+    finally:
+        page.close()
+
+
+def _img_sources(page):
+    return page.eval_on_selector_all("img", "els => els.map(e => e.src)")
+
+
+def test_slider_changes_the_plot(voila, browser):
+    page, errors = _open(browser, voila, "model_composer")
+    try:
+        page.wait_for_function("document.querySelectorAll('img[src^=\"blob:\"], "
+                               "img[src^=\"data:\"]').length >= 2", timeout=120_000)
+        before = _img_sources(page)
+        page.evaluate("window.__before = JSON.stringify(Array.from("
+                      "document.querySelectorAll('img')).map(e => e.src))")
+        slider = page.locator(".widget-slider", has_text="odi").first
+        readout = slider.locator(".widget-readout")
+        readout.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("0.85")
+        page.keyboard.press("Enter")
+        page.wait_for_function("JSON.stringify(Array.from(document.querySelectorAll('img'))"
+                               ".map(e => e.src)) !== window.__before", timeout=60_000)
+        assert _img_sources(page) != before
+        assert not _error_text(page)
+    finally:
+        page.close()
+
+
+def test_fit_on_the_phantom_shows_maps(voila, browser):
+    page, errors = _open(browser, voila, "fit_or_learn")
+    try:
+        page.get_by_role("button", name="run").click()
+        page.wait_for_function("document.querySelector('.ml-fit-or-learn') && "
+                               "document.querySelector('.ml-fit-or-learn').innerText"
+                               ".includes('vox/s')", timeout=240_000)
+        assert page.locator(".ml-fit-or-learn img").count() >= 1
+        assert not _error_text(page)
+    finally:
+        page.close()
+
+
+def test_voila_binds_to_localhost_only(voila):
+    import psutil
+
+    listening = [c.laddr for c in psutil.Process(voila_pids[voila]).net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN]
+    assert listening and all(addr.ip in ("127.0.0.1", "::1") for addr in listening), listening
