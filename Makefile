@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 export MPLBACKEND := Agg
 
-.PHONY: install demo test test-fast bench dashboard lint system-deps clean
+.PHONY: install demo test test-fast bench dashboard lint system-deps binder clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -43,6 +43,11 @@ bench: install
 
 dashboard: install
 	$(BIN)/microlearn dashboard widgets --port 8866
+
+# Binder installs the same locked package set as `make install`.
+binder: $(UV)
+	$(UV) export --frozen --all-extras --no-hashes --no-emit-project --no-header \
+		--no-annotate -o binder/requirements.txt
 
 lint: install
 	$(BIN)/ruff check .
