@@ -71,8 +71,7 @@ def glyph_specs(model, params) -> list[dict]:
     return specs
 
 
-def render_glyphs(specs, *, size: int = 400) -> np.ndarray:
-    """RGB image ``(size, size, 3)`` uint8 of the glyphs, rendered offscreen with FURY."""
+def _render_here(specs, size: int) -> np.ndarray:
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
     from fury import actor, window
     from PIL import Image
@@ -88,6 +87,38 @@ def render_glyphs(specs, *, size: int = 400) -> np.ndarray:
                               return_array=True)
     img = Image.fromarray(np.asarray(arr)[..., :3].astype(np.uint8)).resize((size, size))
     return np.asarray(img)
+
+
+_RENDERER = None
+
+
+def _renderer():
+    """One long-lived renderer process (spawned): WebGPU stays out of the caller's process."""
+    global _RENDERER
+    if _RENDERER is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _RENDERER = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    return _RENDERER
+
+
+def render_glyphs(specs, *, size: int = 400, timeout: float = 180.0) -> np.ndarray:
+    """RGB image ``(size, size, 3)`` uint8 of the glyphs, rendered offscreen with FURY.
+
+    Rendering runs in a separate, reused process: a WebGPU driver that fails (or crashes)
+    cannot take the notebook kernel or dashboard down with it.
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    global _RENDERER
+    try:
+        return _renderer().submit(_render_here, list(specs), int(size)).result(timeout)
+    except BrokenProcessPool:
+        _RENDERER = None
+        raise RuntimeError("the FURY glyph renderer crashed: this machine needs a WebGPU "
+                           "device (on Debian: apt-get install mesa-vulkan-drivers "
+                           "libvulkan1).") from None
 
 
 def glyph_png(model, params, *, size: int = 400) -> bytes:
