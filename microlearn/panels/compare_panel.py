@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from .common import BackgroundTask, ErrorBox, figure_png, guarded, image_widget
-from .fit_or_learn import PHANTOM, DataSource
+from .fit_or_learn import DataSource, data_widgets
 
 
 class ComparePanel(widgets.VBox):
@@ -23,12 +23,7 @@ class ComparePanel(widgets.VBox):
 
         self.source = DataSource(data_root, phantom_shape)
         self.errors = ErrorBox()
-        self.data = widgets.Dropdown(options=(PHANTOM, "folder..."), value=PHANTOM,
-                                     description="data")
-        self.folder = widgets.Text(placeholder=f"HCP folder inside {self.source.data_root}",
-                                   description="folder")
-        self.model = widgets.Dropdown(options=("noddi", "activeax", "zcd", "ivim"),
-                                      value="noddi", description="model")
+        self.data, self.folder, self.model = data_widgets(self.source)
         self.methods = widgets.SelectMultiple(
             options=tuple(FITTERS.names()) + ESTIMATOR_NAMES,
             value=("mix", "dictionary", "polynomial"), description="methods", rows=8)

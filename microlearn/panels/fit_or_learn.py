@@ -47,6 +47,16 @@ class DataSource:
         return load_dataset(folder), truth
 
 
+def data_widgets(source: DataSource):
+    """Dropdown (phantom or folder), folder text and model dropdown shared by the panels."""
+    data = widgets.Dropdown(options=(PHANTOM, "folder..."), value=PHANTOM, description="data")
+    folder = widgets.Text(placeholder=f"HCP folder inside {source.data_root}",
+                          description="folder")
+    model = widgets.Dropdown(options=("noddi", "activeax", "zcd", "ivim"), value="noddi",
+                             description="model")
+    return data, folder, model
+
+
 class FitOrLearn(widgets.VBox):
     """Switch between fitting (engine) and learning (estimator, optimizer, features, size).
 
@@ -64,12 +74,7 @@ class FitOrLearn(widgets.VBox):
 
         self.source = DataSource(data_root, phantom_shape)
         self.errors = ErrorBox()
-        self.data = widgets.Dropdown(options=(PHANTOM, "folder..."), value=PHANTOM,
-                                     description="data")
-        self.folder = widgets.Text(placeholder=f"HCP folder inside {self.source.data_root}",
-                                   description="folder")
-        self.model = widgets.Dropdown(options=("noddi", "activeax", "zcd", "ivim"),
-                                      value="noddi", description="model")
+        self.data, self.folder, self.model = data_widgets(self.source)
         self.mode = widgets.ToggleButtons(options=("fit", "learn"), value="fit",
                                           description="approach")
         self.engine = widgets.Dropdown(options=FITTERS.names(), value="mix",

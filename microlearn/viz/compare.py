@@ -43,6 +43,16 @@ def _middle_slice(mask):
     return int(np.argmax(counts))
 
 
+def show_slice(ax, values, name, mask, z, title):
+    """One map's axial slice ``z`` (NaN outside the mask) in its usual colour range."""
+    img = np.where(mask[..., z], np.asarray(values, float)[..., z], np.nan)
+    lo, hi = MAP_RANGES.get(name, (np.nanmin(img), np.nanmax(img)))
+    im = ax.imshow(img.T, origin="lower", cmap="viridis", vmin=lo, vmax=hi)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+    return im
+
+
 def plot_map_slices(truth, maps: dict, names, mask):
     """The fullest axial slice of each map: truth (if known) then one row per method."""
     z = _middle_slice(mask)
@@ -51,11 +61,7 @@ def plot_map_slices(truth, maps: dict, names, mask):
     axes = fig.subplots(len(rows), len(names), squeeze=False)
     for (label, m), row in zip(rows, axes):
         for ax, name in zip(row, names):
-            img = np.where(mask[..., z], np.asarray(m[name], float)[..., z], np.nan)
-            lo, hi = MAP_RANGES.get(name, (np.nanmin(img), np.nanmax(img)))
-            im = ax.imshow(img.T, origin="lower", cmap="viridis", vmin=lo, vmax=hi)
-            ax.set_title(f"{label}: {name}", fontsize=8)
-            ax.axis("off")
+            im = show_slice(ax, m[name], name, mask, z, f"{label}: {name}")
         fig.colorbar(im, ax=row.tolist(), shrink=0.8)
     return fig
 

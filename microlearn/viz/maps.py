@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 from matplotlib.figure import Figure
 
-from .compare import MAP_RANGES
+from .compare import show_slice
 
 
 def plot_maps_slice(maps: dict, names, mask, z: int, *, truth=None):
@@ -15,10 +14,6 @@ def plot_maps_slice(maps: dict, names, mask, z: int, *, truth=None):
     axes = fig.subplots(len(rows), len(names), squeeze=False)
     for (label, m), row in zip(rows, axes):
         for ax, name in zip(row, names):
-            img = np.where(mask[..., z], np.asarray(m[name], float)[..., z], np.nan)
-            lo, hi = MAP_RANGES.get(name, (np.nanmin(img), np.nanmax(img)))
-            im = ax.imshow(img.T, origin="lower", cmap="viridis", vmin=lo, vmax=hi)
-            ax.set_title(f"{label}: {name} (z={z})", fontsize=8)
-            ax.axis("off")
+            im = show_slice(ax, m[name], name, mask, z, f"{label}: {name} (z={z})")
             fig.colorbar(im, ax=ax, shrink=0.7)
     return fig
