@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,29 @@ class Dataset:
 
     def load_data(self, dtype=np.float32) -> np.ndarray:
         """The whole 4-D signal array, shape (X, Y, Z, N)."""
-        return np.asarray(self.image.dataobj, dtype=dtype)
+        with nifti_errors(self.image.get_filename()):
+            return np.asarray(self.image.dataobj, dtype=dtype)
+
+
+@contextmanager
+def nifti_errors(path):
+    """Turn a failure to read a NIfTI file into one clear ``ValueError`` naming it."""
+    try:
+        yield
+    except (FileNotFoundError, PermissionError):
+        raise
+    except Exception as err:
+        raise ValueError(f"{path}: cannot be read as NIfTI ({type(err).__name__}: {err}); the "
+                         "file is truncated or corrupt, copy or export it again.") from None
+
+
+def load_nifti(path):
+    """``nibabel.load`` with a clear error for missing, truncated or corrupt files."""
+    path = _exists(Path(path), "NIfTI")
+    with nifti_errors(path):
+        img = nib.load(path)
+        img.header.get_data_shape()
+    return img
 
 
 def _exists(path: Path, what: str) -> Path:
@@ -150,14 +173,16 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
         raise ValueError("give an HCP folder or all of --dwi, --bvals and --bvecs.")
     if folder is not None and dwi is None and not dwi_p.exists() and (folder / "data.nii").exists():
         dwi_p = folder / "data.nii"
-    image = nib.load(_exists(dwi_p, "DWI"))
+    image = load_nifti(_exists(dwi_p, "DWI"))
     if len(image.shape) != 4:
         raise ValueError(f"{dwi_p}: expected a 4-D image, got shape {image.shape}.")
     acq = load_acquisition(bvals_p, bvecs_p, acquisition=pick(acquisition, "acquisition"),
                            delta=delta, Delta=Delta, TE=TE, n_volumes=image.shape[3])
     mask_p = pick(mask, "mask")
     if mask_p is not None and (mask is not None or mask_p.exists()):
-        m = np.asarray(nib.load(_exists(mask_p, "mask")).dataobj)
+        mask_img = load_nifti(_exists(mask_p, "mask"))
+        with nifti_errors(mask_p):
+            m = np.asarray(mask_img.dataobj)
         if m.ndim == 4 and m.shape[3] == 1:
             m = m[..., 0]
         if m.shape != tuple(image.shape[:3]):
@@ -169,7 +194,8 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
         if not m.any():
             raise ValueError(f"{mask_p}: the mask is empty; give a mask with brain voxels.")
     else:
-        b0 = np.asarray(image.dataobj[..., int(np.flatnonzero(acq.b0_mask)[0])])
+        with nifti_errors(dwi_p):
+            b0 = np.asarray(image.dataobj[..., int(np.flatnonzero(acq.b0_mask)[0])])
         m = np.isfinite(b0) & (b0 > 0)
         log.info("No mask given: using the %d voxels with a positive b0.", int(m.sum()))
     return Dataset(image=image, acq=acq, mask=m, affine=image.affine,

@@ -133,8 +133,11 @@ def read_slab(image_path, z0: int, z1: int, dtype=np.float32) -> np.ndarray:
     """``data[:, :, z0:z1, :]`` read lazily from a NIfTI file."""
     import nibabel as nib
 
-    img = nib.load(str(image_path), keep_file_open=True)
-    return np.asarray(img.dataobj[:, :, z0:z1, :], dtype=dtype)
+    from .io import nifti_errors
+
+    with nifti_errors(image_path):
+        img = nib.load(str(image_path), keep_file_open=True)
+        return np.asarray(img.dataobj[:, :, z0:z1, :], dtype=dtype)
 
 
 def _slab_job(block_fn, image_path, mask_slab, z0, z1):

@@ -91,75 +91,7 @@ def test_validate_signal():
     assert bad.tolist() == [False, True, False, True] and "2 voxel" in msg
 
 
-# ---------------------------------------------------------------- bad input, one clear line
-def _expect_error(capsys, tmp_path, argv, pattern, *, with_out=True):
-    out_dir = tmp_path / "out"
-    code, out, err = run_cli(capsys, *argv, "--out", out_dir) if with_out else \
-        run_cli(capsys, *argv)
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err
-    assert pattern in lines[0], lines[0]
-    assert not out_dir.exists() or not any(out_dir.iterdir())
-    return lines[0]
-
-
-def test_bad_counts(phantom_dir, tmp_path, capsys):
-    d = _copy(phantom_dir, tmp_path / "d")
-    (d / "bvals").write_text(" ".join(["0"] + ["1000"] * 200) + "\n")
-    _expect_error(capsys, tmp_path, ["fit", d], "bvals")
-
-
-def test_bad_bvals_unit(phantom_dir, tmp_path, capsys):
-    d = _copy(phantom_dir, tmp_path / "d")
-    b = np.loadtxt(d / "bvals")
-    (d / "bvals").write_text(" ".join(f"{x * 1e6:g}" for x in b))
-    _expect_error(capsys, tmp_path, ["fit", d], "s/m²")
-    (d / "bvals").write_text(" ".join(f"{x / 1000:g}" for x in b))
-    _expect_error(capsys, tmp_path, ["fit", d], "ms/µm²")
-
-
-def test_bad_bvecs(phantom_dir, tmp_path, capsys):
-    d = _copy(phantom_dir, tmp_path / "d")
-    v = np.loadtxt(d / "bvecs")
-    v[:, 5] *= 2
-    np.savetxt(d / "bvecs", v)
-    _expect_error(capsys, tmp_path, ["fit", d], "unit length")
-
-
-def test_no_b0(phantom_dir, tmp_path, capsys):
-    d = _copy(phantom_dir, tmp_path / "d")
-    b = np.loadtxt(d / "bvals")
-    b[b == 0] = 1000
-    (d / "bvals").write_text(" ".join(f"{x:g}" for x in b))
-    _expect_error(capsys, tmp_path, ["fit", d], "no b0")
-
-
-def test_bad_masks(phantom_dir, tmp_path, capsys):
-    d = _copy(phantom_dir, tmp_path / "d")
-    nib.save(nib.Nifti1Image(np.zeros((12, 12, 3), np.uint8), np.eye(4)),
-             d / "nodif_brain_mask.nii.gz")
-    _expect_error(capsys, tmp_path, ["fit", d], "empty")
-    nib.save(nib.Nifti1Image(np.ones((5, 5, 5), np.uint8), np.eye(4)),
-             d / "nodif_brain_mask.nii.gz")
-    _expect_error(capsys, tmp_path, ["fit", d], "does not match")
-
-
-def test_missing_files_and_names(phantom_dir, tmp_path, capsys):
-    d = _copy(phantom_dir, tmp_path / "d")
-    (d / "bvecs").unlink()
-    _expect_error(capsys, tmp_path, ["fit", d], "bvecs file not found")
-    _expect_error(capsys, tmp_path, ["info", tmp_path / "nowhere"], "not found", with_out=False)
-    _expect_error(capsys, tmp_path, ["fit", phantom_dir, "--model", "dti"], "Unknown model")
-    _expect_error(capsys, tmp_path, ["fit", phantom_dir, "--method", "magic"], "magic")
-    _expect_error(capsys, tmp_path, ["phantom", "--scheme", "siemens"], "siemens")
-
-
-def test_unwritable_output(phantom_dir, tmp_path, capsys):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    code, _, err = run_cli(capsys, "fit", phantom_dir, "--out", blocker / "sub")
-    assert code == 2 and "output folder" in err and len(err.strip().splitlines()) == 1
+# bad input: see tests/test_bad_input_matrix.py
 
 
 def test_nan_voxels_are_marked(phantom_dir, tmp_path, capsys):

@@ -1,0 +1,180 @@
+"""Bad input, as a messy-data user meets it: one clear line, exit 2, nothing written.
+
+Every case copies a small phantom, breaks one thing and runs the CLI; the error must be
+one line on stderr (no traceback) naming the file or argument, and the output folder
+must stay empty. Per-voxel problems instead mark those voxels NaN, report a count and
+leave the rest of the volume as it would be.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from microlearn.cli import main
+from microlearn.io import load_dataset, load_maps
+from microlearn.phantom import make_phantom
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    return make_phantom(shape=(8, 8, 3), seed=1).save(tmp_path_factory.mktemp("m") / "ph")
+
+
+@pytest.fixture(scope="module")
+def estimator(phantom, tmp_path_factory):
+    from microlearn.learning import train
+
+    path = tmp_path_factory.mktemp("e") / "est"
+    train("noddi", load_dataset(phantom).acq, estimator="polynomial", n_samples=2000).save(path)
+    return path
+
+
+def _rewrite(path, fn):
+    path.write_text(fn(path.read_text()))
+
+
+def _bvals(d, fn):
+    b = np.loadtxt(d / "bvals")
+    (d / "bvals").write_text(" ".join(f"{x:g}" for x in fn(b)) + "\n")
+
+
+def _data(d, fn):
+    img = nib.load(d / "data.nii.gz")
+    nib.save(nib.Nifti1Image(fn(np.asarray(img.dataobj)), img.affine), d / "data.nii.gz")
+
+
+def _mask(d, arr):
+    nib.save(nib.Nifti1Image(arr.astype(np.uint8), np.eye(4)), d / "nodif_brain_mask.nii.gz")
+
+
+def _truncate(path):
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 3])
+
+
+def _tamper_skops(est):
+    import zipfile
+
+    f = est / "estimator.skops"
+    with zipfile.ZipFile(f) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    schema = json.loads(members["schema.json"])
+    schema["__module__"], schema["__class__"] = "builtins", "eval"
+    members["schema.json"] = json.dumps(schema).encode()
+    with zipfile.ZipFile(f, "w") as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+
+
+# id, how to break the copy (d: phantom copy, e: estimator copy, t: tmp), argv, expected text
+CASES = [
+    ("bvals-count", lambda d, e, t: _bvals(d, lambda b: b[:-1]), ["fit", "{d}"], "bvals"),
+    ("bvecs-count", lambda d, e, t: np.savetxt(d / "bvecs", np.loadtxt(d / "bvecs")[:, :-2]),
+     ["fit", "{d}"], "bvecs"),
+    ("bvals-in-s/m2", lambda d, e, t: _bvals(d, lambda b: b * 1e6), ["fit", "{d}"], "s/m²"),
+    ("bvals-in-ms/um2", lambda d, e, t: _bvals(d, lambda b: b / 1000), ["fit", "{d}"],
+     "ms/µm²"),
+    ("bvecs-2-rows", lambda d, e, t: np.savetxt(d / "bvecs", np.loadtxt(d / "bvecs")[:2]),
+     ["fit", "{d}"], "3 rows"),
+    ("bvecs-not-unit", lambda d, e, t: np.savetxt(
+        d / "bvecs", np.loadtxt(d / "bvecs") * np.r_[1.0, 2.0, *np.ones(286)]),
+     ["fit", "{d}"], "unit length"),
+    ("no-b0", lambda d, e, t: _bvals(d, lambda b: np.where(b == 0, 1000, b)), ["fit", "{d}"],
+     "no b0"),
+    ("3d-data", lambda d, e, t: _data(d, lambda a: a[..., 0]), ["fit", "{d}"], "4-D"),
+    ("mask-wrong-shape", lambda d, e, t: _mask(d, np.ones((5, 5, 5))), ["fit", "{d}"],
+     "does not match"),
+    ("mask-empty", lambda d, e, t: _mask(d, np.zeros((8, 8, 3))), ["fit", "{d}"], "empty"),
+    ("missing-dwi", lambda d, e, t: (d / "data.nii.gz").unlink(), ["fit", "{d}"],
+     "not found"),
+    ("truncated-dwi", lambda d, e, t: _truncate(d / "data.nii.gz"), ["fit", "{d}"],
+     "data.nii.gz"),
+    ("corrupt-dwi", lambda d, e, t: (d / "data.nii.gz").write_bytes(b"not a nifti" * 100),
+     ["fit", "{d}"], "data.nii.gz"),
+    ("corrupt-mask", lambda d, e, t: _truncate(d / "nodif_brain_mask.nii.gz"),
+     ["fit", "{d}"], "nodif_brain_mask"),
+    ("estimator-other-acquisition", lambda d, e, t: _bvals(
+        d, lambda b: np.where(b > 2500, 2500, b)), ["predict", "{e}", "{d}"], "does not match"),
+    ("estimator-tampered", lambda d, e, t: _tamper_skops(e), ["predict", "{e}", "{d}"],
+     "refusing to load"),
+    ("estimator-corrupt-json", lambda d, e, t: (e / "estimator.json").write_text("{oops"),
+     ["predict", "{e}", "{d}"], "corrupt"),
+    ("estimator-missing", lambda d, e, t: shutil.rmtree(e), ["predict", "{e}", "{d}"],
+     "estimator.json"),
+    ("unknown-model", None, ["fit", "{d}", "--model", "dti"], "dti"),
+    ("unknown-method", None, ["fit", "{d}", "--method", "magic"], "magic"),
+    ("unknown-estimator", None, ["learn", "--scheme", "hcp", "--estimator", "forest"],
+     "forest"),
+    ("unknown-optimizer", None, ["learn", "--scheme", "hcp", "--optimizer", "sgd9"], "sgd9"),
+    ("unknown-scheme", None, ["learn", "--scheme", "siemens"], "siemens"),
+    ("n-fibres-out-of-range", None, ["fit", "{d}", "--n-fibres", "5"], "--n-fibres"),
+    ("chunk-voxels-zero", None, ["fit", "{d}", "--chunk-voxels", "0"], "--chunk-voxels"),
+    ("n-samples-zero", None, ["learn", "--scheme", "hcp", "--n-samples", "0"], "n_samples"),
+    ("compare-unknown-method", None, ["compare", "{d}", "--methods", "mix,nope"], "nope"),
+    ("output-is-a-file", lambda d, e, t: (t / "out").write_text("x"), ["fit", "{d}"],
+     "output folder"),
+    ("output-under-a-file", lambda d, e, t: (t / "blocker").write_text("x"),
+     ["fit", "{d}", "--out", "{t}/blocker/sub"], "output folder"),
+]
+
+
+@pytest.mark.parametrize("name, breaks, argv, expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_clear_line(name, breaks, argv, expected, phantom, estimator,
+                                        tmp_path, capsys):
+    d = shutil.copytree(phantom, tmp_path / "d")
+    e = shutil.copytree(estimator, tmp_path / "e")
+    if breaks is not None:
+        breaks(d, e, tmp_path)
+    args = [a.format(d=d, e=e, t=tmp_path) for a in argv]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "out")]
+    code = main(args)
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert code == 2, (out, err)
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert expected in lines[0], lines[0]
+    out_dir = tmp_path / "out"
+    assert not out_dir.is_dir() or not any(out_dir.iterdir())
+
+
+def test_bvecs_as_n_by_3_are_read_the_same(phantom, tmp_path):
+    d = shutil.copytree(phantom, tmp_path / "d")
+    np.savetxt(d / "bvecs", np.loadtxt(d / "bvecs").T)
+    assert load_dataset(d).acq.matches(load_dataset(phantom).acq)
+
+
+@pytest.mark.parametrize("damage", ["all-nan", "part-nan", "negative", "all-zero", "zero-b0"])
+def test_bad_voxels_become_nan_and_are_counted(damage, phantom, tmp_path, capsys):
+    d = shutil.copytree(phantom, tmp_path / "d")
+    img = nib.load(d / "data.nii.gz")
+    data = np.asarray(img.dataobj).copy()
+    mask = np.asarray(nib.load(d / "nodif_brain_mask.nii.gz").dataobj) > 0
+    idx = tuple(np.argwhere(mask)[:2].T)
+    b0 = np.flatnonzero(np.loadtxt(d / "bvals") == 0)
+    if damage == "all-nan":
+        data[idx] = np.nan
+    elif damage == "part-nan":
+        data[idx + (slice(3, 9),)] = np.nan
+    elif damage == "negative":
+        data[idx + (slice(20, 22),)] = -10
+    elif damage == "all-zero":
+        data[idx] = 0
+    else:
+        for x, y, z in zip(*idx):
+            data[x, y, z, b0] = 0
+    nib.save(nib.Nifti1Image(data, img.affine), d / "data.nii.gz")
+    with pytest.warns(RuntimeWarning, match="2 voxel"):
+        assert main(["fit", str(d), "--method", "dictionary", "--out", str(tmp_path / "o")]) == 0
+    assert main(["fit", str(phantom), "--method", "dictionary",
+                 "--out", str(tmp_path / "ref")]) == 0
+    got, ref = load_maps(tmp_path / "o"), load_maps(tmp_path / "ref")
+    bad = np.zeros(mask.shape, bool)
+    bad[idx] = True
+    assert np.isnan(got["odi"][bad]).all()
+    np.testing.assert_array_equal(got["odi"][mask & ~bad], ref["odi"][mask & ~bad])
