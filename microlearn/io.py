@@ -253,6 +253,33 @@ def save_nifti_atomic(array, affine, path) -> Path:
     return path
 
 
+@contextmanager
+def staged_output(out_dir):
+    """Write a whole output folder at once: yields a staging folder, then swaps it in.
+
+    Everything written into the staging folder appears in ``out_dir`` together when the
+    block ends; an exception or interruption (Ctrl-C, and a kill, which never reaches the
+    swap) leaves ``out_dir`` without any new file and removes the staging folder.
+    """
+    import shutil
+
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(f".{out_dir.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(staging, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def write_maps(out_dir, maps, affine, *, mask=None) -> list[Path]:
     """Write maps as ``<name>.nii.gz`` atomically (float32; ``n_fibres`` as uint8).
 

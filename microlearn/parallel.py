@@ -199,7 +199,7 @@ def _client(scheduler, workers):
 
 def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
                 chunk_voxels=CHUNK_VOXELS, scheduler=None, workers=None, progress=True,
-                keep_work=False, extra_maps=None) -> dict:
+                keep_work=False, extra_maps=None, on_complete=None) -> dict:
     """Run ``block_fn`` over a dataset slab by slab and write the maps to ``out_dir``.
 
     Parameters
@@ -225,13 +225,16 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
         Keep the work folder after success.
     extra_maps : dict, optional
         Spatial maps written alongside (e.g. ``n_fibres``).
+    on_complete : callable, optional
+        ``fn(staging_folder, result)`` writes more files (e.g. ``fit.json``) that appear
+        together with the maps.
 
     Returns
     -------
     dict
         ``maps`` (name -> spatial array), ``n_voxels``, ``seconds``, ``slabs``, ``resumed``.
     """
-    from .io import check_writable, write_maps
+    from .io import check_writable, staged_output, write_maps
 
     out_dir = check_writable(out_dir)
     work_dir = Path(work_dir) if work_dir else out_dir.with_name(out_dir.name + ".work")
@@ -282,11 +285,15 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
         warnings.warn(f"{n_bad} voxel(s) have NaN/inf/negative signal or a zero b0; they get "
                       "NaN maps.", RuntimeWarning, stacklevel=2)
     maps.update(extra_maps or {})
-    write_maps(out_dir, maps, dataset.affine, mask=mask)
+    result = {"maps": maps, "n_voxels": int(mask.sum()), "seconds": time.perf_counter() - t0,
+              "slabs": len(slabs), "resumed": len(done), "n_bad": n_bad}
+    with staged_output(out_dir) as staging:  # all maps appear at once, or none
+        write_maps(staging, maps, dataset.affine, mask=mask)
+        if on_complete is not None:
+            on_complete(staging, result)
     if not keep_work:
         shutil.rmtree(work_dir, ignore_errors=True)
-    return {"maps": maps, "n_voxels": int(mask.sum()), "seconds": time.perf_counter() - t0,
-            "slabs": len(slabs), "resumed": len(done), "n_bad": n_bad}
+    return result
 
 
 def assemble(work_dir, slabs, mask) -> dict:

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,51 +98,14 @@ def test_cli_resume(phantom, tmp_path, capsys):
         np.testing.assert_array_equal(ref[k], got[k])
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def dask_cluster(tmp_path):
-    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
-    pytest.importorskip("distributed")
-    bindir = Path(sys.executable).parent
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1",
-                               "--port", str(port), "--no-dashboard"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
-        time.sleep(2)
-        for _ in range(2):
-            procs.append(subprocess.Popen(
-                [str(bindir / "dask"), "worker", address, "--nthreads", "1",
-                 "--no-dashboard", "--local-directory", str(tmp_path / "dask")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        from distributed import Client
-
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-        yield address
-    finally:
-        for p in procs[::-1]:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
 def test_dask_equals_local(phantom, block, tmp_path, dask_cluster):
+    address, _ = dask_cluster
     from microlearn.learning import train
 
     ds = load_dataset(phantom)
     local = run_chunked(block, ds, tmp_path / "local", chunk_voxels=80, progress=False)
     remote = run_chunked(block, ds, tmp_path / "dask", chunk_voxels=80, progress=False,
-                         scheduler=dask_cluster)
+                         scheduler=address)
     for k in local["maps"]:
         np.testing.assert_array_equal(local["maps"][k], remote["maps"][k])
     est = train("noddi", ds.acq, estimator="polynomial", n_samples=3000)
@@ -155,6 +113,6 @@ def test_dask_equals_local(phantom, block, tmp_path, dask_cluster):
     pb = PredictBlock(str(tmp_path / "est"))
     a = run_chunked(pb, ds, tmp_path / "p_local", chunk_voxels=80, progress=False)
     b = run_chunked(pb, ds, tmp_path / "p_dask", chunk_voxels=80, progress=False,
-                    scheduler=dask_cluster)
+                    scheduler=address)
     for k in a["maps"]:
         np.testing.assert_array_equal(a["maps"][k], b["maps"][k])

@@ -39,7 +39,7 @@ def _versions() -> dict:
 
 def run(args) -> int:
     from ..fitting import FITTERS
-    from ..io import check_writable, write_json, write_maps
+    from ..io import check_writable, staged_output, write_json, write_maps
     from ..models import get_model
 
     if args.method not in FITTERS.names():
@@ -56,6 +56,16 @@ def run(args) -> int:
     check_writable(args.out)
     ds = load_input(args)
     t0 = time.perf_counter()
+
+    def describe(maps, n, fit_seconds, sigma):
+        ok = maps["success"][ds.mask] > 0
+        return {"model": args.model if auto else model.name, "method": args.method,
+                "n_fibres": "auto" if auto else model.n_fibres,
+                "n_voxels": n, "seconds": time.perf_counter() - t0, "fit_seconds": fit_seconds,
+                "vox_per_s": n / max(fit_seconds, 1e-9), "sigma": sigma,
+                "success_fraction": float(ok.mean()) if ok.size else 0.0,
+                "maps": sorted(maps), "input": str(ds.path), "versions": _versions()}
+
     if auto:
         # one CSD response and tissue classification per volume: whole volume in memory
         data = ds.load_data()
@@ -63,8 +73,10 @@ def run(args) -> int:
                           sigma=args.sigma, progress=True)
         maps = result.maps()
         maps["success"] = result.success.astype("float32")
-        write_maps(args.out, maps, ds.affine, mask=ds.mask)
-        n, fit_seconds, sigma = result.n_voxels, result.seconds, result.sigma
+        info = describe(maps, result.n_voxels, result.seconds, result.sigma)
+        with staged_output(args.out) as staging:  # all maps appear at once, or none
+            write_maps(staging, maps, ds.affine, mask=ds.mask)
+            write_json(staging / "fit.json", info)
     else:
         from ..parallel import FitBlock, run_chunked, sample_sigma
 
@@ -72,17 +84,14 @@ def run(args) -> int:
         block = FitBlock(model=args.model, n_fibres=model.n_fibres, method=args.method,
                          acq=ds.acq.to_dict(), sigma=sigma,
                          workers=1 if (args.scheduler or args.workers) else None)
-        run = run_chunked(block, ds, args.out, **scale_options(args))
-        maps, n, fit_seconds = run["maps"], run["n_voxels"], run["seconds"]
-    seconds = time.perf_counter() - t0
-    ok = maps["success"][ds.mask] > 0
-    info = {"model": args.model if auto else model.name, "method": args.method,
-            "n_fibres": "auto" if auto else model.n_fibres,
-            "n_voxels": n, "seconds": seconds, "fit_seconds": fit_seconds,
-            "vox_per_s": n / max(fit_seconds, 1e-9), "sigma": sigma,
-            "success_fraction": float(ok.mean()) if ok.size else 0.0,
-            "maps": sorted(maps), "input": str(ds.path), "versions": _versions()}
-    write_json(Path(args.out) / "fit.json", info)
-    echo(f"fitted {n} voxels with {args.method} in {fit_seconds:.1f} s "
+        done = {}
+
+        def finish(staging, run):
+            done["info"] = describe(run["maps"], run["n_voxels"], run["seconds"], sigma)
+            write_json(staging / "fit.json", done["info"])
+
+        run_chunked(block, ds, args.out, on_complete=finish, **scale_options(args))
+        info = done["info"]
+    echo(f"fitted {info['n_voxels']} voxels with {args.method} in {info['fit_seconds']:.1f} s "
          f"({info['vox_per_s']:.0f} vox/s); maps in {args.out}")
     return 0

@@ -29,16 +29,23 @@ def run(args) -> int:
     est.check_acquisition(ds.acq, where=str(ds.path))
     check_writable(args.out)
     t0 = time.perf_counter()
-    result = run_chunked(PredictBlock(str(Path(args.estimator).resolve())), ds, args.out,
-                         **scale_options(args))
-    seconds = time.perf_counter() - t0
-    n = result["n_voxels"]
-    info = {"estimator": str(args.estimator), "description": est.describe(),
+    done = {}
+
+    def finish(staging, result):
+        seconds = time.perf_counter() - t0
+        n = result["n_voxels"]
+        done["info"] = {
+            "estimator": str(args.estimator), "description": est.describe(),
             "model": est.model, "n_voxels": n, "seconds": seconds,
             "vox_per_s": n / max(seconds, 1e-9), "slabs": result["slabs"],
             "resumed_slabs": result["resumed"], "maps": sorted(result["maps"]),
             "input": str(ds.path), "versions": _versions()}
-    write_json(Path(args.out) / "predict.json", info)
-    echo(f"predicted {n} voxels in {seconds:.2f} s ({info['vox_per_s']:.0f} vox/s, read + "
-         f"features + predict + write); maps in {args.out}")
+        write_json(staging / "predict.json", done["info"])
+
+    run_chunked(PredictBlock(str(Path(args.estimator).resolve())), ds, args.out,
+                on_complete=finish, **scale_options(args))
+    info = done["info"]
+    echo(f"predicted {info['n_voxels']} voxels in {info['seconds']:.2f} s "
+         f"({info['vox_per_s']:.0f} vox/s, read + features + predict + write); "
+         f"maps in {args.out}")
     return 0
