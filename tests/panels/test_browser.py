@@ -146,3 +146,20 @@ def test_voila_binds_to_localhost_only(voila):
     listening = [c.laddr for c in psutil.Process(voila_pids[voila]).net_connections("inet")
                  if c.status == psutil.CONN_LISTEN]
     assert listening and all(addr.ip in ("127.0.0.1", "::1") for addr in listening), listening
+
+
+def test_three_sessions_at_once(voila, browser):
+    """Three users run a fit at the same time; every page gets its maps, none errors."""
+    pages = [_open(browser, voila, "fit_or_learn")[0] for _ in range(3)]
+    try:
+        for page in pages:
+            page.get_by_role("button", name="run").click()
+        for page in pages:
+            page.wait_for_function("document.querySelector('.ml-fit-or-learn').innerText"
+                                   ".includes('vox/s')", timeout=300_000)
+            assert page.locator(".ml-fit-or-learn img").count() >= 1
+            assert not _error_text(page)
+        assert all("done" in p.locator(".ml-fit-or-learn").inner_text() for p in pages)
+    finally:
+        for page in pages:
+            page.close()
