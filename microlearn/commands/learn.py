@@ -12,7 +12,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default="noddi", help="noddi | activeax | zcd | ivim")
     p.add_argument("--n-fibres", default=None,
                    help="fibre populations of the training voxels: one count or a "
-                        "comma-separated list mixed equally (default: 1,2,3; IVIM 0)")
+                        "comma-separated list mixed equally (default: 1,2,3 and, for "
+                        "NODDI, 10%% free water 0; IVIM 0)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--scheme", help="built-in acquisition: hcp | activeax | ivim")
     src.add_argument("--acquisition", type=Path, metavar="INPUT",

@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 ESTIMATOR_NAMES = tuple(ESTIMATORS) + tuple(NETWORKS)
 #: Estimators whose ``predict`` can return a standard deviation.
 UNCERTAIN = ("bayesian", "bayesian-dnn")
+#: Default fibre mixture of the training set per family: NODDI includes pure free water
+#: (0 fibres, fiso = 1: CSF lies outside the single-fibre fiso prior) at a small share, since
+#: those samples differ only by noise.
+DEFAULT_FIBRES = {"noddi": {0: 0.1, 1: 0.3, 2: 0.3, 3: 0.3}, "activeax": (1, 2, 3),
+                  "zcd": (1, 2, 3), "ivim": (0,)}
 #: Voxels per prediction block.
 PREDICT_BLOCK = 200_000
 
@@ -247,7 +252,8 @@ def train(model, acq, *, estimator="dnn", optimizer=None, features="rotation-inv
         Rician SNR of the training signals.
     n_fibres : int, sequence or dict, optional
         Fibre populations of the training voxels (see ``make_training_set``); for NODDI the
-        default mixes 1, 2 and 3 fibres so that crossings are handled without orientations.
+        default mixes 1, 2 and 3 fibres so that crossings are handled without orientations,
+        plus 10 % pure free water (:data:`DEFAULT_FIBRES`).
     targets : sequence of str, optional
     ranges : dict, optional
         Prior ranges (SI) per parameter name.
@@ -261,7 +267,7 @@ def train(model, acq, *, estimator="dnn", optimizer=None, features="rotation-inv
     """
     family = model_family(model)
     if n_fibres is None:
-        n_fibres = (1, 2, 3) if family in ("noddi", "activeax", "zcd") else (0,)
+        n_fibres = DEFAULT_FIBRES.get(family, (0,))
     mix = parse_fibre_mixture(family, n_fibres)
     spec = FeatureSpec(kind=features, lmax=int(lmax), shore=bool(shore),
                        hybrid_method=hybrid_method, model=family)
