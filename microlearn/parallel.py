@@ -140,11 +140,43 @@ def read_slab(image_path, z0: int, z1: int, dtype=np.float32) -> np.ndarray:
         return np.asarray(img.dataobj[:, :, z0:z1, :], dtype=dtype)
 
 
-def _slab_job(block_fn, image_path, mask_slab, z0, z1):
-    data = read_slab(image_path, z0, z1)
-    vox = data[mask_slab]
+def _read_voxels(image_path, mask_slab, z0, z1) -> np.ndarray:
+    """Brain voxels ``(n, N)`` of one slab."""
+    return read_slab(image_path, z0, z1)[mask_slab]
+
+
+def _run_block(block_fn, vox) -> dict:
     out = block_fn(vox) if len(vox) else {}
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _slab_job(block_fn, image_path, mask_slab, z0, z1):
+    return _run_block(block_fn, _read_voxels(image_path, mask_slab, z0, z1))
+
+
+def _run_local(block_fn, image_path, mask, slabs, todo, work_dir, bar) -> None:
+    """In-process loop; the next slab is read in a thread while this one is computed.
+
+    Reading (decompression, int -> float casting) and the block function both release the
+    GIL for most of their time, so the read-ahead hides most of the I/O; at most two slabs
+    are in memory at once.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(i):
+        z0, z1 = slabs[i]
+        return _read_voxels(image_path, mask[..., z0:z1], z0, z1)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="microlearn-read") as pool:
+        pending = pool.submit(read, todo[0]) if todo else None
+        for k, i in enumerate(todo):
+            vox = pending.result()
+            pending = pool.submit(read, todo[k + 1]) if k + 1 < len(todo) else None
+            _save_slab(work_dir, i, _run_block(block_fn, vox))
+            del vox
+            if bar:
+                z0, z1 = slabs[i]
+                bar.update(int(mask[..., z0:z1].sum()))
 
 
 # ------------------------------------------------------------------ work folder
@@ -253,11 +285,7 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     client, cluster = _client(scheduler, workers)
     try:
         if client is None:
-            for i in todo:
-                z0, z1 = slabs[i]
-                _save_slab(work_dir, i, _slab_job(block_fn, image_path, mask[..., z0:z1], z0, z1))
-                if bar:
-                    bar.update(int(mask[..., z0:z1].sum()))
+            _run_local(block_fn, image_path, mask, slabs, todo, work_dir, bar)
         else:
             from distributed import as_completed
 
