@@ -31,6 +31,7 @@ FORMAT_VERSION = 1
 #: Modules whose types may appear in an ``estimator.skops`` file.
 TRUSTED_MODULE_PREFIXES = ("numpy.", "scipy.", "sklearn.", "microlearn.learning.estimators.")
 _SCALING = ("x_mean_", "x_scale_", "y_mean_", "y_scale_")
+_OPTIONAL = ("std_scale_",)  # GaussianDNNRegressor's interval calibration
 
 
 def _versions() -> dict:
@@ -72,7 +73,8 @@ def save_estimator(trained, path) -> Path:
     try:
         if isinstance(est, KerasRegressor):
             est.model_.save(tmp / "network.keras")
-            np.savez(tmp / "scaling.npz", **{k: getattr(est, k) for k in _SCALING})
+            np.savez(tmp / "scaling.npz", **{k: getattr(est, k) for k in _SCALING + _OPTIONAL
+                                             if hasattr(est, k)})
             meta["keras"] = {"n_features_in": int(est.n_features_in_),
                              "n_outputs": int(est.n_outputs_),
                              "single_target": bool(est.single_target_)}
@@ -170,7 +172,7 @@ def _load_network(path: Path, meta: dict):
     try:
         est.model_ = keras.saving.load_model(file, safe_mode=True, compile=False)
         scaling = np.load(path / "scaling.npz", allow_pickle=False)
-        for k in _SCALING:
+        for k in _SCALING + tuple(k for k in _OPTIONAL if k in scaling.files):
             setattr(est, k, np.asarray(scaling[k], dtype=float))
     except FileNotFoundError:
         raise

@@ -61,7 +61,7 @@ def test_uncertainty_is_calibrated(est, noddi_split):
     mean, std = est.fit(X, y).predict(Xt, return_std=True)
     assert np.all(std > 0)
     coverage = np.mean(np.abs(mean - yt) < 1.645 * std, axis=0)  # 90 % intervals
-    assert np.all((coverage > 0.8) & (coverage < 0.97)), coverage
+    assert np.all((coverage >= 0.85) & (coverage <= 0.95)), coverage
 
 
 def test_sdca_reaches_the_ridge_solution_with_a_shrinking_gap(rng):
