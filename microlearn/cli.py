@@ -60,3 +60,11 @@ if __name__ == "__main__":
 def echo(*parts, **kwargs) -> None:
     """Write a line for the user: the one place the command line prints."""
     print(*parts, **kwargs)
+
+
+def echo_table(rows, columns, width: int = 14) -> None:
+    """Print rows (dicts) as an aligned table, numbers with 4 significant digits."""
+    echo("  ".join(f"{c:>{width}}" for c in columns))
+    for r in rows:
+        echo("  ".join(f"{r[c]:>{width}.4g}" if isinstance(r[c], float) else f"{r[c]:>{width}}"
+                       for c in columns))

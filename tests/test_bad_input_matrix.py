@@ -8,7 +8,6 @@ leave the rest of the volume as it would be.
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import nibabel as nib
@@ -58,17 +57,9 @@ def _truncate(path):
 
 
 def _tamper_skops(est):
-    import zipfile
+    from conftest import tamper_skops
 
-    f = est / "estimator.skops"
-    with zipfile.ZipFile(f) as z:
-        members = {n: z.read(n) for n in z.namelist()}
-    schema = json.loads(members["schema.json"])
-    schema["__module__"], schema["__class__"] = "builtins", "eval"
-    members["schema.json"] = json.dumps(schema).encode()
-    with zipfile.ZipFile(f, "w") as z:
-        for n, b in members.items():
-            z.writestr(n, b)
+    tamper_skops(est / "estimator.skops", "builtins", "eval")
 
 
 # id, how to break the copy (d: phantom copy, e: estimator copy, t: tmp), argv, expected text

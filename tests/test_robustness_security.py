@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import zipfile
 
 import numpy as np
@@ -36,15 +35,9 @@ def test_malicious_keras_file_is_refused(hcp, tmp_path):
 def test_skops_file_with_foreign_types_is_refused(hcp, tmp_path):
     est = train("noddi", hcp, estimator="polynomial", n_samples=1000)
     est.save(tmp_path / "est")
-    f = tmp_path / "est" / "estimator.skops"
-    with zipfile.ZipFile(f) as z:
-        members = {n: z.read(n) for n in z.namelist()}
-    schema = json.loads(members["schema.json"])
-    schema["__module__"], schema["__class__"] = "subprocess", "Popen"
-    members["schema.json"] = json.dumps(schema).encode()
-    with zipfile.ZipFile(f, "w") as z:
-        for n, b in members.items():
-            z.writestr(n, b)
+    from conftest import tamper_skops
+
+    tamper_skops(tmp_path / "est" / "estimator.skops", "subprocess", "Popen")
     with pytest.raises(ValueError, match="refusing to load types"):
         load_estimator(tmp_path / "est")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import echo
+from ..cli import echo, echo_table
 from ._common import add_input_arguments, load_input
 
 
@@ -45,9 +45,6 @@ def run(args) -> int:
     page = result.save_html(args.out)
     cols = ["method", "vox_per_s"] + [c for c in result.rows[0] if c.startswith(
         ("rmse_", "rmsd_"))]
-    echo("  ".join(f"{c:>14}" for c in cols))
-    for r in result.rows:
-        echo("  ".join(f"{r[c]:>14.4g}" if isinstance(r[c], float) else f"{r[c]:>14}"
-                       for c in cols))
+    echo_table(result.rows, cols)
     echo(f"report: {page.resolve()}")
     return 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import echo
+from ..cli import echo, echo_table
 
 
 def add_parser(sub) -> None:
@@ -80,9 +80,6 @@ def run(args) -> int:
     page = result.save_html(out / "report",
                             extra_figures={"signals": _signal_figure()})
     cols = ["method", "vox_per_s", "rmse_odi", "rmse_icvf", "rmse_fiso"]
-    echo("  ".join(f"{c:>18}" for c in cols))
-    for r in result.rows:
-        echo("  ".join(f"{r[c]:>18.4g}" if isinstance(r[c], float) else f"{r[c]:>18}"
-                       for c in cols))
+    echo_table(result.rows, cols, width=18)
     echo(f"report: {page.resolve()}")
     return 0
