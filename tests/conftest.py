@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -82,14 +80,3 @@ def dask_cluster(tmp_path):
             except subprocess.TimeoutExpired:
                 p.kill()
 
-
-def tamper_skops(file, module: str, cls: str) -> None:
-    """Rewrite a skops file so that its top-level object claims ``module.cls``."""
-    with zipfile.ZipFile(file) as z:
-        members = {n: z.read(n) for n in z.namelist()}
-    schema = json.loads(members["schema.json"])
-    schema["__module__"], schema["__class__"] = module, cls
-    members["schema.json"] = json.dumps(schema).encode()
-    with zipfile.ZipFile(file, "w") as z:
-        for n, b in members.items():
-            z.writestr(n, b)

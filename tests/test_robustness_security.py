@@ -35,7 +35,7 @@ def test_malicious_keras_file_is_refused(hcp, tmp_path):
 def test_skops_file_with_foreign_types_is_refused(hcp, tmp_path):
     est = train("noddi", hcp, estimator="polynomial", n_samples=1000)
     est.save(tmp_path / "est")
-    from conftest import tamper_skops
+    from skops_tampering import tamper_skops
 
     tamper_skops(tmp_path / "est" / "estimator.skops", "subprocess", "Popen")
     with pytest.raises(ValueError, match="refusing to load types"):
