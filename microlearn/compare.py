@@ -199,7 +199,7 @@ def run_method(spec, model_name, acq, data, mask, *, n_fibres=1, learn_options=N
     kind, name, optimizer = _parse_method(spec)
     train_seconds = 0.0
     if kind == "fit":
-        model = get_model(model_name, 0 if model_name == "ivim" else n_fibres)
+        model = get_model(model_name, n_fibres)
         t0 = time.perf_counter()
         res = fit(model, acq, data, method=name, mask=mask, progress=progress)
         seconds = time.perf_counter() - t0

@@ -202,6 +202,23 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
                    path=folder if folder is not None else dwi_p)
 
 
+def check_data_and_mask(data, n_measurements: int, mask=None, *, expected: str, fix: str):
+    """The signal array and a boolean mask of its spatial shape (all voxels by default).
+
+    Raises ``ValueError`` when the last axis is not ``n_measurements`` long (saying what
+    ``expected`` it and the ``fix``) or when the mask has another shape.
+    """
+    data = np.asarray(data)
+    if data.shape[-1] != n_measurements:
+        raise ValueError(f"data has {data.shape[-1]} measurements on its last axis but "
+                         f"{expected} has {n_measurements}; {fix}.")
+    spatial = data.shape[:-1]
+    mask = np.ones(spatial, bool) if mask is None else np.asarray(mask, bool)
+    if mask.shape != spatial:
+        raise ValueError(f"mask shape {mask.shape} does not match the data's {spatial}.")
+    return data, mask
+
+
 def validate_signal(data, mask=None):
     """Find voxels with NaN, infinite or negative signal, or no positive b0-free signal.
 

@@ -501,7 +501,10 @@ MODELS = {"noddi": noddi, "activeax": activeax, "zcd": zcd, "ivim": ivim}
 
 
 def get_model(name: str, n_fibres: int = 1) -> MultiCompartmentModel:
-    """A built-in model by name (``noddi``, ``activeax``, ``zcd``, ``ivim``)."""
+    """A built-in model by name (``noddi``, ``activeax``, ``zcd``, ``ivim``).
+
+    ``n_fibres`` is ignored for ``ivim``, which has no fibre populations.
+    """
     try:
         factory = MODELS[name]
     except KeyError:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..io import validate_signal
+from ..io import check_data_and_mask, validate_signal
 from .noise import estimate_sigma
 
 log = logging.getLogger(__name__)
@@ -104,17 +104,9 @@ class FitResult:
 
 
 def _check_data(acq, data, mask):
-    data = np.asarray(data)
-    if data.shape[-1] != acq.n_measurements:
-        raise ValueError(
-            f"data has {data.shape[-1]} measurements on its last axis but the acquisition has "
-            f"{acq.n_measurements}; pass the bvals/bvecs of this data.")
-    spatial = data.shape[:-1]
-    if mask is None:
-        mask = np.ones(spatial, bool)
-    mask = np.asarray(mask, bool)
-    if mask.shape != spatial:
-        raise ValueError(f"mask shape {mask.shape} does not match the data's {spatial}.")
+    data, mask = check_data_and_mask(data, acq.n_measurements, mask,
+                                     expected="the acquisition",
+                                     fix="pass the bvals/bvecs of this data")
     if not mask.any():
         raise ValueError("mask is empty: there are no voxels to fit.")
     if acq.n_b0 == 0:

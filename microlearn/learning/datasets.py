@@ -45,7 +45,7 @@ class TrainingSet:
 
 def default_targets(model_name: str) -> tuple[str, ...]:
     """The maps a learned estimator predicts for a model family (single-fibre names)."""
-    return get_model(model_name, 0 if model_name == "ivim" else 1).targets
+    return get_model(model_name).targets
 
 
 def parse_fibre_mixture(model_name: str, n_fibres) -> dict[int, float]:

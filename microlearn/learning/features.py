@@ -195,7 +195,7 @@ class FeatureSpec:
         from ..fitting import fit
         from ..models import get_model
 
-        model = get_model(self.model, 0 if self.model == "ivim" else 1)
+        model = get_model(self.model)
         data = np.where(bad[:, None], 1.0, norm)
         res = fit(model, acq, data, method=self.hybrid_method, progress=progress)
         maps = res.maps()
@@ -211,6 +211,6 @@ class FeatureSpec:
         if self.kind == "hybrid":
             from ..models import get_model
 
-            model = get_model(self.model, 0 if self.model == "ivim" else 1)
+            model = get_model(self.model)
             base = [f"fit_{t}" for t in model.targets] + base
         return base + (["log_rtop", "log_msd"] if self.shore else [])

@@ -117,7 +117,7 @@ class TrainedEstimator:
         return self.estimator_name in UNCERTAIN
 
     def _bounds(self):
-        space = get_model(self.model, 0 if self.model == "ivim" else 1).parameters
+        space = get_model(self.model).parameters
         out = {}
         for t in self.target_names:
             try:
@@ -189,16 +189,12 @@ class TrainedEstimator:
         dict of str -> ndarray, shape (*spatial,), NaN outside the mask
         """
         self.check_acquisition(acq)
-        data = np.asarray(data)
-        if data.shape[-1] != self.acq.n_measurements:
-            raise ValueError(f"data has {data.shape[-1]} measurements on its last axis; this "
-                             f"estimator needs {self.acq.n_measurements}.")
+        from ..io import check_data_and_mask
+
+        data, mask = check_data_and_mask(
+            data, self.acq.n_measurements, mask, expected="this estimator's acquisition",
+            fix="train an estimator for this acquisition")
         spatial = data.shape[:-1]
-        if mask is None:
-            mask = np.ones(spatial, bool)
-        mask = np.asarray(mask, bool)
-        if mask.shape != spatial:
-            raise ValueError(f"mask shape {mask.shape} does not match the data {spatial}.")
         idx = np.flatnonzero(mask.ravel())
         flat = data.reshape(-1, data.shape[-1])
         names = list(self.target_names) + ([f"{t}_std" for t in self.target_names]

@@ -137,7 +137,7 @@ class FitOrLearn(widgets.VBox):
         t0 = time.perf_counter()
         if s["mode"] == "fit":
             task.stage(f"fitting {n_vox} voxels with {s['engine']}", 1)
-            model = get_model(s["model"], 0 if s["model"] == "ivim" else 1)
+            model = get_model(s["model"])
             maps = fit(model, ds.acq, data, method=s["engine"], mask=ds.mask).maps()
             seconds, train_s = time.perf_counter() - t0, 0.0
         else:

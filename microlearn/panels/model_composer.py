@@ -29,7 +29,7 @@ def build_model(kind: str, n_fibres: int, compartments=()):
     from ..models import compose, get_model
 
     if kind != "custom":
-        return get_model(kind, 0 if kind == "ivim" else n_fibres)
+        return get_model(kind, n_fibres)
     parts = {"stick": Stick, "zeppelin": Zeppelin, "ball": Ball, "dot": Dot,
              "cylinder": CylinderGPD, "watson stick": WatsonStick,
              "watson zeppelin": WatsonZeppelin}
