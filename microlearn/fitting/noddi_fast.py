@@ -21,6 +21,7 @@ from ..compartments.dispersion import (
 )
 from ..parameters import cartesian_to_angles
 from .engine import Engine
+from .noddi_kernel import exp_squarings
 from .search import tensor_directions
 
 #: Points of the ODI table.
@@ -52,12 +53,17 @@ class NoddiMixEngine(Engine):
     name = "mix"
     threaded = True  # parallel over voxels with numba threads
 
-    def __init__(self, model, acq, *, max_iter: int = 50, tol: float = 1e-6, **kw):
+    def __init__(self, model, acq, *, max_iter: int = 50, tol: float = 1e-5, **kw):
         super().__init__(model, acq, n_candidates=1, max_iter=max_iter)
         self.d, self.d_iso = fixed_noddi_diffusivities(model)
         self.tol = tol
         ub, uidx = np.unique(acq.bvals, return_inverse=True)
-        self.uidx = uidx.ravel().astype(np.int64)
+        # measurements sorted by shell: contiguous shell ranges for the compiled loops
+        self.order = np.argsort(uidx.ravel(), kind="stable")
+        counts = np.bincount(uidx.ravel(), minlength=ub.size)
+        self.shell_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.bvals = np.ascontiguousarray(acq.bvals[self.order])
+        self.bvecs = np.ascontiguousarray(acq.bvecs[self.order].T)
         lo_odi, hi_odi = model.parameters["odi"].bounds
         self.odi_nodes = np.linspace(lo_odi, hi_odi, ODI_TABLE)
         self.step = self.odi_nodes[1] - self.odi_nodes[0]
@@ -72,7 +78,8 @@ class NoddiMixEngine(Engine):
         tau = watson_even_moments(kappa, 1)[:, 1]
         self.tautab = tau
         self.dtautab = np.gradient(tau, self.step)
-        self.b_iso = np.exp(-acq.bvals * self.d_iso)
+        self.b_iso = np.exp(-self.bvals * self.d_iso)
+        self.n_square = exp_squarings(float(np.max(acq.bvals)) * self.d)
         self.lower_k = np.array([-np.inf, -np.inf, lo_odi, 0.0, 0.0, 0.0])
         self.upper_k = np.array([np.inf, np.inf, hi_odi, 1.0, 1.0, np.inf])
 
@@ -96,10 +103,10 @@ class NoddiMixEngine(Engine):
         ang = cartesian_to_angles(dirs)
         sig = np.zeros(V) if sigma is None else np.asarray(sigma, dtype=float)
         X, cost, _ = fit_voxels(
-            np.ascontiguousarray(y, dtype=float), sig, ang[:, 0].copy(), ang[:, 1].copy(),
-            self.acq.bvals, np.ascontiguousarray(self.acq.bvecs), self.uidx, self.qtab,
-            self.dqtab, self.tautab, self.dtautab, self.odi_nodes[0], self.step, self.d,
-            self.b_iso, ODI_GRID, ICVF_GRID, self.lower_k, self.upper_k, self.max_iter,
+            np.ascontiguousarray(y[:, self.order], dtype=float), sig, ang[:, 0].copy(),
+            ang[:, 1].copy(), self.bvals, self.bvecs, self.shell_start, self.qtab, self.dqtab,
+            self.tautab, self.dtautab, self.odi_nodes[0], self.step, self.d, self.b_iso,
+            self.n_square, ODI_GRID, ICVF_GRID, self.lower_k, self.upper_k, self.max_iter,
             self.tol)
         X = self.canonical(X)
         ok = np.all(np.isfinite(X), axis=1) & np.isfinite(cost)

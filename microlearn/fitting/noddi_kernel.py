@@ -4,6 +4,13 @@ Used by :class:`~microlearn.fitting.noddi_fast.NoddiMixEngine` for the single-fi
 model with fixed d∥ and d_iso. The Watson-stick series is tabulated on a fine ODI grid per
 distinct b-value (power basis in c² = (g·μ)²), so a voxel's signal and its derivatives are
 a table lookup, a Horner evaluation and one exponential per measurement.
+
+Layout for speed: the measurements are sorted by shell (``shell_start[u]`` to
+``shell_start[u + 1]``), so every inner loop runs over a contiguous range of measurements
+with shell-constant coefficients, and the Jacobian is stored parameter-major ``(P, N)``;
+LLVM then vectorises the loops over measurements (SIMD). The exponential of the zeppelin,
+whose argument is bounded (0 ≤ b·A ≤ b_max·d∥), is :func:`exp_neg`: a polynomial after
+scaling by 2^-m and m squarings, which vectorises where a libm call does not.
 """
 
 from __future__ import annotations
@@ -12,92 +19,186 @@ import numpy as np
 from numba import njit, prange
 
 N_PARAMS = 6  # theta, phi, odi, icvf, fiso, s0
+#: Taylor degree of :func:`exp_neg` on [0, EXP_REDUCED_MAX].
+EXP_DEGREE = 12
+#: Largest reduced argument of :func:`exp_neg` (relative error < 1e-14 there).
+EXP_REDUCED_MAX = 0.35
+#: LLVM fast-math flags that allow vectorised reductions but keep NaN/inf semantics.
+FAST = {"contract", "reassoc", "nsz", "arcp"}
 
 
-@njit(cache=True, fastmath=False)
-def _lookup(table, lo, step, odi, u):
-    """Interpolated row ``table[:, u, :]`` at ``odi`` and its slope."""
-    g = table.shape[0]
+def exp_squarings(x_max: float) -> int:
+    """Number of squarings m so that ``x_max / 2**m <= EXP_REDUCED_MAX``."""
+    return max(0, int(np.ceil(np.log2(max(x_max, 1e-300) / EXP_REDUCED_MAX))))
+
+
+@njit(cache=True, fastmath=FAST)
+def exp_neg(x, out, n_square):
+    """``out[n] = exp(-x[n])`` for 0 ≤ x[n] ≤ EXP_REDUCED_MAX · 2**n_square (vectorisable).
+
+    exp(-x) = (exp(-x / 2^m))^(2^m) with a degree-12 Taylor polynomial for the reduced
+    argument; the relative error stays below ~1e-13 on the stated range.
+    """
+    scale = 0.5 ** n_square
+    N = x.shape[0]
+    for n in range(N):
+        t = -x[n] * scale
+        p = 1.0 / 479001600.0  # 1/12!
+        p = p * t + 1.0 / 39916800.0
+        p = p * t + 1.0 / 3628800.0
+        p = p * t + 1.0 / 362880.0
+        p = p * t + 1.0 / 40320.0
+        p = p * t + 1.0 / 5040.0
+        p = p * t + 1.0 / 720.0
+        p = p * t + 1.0 / 120.0
+        p = p * t + 1.0 / 24.0
+        p = p * t + 1.0 / 6.0
+        p = p * t + 0.5
+        p = p * t + 1.0
+        out[n] = p * t + 1.0
+    for _ in range(n_square):
+        for n in range(N):
+            out[n] = out[n] * out[n]
+
+
+@njit(cache=True)
+def _position(lo, step, g, odi):
+    """Table row ``i`` and weight ``w`` of ``odi`` on a table of ``g`` rows."""
     pos = (odi - lo) / step
     i = int(pos)
     if i < 0:
         i = 0
     if i > g - 2:
         i = g - 2
-    w = pos - i
-    return i, w
+    return i, pos - i
 
 
-@njit(cache=True)
-def _coefficients(qtab, dqtab, i, w, qv, dqv):
-    """Series coefficients (and ODI slopes) per distinct b at table position (i, w)."""
-    for u in range(qtab.shape[1]):
-        for k in range(qtab.shape[2]):
-            qv[u, k] = (1 - w) * qtab[i, u, k] + w * qtab[i + 1, u, k]
-            dqv[u, k] = (1 - w) * dqtab[i, u, k] + w * dqtab[i + 1, u, k]
+@njit(cache=True, fastmath=FAST)
+def _series(qtab, i, w, shell_start, c2, out):
+    """Watson-stick signal by Horner in c² for every measurement, at table position (i, w)."""
+    K = qtab.shape[2]
+    for u in range(shell_start.shape[0] - 1):
+        # views indexed from 0: numba then drops the negative-index checks and vectorises
+        o = out[shell_start[u]:shell_start[u + 1]]
+        z = c2[shell_start[u]:shell_start[u + 1]]
+        top = (1 - w) * qtab[i, u, K - 1] + w * qtab[i + 1, u, K - 1]
+        for n in range(o.shape[0]):
+            o[n] = top
+        for k in range(K - 2, -1, -1):
+            q = (1 - w) * qtab[i, u, k] + w * qtab[i + 1, u, k]
+            for n in range(o.shape[0]):
+                o[n] = o[n] * z[n] + q
 
 
-@njit(cache=True)
-def _signal_jac(x, bvals, bvecs, uidx, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
-                want_jac, out_s, out_j):
-    """Normalised signal (and Jacobian) of one voxel for parameters ``x`` (6,)."""
+@njit(cache=True, fastmath=FAST)
+def _series_derivatives(qtab, dqtab, i, w, shell_start, c2, ws, dws_c2, dws_odi):
+    """Series value, its c² derivative and its ODI derivative (three Horner chains)."""
+    K = qtab.shape[2]
+    for u in range(shell_start.shape[0] - 1):
+        a, b = shell_start[u], shell_start[u + 1]
+        o, d1, d2, z = ws[a:b], dws_c2[a:b], dws_odi[a:b], c2[a:b]
+        for n in range(o.shape[0]):
+            o[n] = 0.0
+            d1[n] = 0.0
+            d2[n] = 0.0
+        for k in range(K - 1, -1, -1):
+            q = (1 - w) * qtab[i, u, k] + w * qtab[i + 1, u, k]
+            dq = (1 - w) * dqtab[i, u, k] + w * dqtab[i + 1, u, k]
+            for n in range(o.shape[0]):
+                d1[n] = d1[n] * z[n] + o[n]
+                o[n] = o[n] * z[n] + q
+                d2[n] = d2[n] * z[n] + dq
+
+
+@njit(cache=True, fastmath=FAST)
+def _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
+           n_square, want_jac, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J):
+    """Signal ``s`` (N,) and, if ``want_jac``, Jacobian ``J`` (6, N) of one voxel."""
     theta, phi, odi, icvf, fiso, s0 = x[0], x[1], x[2], x[3], x[4], x[5]
     st, ct, sp, cp = np.sin(theta), np.cos(theta), np.sin(phi), np.cos(phi)
     mx, my, mz = st * cp, st * sp, ct
+    N = bvals.shape[0]
+    for n in range(N):
+        c[n] = bvecs[0, n] * mx + bvecs[1, n] * my + bvecs[2, n] * mz
+        c2[n] = c[n] * c[n]
+    i, w = _position(lo, step, qtab.shape[0], odi)
+    tau = (1 - w) * tautab[i] + w * tautab[i + 1]
+    if want_jac:
+        _series_derivatives(qtab, dqtab, i, w, shell_start, c2, ws, dws_c2, dws_odi)
+    else:
+        _series(qtab, i, w, shell_start, c2, ws)
+    a0 = 0.5 * (1 - tau)
+    a1 = 0.5 * (3 * tau - 1)
+    for n in range(N):
+        h = a0 + a1 * c2[n]
+        arg[n] = bvals[n] * d * (1 - icvf + icvf * h)
+    exp_neg(arg, wz, n_square)
+    one_f = 1 - fiso
+    for n in range(N):
+        T = icvf * ws[n] + (1 - icvf) * wz[n]
+        s[n] = s0 * (one_f * T + fiso * b_iso[n])
+    if not want_jac:
+        return
+    dtau = (1 - w) * dtautab[i] + w * dtautab[i + 1]
     tx, ty, tz = ct * cp, ct * sp, -st
     px, py = -st * sp, st * cp
-    i, w = _lookup(qtab, lo, step, odi, 0)
-    tau = (1 - w) * tautab[i] + w * tautab[i + 1]
-    dtau = (1 - w) * dtautab[i] + w * dtautab[i + 1]
-    K = qtab.shape[2]
-    qv = np.empty((qtab.shape[1], K))
-    dqv = np.empty((qtab.shape[1], K))
-    _coefficients(qtab, dqtab, i, w, qv, dqv)
-    for n in range(bvals.shape[0]):
+    k0 = s0 * one_f
+    for n in range(N):
         b = bvals[n]
-        gx, gy, gz = bvecs[n, 0], bvecs[n, 1], bvecs[n, 2]
-        c = gx * mx + gy * my + gz * mz
-        c2 = c * c
-        u = uidx[n]
-        # Horner for WS, dWS/dc2 and dWS/dodi
-        ws = 0.0
-        dws_c2 = 0.0
-        dws_odi = 0.0
-        for k in range(K - 1, -1, -1):
-            dws_c2 = dws_c2 * c2 + ws
-            ws = ws * c2 + qv[u, k]
-            dws_odi = dws_odi * c2 + dqv[u, k]
-        h = 0.5 * (1 - tau) + 0.5 * (3 * tau - 1) * c2
-        A = d * (1 - icvf) + d * icvf * h
-        wz = np.exp(-b * A)
-        biso = b_iso[n]
-        T = icvf * ws + (1 - icvf) * wz
-        E = (1 - fiso) * T + fiso * biso
-        out_s[n] = s0 * E
-        if want_jac:
-            dwz_c2 = -b * wz * d * icvf * 0.5 * (3 * tau - 1)
-            dT_dc = 2 * c * (icvf * dws_c2 + (1 - icvf) * dwz_c2)
-            dc_dt = gx * tx + gy * ty + gz * tz
-            dc_dp = gx * px + gy * py
-            k0 = s0 * (1 - fiso)
-            out_j[n, 0] = k0 * dT_dc * dc_dt
-            out_j[n, 1] = k0 * dT_dc * dc_dp
-            dwz_tau = -b * wz * d * icvf * (-0.5 + 1.5 * c2)
-            out_j[n, 2] = k0 * (icvf * dws_odi + (1 - icvf) * dwz_tau * dtau)
-            dwz_icvf = -b * wz * d * (h - 1)
-            out_j[n, 3] = k0 * (ws - wz + (1 - icvf) * dwz_icvf)
-            out_j[n, 4] = s0 * (biso - T)
-            out_j[n, 5] = E
+        gx, gy, gz = bvecs[0, n], bvecs[1, n], bvecs[2, n]
+        bwz = b * wz[n] * d * icvf
+        dT_dc = 2 * c[n] * (icvf * dws_c2[n] - (1 - icvf) * bwz * a1)
+        J[0, n] = k0 * dT_dc * (gx * tx + gy * ty + gz * tz)
+        J[1, n] = k0 * dT_dc * (gx * px + gy * py)
+        J[2, n] = k0 * (icvf * dws_odi[n] - (1 - icvf) * bwz * (-0.5 + 1.5 * c2[n]) * dtau)
+        h = a0 + a1 * c2[n]
+        J[3, n] = k0 * (ws[n] - wz[n] - (1 - icvf) * b * wz[n] * d * (h - 1))
+        T = icvf * ws[n] + (1 - icvf) * wz[n]
+        J[4, n] = s0 * (b_iso[n] - T)
+        J[5, n] = one_f * T + fiso * b_iso[n]
+
+
+@njit(cache=True, fastmath=FAST)
+def _cost(y, sigma, s, r):
+    """Residuals of the Rician-floor model sqrt(s² + σ²) (or s if σ = 0); returns Σ r²."""
+    total = 0.0
+    s2 = sigma * sigma
+    for n in range(y.shape[0]):
+        r[n] = np.sqrt(s[n] * s[n] + s2) - y[n]
+        total += r[n] * r[n]
+    return total
 
 
 @njit(cache=True)
-def _cost(y, sigma, s, r):
-    total = 0.0
-    for n in range(y.shape[0]):
-        m = np.sqrt(s[n] * s[n] + sigma * sigma) if sigma > 0 else s[n]
-        r[n] = m - y[n]
-        total += r[n] * r[n]
-    return total
+def _solve_spd(A, g, out):
+    """Solve ``A out = g`` for a small symmetric positive-definite ``A`` (Cholesky, in place).
+
+    Returns False when ``A`` is not numerically positive definite.
+    """
+    P = A.shape[0]
+    for j in range(P):
+        dsum = A[j, j]
+        for k in range(j):
+            dsum -= A[j, k] * A[j, k]
+        if not dsum > 0:
+            return False
+        A[j, j] = np.sqrt(dsum)
+        for i in range(j + 1, P):
+            t = A[i, j]
+            for k in range(j):
+                t -= A[i, k] * A[j, k]
+            A[i, j] = t / A[j, j]
+    for i in range(P):
+        t = g[i]
+        for k in range(i):
+            t -= A[i, k] * out[k]
+        out[i] = t / A[i, i]
+    for i in range(P - 1, -1, -1):
+        t = out[i]
+        for k in range(i + 1, P):
+            t -= A[k, i] * out[k]
+        out[i] = t / A[i, i]
+    return True
 
 
 @njit(cache=True)
@@ -109,10 +210,116 @@ def _clip(x, lower, upper):
             x[p] = upper[p]
 
 
+@njit(cache=True, fastmath=FAST)
+def _normal_equations(J, r, s, y, sigma, jtj, g):
+    """Gauss–Newton system of the Rician-floor residual (chain rule s/m applied to J)."""
+    N = r.shape[0]
+    if sigma > 0:
+        for n in range(N):
+            m = r[n] + y[n]
+            f = s[n] / m if m > 0 else 1.0
+            for p in range(N_PARAMS):
+                J[p, n] *= f
+    for p in range(N_PARAMS):
+        acc = 0.0
+        for n in range(N):
+            acc -= J[p, n] * r[n]
+        g[p] = acc
+        for q in range(p, N_PARAMS):
+            acc = 0.0
+            for n in range(N):
+                acc += J[p, n] * J[q, n]
+            jtj[p, q] = acc
+            jtj[q, p] = acc
+
+
+@njit(cache=True, fastmath=FAST)
+def _grid_search(y, c2, bvals, shell_start, qtab, tautab, lo, step, d, b_iso, n_square,
+                 odi_grid, icvf_grid, ws, arg, wz, out):
+    """Best (odi, icvf) of the grid with NNLS tissue/ball amplitudes; writes out[2:6].
+
+    ``icvf_grid`` must be uniformly spaced.
+    """
+    N = y.shape[0]
+    delta = icvf_grid[1] - icvf_grid[0] if icvf_grid.shape[0] > 1 else 0.0
+    step_up = np.empty(N)
+    yy = 0.0
+    bb = 0.0
+    by = 0.0
+    for n in range(N):
+        yy += y[n] * y[n]
+        bb += b_iso[n] * b_iso[n]
+        by += b_iso[n] * y[n]
+    best = np.inf
+    for a in range(odi_grid.shape[0]):
+        i, w = _position(lo, step, qtab.shape[0], odi_grid[a])
+        _series(qtab, i, w, shell_start, c2, ws)
+        tau = (1 - w) * tautab[i] + w * tautab[i + 1]
+        a0 = 0.5 * (1 - tau)
+        a1 = 0.5 * (3 * tau - 1)
+        # zeppelin exp(-b d∥ (1 - f (1 - h))) on a uniform f grid: the first value, then
+        # one product per step with exp(+b d∥ Δf (1 - h)) (two exponentials per ODI)
+        for n in range(N):
+            arg[n] = bvals[n] * d * (1 - icvf_grid[0] * (1 - a0 - a1 * c2[n]))
+        exp_neg(arg, wz, n_square)
+        for n in range(N):
+            arg[n] = bvals[n] * d * delta * (1 - a0 - a1 * c2[n])
+        exp_neg(arg, step_up, n_square)
+        for n in range(N):
+            step_up[n] = 1.0 / step_up[n]
+        for cc in range(icvf_grid.shape[0]):
+            icvf = icvf_grid[cc]
+            if cc > 0:
+                for n in range(N):
+                    wz[n] = wz[n] * step_up[n]
+            tt = 0.0
+            tb = 0.0
+            ty = 0.0
+            for n in range(N):
+                t = icvf * ws[n] + (1 - icvf) * wz[n]
+                tt += t * t
+                tb += t * b_iso[n]
+                ty += t * y[n]
+            det = tt * bb - tb * tb
+            al = (bb * ty - tb * by) / det if det > 1e-12 else -1.0
+            be = (tt * by - tb * ty) / det if det > 1e-12 else -1.0
+            if al < 0 or be < 0:
+                a_only = max(ty / tt, 0.0)
+                b_only = max(by / bb, 0.0)
+                if yy - 2 * a_only * ty + a_only * a_only * tt <= (yy - 2 * b_only * by
+                                                                   + b_only * b_only * bb):
+                    al, be = a_only, 0.0
+                else:
+                    al, be = 0.0, b_only
+            sse = yy - 2 * (al * ty + be * by) + al * al * tt + 2 * al * be * tb + be * be * bb
+            if sse < best:
+                best = sse
+                tot = al + be
+                out[2], out[3] = odi_grid[a], icvf
+                out[4] = be / tot if tot > 0 else 0.0
+                out[5] = tot
+
+
 @njit(parallel=True, cache=True)
-def fit_voxels(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, uidx, qtab, dqtab, tautab,
-               dtautab, lo, step, d, b_iso, odi_grid, icvf_grid, lower, upper, max_iter, tol):
+def fit_voxels(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start, qtab, dqtab,
+               tautab, dtautab, lo, step, d, b_iso, n_square, odi_grid, icvf_grid, lower,
+               upper, max_iter, tol):
     """Grid search + Levenberg–Marquardt for every voxel (rows of ``Y``), in parallel.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (V, N)
+        Normalised signals, measurements sorted by shell (see ``shell_start``).
+    sigma : ndarray, shape (V,)
+        Noise level per voxel (same units as ``Y``); 0 fits the Gaussian model.
+    bvals : ndarray, shape (N,)
+        b-values in s/m², sorted like ``Y``'s columns.
+    bvecs : ndarray, shape (3, N)
+        Unit gradient directions (transposed: one contiguous row per axis).
+    shell_start : ndarray of int, shape (U + 1,)
+        Measurements of shell u are ``shell_start[u]:shell_start[u + 1]``.
+    n_square : int
+        Squarings of :func:`exp_neg` (see :func:`exp_squarings` of b_max·d∥).
 
     Returns
     -------
@@ -129,108 +336,55 @@ def fit_voxels(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, uidx, qtab, dqtab, 
         y = Y[v]
         sg = sigma[v]
         x = np.empty(N_PARAMS)
+        c = np.empty(N)
+        c2 = np.empty(N)
+        ws = np.empty(N)
+        dws_c2 = np.empty(N)
+        dws_odi = np.empty(N)
+        arg = np.empty(N)
+        wz = np.empty(N)
         s = np.empty(N)
         r = np.empty(N)
-        J = np.empty((N, N_PARAMS))
-        # ---- stage 1: grid over (odi, icvf), NNLS for tissue vs ball amplitudes
+        rn = np.empty(N)
+        J = np.empty((N_PARAMS, N))
+        # ---- stage 1: grid over (odi, icvf) at the given direction
         x[0], x[1] = dirs_theta[v], dirs_phi[v]
-        best = np.inf
-        yy = 0.0
-        bb = 0.0
-        by = 0.0
+        st = np.sin(x[0])
+        mx, my, mz = st * np.cos(x[1]), st * np.sin(x[1]), np.cos(x[0])
         for n in range(N):
-            yy += y[n] * y[n]
-            bb += b_iso[n] * b_iso[n]
-            by += b_iso[n] * y[n]
-        ws = np.empty(N)
-        c2 = np.empty(N)
-        st, ct = np.sin(x[0]), np.cos(x[0])
-        mx, my, mz = st * np.cos(x[1]), st * np.sin(x[1]), ct
-        for n in range(N):
-            cn = bvecs[n, 0] * mx + bvecs[n, 1] * my + bvecs[n, 2] * mz
+            cn = bvecs[0, n] * mx + bvecs[1, n] * my + bvecs[2, n] * mz
             c2[n] = cn * cn
-        qv = np.empty((qtab.shape[1], qtab.shape[2]))
-        dqv = np.empty((qtab.shape[1], qtab.shape[2]))
-        for a in range(odi_grid.shape[0]):
-            i, w = _lookup(qtab, lo, step, odi_grid[a], 0)
-            _coefficients(qtab, dqtab, i, w, qv, dqv)
-            tau = (1 - w) * tautab[i] + w * tautab[i + 1]
-            for n in range(N):
-                acc = 0.0
-                for k in range(qtab.shape[2] - 1, -1, -1):
-                    acc = acc * c2[n] + qv[uidx[n], k]
-                ws[n] = acc
-            for c in range(icvf_grid.shape[0]):
-                icvf = icvf_grid[c]
-                tt = 0.0
-                tb = 0.0
-                ty = 0.0
-                for n in range(N):
-                    h = 0.5 * (1 - tau) + 0.5 * (3 * tau - 1) * c2[n]
-                    t = icvf * ws[n] + (1 - icvf) * np.exp(-bvals[n] * d * (1 - icvf + icvf * h))
-                    tt += t * t
-                    tb += t * b_iso[n]
-                    ty += t * y[n]
-                det = tt * bb - tb * tb
-                al = (bb * ty - tb * by) / det if det > 1e-12 else -1.0
-                be = (tt * by - tb * ty) / det if det > 1e-12 else -1.0
-                if al < 0 or be < 0:
-                    a1 = max(ty / tt, 0.0)
-                    b1 = max(by / bb, 0.0)
-                    e1 = yy - 2 * a1 * ty + a1 * a1 * tt
-                    e2 = yy - 2 * b1 * by + b1 * b1 * bb
-                    if e1 <= e2:
-                        al, be = a1, 0.0
-                    else:
-                        al, be = 0.0, b1
-                sse = yy - 2 * (al * ty + be * by) + al * al * tt + 2 * al * be * tb + be * be * bb
-                if sse < best:
-                    best = sse
-                    tot = al + be
-                    X[v, 2], X[v, 3] = odi_grid[a], icvf
-                    X[v, 4] = be / tot if tot > 0 else 0.0
-                    X[v, 5] = tot
-        x[2], x[3], x[4], x[5] = X[v, 2], X[v, 3], X[v, 4], X[v, 5]
+        _grid_search(y, c2, bvals, shell_start, qtab, tautab, lo, step, d, b_iso, n_square,
+                     odi_grid, icvf_grid, ws, arg, wz, x)
         # ---- stage 2: Levenberg–Marquardt with the analytic Jacobian
-        _signal_jac(x, bvals, bvecs, uidx, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
-                    True, s, J)
+        _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
+               n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
         cost = _cost(y, sg, s, r)
         lam = 1e-3
         xn = np.empty(N_PARAMS)
-        rn = np.empty(N)
         jtj = np.empty((N_PARAMS, N_PARAMS))
+        A = np.empty((N_PARAMS, N_PARAMS))
         g = np.empty(N_PARAMS)
+        dx = np.empty(N_PARAMS)
         it = 0
         while it < max_iter:
             it += 1
-            for n in range(N):  # Rician chain rule
-                m = r[n] + y[n]
-                f = s[n] / m if sg > 0 and m > 0 else 1.0
-                for p in range(N_PARAMS):
-                    J[n, p] *= f
-            for p in range(N_PARAMS):
-                g[p] = 0.0
-                for q in range(N_PARAMS):
-                    jtj[p, q] = 0.0
-            for n in range(N):
-                for p in range(N_PARAMS):
-                    g[p] -= J[n, p] * r[n]
-                    for q in range(p, N_PARAMS):
-                        jtj[p, q] += J[n, p] * J[n, q]
-            for p in range(N_PARAMS):
-                for q in range(p):
-                    jtj[p, q] = jtj[q, p]
+            _normal_equations(J, r, s, y, sg, jtj, g)
             improved = False
+            rel = 0.0
             for _try in range(6):
-                A = jtj.copy()
                 for p in range(N_PARAMS):
+                    for q in range(N_PARAMS):
+                        A[p, q] = jtj[p, q]
                     A[p, p] += lam * (jtj[p, p] + 1e-12)
-                dx = np.linalg.solve(A, g)
+                if not _solve_spd(A, g, dx):
+                    lam *= 4.0
+                    continue
                 for p in range(N_PARAMS):
                     xn[p] = x[p] + dx[p]
                 _clip(xn, lower, upper)
-                _signal_jac(xn, bvals, bvecs, uidx, qtab, dqtab, tautab, dtautab, lo, step, d,
-                            b_iso, False, s, J)
+                _model(xn, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step,
+                       d, b_iso, n_square, False, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
                 cn = _cost(y, sg, s, rn)
                 if cn < cost:
                     rel = (cost - cn) / max(cost, 1e-30)
@@ -242,10 +396,39 @@ def fit_voxels(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, uidx, qtab, dqtab, 
                 lam *= 4.0
             if not improved or rel < tol:
                 break
-            _signal_jac(x, bvals, bvecs, uidx, qtab, dqtab, tautab, dtautab, lo, step, d,
-                        b_iso, True, s, J)
+            _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d,
+                   b_iso, n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
             _cost(y, sg, s, r)
         X[v] = x
         costs[v] = cost
         iters[v] = it
     return X, costs, iters
+
+
+@njit(parallel=True, cache=True)
+def signals(X, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
+            n_square, want_jac):
+    """Signals (V, N) and Jacobians (V, 6, N) of the kernel for parameter rows ``X``.
+
+    For tests and diagnostics: the exact functions the fitter evaluates.
+    """
+    V = X.shape[0]
+    N = bvals.shape[0]
+    S = np.empty((V, N))
+    JJ = np.zeros((V, N_PARAMS, N))
+    for v in prange(V):
+        c = np.empty(N)
+        c2 = np.empty(N)
+        ws = np.empty(N)
+        d1 = np.empty(N)
+        d2 = np.empty(N)
+        arg = np.empty(N)
+        wz = np.empty(N)
+        s = np.empty(N)
+        J = np.empty((N_PARAMS, N))
+        _model(X[v], bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d,
+               b_iso, n_square, want_jac, c, c2, ws, d1, d2, arg, wz, s, J)
+        S[v] = s
+        if want_jac:
+            JJ[v] = J
+    return S, JJ
