@@ -21,10 +21,9 @@ BLOCK_SIZE = 512
 
 def _registry():
     from .dictionary import DictionaryEngine
-    from .interior_point import InteriorPointEngine
-    from .noddi_fast import make_mix
+    from .noddi_fast import make_interior_point, make_mix
 
-    return {"mix": make_mix, "interior-point": InteriorPointEngine,
+    return {"mix": make_mix, "interior-point": make_interior_point,
             "dictionary": DictionaryEngine}
 
 

@@ -93,8 +93,6 @@ class NoddiMixEngine(Engine):
         return series_order(round(x, 1) + 0.1) <= HORNER_MAX_ORDER
 
     def fit_block(self, y, sigma=None, directions=None):
-        from .noddi_kernel import fit_voxels
-
         V = y.shape[0]
         if directions is not None:
             dirs = np.asarray(directions, dtype=float).reshape(V, -1, 3)[:, 0]
@@ -102,15 +100,45 @@ class NoddiMixEngine(Engine):
             dirs = tensor_directions(self.acq, y)
         ang = cartesian_to_angles(dirs)
         sig = np.zeros(V) if sigma is None else np.asarray(sigma, dtype=float)
-        X, cost, _ = fit_voxels(
-            np.ascontiguousarray(y[:, self.order], dtype=float), sig, ang[:, 0].copy(),
-            ang[:, 1].copy(), self.bvals, self.bvecs, self.shell_start, self.qtab, self.dqtab,
-            self.tautab, self.dtautab, self.odi_nodes[0], self.step, self.d, self.b_iso,
-            self.n_square, ODI_GRID, ICVF_GRID, self.lower_k, self.upper_k, self.max_iter,
-            self.tol)
+        X, cost = self._solve(np.ascontiguousarray(y[:, self.order], dtype=float), sig,
+                              ang[:, 0].copy(), ang[:, 1].copy())
         X = self.canonical(X)
         ok = np.all(np.isfinite(X), axis=1) & np.isfinite(cost)
         return X[:, :-1], X[:, -1], ok
+
+    def _tables(self):
+        """The acquisition and series tables, in the kernels' argument order."""
+        return (self.bvals, self.bvecs, self.shell_start, self.qtab, self.dqtab, self.tautab,
+                self.dtautab, self.odi_nodes[0], self.step, self.d, self.b_iso, self.n_square,
+                ODI_GRID, ICVF_GRID, self.lower_k, self.upper_k)
+
+    def _solve(self, y, sigma, theta, phi):
+        """Stage 1 + Levenberg–Marquardt; returns (X (V, 6), cost (V,))."""
+        from .noddi_kernel import fit_voxels
+
+        X, cost, _ = fit_voxels(y, sigma, theta, phi, *self._tables(), self.max_iter,
+                                self.tol)
+        return X, cost
+
+
+class NoddiInteriorPointEngine(NoddiMixEngine):
+    """The same grid search, then a compiled log-barrier interior-point refinement.
+
+    ODI, ICVF and FISO carry the barrier (their iterates stay strictly inside the
+    bounds); μ decreases over ``MU_LEVELS`` (relative to the start's cost).
+    """
+
+    name = "interior-point"
+    #: Barrier weights relative to the starting cost, one Newton loop each.
+    MU_LEVELS = 10.0 ** -np.array([3.0, 5.0, 7.0])
+
+    def _solve(self, y, sigma, theta, phi):
+        from .noddi_kernel import fit_voxels_barrier
+
+        bounded = np.array([False, False, True, True, True, False])
+        X, cost, _ = fit_voxels_barrier(y, sigma, theta, phi, *self._tables(), bounded,
+                                        self.MU_LEVELS, 6, 1e-6)
+        return X, cost
 
 
 def make_mix(model, acq, **options):
@@ -120,3 +148,12 @@ def make_mix(model, acq, **options):
     if options.pop("fast", True) and NoddiMixEngine.applies(model, acq):
         return NoddiMixEngine(model, acq, **options)
     return MixEngine(model, acq, **options)
+
+
+def make_interior_point(model, acq, **options):
+    """The interior-point engine for ``model``: compiled for single-fibre NODDI."""
+    from .interior_point import InteriorPointEngine
+
+    if options.pop("fast", True) and NoddiMixEngine.applies(model, acq):
+        return NoddiInteriorPointEngine(model, acq, **options)
+    return InteriorPointEngine(model, acq, **options)

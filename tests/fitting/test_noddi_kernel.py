@@ -58,3 +58,24 @@ def test_kernel_jacobian_matches_finite_differences(engine):
         tol = 2e-3 if p == 2 else 1e-6
         np.testing.assert_allclose(J[:, p], fd, atol=tol * np.abs(fd).max() + 1e-7,
                                    err_msg=f"parameter {p}")
+
+
+def test_interior_point_agrees_with_mix_and_stays_inside():
+    from microlearn import simulate_dataset
+    from microlearn.fitting import fit
+
+    acq, m = Acquisition.scheme("hcp"), noddi()
+    p, _, y = simulate_dataset(m, acq, 400, snr=30, random_state=11,
+                               ranges={"odi": (0.05, 0.7), "icvf": (0.2, 0.8),
+                                       "fiso": (0.0, 0.3)})
+    mix = fit(m, acq, 1000 * y, method="mix", workers=1)
+    ip = fit(m, acq, 1000 * y, method="interior-point", workers=1)
+    from microlearn.fitting.base import FITTERS
+
+    assert type(FITTERS["interior-point"](m, acq)).__name__ == "NoddiInteriorPointEngine"
+    for k in ("odi", "icvf", "fiso"):
+        # the same problem: the solutions agree far below the noise (RMSE ~0.02-0.03)
+        assert np.median(np.abs(ip[k] - mix[k])) < 1e-3, k
+    lo, hi = m.parameters["odi"].bounds
+    assert np.all((ip["odi"] > lo) & (ip["odi"] < hi))
+    assert np.all((ip["fiso"] > 0) & (ip["fiso"] < 1)) and np.all(ip["icvf"] > 0)
