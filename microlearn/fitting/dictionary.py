@@ -3,8 +3,9 @@
 Each voxel's orientation comes from DIPY's tensor fit and is snapped to the nearest of a
 fixed set of hemisphere directions. For every direction the candidate atoms (tissue atoms
 of the search grid, plus the distinct isotropic atoms) form one dictionary, and all voxels
-sharing that direction are solved together by non-negative least squares (FISTA on the
-shared Gram matrix). Parameters are the coefficient-weighted means of the atoms'
+sharing that direction are solved together by non-negative least squares (on the
+shared Gram matrix with a small ridge on the tissue atoms; exact active-set NNLS, compiled and parallel over voxels, see
+:mod:`microlearn.fitting.nnls`). Parameters are the coefficient-weighted means of the atoms'
 parameters, as in AMICO; the isotropic fraction is the isotropic coefficients' share.
 """
 
@@ -14,47 +15,44 @@ import numpy as np
 
 from ..schemes import hemisphere_directions
 from .engine import Engine
+from .nnls import nnls_gram
 from .search import outer_fraction_name
 
 #: Directions the voxel orientations are snapped to (AMICO uses ~500).
 N_DIRECTIONS = 500
-#: FISTA iterations.
-N_ITER = 400
-
-
-def fista_nnls(gram, dty, lipschitz, n_iter=N_ITER):
-    """min ½‖D x − y‖², x >= 0 for a block sharing one dictionary.
-
-    Parameters
-    ----------
-    gram : ndarray, shape (A, A)
-        DᵀD.
-    dty : ndarray, shape (V, A)
-        Dᵀy per voxel.
-    """
-    x = np.zeros_like(dty)
-    z, t = x.copy(), 1.0
-    step = 1.0 / lipschitz
-    for _ in range(n_iter):
-        x_new = np.maximum(z - step * (z @ gram - dty), 0.0)
-        t_new = 0.5 * (1 + np.sqrt(1 + 4 * t * t))
-        z = x_new + ((t - 1) / t_new) * (x_new - x)
-        x, t = x_new, t_new
-    return x
+#: Ridge weight on the tissue atoms, relative to the Gram matrix's mean diagonal: spreads
+#: the coefficients over neighbouring atoms, so their weighted means are smoother
+#: (NODDI, hcp, SNR 30, 8000 voxels: ODI/ICVF/FISO RMSE 0.118/0.034/0.074 without,
+#: 0.088/0.033/0.070 at 1e-4 at ~5600 vox/s; 1e-3 gives 0.076/0.032/0.062 but the active
+#: sets grow and the solve is ~4x slower).
+RIDGE = 1e-4
 
 
 class DictionaryEngine(Engine):
     """AMICO-style rotated dictionary + NNLS; no nonlinear refinement."""
 
     name = "dictionary"
+    threaded = True  # the compiled NNLS is parallel over voxels
 
-    def __init__(self, model, acq, *, n_candidates: int = 120, **kw):
+    def __init__(self, model, acq, *, n_candidates: int = 144, **kw):
         super().__init__(model, acq, n_candidates=n_candidates, **kw)
+        self._dictionaries = {}
+
         if self.n_orient > 1:
             raise ValueError(
                 "the dictionary engine fits single-fibre or isotropic models; use "
                 "method='mix' for several fibres.")
         self.directions = hemisphere_directions(N_DIRECTIONS)
+
+    @property
+    def table(self):
+        """Candidate atoms on an interior grid (no degenerate atoms at the bounds)."""
+        if self._table is None:
+            from .search import CandidateTable
+
+            self._table = CandidateTable.build(self.model, self.acq, self.n_candidates,
+                                               interior=True)
+        return self._table
 
     def _iso_atoms(self):
         tab = self.table
@@ -76,20 +74,15 @@ class DictionaryEngine(Engine):
             snap = np.argmax(np.abs(dirs[:, 0] @ self.directions.T), axis=1)
         else:
             snap = np.zeros(V, int)
-        coef_t = np.zeros((V, C))
-        coef_i = np.zeros((V, iso_first.size))
-        for d in np.unique(snap):
-            rows = np.flatnonzero(snap == d)
-            direction = self.directions[d][None] if self.n_orient else None
-            T = tab.atoms(tab.tissue, direction)[0]  # (C, N)
-            atoms = [T]
-            if iso_first.size:
-                atoms.append(tab.atoms(tab.iso[iso_first], direction)[0])
-            D = np.concatenate(atoms, 0)  # (A, N)
-            gram = D @ D.T
-            lip = np.linalg.eigvalsh(gram)[-1]
-            x = fista_nnls(gram, y[rows] @ D.T, lip)
-            coef_t[rows], coef_i[rows] = x[:, :C], x[:, C:]
+        used, group = np.unique(snap, return_inverse=True)
+        grams = np.empty((used.size, C + iso_first.size, C + iso_first.size))
+        dty = np.empty((V, C + iso_first.size))
+        for k, d in enumerate(used):  # one matrix product per direction, not per voxel
+            rows = np.flatnonzero(group == k)
+            D, grams[k] = self._dictionary(d, iso_first)
+            dty[rows] = y[rows] @ D.T
+        x = nnls_gram(grams, group.ravel(), dty)
+        coef_t, coef_i = x[:, :C], x[:, C:]
         tissue = coef_t.sum(1)
         iso = coef_i.sum(1)
         total = tissue + iso
@@ -108,6 +101,21 @@ class DictionaryEngine(Engine):
         x = self.canonical(x)
         success = (total > 0) & np.all(np.isfinite(x), axis=1)
         return x[:, :-1], x[:, -1], success
+
+    def _dictionary(self, d, iso_first):
+        """Atoms (A, N) rotated to hemisphere direction ``d`` and their Gram matrix (cached)."""
+        if d not in self._dictionaries:
+            tab = self.table
+            direction = self.directions[d][None] if self.n_orient else None
+            atoms = [tab.atoms(tab.tissue, direction)[0]]
+            if iso_first.size:
+                atoms.append(tab.atoms(tab.iso[iso_first], direction)[0])
+            D = np.concatenate(atoms, 0).astype(float)
+            gram = D @ D.T
+            tissue = np.arange(gram.shape[0]) < self.table.n_candidates
+            gram[tissue, tissue] += RIDGE * np.trace(gram) / gram.shape[0]
+            self._dictionaries[d] = (D, gram)
+        return self._dictionaries[d]
 
     def _iso_only(self, name):
         """True when parameter ``name`` changes the isotropic atoms only (IVIM D*)."""

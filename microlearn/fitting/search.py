@@ -34,24 +34,30 @@ def search_names(model) -> list[str]:
     return [p.name for p in model.parameters if p.kind != "orientation" and p.name != outer]
 
 
-def _axis_values(p, n):
+def _axis_values(p, n, interior=False):
     lo, hi = p.bounds
     if p.name.startswith("ffib"):
         lo, hi = 0.25, 1.0
     if p.kind in ("diffusivity", "length") and lo > 0:
         return np.geomspace(lo, hi, n)
     if p.kind == "dispersion":
-        return np.linspace(lo, min(hi, 0.9), n)
+        hi = min(hi, 0.9)
+    if interior:  # cell midpoints: no atom at a bound (icvf = 0 makes ODI meaningless)
+        return lo + (hi - lo) * (np.arange(n) + 0.5) / n
     return np.linspace(lo, hi, n)
 
 
-def candidate_grid(model, n_candidates: int = N_CANDIDATES) -> dict[str, np.ndarray]:
-    """A regular grid (product of axes) over :func:`search_names`, about ``n_candidates``."""
+def candidate_grid(model, n_candidates: int = N_CANDIDATES, *,
+                   interior: bool = False) -> dict[str, np.ndarray]:
+    """A regular grid (product of axes) over :func:`search_names`, about ``n_candidates``.
+
+    ``interior=True`` places linear axes at cell midpoints instead of on the bounds.
+    """
     names = search_names(model)
     if not names:
         return {}
     per_axis = max(2, int(round(n_candidates ** (1.0 / len(names)))))
-    axes = [_axis_values(model.parameters[n], per_axis) for n in names]
+    axes = [_axis_values(model.parameters[n], per_axis, interior) for n in names]
     mesh = np.meshgrid(*axes, indexing="ij")
     return {n: m.ravel() for n, m in zip(names, mesh)}
 
@@ -91,11 +97,12 @@ class CandidateTable:
     setting: np.ndarray
 
     @classmethod
-    def build(cls, model, acq, n_candidates: int = N_CANDIDATES) -> CandidateTable:
-        """Tabulate the candidate atoms for ``model`` on ``acq``."""
+    def build(cls, model, acq, n_candidates: int = N_CANDIDATES, *,
+              interior: bool = False) -> CandidateTable:
+        """Tabulate the candidate atoms for ``model`` on ``acq`` (see :func:`candidate_grid`)."""
         if len(model.orientation_names) > 1:
             raise ValueError("CandidateTable needs a model with at most one orientation.")
-        values = candidate_grid(model, n_candidates)
+        values = candidate_grid(model, n_candidates, interior=interior)
         n = len(next(iter(values.values()))) if values else 1
         keys = np.stack([acq.bvals, acq.delta, acq.Delta, acq.G], 1)
         _, first, setting = np.unique(np.round(keys, 12), axis=0, return_index=True,
