@@ -212,9 +212,10 @@ def _levenberg_marquardt(x, y, sg, bvals, G2, bvecs, tidx, ktab, dktab, lo, step
                          lower, upper, scales, max_iter, tol):
     """Bounded LM on the Rician-floor model, in place on ``x``; returns (cost, iterations).
 
-    The damping is λ·I in scaled units (``x / scales``), a trust region that keeps steps
-    along nearly flat directions short; iteration stops when the relative decrease of the
-    cost drops below ``tol``.
+    Steps are taken in scaled units (``x / scales``) with Marquardt damping; a parameter
+    pushed against its bound is held there (active set), so voxels whose diameter is not
+    identifiable stop at the lower diameter bound instead of stalling. Iteration stops
+    when the relative decrease of the cost drops below ``tol``.
     """
     N, P = bvals.shape[0], N_PARAMS
     s, r, rn = np.empty(N), np.empty(N), np.empty(N)
@@ -247,6 +248,13 @@ def _levenberg_marquardt(x, y, sg, bvals, G2, bvecs, tidx, ktab, dktab, lo, step
         for p in range(P):
             for q in range(p):
                 jtj[p, q] = jtj[q, p]
+        for p in range(P):  # active bounds: a parameter pushed against its bound stays
+            if (x[p] <= lower[p] and g[p] < 0) or (x[p] >= upper[p] and g[p] > 0):
+                g[p] = 0.0
+                for q in range(P):
+                    jtj[p, q] = 0.0
+                    jtj[q, p] = 0.0
+                jtj[p, p] = 1.0
         improved = False
         rel = 0.0
         for _try in range(8):
@@ -294,17 +302,26 @@ def fit_voxels(Y, sigma, theta0, phi0, bvals, G2, bvecs, tidx, ktab, dktab, lo, 
     iters = np.zeros(V, np.int64)
     for v in prange(V):
         x = np.empty(N_PARAMS)
-        x[0], x[1] = theta0[v], phi0[v]
-        st, ct = np.sin(x[0]), np.cos(x[0])
-        mx, my, mz = st * np.cos(x[1]), st * np.sin(x[1]), ct
+        x2 = np.empty(N_PARAMS)
         c2 = np.empty(N)
-        for n in range(N):
-            cn = bvecs[n, 0] * mx + bvecs[n, 1] * my + bvecs[n, 2] * mz
-            c2[n] = cn * cn
-        _grid_search(Y[v], sigma[v], c2, bvals, G2, tidx, d, b_iso, diam_grid, kgrid,
-                     icvf_grid, x)
-        costs[v], iters[v] = _levenberg_marquardt(
-            x, Y[v], sigma[v], bvals, G2, bvecs, tidx, ktab, dktab, lo, step, d, b_iso,
-            lower, upper, scales, max_iter, tol)
+        x[0], x[1] = theta0[v], phi0[v]
+        best = np.inf
+        for _pass in range(2):  # second pass: search again at the refined orientation
+            x2[0], x2[1] = x[0], x[1]
+            st, ct = np.sin(x2[0]), np.cos(x2[0])
+            mx, my, mz = st * np.cos(x2[1]), st * np.sin(x2[1]), ct
+            for n in range(N):
+                cn = bvecs[n, 0] * mx + bvecs[n, 1] * my + bvecs[n, 2] * mz
+                c2[n] = cn * cn
+            _grid_search(Y[v], sigma[v], c2, bvals, G2, tidx, d, b_iso, diam_grid, kgrid,
+                         icvf_grid, x2)
+            cost, it = _levenberg_marquardt(
+                x2, Y[v], sigma[v], bvals, G2, bvecs, tidx, ktab, dktab, lo, step, d, b_iso,
+                lower, upper, scales, max_iter, tol)
+            iters[v] += it
+            if cost < best:
+                best = cost
+                x[:] = x2
+        costs[v] = best
         X[v] = x
     return X, costs, iters
