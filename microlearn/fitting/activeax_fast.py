@@ -2,9 +2,11 @@
 
 Chosen automatically by ``fit(..., method="mix")`` for ``activeax(1)`` with fixed d∥ and
 d_iso (see :meth:`ActiveAxMixEngine.applies`); both cores are used through numba threads.
-Stage 1 scores a fine (diameter, icvf) grid per voxel with NNLS tissue/ball amplitudes
-on floor-corrected data; stage 2 is a Levenberg–Marquardt with the analytic Jacobian on
-the Rician-floor model sqrt(S² + σ²).
+Stage 1 scores a (diameter, icvf) grid per voxel with NNLS tissue/ball amplitudes on
+floor-corrected data; stage 2 is a bounded Levenberg–Marquardt with the analytic Jacobian
+on the Rician-floor model sqrt(S² + σ²). Both run twice, from the DTI orientation and
+from the refined one, and the lower cost wins (the diameter profile has local minima).
+The diameter is bounded below by ``min_diameter`` (see :class:`ActiveAxMixEngine`).
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ class ActiveAxMixEngine(Engine):
                 self.ktab, self.dktab, self.nodes[0], self.step, self.d, self.b_iso)
 
     def fit_block(self, y, sigma=None, directions=None):
+        """Fit normalised signals ``y`` (V, N); see :meth:`Engine.fit_block`."""
         from .activeax_kernel import fit_voxels
 
         V = y.shape[0]

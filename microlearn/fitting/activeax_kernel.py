@@ -289,6 +289,10 @@ def fit_voxels(Y, sigma, theta0, phi0, bvals, G2, bvecs, tidx, ktab, dktab, lo, 
                b_iso, diam_grid, kgrid, icvf_grid, lower, upper, scales, max_iter, tol):
     """Grid search + Levenberg–Marquardt for every voxel (rows of ``Y``), in parallel.
 
+    Search and refinement run from the given orientation, then again from the refined
+    one; the pass with the lower cost is kept. ``sigma`` (V,) is the noise level of the
+    normalised signals (0: no Rician floor).
+
     Returns
     -------
     X : ndarray, shape (V, 6)
