@@ -142,11 +142,15 @@ class NoddiInteriorPointEngine(NoddiMixEngine):
 
 
 def make_mix(model, acq, **options):
-    """The MIX engine for ``model``: the compiled NODDI path when it applies."""
+    """The MIX engine for ``model``: a compiled path (NODDI, ActiveAx) when one applies."""
+    from .activeax_fast import ActiveAxMixEngine
     from .mix import MixEngine
 
-    if options.pop("fast", True) and NoddiMixEngine.applies(model, acq):
+    fast = options.pop("fast", True)
+    if fast and NoddiMixEngine.applies(model, acq):
         return NoddiMixEngine(model, acq, **options)
+    if fast and ActiveAxMixEngine.applies(model, acq):
+        return ActiveAxMixEngine(model, acq, **options)
     return MixEngine(model, acq, **options)
 
 

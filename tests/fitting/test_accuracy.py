@@ -74,17 +74,28 @@ def test_ivim_accuracy(ivim_acq, method):
     assert res["f"].max() > 0.3 or method == "dictionary"  # f is not capped
 
 
-@pytest.mark.parametrize("method", ["mix", "interior-point", "dictionary"])
+#: RMSE bounds on 150 voxels with diameters 2–10 µm. The compiled MIX engine reaches
+#: 0.30–0.41 µm / 0.014–0.017 / 0.021–0.025 (diameter / ICVF / FISO) over seeds 4–7; FISO
+#: and ICVF sit at their Cramér–Rao bounds (~0.025 / ~0.017 at SNR 50).
+ACTIVEAX_BOUNDS = {
+    "mix": {"diameter": 0.6e-6, "corr": 0.95, "icvf": 0.02, "fiso": 0.03},
+    "interior-point": {"diameter": 1.0e-6, "corr": 0.85, "icvf": 0.02, "fiso": 0.04},
+    "dictionary": {"diameter": 2.0e-6, "corr": 0.85, "icvf": 0.06, "fiso": 0.1},
+}
+
+
+@pytest.mark.parametrize("method", sorted(ACTIVEAX_BOUNDS))
 def test_activeax_accuracy(activeax_acq, method):
     m = activeax()
     p, _, y = simulate_dataset(m, activeax_acq, 150, snr=50, random_state=4,
                                ranges={"diameter": (2e-6, 10e-6), "icvf": (0.3, 0.8),
                                        "fiso": (0, 0.2)})
     res, truth = fit(m, activeax_acq, 1000 * y, method=method, workers=1), m.maps(p)
-    bound = 1.0e-6 if method != "dictionary" else 2.0e-6
-    assert rmse(res["diameter"], truth["diameter"]) < bound
-    assert np.corrcoef(res["diameter"], truth["diameter"])[0, 1] > 0.85
-    assert rmse(res["icvf"], truth["icvf"]) < (0.02 if method != "dictionary" else 0.06)
+    bounds = ACTIVEAX_BOUNDS[method]
+    assert rmse(res["diameter"], truth["diameter"]) < bounds["diameter"]
+    assert np.corrcoef(res["diameter"], truth["diameter"])[0, 1] > bounds["corr"]
+    assert rmse(res["icvf"], truth["icvf"]) < bounds["icvf"]
+    assert rmse(res["fiso"], truth["fiso"]) < bounds["fiso"]
 
 
 def test_zcd_accuracy(activeax_acq):
