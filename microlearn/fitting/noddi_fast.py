@@ -30,19 +30,36 @@ ODI_GRID = np.linspace(0.03, 0.9, 6)
 ICVF_GRID = np.linspace(0.05, 0.95, 6)
 
 
-def fixed_noddi_diffusivities(model):
-    """(d∥, d_iso) when ``model`` is single-fibre NODDI with fixed diffusivities, else None."""
-    if not model.name == "noddi" or model.n_fibres != 1:
+def noddi_parameter_names(n_fibres: int) -> list[str]:
+    """Free parameters of the built-in ``noddi(n_fibres)`` (n ≥ 1), in packing order."""
+    if n_fibres == 1:
+        return ["mu", "odi", "icvf", "fiso"]
+    rng = range(1, n_fibres + 1)
+    return ([n for i in rng for n in (f"mu_{i}", f"odi_{i}")] + [f"icvf_{i}" for i in rng]
+            + [f"ffib_{i}" for i in rng] + ["fiso"])
+
+
+def fixed_noddi_diffusivities(model, n_fibres: int = 1):
+    """(d∥, d_iso) when ``model`` is the built-in ``noddi(n_fibres)`` with fixed, shared
+    diffusivities (the compiled kernels' model), else None."""
+    if model.name != ("noddi" if n_fibres == 1 else f"noddi{n_fibres}"):
+        return None
+    if getattr(model, "n_fibres", None) != n_fibres:
+        return None
+    if model.parameter_names != noddi_parameter_names(n_fibres):
         return None
     links = model.links
+    sfx = [""] if n_fibres == 1 else [f"_{i}" for i in range(1, n_fibres + 1)]
     try:
-        d = links["stick.d_par"].value
+        d = links[f"stick{sfx[0]}.d_par"].value
         d_iso = links["ball.d_iso"].value
+        fixed = [links[f"{c}{x}.d_par"] for x in sfx for c in ("stick", "zeppelin")]
+        tortuous = [links[f"zeppelin{x}.d_perp"].kind == "tortuosity" for x in sfx]
     except KeyError:
         return None
-    if links["stick.d_par"].kind != "fixed" or links["ball.d_iso"].kind != "fixed":
+    if links["ball.d_iso"].kind != "fixed" or not all(tortuous):
         return None
-    if model.parameter_names != ["mu", "odi", "icvf", "fiso"]:
+    if any(link.kind != "fixed" or link.value != d for link in fixed):
         return None
     return d, d_iso
 
@@ -55,7 +72,7 @@ class NoddiMixEngine(Engine):
 
     def __init__(self, model, acq, *, max_iter: int = 50, tol: float = 1e-5, **kw):
         super().__init__(model, acq, n_candidates=1, max_iter=max_iter)
-        self.d, self.d_iso = fixed_noddi_diffusivities(model)
+        self.d, self.d_iso = fixed_noddi_diffusivities(model, model.n_fibres)
         self.tol = tol
         ub, uidx = np.unique(acq.bvals, return_inverse=True)
         # measurements sorted by shell: contiguous shell ranges for the compiled loops
@@ -64,7 +81,7 @@ class NoddiMixEngine(Engine):
         self.shell_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.bvals = np.ascontiguousarray(acq.bvals[self.order])
         self.bvecs = np.ascontiguousarray(acq.bvecs[self.order].T)
-        lo_odi, hi_odi = model.parameters["odi"].bounds
+        lo_odi, hi_odi = model.parameters["odi" if model.n_fibres == 1 else "odi_1"].bounds
         self.odi_nodes = np.linspace(lo_odi, hi_odi, ODI_TABLE)
         self.step = self.odi_nodes[1] - self.odi_nodes[0]
         x = ub * self.d
@@ -142,13 +159,17 @@ class NoddiInteriorPointEngine(NoddiMixEngine):
 
 
 def make_mix(model, acq, **options):
-    """The MIX engine for ``model``: a compiled path (NODDI, ActiveAx) when one applies."""
+    """The MIX engine for ``model``: a compiled path (NODDI 1–3 fibres, ActiveAx) when one
+    applies."""
     from .activeax_fast import ActiveAxMixEngine
     from .mix import MixEngine
+    from .noddi_multi import NoddiMultiMixEngine
 
     fast = options.pop("fast", True)
     if fast and NoddiMixEngine.applies(model, acq):
         return NoddiMixEngine(model, acq, **options)
+    if fast and NoddiMultiMixEngine.applies(model, acq):
+        return NoddiMultiMixEngine(model, acq, **options)
     if fast and ActiveAxMixEngine.applies(model, acq):
         return ActiveAxMixEngine(model, acq, **options)
     return MixEngine(model, acq, **options)

@@ -212,20 +212,24 @@ def _clip(x, lower, upper):
 
 @njit(cache=True, fastmath=FAST)
 def _normal_equations(J, r, s, y, sigma, jtj, g):
-    """Gauss–Newton system of the Rician-floor residual (chain rule s/m applied to J)."""
+    """Gauss–Newton system of the Rician-floor residual (chain rule s/m applied to J).
+
+    ``J`` is (P, N), parameter-major; ``jtj`` (P, P) and ``g`` = −Jᵀr (P,) are filled.
+    """
     N = r.shape[0]
+    P = J.shape[0]
     if sigma > 0:
         for n in range(N):
             m = r[n] + y[n]
             f = s[n] / m if m > 0 else 1.0
-            for p in range(N_PARAMS):
+            for p in range(P):
                 J[p, n] *= f
-    for p in range(N_PARAMS):
+    for p in range(P):
         acc = 0.0
         for n in range(N):
             acc -= J[p, n] * r[n]
         g[p] = acc
-        for q in range(p, N_PARAMS):
+        for q in range(p, P):
             acc = 0.0
             for n in range(N):
                 acc += J[p, n] * J[q, n]

@@ -1,0 +1,268 @@
+"""Compiled kernels for NODDI with several fibre populations (numba).
+
+Same tables and vectorised loops as :mod:`microlearn.fitting.noddi_kernel`, with the
+signal written linearly in the compartment amplitudes,
+
+    S = Σ_i a_i [icvf_i WS(odi_i, c_i) + (1 − icvf_i) WZ(odi_i, icvf_i, c_i)] + b B,
+
+so S0 = Σ a_i + b, the fibre weights are a_i / Σ a and FISO = b / S0. Kernel parameter
+layout per voxel: (θ_i, φ_i, odi_i, icvf_i, a_i) for each fibre i, then b; P = 5 n + 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .nnls import nnls_one
+from .noddi_kernel import (
+    _clip,
+    _cost,
+    _normal_equations,
+    _position,
+    _series,
+    _series_derivatives,
+    _solve_spd,
+    exp_neg,
+)
+
+
+@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"})
+def _fibre(theta, phi, odi, icvf, bvals, bvecs, shell_start, qtab, dqtab, tautab, lo, step,
+           d, n_square, want_jac, c, c2, ws, dws_c2, dws_odi, arg, wz, T):
+    """Fibre signal T (N,) at unit amplitude; returns (tau, dtau, a1) for the Jacobian."""
+    st, ct = np.sin(theta), np.cos(theta)
+    mx, my, mz = st * np.cos(phi), st * np.sin(phi), ct
+    N = bvals.shape[0]
+    for n in range(N):
+        c[n] = bvecs[0, n] * mx + bvecs[1, n] * my + bvecs[2, n] * mz
+        c2[n] = c[n] * c[n]
+    i, w = _position(lo, step, qtab.shape[0], odi)
+    tau = (1 - w) * tautab[i] + w * tautab[i + 1]
+    if want_jac:
+        _series_derivatives(qtab, dqtab, i, w, shell_start, c2, ws, dws_c2, dws_odi)
+    else:
+        _series(qtab, i, w, shell_start, c2, ws)
+    a0 = 0.5 * (1 - tau)
+    a1 = 0.5 * (3 * tau - 1)
+    for n in range(N):
+        arg[n] = bvals[n] * d * (1 - icvf + icvf * (a0 + a1 * c2[n]))
+    exp_neg(arg, wz, n_square)
+    for n in range(N):
+        T[n] = icvf * ws[n] + (1 - icvf) * wz[n]
+    return i, w, a1
+
+
+@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"})
+def _model(x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d,
+           b_iso, n_square, want_jac, c, c2, ws, dws_c2, dws_odi, arg, wz, T, s, J):
+    """Signal ``s`` (N,) and, if ``want_jac``, Jacobian ``J`` (5 nf + 1, N)."""
+    N = bvals.shape[0]
+    b = x[5 * nf]
+    for n in range(N):
+        s[n] = b * b_iso[n]
+    if want_jac:
+        for n in range(N):
+            J[5 * nf, n] = b_iso[n]
+    for f in range(nf):
+        theta, phi, odi, icvf, amp = x[5 * f], x[5 * f + 1], x[5 * f + 2], x[5 * f + 3], \
+            x[5 * f + 4]
+        i, w, a1 = _fibre(theta, phi, odi, icvf, bvals, bvecs, shell_start, qtab, dqtab,
+                          tautab, lo, step, d, n_square, want_jac, c, c2, ws, dws_c2, dws_odi,
+                          arg, wz, T)
+        for n in range(N):
+            s[n] += amp * T[n]
+        if not want_jac:
+            continue
+        dtau = (1 - w) * dtautab[i] + w * dtautab[i + 1]
+        st, ct, sp, cp = np.sin(theta), np.cos(theta), np.sin(phi), np.cos(phi)
+        tx, ty, tz = ct * cp, ct * sp, -st
+        px, py = -st * sp, st * cp
+        a0 = 0.5 - a1 / 3.0 - 1.0 / 6.0  # 0.5 (1 − τ) from a1 = 0.5 (3τ − 1)
+        for n in range(N):
+            bn = bvals[n]
+            gx, gy, gz = bvecs[0, n], bvecs[1, n], bvecs[2, n]
+            bwz = bn * wz[n] * d * icvf
+            dT_dc = 2 * c[n] * (icvf * dws_c2[n] - (1 - icvf) * bwz * a1)
+            J[5 * f, n] = amp * dT_dc * (gx * tx + gy * ty + gz * tz)
+            J[5 * f + 1, n] = amp * dT_dc * (gx * px + gy * py)
+            J[5 * f + 2, n] = amp * (icvf * dws_odi[n]
+                                     - (1 - icvf) * bwz * (-0.5 + 1.5 * c2[n]) * dtau)
+            h = a0 + a1 * c2[n]
+            J[5 * f + 3, n] = amp * (ws[n] - wz[n] - (1 - icvf) * bn * wz[n] * d * (h - 1))
+            J[5 * f + 4, n] = T[n]
+
+
+@njit(cache=True)
+def _grid_search(y, x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, lo, step, d, b_iso,
+                 n_square, odi_grid, icvf_grid, c, c2, ws, d1, d2, arg, wz, T):
+    """Shared (odi, icvf) for all fibres on the grid, NNLS amplitudes; fills ``x`` in place.
+
+    Directions (x[5 i], x[5 i + 1]) are kept; returns the best sum of squares.
+    """
+    N = y.shape[0]
+    A = nf + 1
+    atoms = np.empty((A, N))
+    gram = np.empty((A, A))
+    rhs = np.empty(A)
+    for n in range(N):
+        atoms[nf, n] = b_iso[n]
+    yy = 0.0
+    for n in range(N):
+        yy += y[n] * y[n]
+    best = np.inf
+    for ko in range(odi_grid.shape[0]):
+        for kc in range(icvf_grid.shape[0]):
+            for f in range(nf):
+                _fibre(x[5 * f], x[5 * f + 1], odi_grid[ko], icvf_grid[kc], bvals, bvecs,
+                       shell_start, qtab, dqtab, tautab, lo, step, d, n_square, False, c, c2,
+                       ws, d1, d2, arg, wz, T)
+                for n in range(N):
+                    atoms[f, n] = T[n]
+            for p in range(A):
+                acc = 0.0
+                for n in range(N):
+                    acc += atoms[p, n] * y[n]
+                rhs[p] = acc
+                for q in range(p, A):
+                    acc = 0.0
+                    for n in range(N):
+                        acc += atoms[p, n] * atoms[q, n]
+                    gram[p, q] = acc
+                    gram[q, p] = acc
+            amp = nnls_one(gram, rhs, 1e-12 * max(np.abs(rhs).max(), 1e-300), 3 * A)
+            sse = yy
+            for p in range(A):
+                sse -= 2 * amp[p] * rhs[p]
+                for q in range(A):
+                    sse += amp[p] * gram[p, q] * amp[q]
+            if sse < best:
+                best = sse
+                for f in range(nf):
+                    x[5 * f + 2] = odi_grid[ko]
+                    x[5 * f + 3] = icvf_grid[kc]
+                    x[5 * f + 4] = amp[f]
+                x[5 * nf] = amp[nf]
+    return best
+
+
+@njit(parallel=True, cache=True)
+def fit_voxels(Y, sigma, angles, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab,
+               lo, step, d, b_iso, n_square, odi_grid, icvf_grid, lower, upper, max_iter, tol):
+    """Grid search + Levenberg–Marquardt for ``nf``-fibre NODDI, in parallel over voxels.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (V, N)
+        Normalised signals, measurements sorted by shell.
+    sigma : ndarray, shape (V,)
+        Noise level per voxel (0: Gaussian model).
+    angles : ndarray, shape (V, nf, 2)
+        Starting (θ, φ) of every fibre.
+    lower, upper : ndarray, shape (5 nf + 1,)
+        Bounds in the kernel layout.
+
+    Returns
+    -------
+    X : ndarray, shape (V, 5 nf + 1)
+        Kernel-layout parameters.
+    cost : ndarray, shape (V,)
+    """
+    V, N = Y.shape
+    P = 5 * nf + 1
+    X = np.empty((V, P))
+    costs = np.empty(V)
+    for v in prange(V):
+        y = Y[v]
+        sg = sigma[v]
+        x = np.zeros(P)
+        xn = np.empty(P)
+        c = np.empty(N)
+        c2 = np.empty(N)
+        ws = np.empty(N)
+        d1 = np.empty(N)
+        d2 = np.empty(N)
+        arg = np.empty(N)
+        wz = np.empty(N)
+        T = np.empty(N)
+        s = np.empty(N)
+        r = np.empty(N)
+        rn = np.empty(N)
+        J = np.empty((P, N))
+        jtj = np.empty((P, P))
+        A = np.empty((P, P))
+        g = np.empty(P)
+        dx = np.empty(P)
+        for f in range(nf):
+            x[5 * f] = angles[v, f, 0]
+            x[5 * f + 1] = angles[v, f, 1]
+        _grid_search(y, x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, lo, step, d,
+                     b_iso, n_square, odi_grid, icvf_grid, c, c2, ws, d1, d2, arg, wz, T)
+        _model(x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d,
+               b_iso, n_square, True, c, c2, ws, d1, d2, arg, wz, T, s, J)
+        cost = _cost(y, sg, s, r)
+        lam = 1e-3
+        it = 0
+        while it < max_iter:
+            it += 1
+            _normal_equations(J, r, s, y, sg, jtj, g)
+            improved = False
+            rel = 0.0
+            for _try in range(8):
+                for p in range(P):
+                    for q in range(P):
+                        A[p, q] = jtj[p, q]
+                    A[p, p] += lam * (jtj[p, p] + 1e-12)
+                if not _solve_spd(A, g, dx):
+                    lam *= 4.0
+                    continue
+                for p in range(P):
+                    xn[p] = x[p] + dx[p]
+                _clip(xn, lower, upper)
+                _model(xn, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo,
+                       step, d, b_iso, n_square, False, c, c2, ws, d1, d2, arg, wz, T, s, J)
+                cn = _cost(y, sg, s, rn)
+                if cn < cost:
+                    rel = (cost - cn) / max(cost, 1e-30)
+                    x[:] = xn
+                    cost = cn
+                    lam = max(lam / 3.0, 1e-9)
+                    improved = True
+                    break
+                lam *= 4.0
+            if not improved or rel < tol:
+                break
+            _model(x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step,
+                   d, b_iso, n_square, True, c, c2, ws, d1, d2, arg, wz, T, s, J)
+            _cost(y, sg, s, r)
+        X[v] = x
+        costs[v] = cost
+    return X, costs
+
+
+@njit(parallel=True, cache=True)
+def signals(X, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d,
+            b_iso, n_square, want_jac):
+    """Signals (V, N) and Jacobians (V, P, N) for kernel-layout rows ``X`` (tests)."""
+    V = X.shape[0]
+    N = bvals.shape[0]
+    P = 5 * nf + 1
+    S = np.empty((V, N))
+    JJ = np.zeros((V, P, N))
+    for v in prange(V):
+        c = np.empty(N)
+        c2 = np.empty(N)
+        ws = np.empty(N)
+        d1 = np.empty(N)
+        d2 = np.empty(N)
+        arg = np.empty(N)
+        wz = np.empty(N)
+        T = np.empty(N)
+        s = np.empty(N)
+        J = np.empty((P, N))
+        _model(X[v], nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step,
+               d, b_iso, n_square, want_jac, c, c2, ws, d1, d2, arg, wz, T, s, J)
+        S[v] = s
+        if want_jac:
+            JJ[v] = J
+    return S, JJ
