@@ -19,6 +19,7 @@ from numba import njit, prange
 
 from ..compartments.cylinder import N_ROOTS, bessel_roots
 from ..units import GAMMA
+from .kernel_tools import damped_trial, rician_cost
 
 N_PARAMS = 6  # theta, phi, diameter, icvf, fiso, s0
 
@@ -125,25 +126,6 @@ def signals(X, bvals, G2, bvecs, tidx, ktab, dktab, lo, step, d, b_iso):
 
 
 @njit(cache=True)
-def _cost(y, sigma, s, r):
-    total = 0.0
-    for n in range(y.shape[0]):
-        m = np.sqrt(s[n] * s[n] + sigma * sigma) if sigma > 0 else s[n]
-        r[n] = m - y[n]
-        total += r[n] * r[n]
-    return total
-
-
-@njit(cache=True)
-def _clip(x, lower, upper):
-    for p in range(x.shape[0]):
-        if x[p] < lower[p]:
-            x[p] = lower[p]
-        elif x[p] > upper[p]:
-            x[p] = upper[p]
-
-
-@njit(cache=True)
 def _grid_search(y, sg, c2, bvals, G2, tidx, d, b_iso, diam_grid, kgrid, icvf_grid, out):
     """Stage 1: best (diameter, icvf) on the grid with NNLS tissue/ball amplitudes.
 
@@ -223,10 +205,12 @@ def _levenberg_marquardt(x, y, sg, bvals, G2, bvecs, tidx, ktab, dktab, lo, step
     kv, dkv = np.empty(ktab.shape[1]), np.empty(ktab.shape[1])
     xn = np.empty(P)
     jtj = np.empty((P, P))
+    A = np.empty((P, P))
+    dx = np.empty(P)
     g = np.empty(P)
     _signal_jac(x, bvals, G2, bvecs, tidx, ktab, dktab, lo, step, d, b_iso, True, kv, dkv,
                 s, J)
-    cost = _cost(y, sg, s, r)
+    cost = rician_cost(y, sg, s, r)
     lam = 1e-3
     it = 0
     while it < max_iter:
@@ -258,16 +242,12 @@ def _levenberg_marquardt(x, y, sg, bvals, G2, bvecs, tidx, ktab, dktab, lo, step
         improved = False
         rel = 0.0
         for _try in range(8):
-            A = jtj.copy()
-            for p in range(P):
-                A[p, p] += lam * (jtj[p, p] + 1e-12)
-            dx = np.linalg.solve(A, g)
-            for p in range(P):
-                xn[p] = x[p] + dx[p] * scales[p]
-            _clip(xn, lower, upper)
+            if not damped_trial(x, jtj, g, lam, scales, lower, upper, A, dx, xn):
+                lam *= 4.0
+                continue
             _signal_jac(xn, bvals, G2, bvecs, tidx, ktab, dktab, lo, step, d, b_iso, False,
                         kv, dkv, s, J)
-            cn = _cost(y, sg, s, rn)
+            cn = rician_cost(y, sg, s, rn)
             if cn < cost:
                 rel = (cost - cn) / max(cost, 1e-30)
                 x[:] = xn
@@ -280,7 +260,7 @@ def _levenberg_marquardt(x, y, sg, bvals, G2, bvecs, tidx, ktab, dktab, lo, step
             break
         _signal_jac(x, bvals, G2, bvecs, tidx, ktab, dktab, lo, step, d, b_iso, True, kv,
                     dkv, s, J)
-        _cost(y, sg, s, r)
+        rician_cost(y, sg, s, r)
     return cost, it
 
 

@@ -11,38 +11,22 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .kernel_tools import solve_spd
+
 
 @njit(cache=True)
 def _solve_active(gram, rhs, active, n_active, out, work):
     """``out[active] = gram[active, active]⁻¹ rhs[active]`` by Cholesky; False if singular."""
     k = n_active
     L = work[:k, :k]
-    for i in range(k):
-        for j in range(i + 1):
-            L[i, j] = gram[active[i], active[j]]
-    for j in range(k):
-        d = L[j, j]
-        for m in range(j):
-            d -= L[j, m] * L[j, m]
-        if not d > 1e-14 * (abs(gram[active[j], active[j]]) + 1e-300):
-            return False
-        L[j, j] = np.sqrt(d)
-        for i in range(j + 1, k):
-            t = L[i, j]
-            for m in range(j):
-                t -= L[i, m] * L[j, m]
-            L[i, j] = t / L[j, j]
+    b = np.empty(k)
     z = np.empty(k)
     for i in range(k):
-        t = rhs[active[i]]
-        for m in range(i):
-            t -= L[i, m] * z[m]
-        z[i] = t / L[i, i]
-    for i in range(k - 1, -1, -1):
-        t = z[i]
-        for m in range(i + 1, k):
-            t -= L[m, i] * z[m]
-        z[i] = t / L[i, i]
+        b[i] = rhs[active[i]]
+        for j in range(k):
+            L[i, j] = gram[active[i], active[j]]
+    if not solve_spd(L, b, z, 1e-14):
+        return False
     for i in range(k):
         out[active[i]] = z[i]
     return True

@@ -18,13 +18,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .kernel_tools import FAST, damped_trial, normal_equations, rician_cost, solve_spd
+
 N_PARAMS = 6  # theta, phi, odi, icvf, fiso, s0
 #: Taylor degree of :func:`exp_neg` on [0, EXP_REDUCED_MAX].
 EXP_DEGREE = 12
 #: Largest reduced argument of :func:`exp_neg` (relative error < 1e-14 there).
 EXP_REDUCED_MAX = 0.35
-#: LLVM fast-math flags that allow vectorised reductions but keep NaN/inf semantics.
-FAST = {"contract", "reassoc", "nsz", "arcp"}
 
 
 def exp_squarings(x_max: float) -> int:
@@ -159,85 +159,6 @@ def _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step,
 
 
 @njit(cache=True, fastmath=FAST)
-def _cost(y, sigma, s, r):
-    """Residuals of the Rician-floor model sqrt(s² + σ²) (or s if σ = 0); returns Σ r²."""
-    total = 0.0
-    s2 = sigma * sigma
-    for n in range(y.shape[0]):
-        r[n] = np.sqrt(s[n] * s[n] + s2) - y[n]
-        total += r[n] * r[n]
-    return total
-
-
-@njit(cache=True)
-def _solve_spd(A, g, out):
-    """Solve ``A out = g`` for a small symmetric positive-definite ``A`` (Cholesky, in place).
-
-    Returns False when ``A`` is not numerically positive definite.
-    """
-    P = A.shape[0]
-    for j in range(P):
-        dsum = A[j, j]
-        for k in range(j):
-            dsum -= A[j, k] * A[j, k]
-        if not dsum > 0:
-            return False
-        A[j, j] = np.sqrt(dsum)
-        for i in range(j + 1, P):
-            t = A[i, j]
-            for k in range(j):
-                t -= A[i, k] * A[j, k]
-            A[i, j] = t / A[j, j]
-    for i in range(P):
-        t = g[i]
-        for k in range(i):
-            t -= A[i, k] * out[k]
-        out[i] = t / A[i, i]
-    for i in range(P - 1, -1, -1):
-        t = out[i]
-        for k in range(i + 1, P):
-            t -= A[k, i] * out[k]
-        out[i] = t / A[i, i]
-    return True
-
-
-@njit(cache=True)
-def _clip(x, lower, upper):
-    for p in range(x.shape[0]):
-        if x[p] < lower[p]:
-            x[p] = lower[p]
-        elif x[p] > upper[p]:
-            x[p] = upper[p]
-
-
-@njit(cache=True, fastmath=FAST)
-def _normal_equations(J, r, s, y, sigma, jtj, g):
-    """Gauss–Newton system of the Rician-floor residual (chain rule s/m applied to J).
-
-    ``J`` is (P, N), parameter-major; ``jtj`` (P, P) and ``g`` = −Jᵀr (P,) are filled.
-    """
-    N = r.shape[0]
-    P = J.shape[0]
-    if sigma > 0:
-        for n in range(N):
-            m = r[n] + y[n]
-            f = s[n] / m if m > 0 else 1.0
-            for p in range(P):
-                J[p, n] *= f
-    for p in range(P):
-        acc = 0.0
-        for n in range(N):
-            acc -= J[p, n] * r[n]
-        g[p] = acc
-        for q in range(p, P):
-            acc = 0.0
-            for n in range(N):
-                acc += J[p, n] * J[q, n]
-            jtj[p, q] = acc
-            jtj[q, p] = acc
-
-
-@njit(cache=True, fastmath=FAST)
 def _grid_search(y, c2, bvals, shell_start, qtab, tautab, lo, step, d, b_iso, n_square,
                  odi_grid, icvf_grid, ws, arg, wz, out):
     """Best (odi, icvf) of the grid with NNLS tissue/ball amplitudes; writes out[2:6].
@@ -363,33 +284,27 @@ def fit_voxels(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start, qtab, 
         # ---- stage 2: Levenberg–Marquardt with the analytic Jacobian
         _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
                n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
-        cost = _cost(y, sg, s, r)
+        cost = rician_cost(y, sg, s, r)
         lam = 1e-3
         xn = np.empty(N_PARAMS)
         jtj = np.empty((N_PARAMS, N_PARAMS))
         A = np.empty((N_PARAMS, N_PARAMS))
         g = np.empty(N_PARAMS)
         dx = np.empty(N_PARAMS)
+        unit = np.ones(N_PARAMS)
         it = 0
         while it < max_iter:
             it += 1
-            _normal_equations(J, r, s, y, sg, jtj, g)
+            normal_equations(J, r, s, y, sg, jtj, g)
             improved = False
             rel = 0.0
             for _try in range(6):
-                for p in range(N_PARAMS):
-                    for q in range(N_PARAMS):
-                        A[p, q] = jtj[p, q]
-                    A[p, p] += lam * (jtj[p, p] + 1e-12)
-                if not _solve_spd(A, g, dx):
+                if not damped_trial(x, jtj, g, lam, unit, lower, upper, A, dx, xn):
                     lam *= 4.0
                     continue
-                for p in range(N_PARAMS):
-                    xn[p] = x[p] + dx[p]
-                _clip(xn, lower, upper)
                 _model(xn, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step,
                        d, b_iso, n_square, False, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
-                cn = _cost(y, sg, s, rn)
+                cn = rician_cost(y, sg, s, rn)
                 if cn < cost:
                     rel = (cost - cn) / max(cost, 1e-30)
                     x[:] = xn
@@ -402,7 +317,7 @@ def fit_voxels(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start, qtab, 
                 break
             _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d,
                    b_iso, n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
-            _cost(y, sg, s, r)
+            rician_cost(y, sg, s, r)
         X[v] = x
         costs[v] = cost
         iters[v] = it
@@ -512,14 +427,14 @@ def fit_voxels_barrier(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start
                 x[p] = min(max(x[p], lower[p] + inset), upper[p] - inset)
         _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
                n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
-        cost = _cost(y, sg, s, r)
+        cost = rician_cost(y, sg, s, r)
         scale = max(cost, 1e-12)
         taken = 0
         for level in range(mu_levels.shape[0]):
             mu = mu_levels[level] * scale
             merit = 0.5 * cost + _barrier(x, lower, upper, bounded, mu)
             for _ in range(inner):
-                _normal_equations(J, r, s, y, sg, jtj, g)  # g = −Jᵀr
+                normal_equations(J, r, s, y, sg, jtj, g)  # g = −Jᵀr
                 for p in range(N_PARAMS):
                     for q in range(N_PARAMS):
                         H[p, q] = jtj[p, q]
@@ -530,7 +445,7 @@ def fit_voxels_barrier(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start
                         du = upper[p] - x[p]
                         H[p, p] += mu * (1 / (dl * dl) + 1 / (du * du))
                         rhs[p] += mu * (1 / dl - 1 / du)
-                if not _solve_spd(H, rhs, dx):
+                if not solve_spd(H, rhs, dx):
                     break
                 alpha = 1.0
                 for p in range(N_PARAMS):  # fraction to the boundary
@@ -546,7 +461,7 @@ def fit_voxels_barrier(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start
                     _model(xn, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo,
                            step, d, b_iso, n_square, False, c, c2, ws, dws_c2, dws_odi, arg,
                            wz, s, J)
-                    cn = _cost(y, sg, s, rn)
+                    cn = rician_cost(y, sg, s, rn)
                     mn = 0.5 * cn + _barrier(xn, lower, upper, bounded, mu)
                     if mn <= merit:
                         accepted = True
@@ -557,7 +472,7 @@ def fit_voxels_barrier(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start
                     _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo,
                            step, d, b_iso, n_square, True, c, c2, ws, dws_c2, dws_odi, arg,
                            wz, s, J)
-                    _cost(y, sg, s, r)
+                    rician_cost(y, sg, s, r)
                     break
                 small = True
                 for p in range(N_PARAMS):
@@ -568,7 +483,7 @@ def fit_voxels_barrier(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start
                 merit = mn
                 _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step,
                        d, b_iso, n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
-                _cost(y, sg, s, r)
+                rician_cost(y, sg, s, r)
                 if small:
                     break
         X[v] = x

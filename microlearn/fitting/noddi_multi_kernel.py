@@ -14,20 +14,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .kernel_tools import FAST, damped_trial, normal_equations, rician_cost
 from .nnls import nnls_one
-from .noddi_kernel import (
-    _clip,
-    _cost,
-    _normal_equations,
-    _position,
-    _series,
-    _series_derivatives,
-    _solve_spd,
-    exp_neg,
-)
+from .noddi_kernel import _position, _series, _series_derivatives, exp_neg
 
 
-@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"})
+@njit(cache=True, fastmath=FAST)
 def _fibre(theta, phi, odi, icvf, bvals, bvecs, shell_start, qtab, dqtab, tautab, lo, step,
            d, n_square, want_jac, c, c2, ws, dws_c2, dws_odi, arg, wz, T):
     """Fibre signal T (N,) at unit amplitude; returns (tau, dtau, a1) for the Jacobian."""
@@ -53,7 +45,7 @@ def _fibre(theta, phi, odi, icvf, bvals, bvecs, shell_start, qtab, dqtab, tautab
     return i, w, a1
 
 
-@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"})
+@njit(cache=True, fastmath=FAST)
 def _model(x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d,
            b_iso, n_square, want_jac, c, c2, ws, dws_c2, dws_odi, arg, wz, T, s, J):
     """Signal ``s`` (N,) and, if ``want_jac``, Jacobian ``J`` (5 nf + 1, N)."""
@@ -193,6 +185,7 @@ def fit_voxels(Y, sigma, angles, nf, bvals, bvecs, shell_start, qtab, dqtab, tau
         A = np.empty((P, P))
         g = np.empty(P)
         dx = np.empty(P)
+        unit = np.ones(P)
         for f in range(nf):
             x[5 * f] = angles[v, f, 0]
             x[5 * f + 1] = angles[v, f, 1]
@@ -200,28 +193,21 @@ def fit_voxels(Y, sigma, angles, nf, bvals, bvecs, shell_start, qtab, dqtab, tau
                      b_iso, n_square, odi_grid, icvf_grid, c, c2, ws, d1, d2, arg, wz, T)
         _model(x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d,
                b_iso, n_square, True, c, c2, ws, d1, d2, arg, wz, T, s, J)
-        cost = _cost(y, sg, s, r)
+        cost = rician_cost(y, sg, s, r)
         lam = 1e-3
         it = 0
         while it < max_iter:
             it += 1
-            _normal_equations(J, r, s, y, sg, jtj, g)
+            normal_equations(J, r, s, y, sg, jtj, g)
             improved = False
             rel = 0.0
             for _try in range(8):
-                for p in range(P):
-                    for q in range(P):
-                        A[p, q] = jtj[p, q]
-                    A[p, p] += lam * (jtj[p, p] + 1e-12)
-                if not _solve_spd(A, g, dx):
+                if not damped_trial(x, jtj, g, lam, unit, lower, upper, A, dx, xn):
                     lam *= 4.0
                     continue
-                for p in range(P):
-                    xn[p] = x[p] + dx[p]
-                _clip(xn, lower, upper)
                 _model(xn, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo,
                        step, d, b_iso, n_square, False, c, c2, ws, d1, d2, arg, wz, T, s, J)
-                cn = _cost(y, sg, s, rn)
+                cn = rician_cost(y, sg, s, rn)
                 if cn < cost:
                     rel = (cost - cn) / max(cost, 1e-30)
                     x[:] = xn
@@ -234,7 +220,7 @@ def fit_voxels(Y, sigma, angles, nf, bvals, bvecs, shell_start, qtab, dqtab, tau
                 break
             _model(x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step,
                    d, b_iso, n_square, True, c, c2, ws, d1, d2, arg, wz, T, s, J)
-            _cost(y, sg, s, r)
+            rician_cost(y, sg, s, r)
         X[v] = x
         costs[v] = cost
     return X, costs
