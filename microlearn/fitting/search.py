@@ -38,7 +38,11 @@ def _axis_values(p, n, interior=False):
     lo, hi = p.bounds
     if p.name.startswith("ffib"):
         lo, hi = 0.25, 1.0
-    if p.kind in ("diffusivity", "length") and lo > 0:
+    if p.kind == "length":
+        from .engine import min_length_bound
+
+        return np.geomspace(min_length_bound(p), hi, n)
+    if p.kind == "diffusivity" and lo > 0:
         return np.geomspace(lo, hi, n)
     if p.kind == "dispersion":
         hi = min(hi, 0.9)
