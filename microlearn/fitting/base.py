@@ -221,7 +221,7 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     s0_map = np.full(mask.shape, np.nan)
     success = np.zeros(mask.shape, bool)
     idx = np.flatnonzero(mask.ravel())[use]
-    params.reshape(-1, params.shape[-1])[idx] = p
+    params.reshape(int(np.prod(mask.shape)), params.shape[-1])[idx] = p
     s0_map.reshape(-1)[idx] = s0 * b0[use]
     success.reshape(-1)[idx] = ok
     seconds = time.perf_counter() - t0

@@ -180,7 +180,9 @@ class Engine:
         full = dict(values)
         for k, name in enumerate(self.model.orientation_names):
             full[name] = cartesian_to_angles(dirs[:, k])
-        return np.concatenate([self.space.pack(full), np.asarray(s0)[:, None]], axis=1)
+        s0 = np.asarray(s0, dtype=float)
+        packed = self.space.pack(full) if self.space.size else np.zeros((s0.size, 0))
+        return np.concatenate([packed, s0[:, None]], axis=1)
 
     # -------------------------------------------------------------- stage 2
     def residual_function(self, y, sigma):

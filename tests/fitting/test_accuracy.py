@@ -137,3 +137,17 @@ def test_bad_voxels_and_unknown_method(hcp):
         fit(m, hcp, y, method="amico")
     with pytest.raises(ValueError, match="measurements"):
         fit(m, hcp, y[:, :10])
+
+
+@pytest.mark.parametrize("method", ["mix", "interior-point", "dictionary"])
+def test_free_water_model_without_free_parameters(method):
+    """noddi(0) (a CSF ball, nothing free but S0) is fitted by every engine."""
+    from microlearn import Acquisition
+
+    acq, m = Acquisition.scheme("hcp"), noddi(0)
+    _, _, y = simulate_dataset(m, acq, 50, snr=30, random_state=2)
+    res = fit(m, acq, 1000 * y, method=method, workers=1)
+    assert res.params.shape == (50, 0)
+    assert np.all(res["fiso"] == 1.0)
+    assert abs(np.median(res["s0"]) / 1000 - 1) < 0.02
+    assert np.all(np.isfinite(res.predict()))
