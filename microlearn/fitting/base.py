@@ -135,19 +135,25 @@ def _run_blocks(engine, y, sigma, directions, block, progress, workers):
         if engine.n_orient <= 1 and engine.model.name != "ivim":
             _ = engine.table  # build once here, not in every worker
 
-        from .parallel_blocks import fit_block_job, process_pool
+        from .parallel_blocks import discard_pool, fit_block_job, process_pool
 
-        with process_pool(workers) as pool:
-            futures = [pool.submit(fit_block_job, engine, y[s:s + block],
-                                   None if sigma is None else sigma[s:s + block],
-                                   None if directions is None else directions[s:s + block], s)
-                       for s in starts]
+        pool = process_pool(workers)
+        futures = [pool.submit(fit_block_job, engine, y[s:s + block],
+                               None if sigma is None else sigma[s:s + block],
+                               None if directions is None else directions[s:s + block], s)
+                   for s in starts]
+        try:
             for fut in futures:
                 s, (p, z, k) = fut.result()
                 n = p.shape[0]
                 params[s:s + n], s0[s:s + n], ok[s:s + n] = p, z, k
                 if bar:
                     bar.update(n)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            discard_pool(workers)  # a worker may have died; start afresh next time
+            raise
     else:
         for s in starts:
             _, (p, z, k) = one(s)

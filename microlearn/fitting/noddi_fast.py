@@ -8,6 +8,8 @@ numba threads.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..compartments.dispersion import (
@@ -64,6 +66,40 @@ def fixed_noddi_diffusivities(model, n_fibres: int = 1):
     return d, d_iso
 
 
+@lru_cache(maxsize=16)
+def series_tables(x: tuple, lo_odi: float, hi_odi: float):
+    """Watson-stick series tables on the ODI grid, cached per acquisition and d∥.
+
+    Parameters
+    ----------
+    x : tuple of float
+        b·d∥ of every distinct b-value (dimensionless).
+    lo_odi, hi_odi : float
+        ODI range of the table (``ODI_TABLE`` points).
+
+    Returns
+    -------
+    qtab, dqtab : ndarray, shape (G, U, K)
+        Power-basis coefficients in c² per ODI node and distinct b, and their ODI slopes.
+    tautab, dtautab : ndarray, shape (G,)
+        Watson ⟨(μ·n)²⟩ per node (the zeppelin's averaged tensor) and its slope.
+    """
+    x = np.asarray(x)
+    nodes = np.linspace(lo_odi, hi_odi, ODI_TABLE)
+    step = nodes[1] - nodes[0]
+    lmax = series_order(round(float(np.max(x)), 1) + 0.1)
+    kappa = odi_to_kappa(nodes)
+    coef = stick_legendre_coefficients(x, lmax)[None] * watson_legendre_moments(
+        kappa, lmax)[:, None, :]
+    q = np.ascontiguousarray(coef @ _legendre_power_coefficients(lmax))  # (G, U, K)
+    tau = watson_even_moments(kappa, 1)[:, 1]
+    tables = (q, np.ascontiguousarray(np.gradient(q, step, axis=0)), tau,
+              np.gradient(tau, step))
+    for t in tables:
+        t.setflags(write=False)
+    return tables
+
+
 class NoddiMixEngine(Engine):
     """MIX for NODDI with compiled kernels (grid search, analytic-Jacobian LM)."""
 
@@ -84,17 +120,8 @@ class NoddiMixEngine(Engine):
         lo_odi, hi_odi = model.parameters["odi" if model.n_fibres == 1 else "odi_1"].bounds
         self.odi_nodes = np.linspace(lo_odi, hi_odi, ODI_TABLE)
         self.step = self.odi_nodes[1] - self.odi_nodes[0]
-        x = ub * self.d
-        lmax = series_order(round(float(np.max(x)), 1) + 0.1)
-        kappa = odi_to_kappa(self.odi_nodes)
-        coef = stick_legendre_coefficients(x, lmax)[None] * watson_legendre_moments(
-            kappa, lmax)[:, None, :]
-        q = coef @ _legendre_power_coefficients(lmax)  # (G, U, K)
-        self.qtab = np.ascontiguousarray(q)
-        self.dqtab = np.ascontiguousarray(np.gradient(q, self.step, axis=0))
-        tau = watson_even_moments(kappa, 1)[:, 1]
-        self.tautab = tau
-        self.dtautab = np.gradient(tau, self.step)
+        self.qtab, self.dqtab, self.tautab, self.dtautab = series_tables(
+            tuple(ub * self.d), lo_odi, hi_odi)
         self.b_iso = np.exp(-self.bvals * self.d_iso)
         self.n_square = exp_squarings(float(np.max(acq.bvals)) * self.d)
         self.lower_k = np.array([-np.inf, -np.inf, lo_odi, 0.0, 0.0, 0.0])

@@ -79,3 +79,16 @@ def test_interior_point_agrees_with_mix_and_stays_inside():
     lo, hi = m.parameters["odi"].bounds
     assert np.all((ip["odi"] > lo) & (ip["odi"] < hi))
     assert np.all((ip["fiso"] > 0) & (ip["fiso"] < 1)) and np.all(ip["icvf"] > 0)
+
+
+def test_tensor_directions_equal_dipy_ols():
+    from microlearn import simulate_dataset
+    from microlearn.fitting.search import tensor_directions, tensor_fit
+
+    acq = Acquisition.scheme("hcp")
+    _, _, y = simulate_dataset(noddi(), acq, 500, snr=30, random_state=3)
+    ours = tensor_directions(acq, y)
+    dipy_e1 = np.asarray(tensor_fit(acq, y).evecs)[..., 0]
+    cos = np.abs(np.sum(ours * dipy_e1, axis=1))
+    np.testing.assert_allclose(cos, 1.0, atol=1e-8)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-12)
