@@ -85,32 +85,57 @@ def _model(x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, s
             J[5 * f + 4, n] = T[n]
 
 
-@njit(cache=True)
-def _grid_search(y, x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, lo, step, d, b_iso,
-                 n_square, odi_grid, icvf_grid, c, c2, ws, d1, d2, arg, wz, T):
+@njit(cache=True, fastmath=FAST)
+def _grid_search(y, x, nf, bvals, bvecs, shell_start, qtab, tautab, lo, step, d, b_iso,
+                 n_square, odi_grid, icvf_grid, c2, ws, arg, wz):
     """Shared (odi, icvf) for all fibres on the grid, NNLS amplitudes; fills ``x`` in place.
 
-    Directions (x[5 i], x[5 i + 1]) are kept; returns the best sum of squares.
+    Directions (x[5 i], x[5 i + 1]) are kept; ``icvf_grid`` must be uniform (the zeppelin
+    exponentials of successive ICVF values are products, as in the single-fibre search).
+    Scratch ``c2``, ``ws``, ``wz`` are (nf, N). Returns the best sum of squares.
     """
     N = y.shape[0]
     A = nf + 1
     atoms = np.empty((A, N))
+    up = np.empty((nf, N))
     gram = np.empty((A, A))
     rhs = np.empty(A)
+    delta = icvf_grid[1] - icvf_grid[0] if icvf_grid.shape[0] > 1 else 0.0
     for n in range(N):
         atoms[nf, n] = b_iso[n]
     yy = 0.0
     for n in range(N):
         yy += y[n] * y[n]
+    for f in range(nf):
+        st = np.sin(x[5 * f])
+        mx, my, mz = st * np.cos(x[5 * f + 1]), st * np.sin(x[5 * f + 1]), np.cos(x[5 * f])
+        for n in range(N):
+            cn = bvecs[0, n] * mx + bvecs[1, n] * my + bvecs[2, n] * mz
+            c2[f, n] = cn * cn
     best = np.inf
     for ko in range(odi_grid.shape[0]):
+        i, w = _position(lo, step, qtab.shape[0], odi_grid[ko])
+        tau = (1 - w) * tautab[i] + w * tautab[i + 1]
+        a0 = 0.5 * (1 - tau)
+        a1 = 0.5 * (3 * tau - 1)
+        for f in range(nf):
+            _series(qtab, i, w, shell_start, c2[f], ws[f])
+            for n in range(N):
+                arg[n] = bvals[n] * d * (1 - icvf_grid[0] * (1 - a0 - a1 * c2[f, n]))
+            exp_neg(arg, wz[f], n_square)
+            for n in range(N):
+                arg[n] = bvals[n] * d * delta * (1 - a0 - a1 * c2[f, n])
+            exp_neg(arg, up[f], n_square)
+            for n in range(N):
+                up[f, n] = 1.0 / up[f, n]
         for kc in range(icvf_grid.shape[0]):
+            icvf = icvf_grid[kc]
             for f in range(nf):
-                _fibre(x[5 * f], x[5 * f + 1], odi_grid[ko], icvf_grid[kc], bvals, bvecs,
-                       shell_start, qtab, dqtab, tautab, lo, step, d, n_square, False, c, c2,
-                       ws, d1, d2, arg, wz, T)
+                if kc > 0:
+                    for n in range(N):
+                        wz[f, n] *= up[f, n]
                 for n in range(N):
-                    atoms[f, n] = T[n]
+                    atoms[f, n] = icvf * ws[f, n] + (1 - icvf) * wz[f, n]
             for p in range(A):
                 acc = 0.0
                 for n in range(N):
@@ -132,7 +157,7 @@ def _grid_search(y, x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, lo, s
                 best = sse
                 for f in range(nf):
                     x[5 * f + 2] = odi_grid[ko]
-                    x[5 * f + 3] = icvf_grid[kc]
+                    x[5 * f + 3] = icvf
                     x[5 * f + 4] = amp[f]
                 x[5 * nf] = amp[nf]
     return best
@@ -186,11 +211,14 @@ def fit_voxels(Y, sigma, angles, nf, bvals, bvecs, shell_start, qtab, dqtab, tau
         g = np.empty(P)
         dx = np.empty(P)
         unit = np.ones(P)
+        gc2 = np.empty((nf, N))
+        gws = np.empty((nf, N))
+        gwz = np.empty((nf, N))
         for f in range(nf):
             x[5 * f] = angles[v, f, 0]
             x[5 * f + 1] = angles[v, f, 1]
-        _grid_search(y, x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, lo, step, d,
-                     b_iso, n_square, odi_grid, icvf_grid, c, c2, ws, d1, d2, arg, wz, T)
+        _grid_search(y, x, nf, bvals, bvecs, shell_start, qtab, tautab, lo, step, d, b_iso,
+                     n_square, odi_grid, icvf_grid, gc2, gws, arg, gwz)
         _model(x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d,
                b_iso, n_square, True, c, c2, ws, d1, d2, arg, wz, T, s, J)
         cost = rician_cost(y, sg, s, r)
