@@ -87,6 +87,62 @@ class FitBlock:
 
 
 @dataclass
+class AutoFitBlock:
+    """``fit --n-fibres auto`` on a block of raw signals (picklable for Dask workers).
+
+    The single-fibre response of the CSD peaks and σ are estimated once per volume
+    (:func:`sample_response`, :func:`sample_sigma`) so every slab selects fibres the same
+    way as the in-memory :func:`microlearn.crossings.fit_auto`.
+
+    Attributes
+    ----------
+    model, method : str
+    acq : dict
+        ``Acquisition.to_dict()``.
+    sigma : float or None
+    response : tuple
+        DIPY single-fibre response ``(evals (3,), S0)``.
+    workers : int or None
+    criterion : str
+    """
+
+    model: str
+    method: str
+    acq: dict
+    sigma: float | None
+    response: tuple
+    workers: int | None = None
+    criterion: str = "aic"
+
+    def __call__(self, signal):
+        import warnings
+
+        from .acquisition import Acquisition
+        from .crossings import fit_auto
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # bad voxels are counted later
+            try:
+                res = fit_auto(self.model, Acquisition.from_dict(self.acq), signal,
+                               method=self.method, sigma=0 if self.sigma is None else self.sigma,
+                               response=self.response, workers=self.workers,
+                               criterion=self.criterion)
+            except ValueError as err:
+                if "no voxel has a valid signal" in str(err):
+                    return {}  # a slab of unusable voxels: NaN maps
+                raise
+        maps = res.maps()
+        maps["success"] = res.success.astype(np.float32)
+        return maps
+
+    def key(self) -> dict:
+        evals, s0 = self.response
+        return {"kind": "fit-auto", "model": self.model, "method": self.method,
+                "sigma": self.sigma, "criterion": self.criterion,
+                "response": [float(v) for v in np.ravel(evals)] + [float(s0)]}
+
+
+@dataclass
 class PredictBlock:
     """Apply a saved learned estimator to a block of raw signals (picklable)."""
 
@@ -341,10 +397,12 @@ def assemble(work_dir, slabs, mask) -> dict:
     return maps
 
 
-def sample_sigma(dataset, max_voxels: int = 20_000):
-    """Noise σ (signal units) from the b0 repeats of brain voxels in the middle slabs."""
-    from .fitting.noise import estimate_sigma
+def sample_voxels(dataset, max_voxels: int = 20_000) -> np.ndarray:
+    """Raw signals (n, N) of the brain voxels of the fullest z-slices, about ``max_voxels``.
 
+    Only those slices are read; voxels with NaN/inf values or a non-positive b0 are left
+    out.
+    """
     mask = np.asarray(dataset.mask, bool)
     per_z = mask.reshape(-1, mask.shape[-1]).sum(0)
     if per_z.sum() == 0:
@@ -359,6 +417,24 @@ def sample_sigma(dataset, max_voxels: int = 20_000):
     vox = np.concatenate([read_slab(dataset.image.get_filename(), z, z + 1)[mask[..., z:z + 1]]
                           for z in sorted(take)])
     b0 = vox[:, dataset.acq.b0_mask].mean(1)
-    good = np.isfinite(vox).all(1) & (b0 > 0)
-    sigma = estimate_sigma(vox[good].astype(float), dataset.acq)
+    return vox[np.isfinite(vox).all(1) & (b0 > 0)].astype(float)
+
+
+def sample_sigma(dataset, max_voxels: int = 20_000):
+    """Noise σ (signal units) from the b0 repeats of brain voxels in the fullest slices."""
+    from .fitting.noise import estimate_sigma
+
+    sigma = estimate_sigma(sample_voxels(dataset, max_voxels), dataset.acq)
     return None if sigma is None else float(sigma)
+
+
+def sample_response(dataset, max_voxels: int = 100_000) -> tuple:
+    """DIPY single-fibre response ``(evals, S0)`` from the brain voxels of the fullest
+    slices (one response for the whole volume, as CSD expects)."""
+    from .crossings.dipy_tools import ssst_response
+
+    vox = sample_voxels(dataset, max_voxels)
+    b0 = vox[:, dataset.acq.b0_mask].mean(1)
+    response, _ = ssst_response(dataset.acq, vox / b0[:, None])
+    evals, s0 = response
+    return (np.asarray(evals, dtype=float), float(s0))

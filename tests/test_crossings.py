@@ -260,6 +260,53 @@ def test_fit_auto_cli_on_the_phantom(small_phantom, tmp_path):
     assert maps["mu_2"].shape == ph.mask.shape + (3,)
     info = json.loads((out / "fit.json").read_text())
     assert info["n_fibres"] == "auto" and info["model"] == "noddi"
+    # slab by slab (one response and sigma per volume) = the in-memory fit_auto
+    from microlearn.io import load_dataset
+
+    ds = load_dataset(tmp_path / "ph")
+    ref = fit_auto("noddi", ds.acq, ds.load_data(), mask=ds.mask).maps()
+    assert np.array_equal(n[ph.mask], ref["n_fibres"][ph.mask])
+    for name in ("odi", "icvf", "fiso", "odi_2"):
+        np.testing.assert_allclose(maps[name][ph.mask], ref[name][ph.mask], atol=1e-5,
+                                   equal_nan=True)
+
+
+def test_fit_auto_cli_resumes_slab_by_slab(small_phantom, tmp_path):
+    from microlearn.io import load_maps
+
+    ph = small_phantom
+    ph.save(tmp_path / "ph")
+    out = tmp_path / "maps"
+    args = ["fit", str(tmp_path / "ph"), "--n-fibres", "auto", "--out", str(out),
+            "--chunk-voxels", "50"]
+    assert main(args) == 0
+    first = load_maps(out)
+    # as if a run had stopped after its first slab: keep that slab's work, resume
+    from microlearn import parallel
+    from microlearn.io import load_dataset
+
+    ds = load_dataset(tmp_path / "ph")
+    sigma, response = parallel.sample_sigma(ds), parallel.sample_response(ds)
+    block = parallel.AutoFitBlock(model="noddi", method="mix", acq=ds.acq.to_dict(),
+                                  sigma=sigma, response=response)
+    work = tmp_path / "maps.work"
+    slabs = parallel.plan_slabs(ds.mask, 50)
+    assert len(slabs) == 2
+    manifest = parallel._manifest(ds, block, slabs)
+    parallel._prepare_work_dir(work, manifest, resume=False)
+    z0, z1 = slabs[0]
+    kept = parallel._slab_job(block, ds.image.get_filename(), ds.mask[..., z0:z1], z0, z1)
+    np.testing.assert_allclose(kept["odi"], first["odi"][..., z0:z1][ds.mask[..., z0:z1]],
+                               atol=1e-6, equal_nan=True)
+    kept["icvf"] = np.full_like(kept["icvf"], 0.25)  # a marker: resumed, not recomputed
+    parallel._save_slab(work, 0, kept)
+    assert main(args + ["--resume"]) == 0
+    assert not work.exists()
+    again = load_maps(out)
+    assert np.all(again["icvf"][..., z0:z1][ds.mask[..., z0:z1]] == 0.25)
+    np.testing.assert_allclose(again["icvf"][..., z1:], first["icvf"][..., z1:],
+                               equal_nan=True)
+    np.testing.assert_array_equal(again["n_fibres"], first["n_fibres"])
 
 
 def test_bad_inputs(hcp, tmp_path, capsys):

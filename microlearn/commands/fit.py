@@ -39,7 +39,7 @@ def _versions() -> dict:
 
 def run(args) -> int:
     from ..fitting import FITTERS
-    from ..io import check_writable, staged_output, write_json, write_maps
+    from ..io import check_writable, write_json
     from ..models import get_model
 
     if args.method not in FITTERS.names():
@@ -49,7 +49,7 @@ def run(args) -> int:
         raise ValueError(f"--n-fibres {args.n_fibres!r}: give 0, 1, 2, 3 or auto.")
     auto = args.n_fibres == "auto"
     if auto:
-        from ..crossings import check_fibre_model, fit_auto
+        from ..crossings import check_fibre_model
 
         check_fibre_model(args.model)
     model = get_model(args.model, 3 if auto else int(args.n_fibres))
@@ -66,32 +66,24 @@ def run(args) -> int:
                 "success_fraction": float(ok.mean()) if ok.size else 0.0,
                 "maps": sorted(maps), "input": str(ds.path), "versions": _versions()}
 
-    if auto:
-        # one CSD response and tissue classification per volume: whole volume in memory
-        data = ds.load_data()
-        result = fit_auto(args.model, ds.acq, data, method=args.method, mask=ds.mask,
-                          sigma=args.sigma, progress=True)
-        maps = result.maps()
-        maps["success"] = result.success.astype("float32")
-        info = describe(maps, result.n_voxels, result.seconds, result.sigma)
-        with staged_output(args.out) as staging:  # all maps appear at once, or none
-            write_maps(staging, maps, ds.affine, mask=ds.mask)
-            write_json(staging / "fit.json", info)
+    from ..parallel import AutoFitBlock, FitBlock, run_chunked, sample_response, sample_sigma
+
+    sigma = args.sigma if args.sigma is not None else sample_sigma(ds)
+    workers = 1 if (args.scheduler or args.workers) else None
+    if auto:  # one CSD response per volume, then slab by slab like any fit
+        block = AutoFitBlock(model=args.model, method=args.method, acq=ds.acq.to_dict(),
+                             sigma=sigma, response=sample_response(ds), workers=workers)
     else:
-        from ..parallel import FitBlock, run_chunked, sample_sigma
-
-        sigma = args.sigma if args.sigma is not None else sample_sigma(ds)
         block = FitBlock(model=args.model, n_fibres=model.n_fibres, method=args.method,
-                         acq=ds.acq.to_dict(), sigma=sigma,
-                         workers=1 if (args.scheduler or args.workers) else None)
-        done = {}
+                         acq=ds.acq.to_dict(), sigma=sigma, workers=workers)
+    done = {}
 
-        def finish(staging, run):
-            done["info"] = describe(run["maps"], run["n_voxels"], run["seconds"], sigma)
-            write_json(staging / "fit.json", done["info"])
+    def finish(staging, run):
+        done["info"] = describe(run["maps"], run["n_voxels"], run["seconds"], sigma)
+        write_json(staging / "fit.json", done["info"])
 
-        run_chunked(block, ds, args.out, on_complete=finish, **scale_options(args))
-        info = done["info"]
+    run_chunked(block, ds, args.out, on_complete=finish, **scale_options(args))
+    info = done["info"]
     echo(f"fitted {info['n_voxels']} voxels with {args.method} in {info['fit_seconds']:.1f} s "
          f"({info['vox_per_s']:.0f} vox/s); maps in {args.out}")
     return 0

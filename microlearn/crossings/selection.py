@@ -393,7 +393,8 @@ def check_fibre_model(model_name: str) -> None:
 
 
 def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, progress=False,
-             criterion="aic", max_fibres=3, workers=None, peaks=None, **options):
+             criterion="aic", max_fibres=3, workers=None, peaks=None, response=None,
+             **options):
     """Fit ``model_name`` with the number of fibres (0–``max_fibres``) chosen per voxel.
 
     Voxels are grouped by fibre count and each group is fitted as one batch (see the
@@ -416,6 +417,9 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
         1, 2 or 3.
     peaks : ndarray, shape (*spatial, >= max_fibres, 3), optional
         Candidate directions (NaN where absent); CSD peaks by default.
+    response : tuple, optional
+        DIPY single-fibre response ``(evals, S0)`` for the CSD peaks; estimated from
+        ``data`` when absent (give it when ``data`` is one part of a volume).
     options
         Passed to the engine.
 
@@ -439,8 +443,7 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
     cand_peaks = None
     if peaks is not None:
         cand_peaks = np.asarray(peaks, float).reshape(-1, *np.shape(peaks)[-2:])[vx.flat]
-    response = None
-    if cand_peaks is None:  # one response for the whole volume
+    if cand_peaks is None and response is None:  # one response for the whole volume
         response, _ = ssst_response(acq, y / vx.b0[:, None])
     opts = {"method": method, "progress": progress, "workers": workers, **options}
     big = get_model(model_name, max_fibres)
