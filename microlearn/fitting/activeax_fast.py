@@ -14,9 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..compartments.cylinder import van_gelderen_coefficient
-from ..parameters import cartesian_to_angles
 from .engine import Engine
-from .search import tensor_directions
 
 #: Spacing of the diameter table in m (cubic Hermite interpolation: error ~1e-13).
 TABLE_STEP = 0.01e-6
@@ -134,17 +132,10 @@ class ActiveAxMixEngine(Engine):
         """Fit normalised signals ``y`` (V, N); see :meth:`Engine.fit_block`."""
         from .activeax_kernel import fit_voxels
 
-        V = y.shape[0]
-        if directions is not None:
-            dirs = np.asarray(directions, dtype=float).reshape(V, -1, 3)[:, 0]
-        else:
-            dirs = tensor_directions(self.acq, y)
-        ang = cartesian_to_angles(dirs)
-        sig = np.zeros(V) if sigma is None else np.asarray(sigma, dtype=float)
+        sig = np.zeros(y.shape[0]) if sigma is None else np.asarray(sigma, dtype=float)
+        theta, phi = self.start_angles(y, directions)
         X, cost, _ = fit_voxels(
-            np.ascontiguousarray(y, dtype=float), sig, ang[:, 0].copy(), ang[:, 1].copy(),
-            *self.kernel_args(), self.diam_grid, self.kgrid, ICVF_GRID, self.lower_k,
-            self.upper_k, self.scales_k, self.max_iter, self.tol)
-        X = self.canonical(X)
-        ok = np.all(np.isfinite(X), axis=1) & np.isfinite(cost)
-        return X[:, :-1], X[:, -1], ok
+            np.ascontiguousarray(y, dtype=float), sig, theta, phi, *self.kernel_args(),
+            self.diam_grid, self.kgrid, ICVF_GRID, self.lower_k, self.upper_k, self.scales_k,
+            self.max_iter, self.tol)
+        return self.finish(X, cost)

@@ -78,6 +78,17 @@ class Engine:
         out += [e2, np.cross(e1, e2)]
         return np.stack(out[: self.n_orient], 1)
 
+    def start_angles(self, y, directions):
+        """Contiguous (θ, φ) arrays (V,) of the first fibre's start (given or DTI)."""
+        ang = cartesian_to_angles(self.initial_directions(y, directions)[:, 0])
+        return np.ascontiguousarray(ang[:, 0]), np.ascontiguousarray(ang[:, 1])
+
+    def finish(self, x, cost):
+        """Rows ``x`` (params + S0, V × (P+1)) as (params, s0, success), canonical μ."""
+        x = self.canonical(x)
+        ok = np.all(np.isfinite(x), axis=1) & np.isfinite(cost)
+        return x[:, :-1], x[:, -1], ok
+
     def global_search(self, y, directions):
         """Stage 1: best candidate per voxel with NNLS fractions; returns x0 (V, P+1)."""
         dirs = self.initial_directions(y, directions)
@@ -252,6 +263,5 @@ class Engine:
         """
         x0 = self.global_search(y, directions)
         x, cost, ok = self.refine(y, sigma, x0)
-        x = self.canonical(x)
-        success = ok & np.all(np.isfinite(x), axis=1) & np.isfinite(cost)
-        return x[:, :-1], x[:, -1], success
+        params, s0, success = self.finish(x, cost)
+        return params, s0, success & ok

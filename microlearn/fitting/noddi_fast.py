@@ -21,10 +21,8 @@ from ..compartments.dispersion import (
     watson_even_moments,
     watson_legendre_moments,
 )
-from ..parameters import cartesian_to_angles
 from .engine import Engine
 from .noddi_kernel import exp_squarings
-from .search import tensor_directions
 
 #: Points of the ODI table.
 ODI_TABLE = 2049
@@ -137,18 +135,11 @@ class NoddiMixEngine(Engine):
         return series_order(round(x, 1) + 0.1) <= HORNER_MAX_ORDER
 
     def fit_block(self, y, sigma=None, directions=None):
-        V = y.shape[0]
-        if directions is not None:
-            dirs = np.asarray(directions, dtype=float).reshape(V, -1, 3)[:, 0]
-        else:
-            dirs = tensor_directions(self.acq, y)
-        ang = cartesian_to_angles(dirs)
-        sig = np.zeros(V) if sigma is None else np.asarray(sigma, dtype=float)
+        sig = np.zeros(y.shape[0]) if sigma is None else np.asarray(sigma, dtype=float)
+        theta, phi = self.start_angles(y, directions)
         X, cost = self._solve(np.ascontiguousarray(y[:, self.order], dtype=float), sig,
-                              ang[:, 0].copy(), ang[:, 1].copy())
-        X = self.canonical(X)
-        ok = np.all(np.isfinite(X), axis=1) & np.isfinite(cost)
-        return X[:, :-1], X[:, -1], ok
+                              theta, phi)
+        return self.finish(X, cost)
 
     def _tables(self):
         """The acquisition and series tables, in the kernels' argument order."""

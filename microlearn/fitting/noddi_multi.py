@@ -54,9 +54,7 @@ class NoddiMultiMixEngine(NoddiMixEngine):
             self.qtab, self.dqtab, self.tautab, self.dtautab, self.odi_nodes[0], self.step,
             self.d, self.b_iso, self.n_square, ODI_GRID, ICVF_GRID, self.lower_m,
             self.upper_m, self.max_iter, self.tol)
-        x = self.canonical(self.pack_kernel(X))
-        ok = np.all(np.isfinite(x), axis=1) & np.isfinite(cost)
-        return x[:, :-1], x[:, -1], ok
+        return self.finish(self.pack_kernel(X), cost)
 
     def pack_kernel(self, X) -> np.ndarray:
         """Kernel-layout rows (θ, φ, odi, icvf, a per fibre, then b) as packed
