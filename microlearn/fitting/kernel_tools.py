@@ -96,6 +96,24 @@ def normal_equations(J, r, s, y, sigma, jtj, g):
 
 
 @njit(cache=True)
+def hold_active_bounds(x, lower, upper, jtj, g):
+    """Freeze parameters at a bound whose descent direction points out of the box.
+
+    Their rows and columns of the Gauss–Newton system become the identity with a zero
+    right-hand side, so the damped step moves the other parameters instead of being
+    clipped back to the same point (the projected-LM stall at bounds).
+    """
+    P = x.shape[0]
+    for p in range(P):
+        if (x[p] <= lower[p] and g[p] < 0) or (x[p] >= upper[p] and g[p] > 0):
+            g[p] = 0.0
+            for q in range(P):
+                jtj[p, q] = 0.0
+                jtj[q, p] = 0.0
+            jtj[p, p] = 1.0
+
+
+@njit(cache=True)
 def damped_trial(x, jtj, g, lam, scales, lower, upper, A, dx, xn):
     """Levenberg–Marquardt trial point ``xn`` = clip(x + scales · dx) with
     (JᵀJ + λ diag(JᵀJ)) dx = g, in scaled units; False if the system is singular."""

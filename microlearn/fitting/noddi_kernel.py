@@ -18,7 +18,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernel_tools import FAST, damped_trial, normal_equations, rician_cost, solve_spd
+from .kernel_tools import (
+    FAST,
+    damped_trial,
+    hold_active_bounds,
+    normal_equations,
+    rician_cost,
+    solve_spd,
+)
 
 N_PARAMS = 6  # theta, phi, odi, icvf, fiso, s0
 #: Taylor degree of :func:`exp_neg` on [0, EXP_REDUCED_MAX].
@@ -225,11 +232,68 @@ def _grid_search(y, c2, bvals, shell_start, qtab, tautab, lo, step, d, b_iso, n_
                 out[5] = tot
 
 
+@njit(cache=True)
+def _levenberg_marquardt(x, y, sg, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab,
+                         lo, step, d, b_iso, n_square, lower, upper, max_iter, tol, c, c2, ws,
+                         dws_c2, dws_odi, arg, wz, s, r, rn, J):
+    """Bounded LM on the Rician-floor model from ``x`` (in place); returns (cost, iters)."""
+    P = x.shape[0]
+    _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
+           n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
+    cost = rician_cost(y, sg, s, r)
+    lam = 1e-3
+    xn = np.empty(P)
+    jtj = np.empty((P, P))
+    A = np.empty((P, P))
+    g = np.empty(P)
+    dx = np.empty(P)
+    unit = np.ones(P)
+    it = 0
+    while it < max_iter:
+        it += 1
+        normal_equations(J, r, s, y, sg, jtj, g)
+        hold_active_bounds(x, lower, upper, jtj, g)
+        improved = False
+        rel = 0.0
+        for _try in range(6):
+            if not damped_trial(x, jtj, g, lam, unit, lower, upper, A, dx, xn):
+                lam *= 4.0
+                continue
+            _model(xn, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d,
+                   b_iso, n_square, False, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
+            cn = rician_cost(y, sg, s, rn)
+            if cn < cost:
+                rel = (cost - cn) / max(cost, 1e-30)
+                x[:] = xn
+                cost = cn
+                lam = max(lam / 3.0, 1e-9)
+                improved = True
+                break
+            lam *= 4.0
+        if not improved or rel < tol:
+            break
+        _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
+               n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
+        rician_cost(y, sg, s, r)
+    return cost, it
+
+
+@njit(cache=True)
+def _unit(theta, phi):
+    st = np.sin(theta)
+    return st * np.cos(phi), st * np.sin(phi), np.cos(theta)
+
+
 @njit(parallel=True, cache=True)
 def fit_voxels(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start, qtab, dqtab,
                tautab, dtautab, lo, step, d, b_iso, n_square, odi_grid, icvf_grid, lower,
-               upper, max_iter, tol):
+               upper, max_iter, tol, redo_deg=8.0):
     """Grid search + Levenberg–Marquardt for every voxel (rows of ``Y``), in parallel.
+
+    When the refinement turns the orientation by more than ``redo_deg`` from the start
+    (a poor DTI start, e.g. in dispersed voxels), the grid search and refinement run once
+    more from the refined orientation and the better of the two fits is kept: the first
+    grid then often sat in the wrong ODI basin.
 
     Parameters
     ----------
@@ -257,6 +321,7 @@ def fit_voxels(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start, qtab, 
     X = np.empty((V, N_PARAMS))
     costs = np.empty(V)
     iters = np.zeros(V, np.int64)
+    cos_redo = np.cos(np.deg2rad(redo_deg))
     for v in prange(V):
         y = Y[v]
         sg = sigma[v]
@@ -272,55 +337,31 @@ def fit_voxels(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start, qtab, 
         r = np.empty(N)
         rn = np.empty(N)
         J = np.empty((N_PARAMS, N))
-        # ---- stage 1: grid over (odi, icvf) at the given direction
-        x[0], x[1] = dirs_theta[v], dirs_phi[v]
-        st = np.sin(x[0])
-        mx, my, mz = st * np.cos(x[1]), st * np.sin(x[1]), np.cos(x[0])
-        for n in range(N):
-            cn = bvecs[0, n] * mx + bvecs[1, n] * my + bvecs[2, n] * mz
-            c2[n] = cn * cn
-        _grid_search(y, c2, bvals, shell_start, qtab, tautab, lo, step, d, b_iso, n_square,
-                     odi_grid, icvf_grid, ws, arg, wz, x)
-        # ---- stage 2: Levenberg–Marquardt with the analytic Jacobian
-        _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
-               n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
-        cost = rician_cost(y, sg, s, r)
-        lam = 1e-3
-        xn = np.empty(N_PARAMS)
-        jtj = np.empty((N_PARAMS, N_PARAMS))
-        A = np.empty((N_PARAMS, N_PARAMS))
-        g = np.empty(N_PARAMS)
-        dx = np.empty(N_PARAMS)
-        unit = np.ones(N_PARAMS)
-        it = 0
-        while it < max_iter:
-            it += 1
-            normal_equations(J, r, s, y, sg, jtj, g)
-            improved = False
-            rel = 0.0
-            for _try in range(6):
-                if not damped_trial(x, jtj, g, lam, unit, lower, upper, A, dx, xn):
-                    lam *= 4.0
-                    continue
-                _model(xn, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step,
-                       d, b_iso, n_square, False, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
-                cn = rician_cost(y, sg, s, rn)
-                if cn < cost:
-                    rel = (cost - cn) / max(cost, 1e-30)
-                    x[:] = xn
-                    cost = cn
-                    lam = max(lam / 3.0, 1e-9)
-                    improved = True
-                    break
-                lam *= 4.0
-            if not improved or rel < tol:
-                break
-            _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d,
-                   b_iso, n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
-            rician_cost(y, sg, s, r)
-        X[v] = x
-        costs[v] = cost
-        iters[v] = it
+        theta, phi = dirs_theta[v], dirs_phi[v]
+        best = np.inf
+        for _pass in range(2):
+            # ---- stage 1: grid over (odi, icvf) at the start direction
+            x[0], x[1] = theta, phi
+            mx, my, mz = _unit(theta, phi)
+            for n in range(N):
+                cn = bvecs[0, n] * mx + bvecs[1, n] * my + bvecs[2, n] * mz
+                c2[n] = cn * cn
+            _grid_search(y, c2, bvals, shell_start, qtab, tautab, lo, step, d, b_iso,
+                         n_square, odi_grid, icvf_grid, ws, arg, wz, x)
+            # ---- stage 2: Levenberg–Marquardt with the analytic Jacobian
+            cost, it = _levenberg_marquardt(
+                x, y, sg, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step,
+                d, b_iso, n_square, lower, upper, max_iter, tol, c, c2, ws, dws_c2, dws_odi,
+                arg, wz, s, r, rn, J)
+            iters[v] += it
+            if cost < best:
+                best = cost
+                X[v] = x
+            nx, ny, nz = _unit(x[0], x[1])
+            if abs(mx * nx + my * ny + mz * nz) >= cos_redo:
+                break  # the start direction held: one pass
+            theta, phi = x[0], x[1]
+        costs[v] = best
     return X, costs, iters
 
 

@@ -14,7 +14,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernel_tools import FAST, damped_trial, normal_equations, rician_cost
+from .kernel_tools import (
+    FAST,
+    damped_trial,
+    hold_active_bounds,
+    normal_equations,
+    rician_cost,
+)
 from .nnls import nnls_one
 from .noddi_kernel import _position, _series, _series_derivatives, exp_neg
 
@@ -227,6 +233,7 @@ def fit_voxels(Y, sigma, angles, nf, bvals, bvecs, shell_start, qtab, dqtab, tau
         while it < max_iter:
             it += 1
             normal_equations(J, r, s, y, sg, jtj, g)
+            hold_active_bounds(x, lower, upper, jtj, g)
             improved = False
             rel = 0.0
             for _try in range(8):
