@@ -102,7 +102,7 @@ def test_model_selection_beats_plain_dipy(crossing_set, selected, plain_dipy):
     assert base["recall"][0] >= 0.9 and base["recall"][2] <= 0.6
     assert ours["accuracy"] >= 0.78
     assert ours["accuracy"] >= base["accuracy"] + 0.10
-    assert ours["recall"][0] >= 0.9 and ours["recall"][1] >= 0.85
+    assert ours["recall"][0] >= 0.97 and ours["recall"][1] >= 0.85  # free water: no fibre
     assert ours["recall"][2] >= 0.8 and ours["recall"][3] >= 0.35
     # fitted directions are closer to the truth than CSD peaks
     assert ours["angle_median"] <= 5.0 and ours["angle_median"] < base["angle_median"]
