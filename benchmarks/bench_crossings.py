@@ -14,12 +14,12 @@ ODI/ICVF RMSE of correctly counted voxels against the single-fibre RMSE.
 
 Two limits are printed with them: the Cramér–Rao bound of per-fibre ODI/ICVF at the true
 parameters (``microlearn.crossings.cramer_rao_per_fibre``) and recall3 of AIC given the
-true directions. Measured 2026-11-25 (``python -m benchmarks --only crossings``):
-DIPY CSD 3132 vox/s, accuracy 0.628, recall 0.968/0.812/0.404/0.328; microlearn select
-688 vox/s (was 42 before the compiled multi-fibre MIX), accuracy 0.833, recall
-0.968/0.944/0.932/0.488, angle 3.4°; per-fibre RMSE odi 0.073/0.086, icvf 0.208/0.232
+true directions. Measured 2026-11-25 10:55 UTC (``python -m benchmarks --only crossings``):
+DIPY CSD 3171 vox/s, accuracy 0.628, recall 0.968/0.812/0.404/0.328; microlearn select
+855 vox/s (42 before the compiled multi-fibre MIX), accuracy 0.840, recall
+1.000/0.932/0.896/0.532, angle 3.5°; per-fibre RMSE odi 0.075/0.093, icvf 0.207/0.240
 (2/3 fibres) against bounds (RMS) odi 0.101/0.287, icvf 0.291/0.504 and single-fibre RMSE
-0.0074/0.0228 = its bound 0.007/0.022; oracle recall3 0.536.
+0.0074/0.0227 = its bound 0.007/0.022; oracle recall3 0.544.
 """
 
 from __future__ import annotations
