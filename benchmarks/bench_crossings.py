@@ -14,7 +14,7 @@ ODI/ICVF RMSE of correctly counted voxels against the single-fibre RMSE.
 
 Two limits are printed with them: the Cramér–Rao bound of per-fibre ODI/ICVF at the true
 parameters (``microlearn.crossings.cramer_rao_per_fibre``) and recall3 of AIC given the
-true directions. Measured 2026-11-25 10:55 UTC (``python -m benchmarks --only crossings``):
+true directions. Measured 2026-11-25 10:45 UTC (``python -m benchmarks --only crossings``):
 DIPY CSD 3171 vox/s, accuracy 0.628, recall 0.968/0.812/0.404/0.328; microlearn select
 855 vox/s (42 before the compiled multi-fibre MIX), accuracy 0.840, recall
 1.000/0.932/0.896/0.532, angle 3.5°; per-fibre RMSE odi 0.075/0.093, icvf 0.207/0.240

@@ -21,15 +21,16 @@ from .search import outer_fraction_name
 
 #: Directions the voxel orientations are snapped to (AMICO uses ~500).
 N_DIRECTIONS = 500
-#: Ridge weight on the atoms, relative to the Gram matrix's mean diagonal, for models with
-#: a fibre orientation: spreads the coefficients over neighbouring atoms, so their weighted
-#: means are smoother (NODDI, hcp, SNR 30, 8000 voxels: ODI/ICVF/FISO RMSE 0.118/0.034/0.074
-#: without, 0.086/0.035/0.074 at 1e-4 at ~5000 vox/s; 1e-3 gives 0.076/0.032/0.062 but the
-#: active sets grow and the solve is ~4x slower).
-RIDGE = 1e-4
-#: The same for orientation-free models (IVIM's bi-exponential dictionary is far worse
-#: conditioned: f RMSE 0.125 and corr(D) 0.80 without, 0.069 / 0.93 at 1e-2).
-RIDGE_ISOTROPIC = 1e-2
+#: Ridge weights (tissue atoms, isotropic atoms), relative to the Gram matrix's mean
+#: diagonal, for models with a fibre orientation: they spread the coefficients over
+#: neighbouring atoms, so their weighted means are smoother (NODDI, hcp, SNR 30, 8000
+#: voxels: ODI/ICVF/FISO RMSE 0.118/0.034/0.074 without, 0.086/0.035/0.074 at 1e-4 at
+#: ~5000 vox/s; 1e-3 gives 0.076/0.032/0.062 but the active sets grow, ~4x slower).
+RIDGE = (1e-4, 1e-4)
+#: The same for orientation-free models: IVIM's bi-exponential dictionary is far worse
+#: conditioned and needs the pseudo-diffusion atoms held back (f RMSE / corr(D) on 8000
+#: voxels: 0.118 / 0.83 without, 0.063 / 0.93 at (1e-3, 1e-2), ~70k vox/s).
+RIDGE_ISOTROPIC = (1e-3, 1e-2)
 
 
 class DictionaryEngine(Engine):
@@ -38,8 +39,8 @@ class DictionaryEngine(Engine):
     name = "dictionary"
     threaded = True  # the compiled NNLS is parallel over voxels
 
-    def __init__(self, model, acq, *, n_candidates: int = 144, ridge: float | None = None,
-                 **kw):
+    def __init__(self, model, acq, *, n_candidates: int = 144,
+                 ridge: tuple[float, float] | None = None, **kw):
         super().__init__(model, acq, n_candidates=n_candidates, **kw)
         self._dictionaries = {}
         self.ridge = (RIDGE if self.n_orient else RIDGE_ISOTROPIC) if ridge is None else ridge
@@ -60,12 +61,19 @@ class DictionaryEngine(Engine):
                                                interior=True)
         return self._table
 
+    @staticmethod
+    def _distinct(atoms):
+        """Indices of the first of each distinct atom in ``atoms`` (C, ...)."""
+        flat = atoms.reshape(atoms.shape[0], -1)
+        _, first = np.unique(np.round(flat, 10), axis=0, return_index=True)
+        return np.sort(first)
+
     def _iso_atoms(self):
-        tab = self.table
-        flat = tab.iso.reshape(tab.n_candidates, -1)
-        _, first, inverse = np.unique(np.round(flat, 10), axis=0, return_index=True,
-                                      return_inverse=True)
-        return first, inverse.ravel()
+        return self._distinct(self.table.iso), None
+
+    def _tissue_atoms(self):
+        """Distinct tissue atoms (IVIM's do not depend on D*: 12 of 144 grid points)."""
+        return self._distinct(self.table.tissue)
 
     def fit_block(self, y, sigma=None, directions=None):
         tab = self.table
@@ -73,9 +81,9 @@ class DictionaryEngine(Engine):
         dirs = self.initial_directions(y, directions)
         if sigma is not None:  # first-order removal of the Rician noise floor
             y = np.sqrt(np.maximum(y**2 - np.asarray(sigma)[:, None] ** 2, 0.0))
-        C = tab.n_candidates
-        iso_first, iso_of = self._iso_atoms() if tab.iso is not None else (np.zeros(0, int),
-                                                                           None)
+        tissue_first = self._tissue_atoms()
+        C = tissue_first.size
+        iso_first, _ = self._iso_atoms() if tab.iso is not None else (np.zeros(0, int), None)
         if self.n_orient:
             snap = np.argmax(np.abs(dirs[:, 0] @ self.directions.T), axis=1)
         else:
@@ -85,7 +93,7 @@ class DictionaryEngine(Engine):
         dty = np.empty((V, C + iso_first.size))
         for k, d in enumerate(used):  # one matrix product per direction, not per voxel
             rows = np.flatnonzero(group == k)
-            D, grams[k] = self._dictionary(d, iso_first)
+            D, grams[k] = self._dictionary(d, tissue_first, iso_first)
             dty[rows] = y[rows] @ D.T
         x = nnls_gram(grams, group.ravel(), dty)
         coef_t, coef_i = x[:, :C], x[:, C:]
@@ -99,7 +107,7 @@ class DictionaryEngine(Engine):
                 g = grid[iso_first]
                 values[name] = (w @ g) / np.maximum(w.sum(1), 1e-30)
             else:
-                values[name] = (coef_t @ grid) / np.maximum(tissue, 1e-30)
+                values[name] = (coef_t @ grid[tissue_first]) / np.maximum(tissue, 1e-30)
         outer = outer_fraction_name(self.model)
         if outer is not None:
             values[outer] = iso / np.maximum(total, 1e-30)
@@ -108,17 +116,20 @@ class DictionaryEngine(Engine):
         success = (total > 0) & np.all(np.isfinite(x), axis=1)
         return x[:, :-1], x[:, -1], success
 
-    def _dictionary(self, d, iso_first):
+    def _dictionary(self, d, tissue_first, iso_first):
         """Atoms (A, N) rotated to hemisphere direction ``d`` and their Gram matrix (cached)."""
         if d not in self._dictionaries:
             tab = self.table
             direction = self.directions[d][None] if self.n_orient else None
-            atoms = [tab.atoms(tab.tissue, direction)[0]]
+            atoms = [tab.atoms(tab.tissue[tissue_first], direction)[0]]
             if iso_first.size:
                 atoms.append(tab.atoms(tab.iso[iso_first], direction)[0])
             D = np.concatenate(atoms, 0).astype(float)
             gram = D @ D.T
-            gram[np.diag_indices_from(gram)] += self.ridge * np.trace(gram) / gram.shape[0]
+            scale = np.trace(gram) / gram.shape[0]
+            diag = np.arange(gram.shape[0])
+            tissue = diag < tissue_first.size
+            gram[diag, diag] += np.where(tissue, self.ridge[0], self.ridge[1]) * scale
             self._dictionaries[d] = (D, gram)
         return self._dictionaries[d]
 
