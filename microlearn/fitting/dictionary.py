@@ -6,14 +6,17 @@ of the search grid, plus the distinct isotropic atoms) form one dictionary, and 
 sharing that direction are solved together by non-negative least squares (on the
 shared Gram matrix with a small ridge on the tissue atoms; exact active-set NNLS,
 compiled and parallel over voxels, see :mod:`microlearn.fitting.nnls`). Parameters are
-the coefficient-weighted means of the atoms' parameters, as in AMICO; the isotropic
-fraction is the isotropic coefficients' share.
+the coefficient-weighted means of the atoms' parameters (ODI through the mean κ), as in
+AMICO; the isotropic fraction is the isotropic coefficients' share. For oriented models the
+coefficients are AMICO's: free water from the NNLS fit, a non-negative lasso on the tissue
+atoms, and an NNLS refit of the chosen atoms (debiasing).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..compartments.dispersion import kappa_to_odi, odi_to_kappa
 from ..schemes import hemisphere_directions
 from .engine import Engine
 from .nnls import nnls_gram
@@ -31,6 +34,12 @@ RIDGE = (1e-4, 1e-4)
 #: conditioned and needs the pseudo-diffusion atoms held back (f RMSE / corr(D) on 8000
 #: voxels: 0.118 / 0.83 without, 0.063 / 0.93 at (1e-3, 1e-2), ~70k vox/s).
 RIDGE_ISOTROPIC = (1e-3, 1e-2)
+#: AMICO's lasso weights for the tissue atoms of oriented models (``spams.lasso`` mode 2,
+#: unit-norm atoms, normalised signal): λ1 selects few atoms, which are then refitted
+#: (NODDI, hcp, SNR 30: ODI/ICVF/FISO RMSE 0.086/0.035/0.074 with NNLS alone,
+#: 0.036/0.033/0.044 with lasso + debiasing + the κ-mean for ODI; AMICO 0.040/0.031/0.038).
+LASSO_L1 = 0.5
+LASSO_L2 = 1e-3
 
 
 class DictionaryEngine(Engine):
@@ -40,10 +49,11 @@ class DictionaryEngine(Engine):
     threaded = True  # the compiled NNLS is parallel over voxels
 
     def __init__(self, model, acq, *, n_candidates: int = 144,
-                 ridge: tuple[float, float] | None = None, **kw):
+                 ridge: tuple[float, float] | None = None, lasso: float = LASSO_L1, **kw):
         super().__init__(model, acq, n_candidates=n_candidates, **kw)
         self._dictionaries = {}
         self.ridge = (RIDGE if self.n_orient else RIDGE_ISOTROPIC) if ridge is None else ridge
+        self.lasso = float(lasso)
 
         if self.n_orient > 1:
             raise ValueError(
@@ -95,7 +105,10 @@ class DictionaryEngine(Engine):
             rows = np.flatnonzero(group == k)
             D, grams[k] = self._dictionary(d, tissue_first, iso_first)
             dty[rows] = y[rows] @ D.T
-        x = nnls_gram(grams, group.ravel(), dty)
+        group = group.ravel()
+        x = nnls_gram(grams, group, dty)
+        if self.n_orient and iso_first.size and self.lasso > 0:
+            x = self._sparse_debiased(y, x, used, group, dty, grams, tissue_first, iso_first)
         coef_t, coef_i = x[:, :C], x[:, C:]
         tissue = coef_t.sum(1)
         iso = coef_i.sum(1)
@@ -106,6 +119,9 @@ class DictionaryEngine(Engine):
                 w = coef_i
                 g = grid[iso_first]
                 values[name] = (w @ g) / np.maximum(w.sum(1), 1e-30)
+            elif self.space[name].kind == "dispersion":  # AMICO: the mean κ, then ODI
+                kappa = (coef_t @ odi_to_kappa(grid[tissue_first])) / np.maximum(tissue, 1e-30)
+                values[name] = kappa_to_odi(kappa)
             else:
                 values[name] = (coef_t @ grid[tissue_first]) / np.maximum(tissue, 1e-30)
         outer = outer_fraction_name(self.model)
@@ -115,6 +131,33 @@ class DictionaryEngine(Engine):
         x = self.canonical(x)
         success = (total > 0) & np.all(np.isfinite(x), axis=1)
         return x[:, :-1], x[:, -1], success
+
+    def _sparse_debiased(self, y, x, used, group, dty, grams, tissue_first, iso_first):
+        """AMICO's sparse estimate (Daducci et al. 2015) from the NNLS solution ``x``.
+
+        The isotropic part of the NNLS fit is removed from the signal, the tissue atoms
+        (scaled to unit norm) are fitted to the rest by a non-negative lasso (λ1 =
+        ``lasso``, λ2 = 1e-3: an NNLS in Gram form with Dᵀy − λ1), and the chosen atoms plus
+        the isotropic ones are refitted by NNLS (debiasing).
+        """
+        C = tissue_first.size
+        rhs_lasso = np.empty((y.shape[0], C))
+        grams_lasso = np.empty((used.size, C, C))
+        support_rhs = dty.copy()
+        for k, d in enumerate(used):
+            rows = np.flatnonzero(group == k)
+            D = self._dictionary(d, tissue_first, iso_first)[0]
+            norms = np.linalg.norm(D[:C], axis=1)
+            unit = D[:C] / norms[:, None]
+            grams_lasso[k] = unit @ unit.T + LASSO_L2 * np.eye(C)
+            rest = np.maximum(y[rows] - x[rows, C:] @ D[C:], 0.0)
+            rhs_lasso[rows] = rest @ unit.T - self.lasso
+        chosen = nnls_gram(grams_lasso, group, rhs_lasso) > 0
+        keep = np.concatenate([chosen, np.ones((y.shape[0], iso_first.size), bool)], axis=1)
+        # atoms left out get a strongly negative Dᵀy, so the active set never takes them
+        out = -10.0 * np.abs(dty).max(axis=1, keepdims=True)
+        support_rhs = np.where(keep, support_rhs, out)
+        return nnls_gram(grams, group, support_rhs)
 
     def _dictionary(self, d, tissue_first, iso_first):
         """Atoms (A, N) rotated to hemisphere direction ``d`` and their Gram matrix (cached)."""

@@ -8,11 +8,12 @@ from microlearn.fitting import fit
 
 NODDI_RANGES = {"odi": (0.05, 0.7), "icvf": (0.2, 0.8), "fiso": (0.0, 0.3)}
 #: RMSE bounds on 300 voxels: the issue's targets (0.033/0.024/0.031) + 10 % for the
-#: nonlinear engines; the linearised dictionary is a baseline with looser bounds.
+#: nonlinear engines; the linearised dictionary (AMICO's recipe) is bounded by AMICO's
+#: own errors on this problem (0.040/0.031/0.038 on 8000 voxels) + 10 %.
 NODDI_BOUNDS = {
     "mix": {"odi": 0.036, "icvf": 0.027, "fiso": 0.034},
     "interior-point": {"odi": 0.036, "icvf": 0.027, "fiso": 0.034},
-    "dictionary": {"odi": 0.10, "icvf": 0.06, "fiso": 0.12},
+    "dictionary": {"odi": 0.044, "icvf": 0.034, "fiso": 0.042},
 }
 
 
@@ -79,8 +80,8 @@ def test_ivim_accuracy(ivim_acq, method):
 #: and ICVF sit at their Cramér–Rao bounds (~0.025 / ~0.017 at SNR 50).
 ACTIVEAX_BOUNDS = {
     "mix": {"diameter": 0.6e-6, "corr": 0.95, "icvf": 0.02, "fiso": 0.03},
-    "interior-point": {"diameter": 1.0e-6, "corr": 0.85, "icvf": 0.02, "fiso": 0.04},
-    "dictionary": {"diameter": 2.0e-6, "corr": 0.85, "icvf": 0.06, "fiso": 0.1},
+    "interior-point": {"diameter": 0.6e-6, "corr": 0.95, "icvf": 0.02, "fiso": 0.03},
+    "dictionary": {"diameter": 1.2e-6, "corr": 0.85, "icvf": 0.03, "fiso": 0.04},
 }
 
 
