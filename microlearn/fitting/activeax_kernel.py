@@ -19,7 +19,7 @@ from numba import njit, prange
 
 from ..compartments.cylinder import N_ROOTS, bessel_roots
 from ..units import GAMMA
-from .kernel_tools import damped_trial, rician_cost
+from .kernel_tools import damped_trial, hold_active_bounds, rician_cost
 
 N_PARAMS = 6  # theta, phi, diameter, icvf, fiso, s0
 
@@ -232,13 +232,7 @@ def _levenberg_marquardt(x, y, sg, bvals, G2, bvecs, tidx, ktab, dktab, lo, step
         for p in range(P):
             for q in range(p):
                 jtj[p, q] = jtj[q, p]
-        for p in range(P):  # active bounds: a parameter pushed against its bound stays
-            if (x[p] <= lower[p] and g[p] < 0) or (x[p] >= upper[p] and g[p] > 0):
-                g[p] = 0.0
-                for q in range(P):
-                    jtj[p, q] = 0.0
-                    jtj[q, p] = 0.0
-                jtj[p, p] = 1.0
+        hold_active_bounds(x, lower, upper, jtj, g)  # a parameter pushed against its bound
         improved = False
         rel = 0.0
         for _try in range(8):
