@@ -106,8 +106,14 @@ def test_dask_equals_local(phantom, block, tmp_path, dask_cluster):
     local = run_chunked(block, ds, tmp_path / "local", chunk_voxels=80, progress=False)
     remote = run_chunked(block, ds, tmp_path / "dask", chunk_voxels=80, progress=False,
                          scheduler=address)
+    # the orientation of a voxel without tissue (FISO ~ 1, the phantom's CSF) is undefined:
+    # there the last bit of a sum can turn it; everything else must be bit-identical
+    tissue = local["maps"]["fiso"] < 0.95
     for k in local["maps"]:
-        np.testing.assert_array_equal(local["maps"][k], remote["maps"][k])
+        a, b = local["maps"][k], remote["maps"][k]
+        if k.startswith("mu"):
+            a, b = a[tissue], b[tissue]
+        np.testing.assert_array_equal(a, b, err_msg=k)
     est = train("noddi", ds.acq, estimator="polynomial", n_samples=3000)
     est.save(tmp_path / "est")
     pb = PredictBlock(str(tmp_path / "est"))

@@ -216,9 +216,10 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     engine = engine_cls(model, acq, **options)
     workers = default_workers() if workers is None else max(1, int(workers))
     if getattr(engine, "threaded", False):
-        from numba import set_num_threads
+        from numba import config, set_num_threads
 
-        set_num_threads(workers)
+        # at most the threads numba was started with (NUMBA_NUM_THREADS may cap them)
+        set_num_threads(min(workers, config.NUMBA_NUM_THREADS))
         workers, block_size = 1, max(block_size, 8192)
     if use.sum() <= block_size:
         workers = 1
