@@ -113,3 +113,19 @@ def test_second_pass_from_the_refined_orientation_only_lowers_costs(engine):
     assert np.all(two_pass <= one_pass + 1e-12)
     assert np.mean(two_pass < one_pass - 1e-3 / 900) > 0.005  # some voxels left a worse basin
     assert np.all(it2 >= it1)
+
+
+def test_fit_runs_when_numba_is_limited_to_one_thread():
+    """NUMBA_NUM_THREADS=1 (cluster jobs often set it) must not break the compiled fits."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from microlearn import Acquisition, noddi, simulate_dataset;"
+            "from microlearn.fitting import fit; acq = Acquisition.scheme('hcp');"
+            "_, _, y = simulate_dataset(noddi(), acq, 50, snr=30, random_state=0);"
+            "r = fit(noddi(), acq, 1000 * y); assert np.isfinite(r['odi']).all(); print('ok')")
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
