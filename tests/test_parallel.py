@@ -106,14 +106,17 @@ def test_dask_equals_local(phantom, block, tmp_path, dask_cluster):
     local = run_chunked(block, ds, tmp_path / "local", chunk_voxels=80, progress=False)
     remote = run_chunked(block, ds, tmp_path / "dask", chunk_voxels=80, progress=False,
                          scheduler=address)
-    # the orientation of a voxel without tissue (FISO ~ 1, the phantom's CSF) is undefined:
-    # there the last bit of a sum can turn it; everything else must be bit-identical
+    # voxels without tissue (FISO ~ 1, the phantom's CSF) are ill-conditioned fits (their
+    # orientation is undefined): a last-bit difference between the compiled code of two
+    # processes moves them slightly (seen: FISO by 3e-5, mu by 1e-3 in one voxel); every
+    # tissue voxel must be bit-identical
     tissue = local["maps"]["fiso"] < 0.95
+    free = ~tissue & np.isfinite(local["maps"]["fiso"])
     for k in local["maps"]:
         a, b = local["maps"][k], remote["maps"][k]
-        if k.startswith("mu"):
-            a, b = a[tissue], b[tissue]
-        np.testing.assert_array_equal(a, b, err_msg=k)
+        np.testing.assert_array_equal(a[tissue], b[tissue], err_msg=k)
+        if not k.startswith("mu"):
+            np.testing.assert_allclose(a[free], b[free], rtol=1e-3, atol=1e-3, err_msg=k)
     est = train("noddi", ds.acq, estimator="polynomial", n_samples=3000)
     est.save(tmp_path / "est")
     pb = PredictBlock(str(tmp_path / "est"))
