@@ -12,9 +12,11 @@ The diameter is bounded below by ``min_diameter`` (see :class:`ActiveAxMixEngine
 from __future__ import annotations
 
 import numpy as np
+from numba import parallel_chunksize
 
 from ..compartments.cylinder import van_gelderen_coefficient
 from .engine import Engine
+from .noddi_fast import PARALLEL_CHUNK
 
 #: Spacing of the diameter table in m (cubic Hermite interpolation: error ~1e-13).
 TABLE_STEP = 0.01e-6
@@ -134,8 +136,9 @@ class ActiveAxMixEngine(Engine):
 
         sig = np.zeros(y.shape[0]) if sigma is None else np.asarray(sigma, dtype=float)
         theta, phi = self.start_angles(y, directions)
-        X, cost, _ = fit_voxels(
-            np.ascontiguousarray(y, dtype=float), sig, theta, phi, *self.kernel_args(),
-            self.diam_grid, self.kgrid, ICVF_GRID, self.lower_k, self.upper_k, self.scales_k,
-            self.max_iter, self.tol)
+        with parallel_chunksize(PARALLEL_CHUNK):  # uneven voxel costs: small work chunks
+            X, cost, _ = fit_voxels(
+                np.ascontiguousarray(y, dtype=float), sig, theta, phi, *self.kernel_args(),
+                self.diam_grid, self.kgrid, ICVF_GRID, self.lower_k, self.upper_k,
+                self.scales_k, self.max_iter, self.tol)
         return self.finish(X, cost)

@@ -15,6 +15,7 @@ atoms, and an NNLS refit of the chosen atoms (debiasing).
 from __future__ import annotations
 
 import numpy as np
+from numba import parallel_chunksize
 
 from ..compartments.dispersion import kappa_to_odi, odi_to_kappa
 from ..schemes import hemisphere_directions
@@ -106,7 +107,8 @@ class DictionaryEngine(Engine):
             D, grams[k] = self._dictionary(d, tissue_first, iso_first)
             dty[rows] = y[rows] @ D.T
         group = group.ravel()
-        x = nnls_gram(grams, group, dty)
+        with parallel_chunksize(32):  # active sets of different sizes: small work chunks
+            x = nnls_gram(grams, group, dty)
         if self.n_orient and iso_first.size and self.lasso > 0:
             x = self._sparse_debiased(y, x, used, group, dty, grams, tissue_first, iso_first)
         coef_t, coef_i = x[:, :C], x[:, C:]
@@ -152,12 +154,14 @@ class DictionaryEngine(Engine):
             grams_lasso[k] = unit @ unit.T + LASSO_L2 * np.eye(C)
             rest = np.maximum(y[rows] - x[rows, C:] @ D[C:], 0.0)
             rhs_lasso[rows] = rest @ unit.T - self.lasso
-        chosen = nnls_gram(grams_lasso, group, rhs_lasso) > 0
+        with parallel_chunksize(32):
+            chosen = nnls_gram(grams_lasso, group, rhs_lasso) > 0
         keep = np.concatenate([chosen, np.ones((y.shape[0], iso_first.size), bool)], axis=1)
         # atoms left out get a strongly negative Dᵀy, so the active set never takes them
         out = -10.0 * np.abs(dty).max(axis=1, keepdims=True)
         support_rhs = np.where(keep, support_rhs, out)
-        return nnls_gram(grams, group, support_rhs)
+        with parallel_chunksize(32):
+            return nnls_gram(grams, group, support_rhs)
 
     def _dictionary(self, d, tissue_first, iso_first):
         """Atoms (A, N) rotated to hemisphere direction ``d`` and their Gram matrix (cached)."""

@@ -27,6 +27,8 @@ from .noddi_kernel import exp_squarings
 #: Points of the ODI table.
 ODI_TABLE = 2049
 ODI_GRID = np.linspace(0.03, 0.9, 6)
+#: Voxels per work chunk of the compiled parallel loops (dynamic load balancing).
+PARALLEL_CHUNK = 32
 ICVF_GRID = np.linspace(0.05, 0.95, 6)
 
 
@@ -137,8 +139,12 @@ class NoddiMixEngine(Engine):
     def fit_block(self, y, sigma=None, directions=None):
         sig = np.zeros(y.shape[0]) if sigma is None else np.asarray(sigma, dtype=float)
         theta, phi = self.start_angles(y, directions)
-        X, cost = self._solve(np.ascontiguousarray(y[:, self.order], dtype=float), sig,
-                              theta, phi)
+        from numba import parallel_chunksize
+
+        # voxels cost 1-2 passes: hand them out in small chunks so both threads finish together
+        with parallel_chunksize(PARALLEL_CHUNK):
+            X, cost = self._solve(np.ascontiguousarray(y[:, self.order], dtype=float), sig,
+                                  theta, phi)
         return self.finish(X, cost)
 
     def _tables(self):

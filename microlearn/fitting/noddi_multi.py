@@ -10,9 +10,16 @@ parameters with the analytic Jacobian, on the Rician-floor model.
 from __future__ import annotations
 
 import numpy as np
+from numba import parallel_chunksize
 
 from ..parameters import cartesian_to_angles
-from .noddi_fast import ICVF_GRID, ODI_GRID, NoddiMixEngine, fixed_noddi_diffusivities
+from .noddi_fast import (
+    ICVF_GRID,
+    ODI_GRID,
+    PARALLEL_CHUNK,
+    NoddiMixEngine,
+    fixed_noddi_diffusivities,
+)
 
 
 class NoddiMultiMixEngine(NoddiMixEngine):
@@ -48,12 +55,13 @@ class NoddiMultiMixEngine(NoddiMixEngine):
         dirs = self.initial_directions(y, directions)  # (V, nf, 3)
         angles = cartesian_to_angles(dirs.reshape(-1, 3)).reshape(V, nf, 2)
         sig = np.zeros(V) if sigma is None else np.asarray(sigma, dtype=float)
-        X, cost = fit_voxels(
-            np.ascontiguousarray(y[:, self.order], dtype=float), sig,
-            np.ascontiguousarray(angles), nf, self.bvals, self.bvecs, self.shell_start,
-            self.qtab, self.dqtab, self.tautab, self.dtautab, self.odi_nodes[0], self.step,
-            self.d, self.b_iso, self.n_square, ODI_GRID, ICVF_GRID, self.lower_m,
-            self.upper_m, self.max_iter, self.tol)
+        with parallel_chunksize(PARALLEL_CHUNK):  # uneven voxel costs: small work chunks
+            X, cost = fit_voxels(
+                np.ascontiguousarray(y[:, self.order], dtype=float), sig,
+                np.ascontiguousarray(angles), nf, self.bvals, self.bvecs, self.shell_start,
+                self.qtab, self.dqtab, self.tautab, self.dtautab, self.odi_nodes[0],
+                self.step, self.d, self.b_iso, self.n_square, ODI_GRID, ICVF_GRID,
+                self.lower_m, self.upper_m, self.max_iter, self.tol)
         return self.finish(self.pack_kernel(X), cost)
 
     def pack_kernel(self, X) -> np.ndarray:
