@@ -118,12 +118,16 @@ def _series_derivatives(qtab, dqtab, i, w, shell_start, c2, ws, dws_c2, dws_odi)
 
 
 @njit(cache=True, fastmath=FAST)
-def _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
-           n_square, want_jac, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J):
-    """Signal ``s`` (N,) and, if ``want_jac``, Jacobian ``J`` (6, N) of one voxel."""
-    theta, phi, odi, icvf, fiso, s0 = x[0], x[1], x[2], x[3], x[4], x[5]
-    st, ct, sp, cp = np.sin(theta), np.cos(theta), np.sin(phi), np.cos(phi)
-    mx, my, mz = st * cp, st * sp, ct
+def _fibre(theta, phi, odi, icvf, bvals, bvecs, shell_start, qtab, dqtab, tautab, lo, step,
+           d, n_square, want_jac, c, c2, ws, dws_c2, dws_odi, arg, wz, T):
+    """One fibre's signal ``T`` (N,) at unit amplitude: icvf·WS + (1 − icvf)·WZ.
+
+    Fills ``c``, ``c2``, ``ws`` (and the series derivatives if ``want_jac``) and ``wz``
+    for :func:`_fibre_jacobian`; ``T`` may be ``arg``. Returns (i, w, a0, a1): the table
+    position and the zeppelin's h = a0 + a1 c².
+    """
+    st, ct = np.sin(theta), np.cos(theta)
+    mx, my, mz = st * np.cos(phi), st * np.sin(phi), ct
     N = bvals.shape[0]
     for n in range(N):
         c[n] = bvecs[0, n] * mx + bvecs[1, n] * my + bvecs[2, n] * mz
@@ -137,32 +141,54 @@ def _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step,
     a0 = 0.5 * (1 - tau)
     a1 = 0.5 * (3 * tau - 1)
     for n in range(N):
-        h = a0 + a1 * c2[n]
-        arg[n] = bvals[n] * d * (1 - icvf + icvf * h)
+        arg[n] = bvals[n] * d * (1 - icvf + icvf * (a0 + a1 * c2[n]))
     exp_neg(arg, wz, n_square)
-    one_f = 1 - fiso
     for n in range(N):
-        T = icvf * ws[n] + (1 - icvf) * wz[n]
-        s[n] = s0 * (one_f * T + fiso * b_iso[n])
-    if not want_jac:
-        return
+        T[n] = icvf * ws[n] + (1 - icvf) * wz[n]
+    return i, w, a0, a1
+
+
+@njit(cache=True, fastmath=FAST)
+def _fibre_jacobian(theta, phi, icvf, k0, i, w, a0, a1, bvals, bvecs, dtautab, d, c, c2, ws,
+                    dws_c2, dws_odi, wz, J, row):
+    """Rows ``row``..``row + 3`` of J: k0 · dT/d(θ, φ, odi, icvf) after :func:`_fibre`."""
     dtau = (1 - w) * dtautab[i] + w * dtautab[i + 1]
+    st, ct, sp, cp = np.sin(theta), np.cos(theta), np.sin(phi), np.cos(phi)
     tx, ty, tz = ct * cp, ct * sp, -st
     px, py = -st * sp, st * cp
-    k0 = s0 * one_f
-    for n in range(N):
+    for n in range(bvals.shape[0]):
         b = bvals[n]
         gx, gy, gz = bvecs[0, n], bvecs[1, n], bvecs[2, n]
         bwz = b * wz[n] * d * icvf
         dT_dc = 2 * c[n] * (icvf * dws_c2[n] - (1 - icvf) * bwz * a1)
-        J[0, n] = k0 * dT_dc * (gx * tx + gy * ty + gz * tz)
-        J[1, n] = k0 * dT_dc * (gx * px + gy * py)
-        J[2, n] = k0 * (icvf * dws_odi[n] - (1 - icvf) * bwz * (-0.5 + 1.5 * c2[n]) * dtau)
+        J[row, n] = k0 * dT_dc * (gx * tx + gy * ty + gz * tz)
+        J[row + 1, n] = k0 * dT_dc * (gx * px + gy * py)
+        J[row + 2, n] = k0 * (icvf * dws_odi[n]
+                              - (1 - icvf) * bwz * (-0.5 + 1.5 * c2[n]) * dtau)
         h = a0 + a1 * c2[n]
-        J[3, n] = k0 * (ws[n] - wz[n] - (1 - icvf) * b * wz[n] * d * (h - 1))
-        T = icvf * ws[n] + (1 - icvf) * wz[n]
-        J[4, n] = s0 * (b_iso[n] - T)
-        J[5, n] = one_f * T + fiso * b_iso[n]
+        J[row + 3, n] = k0 * (ws[n] - wz[n] - (1 - icvf) * b * wz[n] * d * (h - 1))
+
+
+@njit(cache=True, fastmath=FAST)
+def _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
+           n_square, want_jac, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J):
+    """Signal ``s`` (N,) and, if ``want_jac``, Jacobian ``J`` (6, N) of one voxel."""
+    theta, phi, odi, icvf, fiso, s0 = x[0], x[1], x[2], x[3], x[4], x[5]
+    T = arg  # the fibre signal replaces the exponent once it is used
+    i, w, a0, a1 = _fibre(theta, phi, odi, icvf, bvals, bvecs, shell_start, qtab, dqtab,
+                          tautab, lo, step, d, n_square, want_jac, c, c2, ws, dws_c2,
+                          dws_odi, arg, wz, T)
+    one_f = 1 - fiso
+    N = bvals.shape[0]
+    for n in range(N):
+        s[n] = s0 * (one_f * T[n] + fiso * b_iso[n])
+    if not want_jac:
+        return
+    _fibre_jacobian(theta, phi, icvf, s0 * one_f, i, w, a0, a1, bvals, bvecs, dtautab, d, c,
+                    c2, ws, dws_c2, dws_odi, wz, J, 0)
+    for n in range(N):
+        J[4, n] = s0 * (b_iso[n] - T[n])
+        J[5, n] = one_f * T[n] + fiso * b_iso[n]
 
 
 @njit(cache=True, fastmath=FAST)

@@ -22,33 +22,7 @@ from .kernel_tools import (
     rician_cost,
 )
 from .nnls import nnls_one
-from .noddi_kernel import _position, _series, _series_derivatives, exp_neg
-
-
-@njit(cache=True, fastmath=FAST)
-def _fibre(theta, phi, odi, icvf, bvals, bvecs, shell_start, qtab, dqtab, tautab, lo, step,
-           d, n_square, want_jac, c, c2, ws, dws_c2, dws_odi, arg, wz, T):
-    """Fibre signal T (N,) at unit amplitude; returns (tau, dtau, a1) for the Jacobian."""
-    st, ct = np.sin(theta), np.cos(theta)
-    mx, my, mz = st * np.cos(phi), st * np.sin(phi), ct
-    N = bvals.shape[0]
-    for n in range(N):
-        c[n] = bvecs[0, n] * mx + bvecs[1, n] * my + bvecs[2, n] * mz
-        c2[n] = c[n] * c[n]
-    i, w = _position(lo, step, qtab.shape[0], odi)
-    tau = (1 - w) * tautab[i] + w * tautab[i + 1]
-    if want_jac:
-        _series_derivatives(qtab, dqtab, i, w, shell_start, c2, ws, dws_c2, dws_odi)
-    else:
-        _series(qtab, i, w, shell_start, c2, ws)
-    a0 = 0.5 * (1 - tau)
-    a1 = 0.5 * (3 * tau - 1)
-    for n in range(N):
-        arg[n] = bvals[n] * d * (1 - icvf + icvf * (a0 + a1 * c2[n]))
-    exp_neg(arg, wz, n_square)
-    for n in range(N):
-        T[n] = icvf * ws[n] + (1 - icvf) * wz[n]
-    return i, w, a1
+from .noddi_kernel import _fibre, _fibre_jacobian, _position, _series, exp_neg
 
 
 @njit(cache=True, fastmath=FAST)
@@ -65,29 +39,16 @@ def _model(x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, s
     for f in range(nf):
         theta, phi, odi, icvf, amp = x[5 * f], x[5 * f + 1], x[5 * f + 2], x[5 * f + 3], \
             x[5 * f + 4]
-        i, w, a1 = _fibre(theta, phi, odi, icvf, bvals, bvecs, shell_start, qtab, dqtab,
-                          tautab, lo, step, d, n_square, want_jac, c, c2, ws, dws_c2, dws_odi,
-                          arg, wz, T)
+        i, w, a0, a1 = _fibre(theta, phi, odi, icvf, bvals, bvecs, shell_start, qtab, dqtab,
+                              tautab, lo, step, d, n_square, want_jac, c, c2, ws, dws_c2,
+                              dws_odi, arg, wz, T)
         for n in range(N):
             s[n] += amp * T[n]
         if not want_jac:
             continue
-        dtau = (1 - w) * dtautab[i] + w * dtautab[i + 1]
-        st, ct, sp, cp = np.sin(theta), np.cos(theta), np.sin(phi), np.cos(phi)
-        tx, ty, tz = ct * cp, ct * sp, -st
-        px, py = -st * sp, st * cp
-        a0 = 0.5 - a1 / 3.0 - 1.0 / 6.0  # 0.5 (1 − τ) from a1 = 0.5 (3τ − 1)
+        _fibre_jacobian(theta, phi, icvf, amp, i, w, a0, a1, bvals, bvecs, dtautab, d, c, c2,
+                        ws, dws_c2, dws_odi, wz, J, 5 * f)
         for n in range(N):
-            bn = bvals[n]
-            gx, gy, gz = bvecs[0, n], bvecs[1, n], bvecs[2, n]
-            bwz = bn * wz[n] * d * icvf
-            dT_dc = 2 * c[n] * (icvf * dws_c2[n] - (1 - icvf) * bwz * a1)
-            J[5 * f, n] = amp * dT_dc * (gx * tx + gy * ty + gz * tz)
-            J[5 * f + 1, n] = amp * dT_dc * (gx * px + gy * py)
-            J[5 * f + 2, n] = amp * (icvf * dws_odi[n]
-                                     - (1 - icvf) * bwz * (-0.5 + 1.5 * c2[n]) * dtau)
-            h = a0 + a1 * c2[n]
-            J[5 * f + 3, n] = amp * (ws[n] - wz[n] - (1 - icvf) * bn * wz[n] * d * (h - 1))
             J[5 * f + 4, n] = T[n]
 
 
