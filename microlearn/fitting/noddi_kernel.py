@@ -310,6 +310,19 @@ def _unit(theta, phi):
     return st * np.cos(phi), st * np.sin(phi), np.cos(theta)
 
 
+@njit(cache=True, fastmath=FAST)
+def _grid_start(y, theta, phi, x, bvals, bvecs, shell_start, qtab, tautab, lo, step, d,
+                b_iso, n_square, odi_grid, icvf_grid, c2, ws, arg, wz):
+    """Stage 1 at orientation (θ, φ): fills ``x`` (direction and the best grid point)."""
+    x[0], x[1] = theta, phi
+    mx, my, mz = _unit(theta, phi)
+    for n in range(y.shape[0]):
+        cn = bvecs[0, n] * mx + bvecs[1, n] * my + bvecs[2, n] * mz
+        c2[n] = cn * cn
+    _grid_search(y, c2, bvals, shell_start, qtab, tautab, lo, step, d, b_iso, n_square,
+                 odi_grid, icvf_grid, ws, arg, wz, x)
+
+
 @njit(parallel=True, cache=True)
 def fit_voxels(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start, qtab, dqtab,
                tautab, dtautab, lo, step, d, b_iso, n_square, odi_grid, icvf_grid, lower,
@@ -367,13 +380,9 @@ def fit_voxels(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start, qtab, 
         best = np.inf
         for _pass in range(2):
             # ---- stage 1: grid over (odi, icvf) at the start direction
-            x[0], x[1] = theta, phi
+            _grid_start(y, theta, phi, x, bvals, bvecs, shell_start, qtab, tautab, lo, step,
+                        d, b_iso, n_square, odi_grid, icvf_grid, c2, ws, arg, wz)
             mx, my, mz = _unit(theta, phi)
-            for n in range(N):
-                cn = bvecs[0, n] * mx + bvecs[1, n] * my + bvecs[2, n] * mz
-                c2[n] = cn * cn
-            _grid_search(y, c2, bvals, shell_start, qtab, tautab, lo, step, d, b_iso,
-                         n_square, odi_grid, icvf_grid, ws, arg, wz, x)
             # ---- stage 2: Levenberg–Marquardt with the analytic Jacobian
             cost, it = _levenberg_marquardt(
                 x, y, sg, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step,
@@ -480,14 +489,8 @@ def fit_voxels_barrier(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start
         g = np.empty(N_PARAMS)
         rhs = np.empty(N_PARAMS)
         dx = np.empty(N_PARAMS)
-        x[0], x[1] = dirs_theta[v], dirs_phi[v]
-        st = np.sin(x[0])
-        mx, my, mz = st * np.cos(x[1]), st * np.sin(x[1]), np.cos(x[0])
-        for n in range(N):
-            cn = bvecs[0, n] * mx + bvecs[1, n] * my + bvecs[2, n] * mz
-            c2[n] = cn * cn
-        _grid_search(y, c2, bvals, shell_start, qtab, tautab, lo, step, d, b_iso, n_square,
-                     odi_grid, icvf_grid, ws, arg, wz, x)
+        _grid_start(y, dirs_theta[v], dirs_phi[v], x, bvals, bvecs, shell_start, qtab, tautab,
+                    lo, step, d, b_iso, n_square, odi_grid, icvf_grid, c2, ws, arg, wz)
         for p in range(N_PARAMS):  # strictly inside the bounds
             if bounded[p]:
                 inset = 1e-3 * (upper[p] - lower[p])
