@@ -80,7 +80,9 @@ class DictionaryEngine(Engine):
         return np.sort(first)
 
     def _iso_atoms(self):
-        return self._distinct(self.table.iso), None
+        """Distinct isotropic atoms (none for models without an isotropic part)."""
+        tab = self.table
+        return self._distinct(tab.iso) if tab.iso is not None else np.zeros(0, int)
 
     def _tissue_atoms(self):
         """Distinct tissue atoms (IVIM's do not depend on D*: 12 of 144 grid points)."""
@@ -94,7 +96,7 @@ class DictionaryEngine(Engine):
             y = np.sqrt(np.maximum(y**2 - np.asarray(sigma)[:, None] ** 2, 0.0))
         tissue_first = self._tissue_atoms()
         C = tissue_first.size
-        iso_first, _ = self._iso_atoms() if tab.iso is not None else (np.zeros(0, int), None)
+        iso_first = self._iso_atoms()
         if self.n_orient:
             snap = np.argmax(np.abs(dirs[:, 0] @ self.directions.T), axis=1)
         else:
