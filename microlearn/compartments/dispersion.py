@@ -42,8 +42,8 @@ def odi_to_kappa(odi):
 
 
 def kappa_to_odi(kappa):
-    """ODI = (2/π) arctan(1/κ) from the Watson concentration κ."""
-    return 2.0 / np.pi * np.arctan(1.0 / np.asarray(kappa, dtype=float))
+    """ODI = (2/π) arctan(1/κ) from the Watson concentration κ ≥ 0 (κ = 0 gives 1)."""
+    return 2.0 / np.pi * np.arctan2(1.0, np.asarray(kappa, dtype=float))
 
 
 @lru_cache(maxsize=1)
