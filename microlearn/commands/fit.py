@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import platform
 import time
-from pathlib import Path
 
 from ..cli import echo
-from ._common import add_input_arguments, add_scale_arguments, load_input, scale_options
+from ._common import (
+    add_input_arguments,
+    add_output_arguments,
+    add_scale_arguments,
+    load_input,
+    map_files,
+    prepare_out,
+    scale_options,
+)
 
 
 def add_parser(sub) -> None:
@@ -20,7 +27,7 @@ def add_parser(sub) -> None:
     add_scale_arguments(p)
     p.add_argument("--sigma", type=float, default=None,
                    help="noise σ in signal units (default: from the b0 repeats)")
-    p.add_argument("--out", type=Path, required=True, help="output folder for the maps")
+    add_output_arguments(p, "output folder for the maps")
     p.set_defaults(run=run)
 
 
@@ -37,9 +44,20 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
+def _sigma_method(given, sigma) -> str:
+    """How σ was obtained, for ``fit.json``."""
+    from ..fitting.noise import SIGMA_METHOD
+
+    if given is not None:
+        return "given (--sigma)"
+    if sigma is None:
+        return "none: fewer than 2 b0 volumes, Gaussian noise model (no Rician floor)"
+    return SIGMA_METHOD
+
+
 def run(args) -> int:
     from ..fitting import FITTERS
-    from ..io import check_writable, write_json
+    from ..io import write_json
     from ..models import get_model
 
     if args.method not in FITTERS.names():
@@ -53,17 +71,26 @@ def run(args) -> int:
 
         check_fibre_model(args.model)
     model = get_model(args.model, 3 if auto else int(args.n_fibres))
-    check_writable(args.out)
+    names = model.map_names + ["s0", "success"] + (["n_fibres"] if auto else [])
+    prepare_out(args, map_files(names) + ["fit.json"])
     ds = load_input(args)
     t0 = time.perf_counter()
 
     def describe(maps, n, fit_seconds, sigma):
+        import numpy as np
+
+        from ..fitting.base import describe_convergence, engine_class
+
         ok = maps["success"][ds.mask] > 0
+        answered = np.isfinite(maps["s0"][ds.mask]) if "s0" in maps else ok
+        engine = engine_class(args.method, get_model(args.model, 1) if auto else model, ds.acq)
         return {"model": args.model if auto else model.name, "method": args.method,
                 "n_fibres": "auto" if auto else model.n_fibres,
                 "n_voxels": n, "seconds": time.perf_counter() - t0, "fit_seconds": fit_seconds,
                 "vox_per_s": n / max(fit_seconds, 1e-9), "sigma": sigma,
+                "sigma_method": _sigma_method(args.sigma, sigma),
                 "success_fraction": float(ok.mean()) if ok.size else 0.0,
+                "convergence": describe_convergence(ok, answered, engine),
                 "maps": sorted(maps), "input": str(ds.path), "versions": _versions()}
 
     from ..parallel import AutoFitBlock, FitBlock, run_chunked, sample_response, sample_sigma
@@ -82,7 +109,8 @@ def run(args) -> int:
         done["info"] = describe(run["maps"], run["n_voxels"], run["seconds"], sigma)
         write_json(staging / "fit.json", done["info"])
 
-    run_chunked(block, ds, args.out, on_complete=finish, **scale_options(args))
+    run_chunked(block, ds, args.out, on_complete=finish, force=args.force,
+                **scale_options(args))
     info = done["info"]
     echo(f"fitted {info['n_voxels']} voxels with {args.method} in {info['fit_seconds']:.1f} s "
          f"({info['vox_per_s']:.0f} vox/s); maps in {args.out}")

@@ -44,6 +44,35 @@ class _Fitters(dict):
 FITTERS = _Fitters()
 
 
+def engine_class(method: str, model, acq, **options):
+    """The engine class ``fit(..., method=method)`` runs for ``model`` on ``acq``."""
+    from .noddi_fast import interior_point_class, mix_class
+
+    fast = options.get("fast", True)
+    choose = {"mix": mix_class, "interior-point": interior_point_class}.get(method)
+    return choose(model, acq, fast=fast) if choose else FITTERS[method]
+
+
+def describe_convergence(success, params_finite, engine) -> dict:
+    """What ``fit.json`` says of convergence: the engine, its criterion and the counts.
+
+    Parameters
+    ----------
+    success : ndarray of bool, shape (V,)
+        The engine's success flags of the fitted voxels.
+    params_finite : ndarray of bool, shape (V,)
+        Voxels that have an answer (finite parameters).
+    engine : type
+        The engine class that ran.
+    """
+    success = np.asarray(success, bool)
+    finite = np.asarray(params_finite, bool)
+    return {"engine": engine.__name__, "criterion": engine.convergence,
+            "n_converged": int((success & finite).sum()),
+            "n_not_converged": int((~success & finite).sum()),
+            "n_no_answer": int((~finite).sum())}
+
+
 @dataclass
 class FitResult:
     """Fitted parameters over space: a view over one ``(*spatial, size)`` array.
