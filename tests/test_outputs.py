@@ -246,3 +246,37 @@ def test_compare_counts_no_answer_and_scores_common_voxels(phantom):
     assert rows["gappy"]["rmse_odi"] == 0.0  # exact where it answers
     html = res._repr_html_()
     assert "no_answer" in html and "scored_voxels" in html
+
+
+def test_numba_cache_moves_when_the_install_is_read_only(tmp_path, monkeypatch):
+    from microlearn import _numba_cache
+
+    install = tmp_path / "site" / "microlearn"
+    install.mkdir(parents=True)
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert _numba_cache.configure(install) is None  # writable install: numba's default
+    install.chmod(0o555)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if str(p) == str(install)
+                        else real_access(p, m))  # root ignores modes: ask as a user would
+    try:
+        chosen = _numba_cache.configure(install)
+    finally:
+        install.chmod(0o755)
+    assert chosen == str(tmp_path / "cache" / "microlearn" / "numba")
+    assert os.environ["NUMBA_CACHE_DIR"] == chosen
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/elsewhere")
+    assert _numba_cache.configure(install) is None  # the user's own setting wins
+
+
+def test_unwritable_output_folder_is_one_clear_line(phantom, tmp_path, monkeypatch, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # tests run as root, which ignores folder modes: deny as the kernel would for a user
+    monkeypatch.setattr(os, "access", lambda p, m: False if str(p) == str(locked)
+                        else real_access(p, m))
+    assert main(["fit", str(phantom), "--out", str(locked)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not writable" in err[0] and not any(locked.iterdir())
