@@ -1,0 +1,40 @@
+"""Set-up vs throughput timing: the split never changes the fit, and fit.json reports it."""
+
+import json
+
+import numpy as np
+import pytest
+
+from microlearn import ivim, noddi, simulate_dataset
+from microlearn.cli import main
+from microlearn.fitting import base, fit
+from microlearn.phantom import make_phantom
+
+
+@pytest.mark.parametrize("method", ["mix", "dictionary"])
+def test_warm_up_split_gives_the_same_fit(hcp, ivim_acq, method, monkeypatch):
+    for model, acq in ((noddi(), hcp), (ivim(), ivim_acq)):
+        _, _, y = simulate_dataset(model, acq, 40, snr=30, random_state=3)
+        split = fit(model, acq, 1000 * y, method=method)
+        monkeypatch.setattr(base, "WARM_VOXELS", 0)
+        whole = fit(model, acq, 1000 * y, method=method)
+        monkeypatch.undo()
+        np.testing.assert_allclose(split.params, whole.params, rtol=1e-9, atol=1e-12)
+        assert 0 < split.setup_seconds <= split.seconds
+        steady = split.seconds - split.setup_seconds
+        assert split.vox_per_s == pytest.approx(40 / steady)
+
+
+def test_throughput_without_steady_time_is_nan():
+    assert np.isnan(base.throughput(10, 1.0, 1.0))
+    assert base.throughput(10, 3.0, 1.0) == pytest.approx(5.0)
+
+
+def test_fit_json_reports_setup_and_throughput(tmp_path, capsys):
+    make_phantom(shape=(8, 8, 2), seed=2).save(tmp_path / "ph")
+    assert main(["fit", str(tmp_path / "ph"), "--out", str(tmp_path / "o")]) == 0
+    info = json.loads((tmp_path / "o" / "fit.json").read_text())
+    assert 0 < info["setup_seconds"] <= info["fit_seconds"] <= info["seconds"]
+    steady = info["fit_seconds"] - info["setup_seconds"]
+    assert info["vox_per_s"] == pytest.approx(info["n_voxels"] / steady)
+    assert "set-up" in capsys.readouterr().out
