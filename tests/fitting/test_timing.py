@@ -38,3 +38,28 @@ def test_fit_json_reports_setup_and_throughput(tmp_path, capsys):
     steady = info["fit_seconds"] - info["setup_seconds"]
     assert info["vox_per_s"] == pytest.approx(info["n_voxels"] / steady)
     assert "set-up" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("scheme", ["hcp", "ivim", "activeax"])
+def test_tensor_design_is_dipys(scheme):
+    from dipy.reconst.dti import design_matrix
+
+    from microlearn import Acquisition
+    from microlearn.fitting.search import tensor_design
+
+    acq = Acquisition.scheme(scheme)
+    ours = tensor_design(np.where(acq.b0_mask, 0.0, acq.bvals) / 1e6, acq.bvecs)
+    np.testing.assert_allclose(ours, design_matrix(acq.to_dipy()), rtol=1e-12, atol=1e-12)
+
+
+def test_fit_path_does_not_import_dipy_reconst():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from microlearn import Acquisition, noddi, simulate_dataset;"
+            "from microlearn.fitting import fit; acq = Acquisition.scheme('hcp');"
+            "y = simulate_dataset(noddi(), acq, 8, snr=30, random_state=0)[2];"
+            "fit(noddi(), acq, 1000 * y); print(sorted(m for m in sys.modules"
+            " if m.startswith(('dipy.reconst', 'dipy.data'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
