@@ -63,3 +63,19 @@ def test_fit_path_does_not_import_dipy_reconst():
             " if m.startswith(('dipy.reconst', 'dipy.data'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_dictionary_is_kept_and_cache_state_does_not_change_results(hcp, monkeypatch):
+    from microlearn.fitting import dictionary
+
+    monkeypatch.setattr(dictionary, "_CACHE", {})
+    _, _, y = simulate_dataset(noddi(), hcp, 60, snr=30, random_state=4)
+    fresh = fit(noddi(), hcp, 1000 * y, method="dictionary", sigma=0)
+    kept = next(iter(dictionary._CACHE.values()))
+    n_built = kept.built.sum()
+    monkeypatch.setattr(dictionary, "_CACHE", {})
+    fit(noddi(), hcp, 1000 * y[:7], method="dictionary", sigma=0)  # a few directions first
+    again = fit(noddi(), hcp, 1000 * y, method="dictionary", sigma=0)  # the rest added
+    assert len(dictionary._CACHE) == 1
+    assert next(iter(dictionary._CACHE.values())).built.sum() == n_built
+    np.testing.assert_allclose(again.params, fresh.params, rtol=1e-10, atol=1e-12)
