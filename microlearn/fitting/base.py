@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 #: Voxels per block handed to an engine (cache-friendly sizes are fastest).
 BLOCK_SIZE = 512
+#: In-process time (s) the remaining voxels must need before a process pool is started.
+POOL_MIN_SECONDS = 2.0
 #: Voxels fitted first, alone, so that the set-up (engine imports, construction, compiled
 #: kernel loading, tables) is timed apart from the per-voxel throughput.
 WARM_VOXELS = 4
@@ -210,7 +212,9 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     directions : ndarray, shape (*spatial, n_fibres, 3), optional
         Starting fibre orientations (e.g. CSD peaks); DTI otherwise.
     workers : int, optional
-        Processes (default: both cores for more than one block).
+        Processes (default: both cores, through a process pool only for the generic engines
+        and only when the voxels left after one timed block would take more than
+        ``POOL_MIN_SECONDS`` in this process; the compiled engines use numba threads).
     options
         Passed to the engine (``n_candidates``, ``max_iter``).
     """
@@ -235,6 +239,7 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     if directions is not None:
         dirs = np.asarray(directions, dtype=float)[mask][use]
     engine = engine_cls(model, acq, **options)
+    adaptive = workers is None
     workers = default_workers() if workers is None else max(1, int(workers))
     if getattr(engine, "threaded", False):
         from numba import config, set_num_threads
@@ -244,15 +249,27 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
         workers, block_size = 1, max(block_size, 8192)
     if use.sum() <= block_size:
         workers = 1
+
+    def run(a, b, n_workers, show):
+        return _run_blocks(engine, y[a:b], None if sig is None else sig[a:b],
+                           None if dirs is None else dirs[a:b], block_size, show, n_workers)
+
     # set-up: the first few voxels alone pay every first-call cost (kernel loading, tables)
-    warm = min(WARM_VOXELS, y.shape[0])
-    parts = [_run_blocks(engine, y[:warm], None if sig is None else sig[:warm],
-                         None if dirs is None else dirs[:warm], block_size, False, 1)]
+    V = y.shape[0]
+    warm = min(WARM_VOXELS, V)
+    parts = [run(0, warm, 1, False)]
     setup_seconds = time.perf_counter() - t0
-    if y.shape[0] > warm:
-        parts.append(_run_blocks(engine, y[warm:], None if sig is None else sig[warm:],
-                                 None if dirs is None else dirs[warm:], block_size, progress,
-                                 workers))
+    done = warm
+    if adaptive and workers > 1 and V - done > block_size:
+        # a process pool costs ~1 s to start: time one block here, and start the pool only
+        # when the rest would take longer than POOL_MIN_SECONDS in this process
+        t1 = time.perf_counter()
+        parts.append(run(done, done + block_size, 1, False))
+        done += block_size
+        if (time.perf_counter() - t1) / block_size * (V - done) < POOL_MIN_SECONDS:
+            workers = 1
+    if V > done:
+        parts.append(run(done, V, workers, progress))
     p, s0, ok = (np.concatenate(a) for a in zip(*parts))
     params = np.full(mask.shape + (model.parameters.size,), np.nan)
     s0_map = np.full(mask.shape, np.nan)
