@@ -79,3 +79,13 @@ def test_dictionary_is_kept_and_cache_state_does_not_change_results(hcp, monkeyp
     assert len(dictionary._CACHE) == 1
     assert next(iter(dictionary._CACHE.values())).built.sum() == n_built
     np.testing.assert_allclose(again.params, fresh.params, rtol=1e-10, atol=1e-12)
+
+
+def test_prewarm_thread_loads_kernels_and_reports_time():
+    from microlearn.fitting.warm import prewarm, warm_jobs
+
+    assert warm_jobs("noddi", "auto", "mix") == tuple(("noddi", n, "mix") for n in (1, 2, 3))
+    assert warm_jobs("ivim", 1, "mix") == (("ivim", 0, "mix"),)
+    thread = prewarm((("ivim", 0, "mix"), ("nomodel", 1, "mix")))  # a bad job is skipped
+    thread.join(60)
+    assert not thread.is_alive() and thread.seconds > 0
