@@ -36,6 +36,13 @@ MANIFEST = "manifest.json"
 
 
 # ------------------------------------------------------------------ block functions
+def _add_timing(timing: dict, n_voxels: int, seconds: float, setup_seconds: float) -> None:
+    """Accumulate one block's fit time into ``timing`` (in-process runs only)."""
+    timing["n_voxels"] = timing.get("n_voxels", 0) + int(n_voxels)
+    timing["fit_seconds"] = timing.get("fit_seconds", 0.0) + float(seconds)
+    timing["setup_seconds"] = timing.get("setup_seconds", 0.0) + float(setup_seconds)
+
+
 @dataclass
 class FitBlock:
     """Fit a built-in model to a block of raw signals (picklable for Dask workers).
@@ -53,6 +60,10 @@ class FitBlock:
         Cores used inside one block.
     options : dict
         Engine options.
+    timing : dict
+        Filled by in-process calls: ``n_voxels``, ``fit_seconds`` (signals in memory ->
+        maps in memory, summed over blocks, set-up included) and ``setup_seconds`` (see
+        :attr:`microlearn.fitting.FitResult.setup_seconds`). Empty after Dask runs.
     """
 
     model: str
@@ -62,10 +73,12 @@ class FitBlock:
     sigma: float | None = None
     workers: int | None = None
     options: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, signal):
         import warnings
 
+        t0 = time.perf_counter()
         from .acquisition import Acquisition
         from .fitting import fit
         from .models import get_model
@@ -76,6 +89,8 @@ class FitBlock:
             res = fit(model, Acquisition.from_dict(self.acq), signal, method=self.method,
                       sigma=0 if self.sigma is None else self.sigma, workers=self.workers,
                       **self.options)
+        seconds = time.perf_counter() - t0
+        _add_timing(self.timing, len(signal), seconds, res.setup_seconds + seconds - res.seconds)
         maps = res.maps()
         maps["success"] = res.success.astype(np.float32)
         return maps
@@ -103,6 +118,8 @@ class AutoFitBlock:
         DIPY single-fibre response ``(evals (3,), S0)``.
     workers : int or None
     criterion : str
+    timing : dict
+        As :attr:`FitBlock.timing`.
     """
 
     model: str
@@ -112,10 +129,12 @@ class AutoFitBlock:
     response: tuple
     workers: int | None = None
     criterion: str = "aic"
+    timing: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, signal):
         import warnings
 
+        t0 = time.perf_counter()
         from .acquisition import Acquisition
         from .crossings import fit_auto
 
@@ -130,6 +149,9 @@ class AutoFitBlock:
                 if "no voxel has a valid signal" in str(err):
                     return {}  # a slab of unusable voxels: NaN maps
                 raise
+        seconds = time.perf_counter() - t0
+        _add_timing(self.timing, len(signal), seconds,
+                    getattr(res, "setup_seconds", 0.0) + seconds - res.seconds)
         maps = res.maps()
         maps["success"] = res.success.astype(np.float32)
         return maps

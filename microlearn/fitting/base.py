@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 
 #: Voxels per block handed to an engine (cache-friendly sizes are fastest).
 BLOCK_SIZE = 512
+#: In-process time (s) the remaining voxels must need before a process pool is started.
+POOL_MIN_SECONDS = 2.0
+#: Voxels fitted first, alone, so that the set-up (engine imports, construction, compiled
+#: kernel loading, tables) is timed apart from the per-voxel throughput.
+WARM_VOXELS = 4
 
 
 def _registry():
@@ -87,6 +92,12 @@ class FitResult:
     mask : ndarray of bool, shape (*spatial,)
     sigma : float or None
         Noise standard deviation (signal units) used for the Rician floor.
+    seconds : float
+        Whole fit in s: data in memory -> parameters in memory, set-up included.
+    setup_seconds : float
+        Part of ``seconds`` that does not scale with the voxels: engine imports and
+        construction, compiled-kernel loading or compilation, dictionaries and tables, and
+        the fit of the first ``WARM_VOXELS`` voxels that triggers them (measured).
     """
 
     model: object
@@ -99,10 +110,16 @@ class FitResult:
     sigma: float | None = None
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    setup_seconds: float = 0.0
 
     @property
     def n_voxels(self) -> int:
         return int(self.mask.sum())
+
+    @property
+    def vox_per_s(self) -> float:
+        """Steady throughput: voxels per second once set up (``seconds - setup_seconds``)."""
+        return throughput(self.n_voxels, self.seconds, self.setup_seconds)
 
     def maps(self) -> dict[str, np.ndarray]:
         """Every map: free parameters, derived maps and ``s0`` (orientations (...,3))."""
@@ -129,6 +146,12 @@ class FitResult:
     def residuals(self, data) -> np.ndarray:
         """``data - predict()``, shape (*spatial, N)."""
         return np.asarray(data, dtype=float) - self.predict()
+
+
+def throughput(n_voxels: int, seconds: float, setup_seconds: float) -> float:
+    """Steady voxels per second: ``n_voxels`` over the time after set-up (NaN if none)."""
+    steady = seconds - setup_seconds
+    return float(n_voxels / steady) if steady > 0 and n_voxels > 0 else float("nan")
 
 
 def _check_data(acq, data, mask):
@@ -218,13 +241,15 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     directions : ndarray, shape (*spatial, n_fibres, 3), optional
         Starting fibre orientations (e.g. CSD peaks); DTI otherwise.
     workers : int, optional
-        Processes (default: both cores for more than one block).
+        Processes (default: both cores, through a process pool only for the generic engines
+        and only when the voxels left after one timed block would take more than
+        ``POOL_MIN_SECONDS`` in this process; the compiled engines use numba threads).
     options
         Passed to the engine (``n_candidates``, ``max_iter``).
     """
-    engine_cls = FITTERS[method]
-    data, mask = _check_data(acq, data, mask)
     t0 = time.perf_counter()
+    engine_cls = FITTERS[method]  # the first call imports the engines: set-up
+    data, mask = _check_data(acq, data, mask)
     bad, msg = validate_signal(data, mask)
     vox = np.asarray(data[mask], dtype=float)
     b0 = vox[:, acq.b0_mask].mean(1)
@@ -243,6 +268,7 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     if directions is not None:
         dirs = np.asarray(directions, dtype=float)[mask][use]
     engine = engine_cls(model, acq, **options)
+    adaptive = workers is None
     workers = default_workers() if workers is None else max(1, int(workers))
     if getattr(engine, "threaded", False):
         from numba import config, set_num_threads
@@ -252,7 +278,28 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
         workers, block_size = 1, max(block_size, 8192)
     if use.sum() <= block_size:
         workers = 1
-    p, s0, ok = _run_blocks(engine, y, sig, dirs, block_size, progress, workers)
+
+    def run(a, b, n_workers, show):
+        return _run_blocks(engine, y[a:b], None if sig is None else sig[a:b],
+                           None if dirs is None else dirs[a:b], block_size, show, n_workers)
+
+    # set-up: the first few voxels alone pay every first-call cost (kernel loading, tables)
+    V = y.shape[0]
+    warm = min(WARM_VOXELS, V)
+    parts = [run(0, warm, 1, False)]
+    setup_seconds = time.perf_counter() - t0
+    done = warm
+    if adaptive and workers > 1 and V - done > block_size:
+        # a process pool costs ~1 s to start: time one block here, and start the pool only
+        # when the rest would take longer than POOL_MIN_SECONDS in this process
+        t1 = time.perf_counter()
+        parts.append(run(done, done + block_size, 1, False))
+        done += block_size
+        if (time.perf_counter() - t1) / block_size * (V - done) < POOL_MIN_SECONDS:
+            workers = 1
+    if V > done:
+        parts.append(run(done, V, workers, progress))
+    p, s0, ok = (np.concatenate(a) for a in zip(*parts))
     params = np.full(mask.shape + (model.parameters.size,), np.nan)
     s0_map = np.full(mask.shape, np.nan)
     success = np.zeros(mask.shape, bool)
@@ -261,6 +308,8 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     s0_map.reshape(-1)[idx] = s0 * b0[use]
     success.reshape(-1)[idx] = ok
     seconds = time.perf_counter() - t0
-    log.info("%s fit of %d voxels in %.2f s", method, int(use.sum()), seconds)
+    log.info("%s fit of %d voxels in %.2f s (set-up %.2f s)", method, int(use.sum()), seconds,
+             setup_seconds)
     return FitResult(model=model, acq=acq, params=params, s0=s0_map, success=success,
-                     mask=mask, method=method, sigma=sigma_used, seconds=seconds)
+                     mask=mask, method=method, sigma=sigma_used, seconds=seconds,
+                     setup_seconds=setup_seconds)

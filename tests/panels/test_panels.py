@@ -68,6 +68,7 @@ def test_fit_or_learn_on_the_phantom(tmp_path):
     p.run(wait=True)
     assert not p.errors.value, p.errors.value
     assert p.status.value == "done" and "vox/s" in p.runtime.value
+    assert "set-up" in p.runtime.value  # the fit shows set-up apart from the steady rate
     assert np.isfinite(p.maps["odi"][p.mask]).all() and len(p.maps_image.value) > 1000
     p.mode.value = "learn"
     p.estimator.value = "boosted-trees"
