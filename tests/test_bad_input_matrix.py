@@ -184,7 +184,8 @@ def test_bvecs_as_n_by_3_are_read_the_same(phantom, tmp_path):
     assert load_dataset(d).acq.matches(load_dataset(phantom).acq)
 
 
-@pytest.mark.parametrize("damage", ["all-nan", "part-nan", "negative", "all-zero", "zero-b0"])
+@pytest.mark.parametrize("damage", ["all-nan", "part-nan", "negative-b0", "all-zero",
+                                    "zero-b0"])
 def test_bad_voxels_become_nan_and_are_counted(damage, phantom, tmp_path, capsys):
     d = shutil.copytree(phantom, tmp_path / "d")
     img = nib.load(d / "data.nii.gz")
@@ -196,8 +197,9 @@ def test_bad_voxels_become_nan_and_are_counted(damage, phantom, tmp_path, capsys
         data[idx] = np.nan
     elif damage == "part-nan":
         data[idx + (slice(3, 9),)] = np.nan
-    elif damage == "negative":
-        data[idx + (slice(20, 22),)] = -10
+    elif damage == "negative-b0":
+        for x, y, z in zip(*idx):
+            data[x, y, z, b0] = -10
     elif damage == "all-zero":
         data[idx] = 0
     else:
@@ -213,3 +215,21 @@ def test_bad_voxels_become_nan_and_are_counted(damage, phantom, tmp_path, capsys
     bad[idx] = True
     assert np.isnan(got["odi"][bad]).all()
     np.testing.assert_array_equal(got["odi"][mask & ~bad], ref["odi"][mask & ~bad])
+
+
+def test_negative_and_zero_weighted_samples_are_data(phantom, tmp_path):
+    """Denoised/eddy-corrected scans have negative high-b samples: the voxel is fitted."""
+    d = shutil.copytree(phantom, tmp_path / "d")
+    img = nib.load(d / "data.nii.gz")
+    data = np.asarray(img.dataobj).astype(np.float32)
+    mask = np.asarray(nib.load(d / "nodif_brain_mask.nii.gz").dataobj) > 0
+    idx = tuple(np.argwhere(mask)[:3].T)
+    dw = np.flatnonzero(np.loadtxt(d / "bvals") > 2500)[:4]
+    for x, y, z in zip(*idx):
+        data[x, y, z, dw[:2]] = -3.0
+        data[x, y, z, dw[2:]] = 0.0
+    nib.save(nib.Nifti1Image(data, img.affine), d / "data.nii.gz")
+    assert main(["fit", str(d), "--out", str(tmp_path / "o")]) == 0
+    got = load_maps(tmp_path / "o")
+    assert np.isfinite(got["odi"][idx]).all() and np.isfinite(got["icvf"][idx]).all()
+    assert np.isfinite(got["odi"][mask]).all()

@@ -75,7 +75,8 @@ def _signal_jacobian(model, acq, x, lower, upper, steps):
     idx = np.arange(P)
     xs[:, 1 + idx, idx] = plus
     xs[:, 1 + P + idx, idx] = minus
-    S = model.signal(acq, xs.reshape(-1, P)).reshape(V, 2 * P + 1, -1)
+    S = model.signal(acq, xs.reshape(V * (2 * P + 1), P))
+    S = np.broadcast_to(S, (V * (2 * P + 1), acq.n_measurements)).reshape(V, 2 * P + 1, -1)
     width = (plus - minus)[:, None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
         J = np.moveaxis(S[:, 1:P + 1] - S[:, P + 1:], 1, 2) / width
@@ -117,7 +118,7 @@ def cramer_rao_std(model, acquisition, params, sigma, *, s0=1.0, fit_s0=True,
     acquisition : Acquisition
     params : ndarray, shape (*batch, size)
         Packed free parameters at the solution (SI; orientations as angles).
-    sigma : float or ndarray, shape (*batch,) or (*batch, N)
+    sigma : float or ndarray, shape (*batch,), (*batch, 1) or (*batch, N)
         Noise σ in the units of ``s0 · model.signal`` (e.g. σ / b0 for normalised data;
         per measurement when echo times are normalised by different b0s).
     s0 : float or ndarray, shape (*batch,)
@@ -140,12 +141,12 @@ def cramer_rao_std(model, acquisition, params, sigma, *, s0=1.0, fit_s0=True,
     space = model.parameters
     params = np.asarray(params, dtype=float)
     batch = params.shape[:-1]
-    x = params.reshape(-1, space.size)
+    x = params.reshape(int(np.prod(batch)), space.size)
     V, P = x.shape
     N = acquisition.n_measurements
     sig = np.asarray(sigma, dtype=float)
-    if sig.ndim == len(batch) + 1 and sig.shape[-1] == N:
-        sig = np.broadcast_to(sig, batch + (N,)).reshape(V, N)
+    if sig.ndim == len(batch) + 1 and sig.shape[-1] in (1, N):
+        sig = np.broadcast_to(sig, batch + sig.shape[-1:]).reshape(V, -1)
     else:
         sig = np.broadcast_to(sig, batch).reshape(V, 1)
     amp = np.broadcast_to(np.asarray(s0, dtype=float), batch).reshape(V)
