@@ -208,10 +208,11 @@ def test_sigma_from_b0_repeats_is_unbiased(n_b0):
 
 def test_sigma_method_is_recorded(phantom, tmp_path):
     assert main(["fit", str(phantom), "--out", str(tmp_path / "a")]) == 0
-    assert "unbiased" in json.loads((tmp_path / "a" / "fit.json").read_text())["sigma_method"]
+    noise = json.loads((tmp_path / "a" / "fit.json").read_text())["noise"]
+    assert noise["source"] == "b0 repeats" and "unbiased" in noise["estimator"]
     assert main(["fit", str(phantom), "--out", str(tmp_path / "b"), "--sigma", "20"]) == 0
     info = json.loads((tmp_path / "b" / "fit.json").read_text())
-    assert info["sigma"] == 20 and info["sigma_method"] == "given (--sigma)"
+    assert info["sigma"] == 20 and info["noise"]["source"] == "--sigma"
 
 
 class _Gappy:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from ._common import (
     prepare_out,
     scale_options,
 )
+from ._quality import check_sigma_map, noise_record, quality_summary
 
 
 def add_parser(sub) -> None:
@@ -29,6 +31,8 @@ def add_parser(sub) -> None:
     add_scale_arguments(p)
     p.add_argument("--sigma", type=float, default=None,
                    help="noise σ in signal units (default: from the b0 repeats)")
+    p.add_argument("--sigma-map", type=Path, default=None,
+                   help="NIfTI map of noise σ in signal units (e.g. from MP-PCA denoising)")
     add_output_arguments(p, "output folder for the maps")
     p.set_defaults(run=run)
 
@@ -44,17 +48,6 @@ def _versions() -> dict:
     return {"microlearn": __version__, "numpy": numpy.__version__, "scipy": scipy.__version__,
             "dipy": dipy.__version__, "nibabel": nibabel.__version__,
             "python": platform.python_version()}
-
-
-def _sigma_method(given, sigma) -> str:
-    """How σ was obtained, for ``fit.json``."""
-    from ..fitting.noise import SIGMA_METHOD
-
-    if given is not None:
-        return "given (--sigma)"
-    if sigma is None:
-        return "none: fewer than 2 b0 volumes, Gaussian noise model (no Rician floor)"
-    return SIGMA_METHOD
 
 
 def timing_fields(timing: dict, n_voxels: int, fit_seconds: float) -> dict:
@@ -114,21 +107,27 @@ def run(args) -> int:
                 "n_fibres": "auto" if auto else model.n_fibres,
                 "n_voxels": n, "seconds": time.perf_counter() - t_start,
                 **timing_fields(block.timing, n, loop_seconds), "sigma": sigma,
-                "sigma_method": _sigma_method(args.sigma, sigma),
                 "success_fraction": float(ok.mean()) if ok.size else 0.0,
                 "convergence": describe_convergence(ok, answered, engine),
+                "noise": noise, "quality": quality_summary(maps, ds.mask),
                 "maps": sorted(maps), "input": str(ds.path), "versions": _versions()}
 
     from ..parallel import AutoFitBlock, FitBlock, run_chunked, sample_response, sample_sigma
 
-    sigma = args.sigma if args.sigma is not None else sample_sigma(ds)
+    if args.sigma_map and auto:
+        raise ValueError("--sigma-map is not supported with --n-fibres auto yet; give --sigma "
+                         "(e.g. the map's median) or a fixed fibre count.")
+    sigma_map = check_sigma_map(args.sigma_map, ds) if args.sigma_map else None
+    sigma = args.sigma if args.sigma is not None or sigma_map else sample_sigma(ds)
+    noise = noise_record(args, sigma, ds.acq)
     workers = 1 if (args.scheduler or args.workers) else None
     if auto:  # one CSD response per volume, then slab by slab like any fit
         block = AutoFitBlock(model=args.model, method=args.method, acq=ds.acq.to_dict(),
                              sigma=sigma, response=sample_response(ds), workers=workers)
     else:
         block = FitBlock(model=args.model, n_fibres=model.n_fibres, method=args.method,
-                         acq=ds.acq.to_dict(), sigma=sigma, workers=workers)
+                         acq=ds.acq.to_dict(), sigma=sigma, workers=workers,
+                         sigma_map=sigma_map)
     done = {}
 
     def finish(staging, run):
