@@ -17,6 +17,10 @@ from .acquisition import Acquisition
 
 log = logging.getLogger(__name__)
 
+#: Affine of written phantoms: 1.25 mm voxels, radiological like HCP's (a negative
+#: determinant), so FSL's convention reads their bvecs in voxel axes without an x flip.
+PHANTOM_AFFINE = np.diag([-1.25, 1.25, 1.25, 1.0])
+
 HCP_FILES = {"dwi": "data.nii.gz", "bvals": "bvals", "bvecs": "bvecs",
              "mask": "nodif_brain_mask.nii.gz", "acquisition": "acquisition.json"}
 
@@ -473,7 +477,7 @@ def load_maps(folder, names=None) -> dict[str, np.ndarray]:
 def write_hcp_folder(out_dir, data, acq: Acquisition, mask, affine=None) -> Path:
     """Write data.nii.gz, bvals (s/mm²), bvecs (3 rows), mask and acquisition.json."""
     out = check_writable(out_dir)
-    affine = np.diag([1.25, 1.25, 1.25, 1.0]) if affine is None else affine
+    affine = PHANTOM_AFFINE if affine is None else affine
     save_nifti_atomic(np.asarray(data, np.float32), affine, out / HCP_FILES["dwi"])
     save_nifti_atomic(np.asarray(mask, np.uint8), affine, out / HCP_FILES["mask"])
     write_acquisition_files(out, acq)

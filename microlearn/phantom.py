@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .acquisition import Acquisition
+from .io import PHANTOM_AFFINE
 from .models import get_model
 from .parameters import cartesian_to_angles
 from .simulate import add_noise, as_rng
@@ -194,7 +195,7 @@ def make_phantom(*, model: str = "noddi", scheme: str | None = None, shape=(24, 
     rng = as_rng(seed)
     mask = labels > 0
     data, truth = _fill(model, acq, labels, s0_map, snr, rng)
-    affine = np.diag([1.25, 1.25, 1.25, 1.0])
+    affine = PHANTOM_AFFINE
     log.info("phantom %s: %d voxels in the mask", shape, int(mask.sum()))
     return Phantom(data=data, acq=acq, mask=mask, labels=labels, truth=truth, affine=affine,
                    model=model, snr=snr)
@@ -289,7 +290,7 @@ def _write_slabwise(out, model, scheme, shape, snr, seed, slab, radius, progress
 
     acq, labels, s0_map = _layout(model, scheme, shape, None, radius)
     shape = labels.shape
-    affine = np.diag([1.25, 1.25, 1.25, 1.0])
+    affine = PHANTOM_AFFINE
     header = nib.Nifti1Header()
     header.set_data_shape(shape + (acq.n_measurements,))
     header.set_data_dtype(np.float32)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import echo
+from ..cli import echo, warn
 from ._common import (
     add_input_arguments,
     add_output_arguments,
@@ -96,6 +96,10 @@ def run(args) -> int:
     names = model.map_names + ["s0", "success"] + (["n_fibres"] if auto else [])
     prepare_out(args, map_files(names) + ["fit.json"])
     ds = load_input(args)
+    from ..data.qc import input_warnings
+
+    for line in input_warnings(ds):
+        warn(line)
 
     def describe(maps, n, loop_seconds, sigma):
         from ..fitting.base import describe_convergence, engine_class
