@@ -12,7 +12,8 @@ from ..cli import echo, echo_table
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="phantom -> fit -> learn -> compare -> report, end to end")
     p.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder")
-    p.add_argument("--shape", type=int, nargs=3, default=(20, 20, 6), metavar=("X", "Y", "Z"))
+    p.add_argument("--shape", type=int, nargs=3, default=(36, 44, 6), metavar=("X", "Y", "Z"),
+                   help="grid of the brain phantom (HCP field of view)")
     p.add_argument("--methods", default="mix,interior-point,dictionary",
                    help="fitting engines to compare")
     p.add_argument("--estimator", default="dnn", help="learned estimator to train and apply")
@@ -57,8 +58,10 @@ def run(args) -> int:
     inputs = {"dwi": None, "bvals": None, "bvecs": None, "mask": None, "acquisition": None}
     scale = {"chunk_voxels": 50_000, "resume": False, "work_dir": None, "scheduler": None,
              "workers": None}
-    echo(f"[1/6] building the phantom (NODDI, hcp scheme, SNR 30, shape {tuple(args.shape)})")
-    phantom_dir = make_phantom(shape=tuple(args.shape), seed=0).save(out / "phantom")
+    echo("[1/6] building the brain phantom (NODDI, hcp scheme, SNR 30, shape "
+         f"{tuple(args.shape)})")
+    phantom_dir = make_phantom(shape=tuple(args.shape), seed=0, kind="brain").save(
+        out / "phantom")
     echo("[2/6] describing it")
     info_run(Namespace(input=phantom_dir, **inputs))
     echo("[3/6] fitting NODDI with MIX -> fit_mix/")
