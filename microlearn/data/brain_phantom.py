@@ -16,15 +16,17 @@ is shrunk towards an ellipsoidal dome (65 mm half-height), so a whole-brain grid
 rounded top and bottom. That part of the anatomy is extrapolated, not measured.
 
 White-matter fibres follow three named tract systems (RAS axes: x left→right, y
-posterior→anterior, z inferior→superior):
+posterior→anterior, z inferior→superior; ``u, v, w`` are x, y, z divided by the brain's
+half-extents :data:`BRAIN_HALF_MM`):
 
-============  =====================================  ====================================
-tract         where (normalised brain coordinates)   direction
-============  =====================================  ====================================
-callosal      \\|u\\| < 0.45, w > −0.2                 left–right, arching upwards laterally
-corticospinal 0.12 < \\|u\\| < 0.5, −0.45 < v < 0.05    inferior–superior, fanning laterally
-association   0.35 < \\|u\\| < 0.8, w > −0.3            anterior–posterior (SLF-like)
-============  =====================================  ====================================
+=============  ======================================  =====================================
+tract          where (normalised brain coordinates)    direction
+=============  ======================================  =====================================
+callosal       ``|u| < 0.45``, ``w > -0.2``            left-right, arching upwards laterally
+corticospinal  ``0.12 < |u| < 0.5``, ``-0.45 < v``     inferior-superior, fanning laterally
+               and ``v < 0.05``
+association    ``0.35 < |u| < 0.8``, ``w > -0.3``      anterior-posterior (SLF-like)
+=============  ======================================  =====================================
 
 White matter covered by one tract is single-fibre (label ``wm``); by two, a 2-fibre
 crossing (``cross2``, e.g. callosal × corticospinal in the centrum semiovale); by three,

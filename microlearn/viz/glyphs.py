@@ -2,7 +2,7 @@
 
 :func:`glyph_specs` turns parameters into glyphs (numerics only): one elongated superquadric
 per fibre population — long axis along ``mu``, width growing with dispersion (ODI) or axon
-diameter, size with the population's signal fraction, colour by direction (RGB = |x, y, z|)
+diameter, size with the population's signal fraction, colour by direction (``RGB = |x, y, z|``)
 — and one grey sphere for the isotropic compartment (free water, dot, IVIM pools) with a
 size set by its fraction. :func:`render_glyphs` draws them with FURY 2 (WebGPU; on a
 headless machine a software Vulkan device such as Mesa's lavapipe) and returns an RGB image.
