@@ -40,7 +40,23 @@ class DataSource:
         self._cache: dict = {}
 
     def load(self, choice: str, folder_text: str = "", model: str = "noddi"):
-        """``(Dataset, truth or None)``."""
+        """Load the chosen data.
+
+        Parameters
+        ----------
+        choice : str
+            :data:`PHANTOM` or ``"folder..."``.
+        folder_text : str
+            Folder inside the data root (when not the phantom).
+        model : str
+            Model family of the phantom to build.
+
+        Returns
+        -------
+        dataset : Dataset
+        truth : dict of str to ndarray, or None
+            The phantom's true maps (None for a folder without ``truth/``).
+        """
         from ..io import load_dataset, load_maps
 
         if choice == PHANTOM:
@@ -62,7 +78,18 @@ class DataSource:
 
 
 def data_widgets(source: DataSource):
-    """Dropdown (phantom or folder), folder text and model dropdown shared by the panels."""
+    """Dropdown (phantom or folder), folder text and model dropdown shared by the panels.
+
+    Parameters
+    ----------
+    source : DataSource
+
+    Returns
+    -------
+    data : ipywidgets.Dropdown
+    folder : ipywidgets.Text
+    model : ipywidgets.Dropdown
+    """
     data = widgets.Dropdown(options=(PHANTOM, "folder..."), value=PHANTOM, description="data")
     folder = widgets.Text(placeholder=f"HCP folder inside {source.data_root}",
                           description="folder")

@@ -108,6 +108,24 @@ def render_glyphs(specs, *, size: int = 400, timeout: float = 180.0) -> np.ndarr
 
     Rendering runs in a separate, reused process: a WebGPU driver that fails (or crashes)
     cannot take the notebook kernel or dashboard down with it.
+
+    Parameters
+    ----------
+    specs : list of dict
+        Glyphs from :func:`glyph_specs`.
+    size : int
+        Image width and height in pixels.
+    timeout : float
+        Seconds to wait for the renderer.
+
+    Returns
+    -------
+    ndarray of uint8, shape (size, size, 3)
+
+    Raises
+    ------
+    RuntimeError
+        When the renderer process crashed (no WebGPU/Vulkan device).
     """
     from concurrent.futures.process import BrokenProcessPool
 
@@ -122,7 +140,21 @@ def render_glyphs(specs, *, size: int = 400, timeout: float = 180.0) -> np.ndarr
 
 
 def glyph_png(model, params, *, size: int = 400) -> bytes:
-    """PNG bytes of :func:`render_glyphs` for one voxel (for widgets and reports)."""
+    """PNG bytes of :func:`render_glyphs` for one voxel (for widgets and reports).
+
+    Parameters
+    ----------
+    model : MultiCompartmentModel
+    params : ndarray, shape (size,)
+        Packed free parameters of one voxel, in SI units.
+    size : int
+        Image width and height in pixels.
+
+    Returns
+    -------
+    bytes
+        A PNG image.
+    """
     import io
 
     from PIL import Image
