@@ -58,8 +58,8 @@ def test_layout_shape_and_fractions(layout):
     brain = labels > 0
     assert 0.15 < brain.mean() < 0.4  # a brain in HCP's field of view fills ~a quarter
     wm = np.isin(labels, [3, 4, 5])
-    assert 0.35 < (labels == 2).sum() / brain.sum() < 0.6
-    assert 0.25 < wm.sum() / brain.sum() < 0.55
+    assert 0.3 < (labels == 2).sum() / brain.sum() < 0.6  # coarse 5 mm grid: less GM
+    assert 0.25 < wm.sum() / brain.sum() < 0.6
     assert 0.03 < (labels == 1).sum() / brain.sum() < 0.25
     assert (labels == 4).any() and (labels == 5).any()
     # the affine covers HCP's field of view, centred on the brain

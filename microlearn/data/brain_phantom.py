@@ -12,8 +12,9 @@ downloaded. It is segmented once (cached) into background, CSF, grey and white m
 :func:`brain_layout` resamples those classes onto any grid up to HCP's 145×174×145
 (field of view 181.25×217.5×181.25 mm, the HCP one, so the HCP shape has 1.25 mm voxels).
 The 10 slices cover the middle 45 mm of the brain; above and below them the nearest slice
-is shrunk towards an ellipsoidal dome (65 mm half-height), so a whole-brain grid has a
-rounded top and bottom. That part of the anatomy is extrapolated, not measured.
+gives the outline, shrunk towards an ellipsoidal dome (65 mm half-height), and the tissue
+there is a grey-matter ribbon (:data:`CORTEX_MM`, at least one voxel) over a white-matter
+core: that part of the anatomy is extrapolated, not measured.
 
 White-matter fibres follow three named tract systems (RAS axes: x left→right, y
 posterior→anterior, z inferior→superior; ``u, v, w`` are x, y, z divided by the brain's
@@ -58,6 +59,8 @@ ANATOMY_FILE = "S0_10slices.nii.gz"
 #: In-plane voxel size (mm) and assumed slice spacing (mm) of the anatomy.
 ANATOMY_VOXEL_MM = 2.0
 ANATOMY_SLICE_MM = 5.0
+#: Grey-matter ribbon (mm) over the white matter above and below the measured slices.
+CORTEX_MM = 11.0
 #: Brain half-extents in mm (left-right, posterior-anterior, inferior-superior).
 BRAIN_HALF_MM = (70.0, 88.0, 65.0)
 
@@ -206,6 +209,13 @@ def _resample_classes(shape, x, y, z, vox):
         score[k] = ndi.map_coordinates(ind, coords, order=1, mode="constant", cval=float(k == 0))
     labels = np.argmax(score, axis=0).astype(np.uint8)
     labels[~inside] = 0
+    # Above and below the measured slices only the outline is known: a cortical ribbon of
+    # grey matter (at least one voxel thick) over a white-matter core, no ventricles.
+    beyond = (np.abs(z) > half + ANATOMY_SLICE_MM / 2) & (labels > 0)
+    if beyond.any():
+        depth = ndi.distance_transform_edt(labels > 0, sampling=vox)
+        ribbon = max(CORTEX_MM, 1.01 * float(max(vox[:2])))
+        labels[beyond] = np.where(depth[beyond] <= ribbon, 2, 3)
     return labels
 
 
