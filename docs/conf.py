@@ -22,7 +22,11 @@ extensions = [
     "numpydoc",
     "myst_nb",
     "sphinxarg.ext",
+    "matplotlib.sphinxext.plot_directive",
 ]
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 90)]
 
 # The lessons live in notebooks/; they are copied here at every build and rendered with the
 # outputs stored in them (never executed by Sphinx: `make test` executes them).
