@@ -23,9 +23,11 @@ half-extents :data:`BRAIN_HALF_MM`):
 =============  ======================================  =====================================
 tract          where (normalised brain coordinates)    direction
 =============  ======================================  =====================================
-callosal       ``|u| < 0.45``, ``w > -0.2``            left-right, arching upwards laterally
-corticospinal  ``0.12 < |u| < 0.5``, ``-0.45 < v``     inferior-superior, fanning laterally
-               and ``v < 0.05``
+callosal       ``w > -0.2``, ``|u| < 0.2`` at the         left-right, arching upwards laterally
+               bottom, widening to 0.5 above
+corticospinal  a tube ``|u| ≈ 0.2 ± 0.1`` below,       inferior-superior, fanning laterally
+               ``0.35 ± 0.15`` at the top;
+               ``-0.45 < v < 0.05``
 association    ``0.35 < |u| < 0.8``, ``w > -0.3``      anterior-posterior (SLF-like)
 =============  ======================================  =====================================
 
@@ -248,8 +250,12 @@ def brain_layout(shape=HCP_SHAPE) -> BrainLayout:
     u, v, w = x / BRAIN_HALF_MM[0], y / BRAIN_HALF_MM[1], z / BRAIN_HALF_MM[2]
     au = np.abs(u)
     wm = labels == LABELS["wm"]
-    callosal = wm & (au < 0.45) & (w > -0.2)
-    cst = wm & (au > 0.12) & (au < 0.5) & (v > -0.45) & (v < 0.05)
+    up = np.clip(w, 0.0, 1.0)
+    # the callosum is narrow where it crosses the midline and fans out superiorly
+    callosal = wm & (w > -0.2) & (au < 0.2 + 0.3 * np.clip((w + 0.2) / 0.9, 0.0, 1.0))
+    # the corticospinal tract is a tube (internal capsule) that fans laterally as it rises
+    centre, half_width = 0.2 + 0.15 * up, 0.1 + 0.05 * up
+    cst = wm & (np.abs(au - centre) < half_width) & (v > -0.45) & (v < 0.05)
     assoc = wm & (au > 0.35) & (au < 0.8) & (w > -0.3)
     assoc |= wm & ~callosal & ~cst
     tracts = (callosal * TRACTS["callosal"] + cst * TRACTS["corticospinal"]
@@ -260,7 +266,8 @@ def brain_layout(shape=HCP_SHAPE) -> BrainLayout:
     zeros = np.zeros_like(u)
     per_tract = [
         (callosal, _unit(np.stack([np.ones_like(u), zeros, 0.9 * u], -1))),
-        (cst, _unit(np.stack([0.3 * u, -0.1 * np.ones_like(u), np.ones_like(u)], -1))),
+        (cst, _unit(np.stack([np.sign(u) * (0.15 * BRAIN_HALF_MM[0] / BRAIN_HALF_MM[2])
+                              * (w > 0), -0.1 * np.ones_like(u), np.ones_like(u)], -1))),
         (assoc, _unit(np.stack([zeros, np.ones_like(u), 0.2 * w], -1))),
     ]
     directions = np.zeros(shape + (3, 3), np.float32)
