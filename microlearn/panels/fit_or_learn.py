@@ -12,6 +12,8 @@ import ipywidgets as widgets
 from .common import BackgroundTask, ErrorBox, figure_png, guarded, image_widget, resolve_data_path
 
 PHANTOM = "built-in phantom"
+#: Grid of the dashboards' built-in brain phantom (HCP field of view, ~5.7 mm voxels).
+PHANTOM_SHAPE = (32, 38, 4)
 
 
 def data_root_default() -> Path:
@@ -20,26 +22,54 @@ def data_root_default() -> Path:
 
 
 class DataSource:
-    """The built-in phantom (cached) or an HCP-layout folder inside the data folder."""
+    """The built-in phantom (cached) or an HCP-layout folder inside the data folder.
 
-    def __init__(self, data_root=None, phantom_shape=(16, 16, 4)):
+    Parameters
+    ----------
+    data_root : path, optional
+        Folder the dashboards may read (default ``MICROLEARN_DATA`` or ``./data``).
+    phantom_shape : tuple of 3 int
+        Grid of the built-in phantom.
+    phantom_kind : {"brain", "rings"}
+        The brain-shaped phantom (default) or the small ring fixture.
+    """
+
+    def __init__(self, data_root=None, phantom_shape=PHANTOM_SHAPE, phantom_kind="brain"):
         self.data_root = Path(data_root) if data_root is not None else data_root_default()
         self.phantom_shape = tuple(phantom_shape)
+        self.phantom_kind = phantom_kind
         self._cache: dict = {}
 
     def load(self, choice: str, folder_text: str = "", model: str = "noddi"):
-        """``(Dataset, truth or None)``."""
+        """Load the chosen data.
+
+        Parameters
+        ----------
+        choice : str
+            :data:`PHANTOM` or ``"folder..."``.
+        folder_text : str
+            Folder inside the data root (when not the phantom).
+        model : str
+            Model family of the phantom to build.
+
+        Returns
+        -------
+        dataset : Dataset
+        truth : dict of str to ndarray, or None
+            The phantom's true maps (None for a folder without ``truth/``).
+        """
         from ..io import load_dataset, load_maps
 
         if choice == PHANTOM:
-            key = (model, self.phantom_shape)
+            key = (model, self.phantom_shape, self.phantom_kind)
             if key not in self._cache:
                 import tempfile
 
                 from ..phantom import make_phantom
 
                 tmp = Path(tempfile.mkdtemp(prefix="microlearn-phantom-"))
-                folder = make_phantom(model=model, shape=self.phantom_shape, seed=0).save(tmp)
+                folder = make_phantom(model=model, shape=self.phantom_shape, seed=0,
+                                      kind=self.phantom_kind).save(tmp)
                 self._cache[key] = folder
             folder = self._cache[key]
         else:
@@ -49,7 +79,18 @@ class DataSource:
 
 
 def data_widgets(source: DataSource):
-    """Dropdown (phantom or folder), folder text and model dropdown shared by the panels."""
+    """Dropdown (phantom or folder), folder text and model dropdown shared by the panels.
+
+    Parameters
+    ----------
+    source : DataSource
+
+    Returns
+    -------
+    data : ipywidgets.Dropdown
+    folder : ipywidgets.Text
+    model : ipywidgets.Dropdown
+    """
     data = widgets.Dropdown(options=(PHANTOM, "folder..."), value=PHANTOM, description="data")
     folder = widgets.Text(placeholder=f"HCP folder inside {source.data_root}",
                           description="folder")
@@ -108,7 +149,7 @@ class FitOrLearn(widgets.VBox):
         Size of the built-in phantom.
     """
 
-    def __init__(self, *, data_root=None, phantom_shape=(16, 16, 4)):
+    def __init__(self, *, data_root=None, phantom_shape=PHANTOM_SHAPE):
         from ..fitting import FITTERS
         from ..learning import ESTIMATOR_NAMES, OPTIMIZERS
 
