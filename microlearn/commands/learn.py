@@ -23,6 +23,10 @@ def add_parser(sub) -> None:
                         "wide-deep | bayesian-dnn")
     p.add_argument("--optimizer", default=None,
                    help="adam | ftrl | proximal-adagrad | sdca (networks, linear-sdca)")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="step size of --optimizer (wide-deep: its wide part) or of the "
+                        "network / boosted trees (default: Adam 1e-3, Ftrl and "
+                        "ProximalAdagrad 0.05, boosted trees 0.1)")
     p.add_argument("--features", default="rotation-invariant",
                    help="rotation-invariant | signal | hybrid")
     p.add_argument("--n-samples", type=int, default=100_000, help="simulated training voxels")
@@ -66,7 +70,8 @@ def run(args) -> int:
     acq = _acquisition(args)
     options = {} if args.epochs is None else {"epochs": args.epochs}
     est = train(args.model, acq, estimator=args.estimator, optimizer=args.optimizer,
-                features=args.features, n_samples=args.n_samples, snr=args.snr,
+                learning_rate=args.learning_rate, features=args.features,
+                n_samples=args.n_samples, snr=args.snr,
                 n_fibres=_fibres(args.n_fibres), random_state=args.seed, progress=True,
                 **options)
     est.save(args.out)

@@ -17,16 +17,33 @@ The Keras networks (DNN, wide & deep, heteroscedastic) live in
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+
+#: Reusable parameter constraints (scikit-learn's declarative validation).
+POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+POSITIVE = Interval(Real, 0, None, closed="neither")
+NON_NEGATIVE = Interval(Real, 0, None, closed="left")
 
 
 class ScaledRegressor(RegressorMixin, BaseEstimator):
-    """Base: standardise X and y, fit ``_fit_scaled``, undo the target scaling."""
+    """Base: standardise X and y, fit ``_fit_scaled``, undo the target scaling.
+
+    Subclasses declare ``_parameter_constraints``; ``fit`` checks every parameter against
+    them first and raises ``ValueError`` naming the parameter, the allowed values and the
+    value given.
+    """
+
+    _parameter_constraints: dict = {}
 
     def fit(self, X, y):
         """Fit on features ``X`` (n, F) and targets ``y`` (n,) or (n, T)."""
+        self._validate_params()
+        self._check_params()
         X, y = check_X_y(X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         validate_data(self, X, reset=True, skip_check_array=True)
         self.single_target_ = y.ndim == 1
@@ -54,6 +71,9 @@ class ScaledRegressor(RegressorMixin, BaseEstimator):
             return mean[:, 0], std[:, 0]
         return mean, std
 
+    def _check_params(self):
+        """Checks beyond ``_parameter_constraints`` (subclasses)."""
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
@@ -76,6 +96,8 @@ class PolynomialRegressor(ScaledRegressor):
     alpha : float
         Ridge penalty on the standardised problem.
     """
+
+    _parameter_constraints = {"degree": [POSITIVE_INT], "alpha": [NON_NEGATIVE]}
 
     def __init__(self, degree=3, alpha=1e-3):
         self.degree = degree
@@ -101,6 +123,12 @@ class BoostedTreesRegressor(ScaledRegressor):
         Passed to every ``HistGradientBoostingRegressor``.
     random_state : int, optional
     """
+
+    _parameter_constraints = {
+        "max_iter": [POSITIVE_INT], "learning_rate": [POSITIVE],
+        "max_leaf_nodes": [Interval(Integral, 2, None, closed="left")],
+        "l2_regularization": [NON_NEGATIVE], "random_state": ["random_state"],
+    }
 
     def __init__(self, max_iter=300, learning_rate=0.1, max_leaf_nodes=31,
                  l2_regularization=0.0, random_state=None):
@@ -138,6 +166,8 @@ class BayesianPolynomialRegressor(ScaledRegressor):
     degree : int
         Polynomial degree.
     """
+
+    _parameter_constraints = {"degree": [POSITIVE_INT]}
 
     def __init__(self, degree=3):
         self.degree = degree
@@ -181,6 +211,11 @@ class SDCARegressor(ScaledRegressor):
     random_state : int, optional
         Seed of the sample order.
     """
+
+    _parameter_constraints = {"l2": [POSITIVE], "max_epochs": [POSITIVE_INT],
+                              "tol": [NON_NEGATIVE],
+                              "random_state": [Interval(Integral, 0, None, closed="left"),
+                                               None]}
 
     def __init__(self, l2=1e-4, max_epochs=50, tol=1e-6, random_state=None):
         self.l2 = l2

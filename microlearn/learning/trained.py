@@ -46,8 +46,15 @@ def model_family(model) -> str:
                      f"not {name!r}.")
 
 
-def make_estimator(name: str, optimizer=None, *, random_state=0, progress=False, **options):
-    """An unfitted estimator by name, with the optimizer where it applies."""
+def make_estimator(name: str, optimizer=None, *, learning_rate=None, random_state=0,
+                   progress=False, **options):
+    """An unfitted estimator by name, with the optimizer where it applies.
+
+    ``learning_rate`` is the step size of the optimizer named by ``optimizer`` (for
+    ``wide-deep`` given an optimizer: its wide part; otherwise the network) or of the
+    boosted trees; ``None`` keeps each optimizer's default
+    (:data:`~microlearn.learning.optimizers.DEFAULT_LEARNING_RATES`).
+    """
     if name not in ESTIMATOR_NAMES:
         raise ValueError(f"estimator: unknown name {name!r}; choose one of "
                          f"{list(ESTIMATOR_NAMES)}.")
@@ -70,6 +77,15 @@ def make_estimator(name: str, optimizer=None, *, random_state=0, progress=False,
                 options.setdefault("wide_optimizer", optimizer)
         elif optimizer is not None:
             options["optimizer"] = optimizer
+    if learning_rate is not None:
+        if not float(learning_rate) > 0:
+            raise ValueError(f"learning_rate must be positive, not {learning_rate}.")
+        key = ("wide_learning_rate" if name == "wide-deep" and optimizer is not None
+               else "learning_rate")
+        if key not in cls().get_params():
+            raise ValueError(f"learning_rate: {name!r} has no learning rate (it applies to "
+                             f"the networks {list(NETWORKS)} and 'boosted-trees').")
+        options[key] = float(learning_rate)
     if "random_state" in cls().get_params():
         options.setdefault("random_state", random_state)
     unknown = set(options) - set(cls().get_params())
@@ -225,7 +241,8 @@ class TrainedEstimator:
                 f"SNR {self.info.get('snr', '?')} -> {', '.join(self.target_names)}")
 
 
-def train(model, acq, *, estimator="dnn", optimizer=None, features="rotation-invariant",
+def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
+          features="rotation-invariant",
           n_samples=100_000, snr=30.0, n_fibres=None, targets=None, ranges=None,
           lmax=6, shore=False, hybrid_method="mix", random_state=0, progress=False,
           **estimator_options) -> TrainedEstimator:
@@ -241,6 +258,8 @@ def train(model, acq, *, estimator="dnn", optimizer=None, features="rotation-inv
         One of :data:`ESTIMATOR_NAMES`.
     optimizer : {"adam", "ftrl", "proximal-adagrad", "sdca"}, optional
         For the networks (``wide-deep``: the wide part) and ``linear-sdca``.
+    learning_rate : float, optional
+        Step size of that optimizer (or of boosted trees); default: the optimizer's own.
     features : {"rotation-invariant", "signal", "hybrid"}
     n_samples : int
         Simulated training voxels.
@@ -267,8 +286,8 @@ def train(model, acq, *, estimator="dnn", optimizer=None, features="rotation-inv
     mix = parse_fibre_mixture(family, n_fibres)
     spec = FeatureSpec(kind=features, lmax=int(lmax), shore=bool(shore),
                        hybrid_method=hybrid_method, model=family)
-    est = make_estimator(estimator, optimizer, random_state=random_state, progress=progress,
-                         **estimator_options)
+    est = make_estimator(estimator, optimizer, learning_rate=learning_rate,
+                         random_state=random_state, progress=progress, **estimator_options)
     t0 = time.perf_counter()
     ts = make_training_set(family, acq, n_samples, n_fibres=mix, snr=snr, targets=targets,
                            ranges=ranges, random_state=random_state, progress=progress)
