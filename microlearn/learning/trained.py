@@ -115,6 +115,10 @@ class TrainedEstimator:
     optimizer : str or None
     info : dict
         Training size, SNR, seconds, seed.
+    timing : dict
+        Filled by :meth:`predict_block` in this process: ``n_voxels`` and
+        ``predict_seconds`` (features + estimator, signals in memory -> maps in memory,
+        summed over blocks; reading and writing files excluded).
     """
 
     model: str
@@ -126,6 +130,7 @@ class TrainedEstimator:
     estimator_name: str
     optimizer: str | None = None
     info: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def uncertain(self) -> bool:
@@ -166,6 +171,7 @@ class TrainedEstimator:
             One entry per target (SI, clipped to the parameter bounds), ``<t>_std`` for
             uncertain estimators; NaN for voxels with a non-positive b0 or bad values.
         """
+        t0 = time.perf_counter()
         signal = np.asarray(signal, dtype=float)
         if signal.ndim != 2 or signal.shape[1] != self.acq.n_measurements:
             raise ValueError(f"signal must have shape (n, {self.acq.n_measurements}) for this "
@@ -187,6 +193,9 @@ class TrainedEstimator:
             out[t] = np.clip(mean[:, j], lo, hi)
             if std is not None:
                 out[f"{t}_std"] = std[:, j]
+        self.timing["n_voxels"] = self.timing.get("n_voxels", 0) + n
+        self.timing["predict_seconds"] = (self.timing.get("predict_seconds", 0.0)
+                                          + time.perf_counter() - t0)
         return out
 
     def predict_maps(self, data, mask=None, *, acq=None, progress=False) -> dict:
