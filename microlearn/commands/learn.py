@@ -27,6 +27,10 @@ def add_parser(sub) -> None:
                    help="step size of --optimizer (wide-deep: its wide part) or of the "
                         "network / boosted trees (default: Adam 1e-3, Ftrl and "
                         "ProximalAdagrad 0.05, boosted trees 0.1)")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="also learn a calibrated per-voxel std (polynomial, boosted-trees, "
+                        "linear-sdca; always on for bayesian and bayesian-dnn): predict "
+                        "writes <map>_std")
     p.add_argument("--features", default="rotation-invariant",
                    help="rotation-invariant | signal | hybrid")
     p.add_argument("--n-samples", type=int, default=100_000, help="simulated training voxels")
@@ -69,6 +73,14 @@ def run(args) -> int:
     check_writable(args.out.parent if args.out.parent != Path("") else Path("."))
     acq = _acquisition(args)
     options = {} if args.epochs is None else {"epochs": args.epochs}
+    if args.uncertainty:
+        if args.estimator not in ("polynomial", "boosted-trees", "linear-sdca", "bayesian",
+                                  "bayesian-dnn"):
+            raise ValueError(f"--uncertainty: {args.estimator!r} gives no std; use "
+                             "bayesian-dnn for a network, or polynomial, boosted-trees, "
+                             "linear-sdca, bayesian.")
+        if args.estimator != "bayesian-dnn":
+            options["uncertainty"] = True
     est = train(args.model, acq, estimator=args.estimator, optimizer=args.optimizer,
                 learning_rate=args.learning_rate, features=args.features,
                 n_samples=args.n_samples, snr=args.snr,

@@ -356,9 +356,13 @@ class GaussianDNNRegressor(KerasRegressor):
         scale = getattr(self, "std_scale_", np.ones(T))
         return out[:, :T], np.exp(0.5 * np.clip(out[:, T:], -12.0, 6.0)) * scale
 
-    def predict(self, X, return_std=False):
-        """Predicted mean (and std when ``return_std``), in target units."""
-        return self._predict_mean_std(X) if return_std else super().predict(X)
+    def _predict_mean_std(self, X):
+        """Mean and std in target units from one forward pass."""
+        mean, std = self._predict_scaled(self._scaled_X(X), return_std=True)
+        mean, std = mean * self.y_scale_ + self.y_mean_, std * self.y_scale_
+        if self.single_target_:
+            return mean[:, 0], std[:, 0]
+        return mean, std
 
 
 NETWORKS = {"dnn": DNNRegressor, "wide-deep": WideDeepRegressor,

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 #: Every estimator name accepted by :func:`train`.
 ESTIMATOR_NAMES = tuple(ESTIMATORS) + tuple(NETWORKS)
-#: Estimators whose ``predict`` can return a standard deviation.
-UNCERTAIN = ("bayesian", "bayesian-dnn")
+#: Estimators whose ``predict`` can return a standard deviation: always (``bayesian``,
+#: ``bayesian-dnn``), or when trained with ``uncertainty=True`` (``learn --uncertainty``).
+UNCERTAIN = ("bayesian", "bayesian-dnn", "polynomial", "boosted-trees", "linear-sdca")
 #: Default fibre mixture of the training set per family: NODDI includes pure free water
 #: (0 fibres, fiso = 1: CSF lies outside the single-fibre fiso prior) at a small share, since
 #: those samples differ only by noise.
@@ -34,6 +35,9 @@ DEFAULT_FIBRES = {"noddi": {0: 0.1, 1: 0.3, 2: 0.3, 3: 0.3}, "activeax": (1, 2, 
                   "zcd": (1, 2, 3), "ivim": (0,)}
 #: Voxels per prediction block.
 PREDICT_BLOCK = 200_000
+#: Training-feature quantiles that bound the prior, and the margin (share of the range)
+#: beyond which a voxel's features are flagged ``out_of_prior``.
+PRIOR_QUANTILES, PRIOR_MARGIN = (0.001, 0.999), 0.1
 
 
 def model_family(model) -> str:
@@ -75,6 +79,9 @@ def make_estimator(name: str, optimizer=None, *, learning_rate=None, random_stat
         if name == "wide-deep":
             if optimizer is not None:
                 options.setdefault("wide_optimizer", optimizer)
+        elif optimizer == "sdca":
+            raise ValueError("optimizer 'sdca' trains linear models only: use estimator "
+                             "'linear-sdca', or 'wide-deep' (its wide part).")
         elif optimizer is not None:
             options["optimizer"] = optimizer
     if learning_rate is not None:
@@ -114,7 +121,8 @@ class TrainedEstimator:
     estimator_name : str
     optimizer : str or None
     info : dict
-        Training size, SNR, seconds, seed.
+        Training size, SNR, seconds, seed; ``feature_range`` (2, F): the 0.1 % and
+        99.9 % quantiles of every training feature (the out-of-prior test).
     timing : dict
         Filled by :meth:`predict_block` in this process: ``n_voxels`` and
         ``predict_seconds`` (features + estimator, signals in memory -> maps in memory,
@@ -135,7 +143,8 @@ class TrainedEstimator:
     @property
     def uncertain(self) -> bool:
         """True when predictions come with a standard deviation."""
-        return self.estimator_name in UNCERTAIN
+        return (self.estimator_name == "bayesian-dnn"
+                or bool(getattr(self.estimator, "uncertainty", False)))
 
     def _bounds(self):
         space = get_model(self.model).parameters
@@ -170,6 +179,9 @@ class TrainedEstimator:
         dict of str -> ndarray, shape (n,)
             One entry per target (SI, clipped to the parameter bounds), ``<t>_std`` for
             uncertain estimators; NaN for voxels with a non-positive b0 or bad values.
+            ``out_of_prior`` (1.0 / 0.0, when the training feature range is known): a
+            feature lies more than 10 % of its training range outside it, so the maps
+            extrapolate beyond the simulated prior.
         """
         t0 = time.perf_counter()
         signal = np.asarray(signal, dtype=float)
@@ -193,10 +205,19 @@ class TrainedEstimator:
             out[t] = np.clip(mean[:, j], lo, hi)
             if std is not None:
                 out[f"{t}_std"] = std[:, j]
+        if "feature_range" in self.info:
+            flag = np.full(n, np.nan)
+            flag[good] = self._out_of_prior(feats[good])
+            out["out_of_prior"] = flag
         self.timing["n_voxels"] = self.timing.get("n_voxels", 0) + n
         self.timing["predict_seconds"] = (self.timing.get("predict_seconds", 0.0)
                                           + time.perf_counter() - t0)
         return out
+
+    def _out_of_prior(self, feats) -> np.ndarray:
+        lo, hi = np.asarray(self.info["feature_range"], dtype=float)
+        pad = PRIOR_MARGIN * (hi - lo)
+        return np.any((feats < lo - pad) | (feats > hi + pad), axis=1).astype(float)
 
     def predict_maps(self, data, mask=None, *, acq=None, progress=False) -> dict:
         """Maps over a volume (or any batch shape).
@@ -224,6 +245,7 @@ class TrainedEstimator:
         flat = data.reshape(-1, data.shape[-1])
         names = list(self.target_names) + ([f"{t}_std" for t in self.target_names]
                                            if self.uncertain else [])
+        names += ["out_of_prior"] if "feature_range" in self.info else []
         out = {k: np.full(int(np.prod(spatial)), np.nan) for k in names}
         starts = range(0, idx.size, PREDICT_BLOCK)
         if progress:
@@ -309,7 +331,8 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
              t_sim, t_feat)
     info = {"n_samples": int(n_samples), "snr": float(snr), "random_state": random_state,
             "seconds": round(seconds, 3), "simulate_seconds": round(t_sim, 3),
-            "feature_seconds": round(t_feat, 3), "n_features": int(X.shape[1])}
+            "feature_seconds": round(t_feat, 3), "n_features": int(X.shape[1]),
+            "feature_range": np.quantile(X[~bad], PRIOR_QUANTILES, axis=0).tolist()}
     return TrainedEstimator(model=family, n_fibres={str(k): v for k, v in mix.items()},
                             acq=acq, features=spec, target_names=ts.target_names,
                             estimator=est, estimator_name=estimator,
