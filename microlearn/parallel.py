@@ -54,6 +54,8 @@ class FitBlock:
         Cores used inside one block.
     options : dict
         Engine options.
+    sigma_map : str or None
+        A σ map NIfTI (signal units, the image's spatial shape); overrides ``sigma``.
     """
 
     model: str
@@ -63,8 +65,14 @@ class FitBlock:
     sigma: float | None = None
     workers: int | None = None
     options: dict = field(default_factory=dict)
+    sigma_map: str | None = None
 
-    def __call__(self, signal):
+    @property
+    def needs_slab(self) -> bool:
+        """A σ map is read slab by slab, so the block needs to know where it is."""
+        return self.sigma_map is not None
+
+    def __call__(self, signal, slab=None):
         import warnings
 
         from .acquisition import Acquisition
@@ -72,18 +80,25 @@ class FitBlock:
         from .models import get_model
 
         model = get_model(self.model, self.n_fibres)
+        sigma = 0 if self.sigma is None else self.sigma
+        if self.sigma_map is not None:
+            (z0, z1), mask_slab = slab
+            sigma = read_slab(self.sigma_map, z0, z1, dtype=float, ndim=3)[mask_slab]
+            signal, sigma = signal[:, None, :], sigma[:, None]  # (n, 1) "spatial" axes
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # bad voxels are counted below
             res = fit(model, Acquisition.from_dict(self.acq), signal, method=self.method,
-                      sigma=0 if self.sigma is None else self.sigma, workers=self.workers,
-                      **self.options)
+                      sigma=sigma, workers=self.workers, **self.options)
         maps = res.maps()
         maps["success"] = res.success.astype(np.float32)
+        if self.sigma_map is not None:  # back from (n, 1) to (n,)
+            maps = {k: v.reshape((v.shape[0],) + v.shape[2:]) for k, v in maps.items()}
         return maps
 
     def key(self) -> dict:
         return {"kind": "fit", "model": self.model, "n_fibres": self.n_fibres,
-                "method": self.method, "sigma": self.sigma, "options": self.options}
+                "method": self.method, "sigma": self.sigma, "options": self.options,
+                "sigma_map": self.sigma_map}
 
 
 @dataclass
@@ -185,15 +200,16 @@ def plan_slabs(mask, chunk_voxels: int = CHUNK_VOXELS) -> list[tuple[int, int]]:
     return slabs
 
 
-def read_slab(image_path, z0: int, z1: int, dtype=np.float32) -> np.ndarray:
-    """``data[:, :, z0:z1, :]`` read lazily from a NIfTI file."""
+def read_slab(image_path, z0: int, z1: int, dtype=np.float32, ndim=4) -> np.ndarray:
+    """``data[:, :, z0:z1, ...]`` read lazily from a NIfTI file (4-D, or 3-D maps)."""
     import nibabel as nib
 
     from .io import nifti_errors
 
     with nifti_errors(image_path):
         img = nib.load(str(image_path), keep_file_open=True)
-        return np.asarray(img.dataobj[:, :, z0:z1, :], dtype=dtype)
+        index = (slice(None), slice(None), slice(z0, z1)) + ((slice(None),) if ndim == 4 else ())
+        return np.asarray(img.dataobj[index], dtype=dtype)
 
 
 def _read_voxels(image_path, mask_slab, z0, z1) -> np.ndarray:
@@ -201,13 +217,16 @@ def _read_voxels(image_path, mask_slab, z0, z1) -> np.ndarray:
     return read_slab(image_path, z0, z1)[mask_slab]
 
 
-def _run_block(block_fn, vox) -> dict:
-    out = block_fn(vox) if len(vox) else {}
+def _run_block(block_fn, vox, slab=None) -> dict:
+    if not len(vox):
+        return {}
+    out = block_fn(vox, slab=slab) if getattr(block_fn, "needs_slab", False) else block_fn(vox)
     return {k: np.asarray(v) for k, v in out.items()}
 
 
 def _slab_job(block_fn, image_path, mask_slab, z0, z1):
-    return _run_block(block_fn, _read_voxels(image_path, mask_slab, z0, z1))
+    return _run_block(block_fn, _read_voxels(image_path, mask_slab, z0, z1),
+                      ((z0, z1), mask_slab))
 
 
 def _run_local(block_fn, image_path, mask, slabs, todo, work_dir, bar) -> None:
@@ -228,7 +247,8 @@ def _run_local(block_fn, image_path, mask, slabs, todo, work_dir, bar) -> None:
         for k, i in enumerate(todo):
             vox = pending.result()
             pending = pool.submit(read, todo[k + 1]) if k + 1 < len(todo) else None
-            _save_slab(work_dir, i, _run_block(block_fn, vox))
+            _save_slab(work_dir, i, _run_block(block_fn, vox, (slabs[i], mask[..., slice(
+                *slabs[i])])))
             del vox
             if bar:
                 z0, z1 = slabs[i]
@@ -416,15 +436,17 @@ def sample_voxels(dataset, max_voxels: int = 20_000) -> np.ndarray:
             break
     vox = np.concatenate([read_slab(dataset.image.get_filename(), z, z + 1)[mask[..., z:z + 1]]
                           for z in sorted(take)])
-    b0 = vox[:, dataset.acq.b0_mask].mean(1)
-    return vox[np.isfinite(vox).all(1) & (b0 > 0)].astype(float)
+    from .data.voxels import usable_voxels
+
+    return vox[usable_voxels(vox, dataset.acq)].astype(float)
 
 
 def sample_sigma(dataset, max_voxels: int = 20_000):
-    """Noise σ (signal units) from the b0 repeats of brain voxels in the fullest slices."""
-    from .fitting.noise import estimate_sigma
+    """Noise σ (signal units) from the b0 repeats (of each TE) of brain voxels in the
+    fullest slices."""
+    from .data.voxels import estimate_sigma_by_te
 
-    sigma = estimate_sigma(sample_voxels(dataset, max_voxels), dataset.acq)
+    sigma = estimate_sigma_by_te(sample_voxels(dataset, max_voxels), dataset.acq)
     return None if sigma is None else float(sigma)
 
 

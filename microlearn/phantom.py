@@ -38,6 +38,9 @@ FIBRES_PER_LABEL = {1: 0, 2: 1, 3: 1, 4: 2, 5: 3}
 DEFAULT_SCHEME = {"noddi": "hcp", "activeax": "activeax", "zcd": "activeax", "ivim": "ivim"}
 S0 = 1000.0
 D_CSF = 3.0e-9
+#: Per-label T2 ranges in s (3 T): CSF, cortical GM, WM (also the crossing regions).
+T2_TISSUE = {1: (0.8, 1.2), 2: (0.08, 0.10), 3: (0.065, 0.075), 4: (0.065, 0.075),
+             5: (0.065, 0.075)}
 
 #: Per-label uniform ranges of the fibre-model parameters (SI).
 TISSUE = {
@@ -170,7 +173,8 @@ def _fibre_group(model_name, n_fib, label, n, acq, rng):
 
 
 def make_phantom(*, model: str = "noddi", scheme: str | None = None, shape=(24, 24, 8),
-                 snr: float = 30.0, seed: int = 0, acq: Acquisition | None = None) -> Phantom:
+                 snr: float = 30.0, seed: int = 0, acq: Acquisition | None = None,
+                 t2=None) -> Phantom:
     """Build a phantom in memory.
 
     Parameters
@@ -182,13 +186,19 @@ def make_phantom(*, model: str = "noddi", scheme: str | None = None, shape=(24, 
     shape : tuple of int
         Spatial shape (X, Y, Z).
     snr : float
-        b0 signal-to-noise ratio (σ = S0 / snr, Rician); ``inf`` for no noise.
+        b0 signal-to-noise ratio (σ = S0 / snr, Rician); ``inf`` for no noise. With ``t2``
+        σ is S0 / snr at TE = 0, so later echoes have a lower SNR, as in a scanner.
     seed : int
+    acq : Acquisition, optional
+        Any acquisition (e.g. multi-TE from :func:`microlearn.schemes.with_echo_times`).
+    t2 : {None, "tissue"} or float
+        T2 weighting ``exp(−TE/T2)`` per voxel: none, typical per-tissue values
+        (:data:`T2_TISSUE`, uniform within each range; truth map ``t2``), or one T2 (s).
     """
     acq, labels, s0_map = _layout(model, scheme, shape, acq)
     rng = as_rng(seed)
     mask = labels > 0
-    data, truth = _fill(model, acq, labels, s0_map, snr, rng)
+    data, truth = _fill(model, acq, labels, s0_map, snr, rng, t2)
     affine = np.diag([1.25, 1.25, 1.25, 1.0])
     log.info("phantom %s: %d voxels in the mask", shape, int(mask.sum()))
     return Phantom(data=data, acq=acq, mask=mask, labels=labels, truth=truth, affine=affine,
@@ -209,7 +219,19 @@ def _layout(model, scheme, shape, acq, radius=1.0):
     return acq, labels, s0_map
 
 
-def _fill(model, acq, labels, s0_map, snr, rng):
+def _t2_values(t2, label, n, rng):
+    if t2 is None:
+        return None
+    if isinstance(t2, str):
+        if t2 != "tissue":
+            raise ValueError(f"t2 must be None, 'tissue' or seconds, got {t2!r}.")
+        return rng.uniform(*T2_TISSUE[label], n)
+    if not float(t2) > 0:
+        raise ValueError(f"t2 must be positive seconds, got {t2!r}.")
+    return np.full(n, float(t2))
+
+
+def _fill(model, acq, labels, s0_map, snr, rng, t2=None):
     """Signals and truth maps of a block of labels (the whole volume or one slab)."""
     shape = labels.shape
     mask = labels > 0
@@ -242,6 +264,12 @@ def _fill(model, acq, labels, s0_map, snr, rng):
             n_fib = FIBRES_PER_LABEL[label]
             signal, group_truth = _fibre_group(model, n_fib, label, n, acq, rng)
             group_truth["n_fibres"] = np.full(n, n_fib)
+        t2_vox = _t2_values(t2, int(label), n, rng)
+        if t2_vox is not None:
+            from .simulate import t2_weighting
+
+            signal = signal * t2_weighting(acq, t2_vox)
+            group_truth["t2"] = t2_vox
         data[idx] = signal * s0_map[idx][:, None]
         for name, value in group_truth.items():
             put(name, idx, value)
@@ -257,7 +285,8 @@ def _fill(model, acq, labels, s0_map, snr, rng):
 def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None = None,
                           shape=(145, 174, 145), snr: float = 30.0, seed: int = 0,
                           slab: int = 8, radius: float = 0.78,
-                          progress: bool = False) -> Path:
+                          progress: bool = False, acq: Acquisition | None = None,
+                          t2=None) -> Path:
     """Write a phantom of any size slab by slab (bounded memory), in the HCP layout.
 
     The signal goes to an uncompressed ``data.nii`` filled through a memory map, one
@@ -278,7 +307,7 @@ def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None =
     )
 
     out = check_writable(out_dir)
-    acq, labels, s0_map = _layout(model, scheme, shape, None, radius)
+    acq, labels, s0_map = _layout(model, scheme, shape, acq, radius)
     shape = labels.shape
     affine = np.diag([1.25, 1.25, 1.25, 1.0])
     header = nib.Nifti1Header()
@@ -305,7 +334,7 @@ def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None =
         for z0 in starts:
             z1 = min(z0 + slab, Z)
             data, part = _fill(model, acq, labels[..., z0:z1], s0_map[..., z0:z1], snr,
-                               as_rng([seed, z0]))
+                               as_rng([seed, z0]), t2)
             # in NIfTI (Fortran) order the slab of each volume is one contiguous run
             for t in range(acq.n_measurements):
                 block = np.asfortranarray(data[..., t]).tobytes(order="F")

@@ -56,6 +56,42 @@ def _truncate(path):
     path.write_bytes(raw[: len(raw) // 3])
 
 
+def _to_scheme(d, columns=7, te_sidecar=None):
+    """Replace bvals/bvecs by a Camino STEJSKALTANNER scheme (optionally one row short of
+    columns) and, optionally, a sidecar with another TE."""
+    acq = load_dataset(d).acq
+    rows = np.column_stack([acq.bvecs, acq.G, acq.Delta, acq.delta,
+                            np.full(acq.n_measurements, 0.0895)])[:, :columns]
+    (d / "bvals").unlink()
+    (d / "bvecs").unlink()
+    (d / "acquisition.json").unlink(missing_ok=True)
+    (d / "p.scheme").write_text("VERSION: STEJSKALTANNER\n" + "\n".join(
+        " ".join(f"{v:.10g}" for v in r) for r in rows) + "\n")
+    if te_sidecar is not None:
+        (d / "acquisition.json").write_text(f'{{"EchoTime": {te_sidecar}}}')
+
+
+def _to_bids(d, drop=None):
+    """Move the phantom into sub-01/dwi/ with BIDS names, dropping one file."""
+    dwi = d / "sub-01" / "dwi"
+    dwi.mkdir(parents=True)
+    for src, ext in (("data.nii.gz", ".nii.gz"), ("bvals", ".bval"), ("bvecs", ".bvec")):
+        if ext != drop:
+            shutil.move(d / src, dwi / f"sub-01_dwi{ext}")
+    (d / "nodif_brain_mask.nii.gz").unlink()
+    (d / "acquisition.json").unlink(missing_ok=True)
+    for f in list(d.iterdir()):
+        if f.is_file():
+            f.unlink()
+
+
+def _te_without_b0(d):
+    b = np.loadtxt(d / "bvals")
+    te = np.where(b > 0, 0.0895, 0.06)
+    te[np.flatnonzero(b > 0)[:30]] = 0.12  # a TE group of weighted volumes only
+    (d / "acquisition.json").write_text(f'{{"TE": {te.tolist()}}}')
+
+
 def _tamper_skops(est):
     from skops_tampering import tamper_skops
 
@@ -97,6 +133,14 @@ CASES = [
      ["predict", "{e}", "{d}"], "corrupt"),
     ("estimator-missing", lambda d, e, t: shutil.rmtree(e), ["predict", "{e}", "{d}"],
      "estimator.json"),
+    ("scheme-wrong-columns", lambda d, e, t: _to_scheme(d, columns=6), ["fit", "{d}"],
+     "p.scheme"),
+    ("scheme-te-disagrees-with-sidecar", lambda d, e, t: _to_scheme(d, te_sidecar=0.05),
+     ["fit", "{d}"], "TE disagrees"),
+    ("bids-without-bval", lambda d, e, t: _to_bids(d, drop=".bval"), ["fit", "{d}"],
+     "no .bval file"),
+    ("te-group-without-b0", lambda d, e, t: _te_without_b0(d), ["fit", "{d}"],
+     "120.0 ms have no b0"),
     ("unknown-model", None, ["fit", "{d}", "--model", "dti"], "dti"),
     ("unknown-method", None, ["fit", "{d}", "--method", "magic"], "magic"),
     ("unknown-estimator", None, ["learn", "--scheme", "hcp", "--estimator", "forest"],
@@ -140,7 +184,8 @@ def test_bvecs_as_n_by_3_are_read_the_same(phantom, tmp_path):
     assert load_dataset(d).acq.matches(load_dataset(phantom).acq)
 
 
-@pytest.mark.parametrize("damage", ["all-nan", "part-nan", "negative", "all-zero", "zero-b0"])
+@pytest.mark.parametrize("damage", ["all-nan", "part-nan", "negative-b0", "all-zero",
+                                    "zero-b0"])
 def test_bad_voxels_become_nan_and_are_counted(damage, phantom, tmp_path, capsys):
     d = shutil.copytree(phantom, tmp_path / "d")
     img = nib.load(d / "data.nii.gz")
@@ -152,8 +197,9 @@ def test_bad_voxels_become_nan_and_are_counted(damage, phantom, tmp_path, capsys
         data[idx] = np.nan
     elif damage == "part-nan":
         data[idx + (slice(3, 9),)] = np.nan
-    elif damage == "negative":
-        data[idx + (slice(20, 22),)] = -10
+    elif damage == "negative-b0":
+        for x, y, z in zip(*idx):
+            data[x, y, z, b0] = -10
     elif damage == "all-zero":
         data[idx] = 0
     else:
@@ -169,3 +215,21 @@ def test_bad_voxels_become_nan_and_are_counted(damage, phantom, tmp_path, capsys
     bad[idx] = True
     assert np.isnan(got["odi"][bad]).all()
     np.testing.assert_array_equal(got["odi"][mask & ~bad], ref["odi"][mask & ~bad])
+
+
+def test_negative_and_zero_weighted_samples_are_data(phantom, tmp_path):
+    """Denoised/eddy-corrected scans have negative high-b samples: the voxel is fitted."""
+    d = shutil.copytree(phantom, tmp_path / "d")
+    img = nib.load(d / "data.nii.gz")
+    data = np.asarray(img.dataobj).astype(np.float32)
+    mask = np.asarray(nib.load(d / "nodif_brain_mask.nii.gz").dataobj) > 0
+    idx = tuple(np.argwhere(mask)[:3].T)
+    dw = np.flatnonzero(np.loadtxt(d / "bvals") > 2500)[:4]
+    for x, y, z in zip(*idx):
+        data[x, y, z, dw[:2]] = -3.0
+        data[x, y, z, dw[2:]] = 0.0
+    nib.save(nib.Nifti1Image(data, img.affine), d / "data.nii.gz")
+    assert main(["fit", str(d), "--out", str(tmp_path / "o")]) == 0
+    got = load_maps(tmp_path / "o")
+    assert np.isfinite(got["odi"][idx]).all() and np.isfinite(got["icvf"][idx]).all()
+    assert np.isfinite(got["odi"][mask]).all()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..cli import echo
 from ._common import add_input_arguments, add_scale_arguments, load_input, scale_options
+from ._quality import check_sigma_map, noise_record, quality_summary
 
 
 def add_parser(sub) -> None:
@@ -20,6 +21,8 @@ def add_parser(sub) -> None:
     add_scale_arguments(p)
     p.add_argument("--sigma", type=float, default=None,
                    help="noise σ in signal units (default: from the b0 repeats)")
+    p.add_argument("--sigma-map", type=Path, default=None,
+                   help="NIfTI map of noise σ in signal units (e.g. from MP-PCA denoising)")
     p.add_argument("--out", type=Path, required=True, help="output folder for the maps")
     p.set_defaults(run=run)
 
@@ -64,18 +67,25 @@ def run(args) -> int:
                 "n_voxels": n, "seconds": time.perf_counter() - t0, "fit_seconds": fit_seconds,
                 "vox_per_s": n / max(fit_seconds, 1e-9), "sigma": sigma,
                 "success_fraction": float(ok.mean()) if ok.size else 0.0,
+                "noise": noise, "quality": quality_summary(maps, ds.mask),
                 "maps": sorted(maps), "input": str(ds.path), "versions": _versions()}
 
     from ..parallel import AutoFitBlock, FitBlock, run_chunked, sample_response, sample_sigma
 
-    sigma = args.sigma if args.sigma is not None else sample_sigma(ds)
+    if args.sigma_map and auto:
+        raise ValueError("--sigma-map is not supported with --n-fibres auto yet; give --sigma "
+                         "(e.g. the map's median) or a fixed fibre count.")
+    sigma_map = check_sigma_map(args.sigma_map, ds) if args.sigma_map else None
+    sigma = args.sigma if args.sigma is not None or sigma_map else sample_sigma(ds)
+    noise = noise_record(args, sigma, ds.acq)
     workers = 1 if (args.scheduler or args.workers) else None
     if auto:  # one CSD response per volume, then slab by slab like any fit
         block = AutoFitBlock(model=args.model, method=args.method, acq=ds.acq.to_dict(),
                              sigma=sigma, response=sample_response(ds), workers=workers)
     else:
         block = FitBlock(model=args.model, n_fibres=model.n_fibres, method=args.method,
-                         acq=ds.acq.to_dict(), sigma=sigma, workers=workers)
+                         acq=ds.acq.to_dict(), sigma=sigma, workers=workers,
+                         sigma_map=sigma_map)
     done = {}
 
     def finish(staging, run):

@@ -17,7 +17,10 @@ def add_parser(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--scheme", help="built-in acquisition: hcp | activeax | ivim")
     src.add_argument("--acquisition", type=Path, metavar="INPUT",
-                     help="HCP-layout folder whose bvals/bvecs(/acquisition.json) to train for")
+                     help="dataset folder (HCP, BIDS, scheme file) whose acquisition to train "
+                          "for")
+    p.add_argument("--bvals-unit", default=None, choices=("s/mm2", "s/m2", "ms/um2"),
+                   help="unit of the b-values in the folder's files (default s/mm2)")
     p.add_argument("--estimator", default="dnn",
                    help="polynomial | boosted-trees | bayesian | linear-sdca | dnn | "
                         "wide-deep | bayesian-dnn")
@@ -43,17 +46,15 @@ def add_parser(sub) -> None:
 
 def _acquisition(args):
     from ..acquisition import Acquisition
-    from ..io import load_acquisition
+    from ..data.readers import acquisition_from_folder
 
     if args.scheme:
         return Acquisition.scheme(args.scheme)
     folder = Path(args.acquisition)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--acquisition {folder}: not a folder; give an HCP-layout "
-                                "folder with bvals and bvecs.")
-    extra = folder / "acquisition.json"
-    return load_acquisition(folder / "bvals", folder / "bvecs",
-                            acquisition=extra if extra.is_file() else None)
+    if not folder.exists():
+        raise FileNotFoundError(f"--acquisition {folder}: not found; give a dataset folder "
+                                "(HCP layout, BIDS, or with a scheme file).")
+    return acquisition_from_folder(folder, bvals_unit=args.bvals_unit)
 
 
 def _fibres(text):
