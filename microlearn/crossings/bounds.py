@@ -65,15 +65,28 @@ def kernel_rows(cset, k: int) -> np.ndarray:
     b = fiso.
     """
     rows = cset.n_fibres == k
-    t = {name: v[rows] for name, v in cset.truth.items()}
-    weights = np.stack([t[f"ffib_{i}"] for i in range(1, k + 1)], 1)
+    values = {name: v[rows] for name, v in cset.truth.items()}
+    return kernel_rows_from(values, cset.directions[rows], k)
+
+
+def kernel_rows_from(values: dict, directions, k: int) -> np.ndarray:
+    """Kernel-layout rows from per-fibre maps (``odi_i``, ``icvf_i``, ``ffib_i``, ``fiso``).
+
+    Parameters
+    ----------
+    values : dict of str -> ndarray, shape (V,)
+    directions : ndarray, shape (V, >=k, 3)
+        Unit fibre directions.
+    k : int
+    """
+    weights = np.stack([values[f"ffib_{i}"] for i in range(1, k + 1)], 1)
     weights = weights / weights.sum(1, keepdims=True)
     cols = []
     for i in range(k):
-        angles = cartesian_to_angles(cset.directions[rows, i])
-        cols += [angles[:, 0], angles[:, 1], t[f"odi_{i + 1}"], t[f"icvf_{i + 1}"],
-                 (1 - t["fiso"]) * weights[:, i]]
-    cols.append(t["fiso"])
+        angles = cartesian_to_angles(directions[:, i])
+        cols += [angles[:, 0], angles[:, 1], values[f"odi_{i + 1}"], values[f"icvf_{i + 1}"],
+                 (1 - values["fiso"]) * weights[:, i]]
+    cols.append(values["fiso"])
     return np.column_stack(cols)
 
 
