@@ -58,7 +58,8 @@ def test_other_numpy_and_sklearn_types_are_refused(saved_poly, tmp_path, replace
 
 @pytest.mark.parametrize("name, options", [("polynomial", {}), ("bayesian", {}),
                                            ("linear-sdca", {}),
-                                           ("boosted-trees", {"max_iter": 5})])
+                                           ("boosted-trees", {"max_iter": 5}),
+                                           ("polynomial", {"uncertainty": True})])
 def test_every_written_type_is_on_the_list(hcp, tmp_path, name, options):
     est = train("noddi", hcp, estimator=name, n_samples=800, **options)
     est.save(tmp_path / name)
@@ -66,3 +67,8 @@ def test_every_written_type_is_on_the_list(hcp, tmp_path, name, options):
     assert nodes <= written_types()
     again = load_estimator(tmp_path / name)
     assert type(again.estimator) is type(est.estimator)
+    signal = np.abs(np.random.default_rng(0).normal(1.0, 0.05, (20, hcp.n_measurements)))
+    a, b = est.predict_block(signal), again.predict_block(signal)
+    assert sorted(a) == sorted(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
