@@ -267,16 +267,20 @@ class TrainedEstimator:
     def describe(self) -> str:
         """One line: model, estimator, optimizer, features, training size."""
         opt = f" ({self.optimizer})" if self.optimizer else ""
+        prior = self.info.get("prior")
+        where = (" around fits of "
+                 f"{sum(prior['fitted_voxels'].values())} data voxels (empirical prior)"
+                 if isinstance(prior, dict) else "")
         return (f"{self.estimator_name}{opt} for {self.model} on {self.features.kind} "
-                f"features, trained on {self.info.get('n_samples', '?')} simulated voxels at "
-                f"SNR {self.info.get('snr', '?')} -> {', '.join(self.target_names)}")
+                f"features, trained on {self.info.get('n_samples', '?')} simulated voxels"
+                f"{where} at SNR {self.info.get('snr', '?')} -> {', '.join(self.target_names)}")
 
 
 def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
           features="rotation-invariant",
           n_samples=100_000, snr=30.0, n_fibres=None, targets=None, ranges=None,
-          lmax=6, shore=False, hybrid_method="mix", random_state=0, progress=False,
-          **estimator_options) -> TrainedEstimator:
+          lmax=6, shore=False, hybrid_method="mix", prior_signals=None, prior_fit=None,
+          random_state=0, progress=False, **estimator_options) -> TrainedEstimator:
     """Simulate a training set from ``model`` and fit a learned estimator to it.
 
     Parameters
@@ -305,6 +309,14 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
         Prior ranges (SI) per parameter name.
     lmax, shore, hybrid_method
         Feature options (:class:`FeatureSpec`).
+    prior_signals : ndarray, shape (n, N), optional
+        Raw voxels of the data the estimator is for: a random sample of them is fitted
+        and the training parameters are drawn around the fits, fibre counts included
+        (empirical Bayes, :mod:`microlearn.learning.empirical`) instead of from the
+        model's priors. ``n_fibres`` then defaults to the fitted proportions.
+    prior_fit : dict, optional
+        Options of :func:`~microlearn.learning.empirical.fit_sample` (``n_fit``,
+        ``method``, ``crossings``, ``sigma``).
     random_state : int
     progress : bool
         Progress bars for simulation and training.
@@ -312,6 +324,16 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
         Passed to the estimator's constructor (e.g. ``epochs``, ``hidden_units``).
     """
     family = model_family(model)
+    empirical, t_prior = None, 0.0
+    if prior_signals is not None:
+        from .empirical import fit_sample
+
+        t0 = time.perf_counter()
+        empirical = fit_sample(family, acq, prior_signals, random_state=random_state,
+                               **(prior_fit or {}))
+        t_prior = time.perf_counter() - t0
+        if n_fibres is None:
+            n_fibres = {k: len(v) for k, v in empirical.items() if len(v)}
     if n_fibres is None:
         n_fibres = DEFAULT_FIBRES.get(family, (0,))
     mix = parse_fibre_mixture(family, n_fibres)
@@ -321,18 +343,22 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
                          random_state=random_state, progress=progress, **estimator_options)
     t0 = time.perf_counter()
     ts = make_training_set(family, acq, n_samples, n_fibres=mix, snr=snr, targets=targets,
-                           ranges=ranges, random_state=random_state, progress=progress)
+                           ranges=ranges, random_state=random_state, progress=progress,
+                           empirical=empirical)
     t_sim = time.perf_counter() - t0
     X, bad = spec.compute(ts.signal, acq, progress=progress)
     t_feat = time.perf_counter() - t0 - t_sim
     est.fit(X[~bad], ts.targets[~bad])
-    seconds = time.perf_counter() - t0
-    log.info("trained %s in %.1f s (simulate %.1f s, features %.1f s)", estimator, seconds,
-             t_sim, t_feat)
+    seconds = time.perf_counter() - t0 + t_prior
+    log.info("trained %s in %.1f s (prior fits %.1f s, simulate %.1f s, features %.1f s)",
+             estimator, seconds, t_prior, t_sim, t_feat)
     info = {"n_samples": int(n_samples), "snr": float(snr), "random_state": random_state,
             "seconds": round(seconds, 3), "simulate_seconds": round(t_sim, 3),
             "feature_seconds": round(t_feat, 3), "n_features": int(X.shape[1]),
-            "feature_range": np.quantile(X[~bad], PRIOR_QUANTILES, axis=0).tolist()}
+            "feature_range": np.quantile(X[~bad], PRIOR_QUANTILES, axis=0).tolist(),
+            "prior": "model" if empirical is None else {
+                "kind": "empirical", "fit_seconds": round(t_prior, 3),
+                "fitted_voxels": {str(k): int(len(v)) for k, v in empirical.items()}}}
     return TrainedEstimator(model=family, n_fibres={str(k): v for k, v in mix.items()},
                             acq=acq, features=spec, target_names=ts.target_names,
                             estimator=est, estimator_name=estimator,
