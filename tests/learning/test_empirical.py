@@ -42,3 +42,22 @@ def test_fit_sample_follows_the_data(hcp):
     assert 0.1 < np.median(odi) < 0.2
     with pytest.raises(ValueError, match="usable voxels"):
         fit_sample("noddi", hcp, np.zeros((50, hcp.n_measurements)))
+
+
+def test_learn_cli_prior_choice(tmp_path, capsys):
+    import json
+
+    from microlearn.cli import main
+    from microlearn.phantom import make_phantom
+
+    code = main(["learn", "--scheme", "hcp", "--prior", "data", "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--prior data needs --acquisition" in err
+    folder = make_phantom(shape=(8, 8, 2), seed=1).save(tmp_path / "ph")
+    assert main(["learn", "--acquisition", str(folder), "--estimator", "polynomial",
+                 "--n-samples", "3000", "--prior-voxels", "100",
+                 "--out", str(tmp_path / "eb")]) == 0
+    info = json.loads((tmp_path / "eb" / "estimator.json").read_text())["info"]
+    assert info["prior"]["kind"] == "empirical"
+    assert 0 < sum(info["prior"]["fitted_voxels"].values()) <= 100
+    assert "empirical prior" in capsys.readouterr().out
