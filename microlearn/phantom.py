@@ -39,6 +39,9 @@ FIBRES_PER_LABEL = {1: 0, 2: 1, 3: 1, 4: 2, 5: 3}
 DEFAULT_SCHEME = {"noddi": "hcp", "activeax": "activeax", "zcd": "activeax", "ivim": "ivim"}
 S0 = 1000.0
 D_CSF = 3.0e-9
+#: Per-label T2 ranges in s (3 T): CSF, cortical GM, WM (also the crossing regions).
+T2_TISSUE = {1: (0.8, 1.2), 2: (0.08, 0.10), 3: (0.065, 0.075), 4: (0.065, 0.075),
+             5: (0.065, 0.075)}
 
 #: Per-label uniform ranges of the fibre-model parameters (SI).
 TISSUE = {
@@ -185,7 +188,7 @@ def _fibre_group(model_name, n_fib, label, n, acq, rng, base_dirs=None):
 
 def make_phantom(*, model: str = "noddi", scheme: str | None = None, shape=(24, 24, 8),
                  snr: float = 30.0, seed: int = 0, acq: Acquisition | None = None,
-                 kind: str = "rings") -> Phantom:
+                 kind: str = "rings", t2=None) -> Phantom:
     """Build a phantom in memory.
 
     Parameters
@@ -201,13 +204,19 @@ def make_phantom(*, model: str = "noddi", scheme: str | None = None, shape=(24, 
     shape : tuple of int
         Spatial shape (X, Y, Z).
     snr : float
-        b0 signal-to-noise ratio (σ = S0 / snr, Rician); ``inf`` for no noise.
+        b0 signal-to-noise ratio (σ = S0 / snr, Rician); ``inf`` for no noise. With ``t2``
+        σ is S0 / snr at TE = 0, so later echoes have a lower SNR, as in a scanner.
     seed : int
+    acq : Acquisition, optional
+        Any acquisition (e.g. multi-TE from :func:`microlearn.schemes.with_echo_times`).
+    t2 : {None, "tissue"} or float
+        T2 weighting ``exp(−TE/T2)`` per voxel: none, typical per-tissue values
+        (:data:`T2_TISSUE`, uniform within each range; truth map ``t2``), or one T2 (s).
     """
     acq, labels, s0_map, dirs, extra, affine = _layout(model, scheme, shape, acq, kind=kind)
     rng = as_rng(seed)
     mask = labels > 0
-    data, truth = _fill(model, acq, labels, s0_map, snr, rng, dirs)
+    data, truth = _fill(model, acq, labels, s0_map, snr, rng, dirs, t2)
     truth.update(extra)
     log.info("phantom %s: %d voxels in the mask", shape, int(mask.sum()))
     return Phantom(data=data, acq=acq, mask=mask, labels=labels, truth=truth, affine=affine,
@@ -243,10 +252,23 @@ def _layout(model, scheme, shape, acq, radius=1.0, *, kind="rings"):
     return acq, labels, s0_map, dirs, extra, affine
 
 
-def _fill(model, acq, labels, s0_map, snr, rng, dirs=None):
+def _t2_values(t2, label, n, rng):
+    if t2 is None:
+        return None
+    if isinstance(t2, str):
+        if t2 != "tissue":
+            raise ValueError(f"t2 must be None, 'tissue' or seconds, got {t2!r}.")
+        return rng.uniform(*T2_TISSUE[label], n)
+    if not float(t2) > 0:
+        raise ValueError(f"t2 must be positive seconds, got {t2!r}.")
+    return np.full(n, float(t2))
+
+
+def _fill(model, acq, labels, s0_map, snr, rng, dirs=None, t2=None):
     """Signals and truth maps of a block of labels (the whole volume or one slab).
 
-    ``dirs`` (*labels.shape, 3, 3), optional: each voxel's fibre directions.
+    ``dirs`` (*labels.shape, 3, 3), optional: each voxel's fibre directions; ``t2`` as in
+    :func:`make_phantom`.
     """
     shape = labels.shape
     mask = labels > 0
@@ -280,6 +302,12 @@ def _fill(model, acq, labels, s0_map, snr, rng, dirs=None):
             signal, group_truth = _fibre_group(model, n_fib, label, n, acq, rng,
                                                None if dirs is None else dirs[idx])
             group_truth["n_fibres"] = np.full(n, n_fib)
+        t2_vox = _t2_values(t2, int(label), n, rng)
+        if t2_vox is not None:
+            from .simulate import t2_weighting
+
+            signal = signal * t2_weighting(acq, t2_vox)
+            group_truth["t2"] = t2_vox
         data[idx] = signal * s0_map[idx][:, None]
         for name, value in group_truth.items():
             put(name, idx, value)
@@ -296,6 +324,7 @@ def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None =
                           shape=(145, 174, 145), snr: float = 30.0, seed: int = 0,
                           slab: int = 8, radius: float = 0.78,
                           progress: bool = False, kind: str = "rings",
+                          acq: Acquisition | None = None, t2=None,
                           force: bool = False) -> Path:
     """Write a phantom of any size slab by slab (bounded memory), in the HCP layout.
 
@@ -311,20 +340,21 @@ def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None =
     from .io import staged_output
 
     with staged_output(out_dir, force=force) as staging:
-        _write_slabwise(staging, model, scheme, shape, snr, seed, slab, radius, progress, kind)
+        _write_slabwise(staging, model, scheme, shape, snr, seed, slab, radius, progress, kind,
+                        acq, t2)
     out = Path(out_dir)
     if force:  # a gzip DWI of an earlier phantom would be read instead of the new data.nii
         (out / "data.nii.gz").unlink(missing_ok=True)
     return out
 
 
-def _write_slabwise(out, model, scheme, shape, snr, seed, slab, radius, progress,
-                    kind) -> None:
+def _write_slabwise(out, model, scheme, shape, snr, seed, slab, radius, progress, kind, acq,
+                    t2) -> None:
     import nibabel as nib
 
     from .io import _atomic_replace, save_nifti_atomic, write_acquisition_files, write_maps
 
-    acq, labels, s0_map, dirs, extra, affine = _layout(model, scheme, shape, None, radius,
+    acq, labels, s0_map, dirs, extra, affine = _layout(model, scheme, shape, acq, radius,
                                                        kind=kind)
     shape = labels.shape
     header = nib.Nifti1Header()
@@ -351,7 +381,8 @@ def _write_slabwise(out, model, scheme, shape, snr, seed, slab, radius, progress
         for z0 in starts:
             z1 = min(z0 + slab, Z)
             data, part = _fill(model, acq, labels[..., z0:z1], s0_map[..., z0:z1], snr,
-                               as_rng([seed, z0]), None if dirs is None else dirs[:, :, z0:z1])
+                               as_rng([seed, z0]), None if dirs is None else dirs[:, :, z0:z1],
+                               t2)
             # in NIfTI (Fortran) order the slab of each volume is one contiguous run
             for t in range(acq.n_measurements):
                 block = np.asfortranarray(data[..., t]).tobytes(order="F")

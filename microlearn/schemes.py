@@ -104,4 +104,27 @@ def ivim() -> Acquisition:
                        TE=HCP_TIMING["TE"], name="ivim", b0_threshold=IVIM_B0_THRESHOLD)
 
 
+def with_echo_times(acq: Acquisition, echo_times) -> Acquisition:
+    """The acquisition repeated at each echo time (s), b0s included, for multi-TE data.
+
+    Parameters
+    ----------
+    acq : Acquisition
+    echo_times : sequence of float
+        Echo times in s (each must leave room for the gradients: TE > Δ + δ).
+    """
+    tes = np.asarray(echo_times, dtype=float).ravel()
+    if tes.size == 0 or np.any(tes <= 0):
+        raise ValueError(f"echo times must be positive seconds, got {tes.tolist()}.")
+    short = tes[tes <= float(np.max(acq.Delta + acq.delta))]
+    if short.size:
+        raise ValueError(f"echo time {short[0] * 1e3:g} ms is shorter than Δ + δ "
+                         f"({float(np.max(acq.Delta + acq.delta)) * 1e3:g} ms) of the scheme.")
+    k = tes.size
+    return Acquisition(np.tile(acq.bvals, k), np.tile(acq.bvecs, (k, 1)),
+                       np.tile(acq.delta, k), np.tile(acq.Delta, k),
+                       TE=np.repeat(tes, acq.n_measurements), G=np.tile(acq.G, k),
+                       name=f"{acq.name}-{k}TE", b0_threshold=acq.b0_threshold)
+
+
 SCHEMES = {"hcp": hcp, "activeax": activeax, "ivim": ivim}

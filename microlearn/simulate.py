@@ -153,14 +153,40 @@ def sample_parameters(model, n: int, *, random_state=None, ranges: Mapping | Non
     return space.pack(values)
 
 
-def simulate(model, acq, params, *, chunk: int = SIMULATION_CHUNK, progress: bool = False):
-    """Noiseless normalised signals for packed parameters, in blocks of ``chunk`` voxels.
+def t2_weighting(acq, t2) -> np.ndarray:
+    """Echo-time decay ``exp(−TE/T2)`` of every measurement.
+
+    Parameters
+    ----------
+    acq : Acquisition
+        Needs ``TE`` (all ones without it).
+    t2 : float or ndarray, shape (*batch,)
+        Transverse relaxation time in s.
+
+    Returns
+    -------
+    ndarray, shape (*batch, n_measurements)
+    """
+    t2 = np.asarray(t2, dtype=float)
+    if acq.TE is None:
+        return np.ones(t2.shape + (acq.n_measurements,))
+    return np.exp(-acq.TE / t2[..., None])
+
+
+def simulate(model, acq, params, *, t2=None, chunk: int = SIMULATION_CHUNK,
+             progress: bool = False):
+    """Noiseless signals for packed parameters, in blocks of ``chunk`` voxels.
 
     Parameters
     ----------
     model : MultiCompartmentModel
     acq : Acquisition
     params : ndarray, shape (n, size)
+    t2 : float, ndarray of shape (n,), or dict of str to float, optional
+        Transverse relaxation (s) for multi-echo-time data: one T2 for all voxels, one per
+        voxel, or one per compartment (``{"stick": 0.08, "ball": 1.0, ...}`` by compartment
+        name; compartments left out do not decay). Without it the signal is S/S0 at every
+        TE; with it the signal is relative to the proton density (b = 0, TE = 0).
     chunk : int
         Voxels per block.
     progress : bool
@@ -173,14 +199,35 @@ def simulate(model, acq, params, *, chunk: int = SIMULATION_CHUNK, progress: boo
     params = np.asarray(params, dtype=float)
     flat = params.reshape(int(np.prod(params.shape[:-1])), params.shape[-1])
     out = np.empty((flat.shape[0], acq.n_measurements))
+    per_voxel = None
+    if t2 is not None and not isinstance(t2, Mapping):
+        per_voxel = np.broadcast_to(np.asarray(t2, dtype=float), (flat.shape[0],))
     starts = range(0, flat.shape[0], chunk)
     if progress:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="simulate", unit="block")
     for s in starts:
-        out[s:s + chunk] = model.signal(acq, flat[s:s + chunk])
+        block = flat[s:s + chunk]
+        if isinstance(t2, Mapping):
+            out[s:s + chunk] = _compartment_t2_signal(model, acq, block, t2)
+        else:
+            out[s:s + chunk] = model.signal(acq, block)
+            if per_voxel is not None:
+                out[s:s + chunk] *= t2_weighting(acq, per_voxel[s:s + chunk])
     return out.reshape(params.shape[:-1] + (acq.n_measurements,))
+
+
+def _compartment_t2_signal(model, acq, params, t2: Mapping) -> np.ndarray:
+    unknown = set(t2) - set(model.compartment_names)
+    if unknown:
+        raise ValueError(f"t2 names unknown compartments {sorted(unknown)}; the model has "
+                         f"{model.compartment_names}.")
+    _, fractions = model.resolve(params)
+    comp = model.compartment_signals(acq, params)  # (V, C, N)
+    decay = np.stack([t2_weighting(acq, t2[name]) if name in t2 else
+                      np.ones(acq.n_measurements) for name in model.compartment_names])
+    return np.einsum("vc,vcn,cn->vn", fractions, comp, decay)
 
 
 def add_noise(signal, snr: float, *, kind: str = "rician", random_state=None, s0=1.0):
@@ -255,4 +302,4 @@ def simulate_dataset(model, acq, n: int, *, snr: float = 30.0, noise: str = "ric
 
 
 __all__ = ["add_noise", "angles_to_cartesian", "crossing_directions", "random_directions",
-           "sample_parameters", "simulate", "simulate_dataset"]
+           "sample_parameters", "simulate", "simulate_dataset", "t2_weighting"]

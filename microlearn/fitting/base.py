@@ -291,6 +291,12 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     sigma_used = None if sigma_vox is None or map_given else float(sigma)
     y = y_all[use]
     sig_n = None if sigma_vox is None else sigma_vox[use, None] / scale[use]  # (V, N)
+    if (acq.n_te > 1 and sig_n is not None and method in ("mix", "interior-point")
+            and "fast" not in options):
+        # σ differs between TE groups after normalisation: the generic engines weigh each
+        # measurement by it (weighted least squares); the compiled kernels take one σ
+        options = {**options, "fast": False}
+        log.info("%d echo times: generic %s engine with σ per measurement", acq.n_te, method)
     engine = engine_cls(model, acq, **options)
     sig = sig_n
     if sig_n is not None and (acq.n_te == 1 or getattr(engine, "threaded", False)):

@@ -214,12 +214,16 @@ class Engine:
     # -------------------------------------------------------------- stage 2
     def residual_function(self, y, sigma):
         model, acq = self.model, self.acq
+        weight = None
+        if sigma is not None and np.ndim(sigma) == 2:  # σ per measurement (several TEs):
+            weight = np.min(sigma, axis=1, keepdims=True) / sigma  # weighted least squares
 
         def residual(x, rows):
             S = x[:, -1:] * model.signal(acq, x[:, :-1])
-            if sigma is not None:
-                S = np.sqrt(S * S + sigma[rows, None] ** 2)
-            return S - y[rows]
+            if sigma is not None:  # σ per voxel (V,) or per measurement (V, N)
+                sg = sigma[rows]
+                S = np.sqrt(S * S + (sg if sg.ndim == 2 else sg[:, None]) ** 2)
+            return S - y[rows] if weight is None else (S - y[rows]) * weight[rows]
 
         return residual
 

@@ -228,7 +228,7 @@ class FitOrLearn(widgets.VBox):
             est = train(s["model"], ds.acq, estimator=s["estimator"],
                         optimizer=s["optimizer"], features=s["features"],
                         n_samples=s["n_samples"],
-                        n_fibres=0 if s["model"] == "ivim" else 1)
+                        n_fibres=None)  # the family mixture: free water (CSF) included
             train_s = time.perf_counter() - t0
             task.stage(f"predicting {n_vox} voxels", 2)
             t1 = time.perf_counter()
