@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -11,6 +13,9 @@ import ipywidgets as widgets
 from .common import BackgroundTask, ErrorBox, figure_png, guarded, image_widget, resolve_data_path
 
 PHANTOM = "built-in phantom"
+
+
+log = logging.getLogger(__name__)
 
 
 def data_root_default() -> Path:
@@ -25,6 +30,7 @@ class DataSource:
         self.data_root = Path(data_root) if data_root is not None else data_root_default()
         self.phantom_shape = tuple(phantom_shape)
         self._cache: dict = {}
+        self._lock = threading.Lock()  # a background pre-build and a click share the cache
 
     def load(self, choice: str, folder_text: str = "", model: str = "noddi"):
         """``(Dataset, truth or None)``."""
@@ -32,15 +38,16 @@ class DataSource:
 
         if choice == PHANTOM:
             key = (model, self.phantom_shape)
-            if key not in self._cache:
-                import tempfile
+            with self._lock:
+                if key not in self._cache:
+                    import tempfile
 
-                from ..phantom import make_phantom
+                    from ..phantom import make_phantom
 
-                tmp = Path(tempfile.mkdtemp(prefix="microlearn-phantom-"))
-                folder = make_phantom(model=model, shape=self.phantom_shape, seed=0).save(tmp)
-                self._cache[key] = folder
-            folder = self._cache[key]
+                    tmp = Path(tempfile.mkdtemp(prefix="microlearn-phantom-"))
+                    phantom = make_phantom(model=model, shape=self.phantom_shape, seed=0)
+                    self._cache[key] = phantom.save(tmp)
+                folder = self._cache[key]
         else:
             folder = resolve_data_path(folder_text, self.data_root)
         truth = load_maps(folder / "truth") if (folder / "truth").is_dir() else None
@@ -78,9 +85,12 @@ class FitOrLearn(widgets.VBox):
         Only folders inside it can be opened (default ``MICROLEARN_DATA`` or ``./data``).
     phantom_shape : tuple of int
         Size of the built-in phantom.
+    prewarm : bool
+        Prepare the first fit in a background thread while the page is read: build the
+        phantom, load the compiled fitting kernels, import and warm up matplotlib.
     """
 
-    def __init__(self, *, data_root=None, phantom_shape=(16, 16, 4)):
+    def __init__(self, *, data_root=None, phantom_shape=(16, 16, 4), prewarm=True):
         from ..fitting import FITTERS
         from ..learning import ESTIMATOR_NAMES, OPTIMIZERS
 
@@ -122,6 +132,26 @@ class FitOrLearn(widgets.VBox):
         self.add_class("ml-fit-or-learn")
         self._show_mode()
 
+        self._prepared = None
+        if prewarm:
+            self._prepared = threading.Thread(target=self._prepare, daemon=True,
+                                              name="microlearn-prepare")
+            self._prepared.start()
+
+    def _prepare(self):
+        """Pay the first fit's one-off costs ahead of the first click (best effort)."""
+        try:
+            from matplotlib.figure import Figure
+
+            from ..fitting.warm import warm_up
+            from ..viz import maps  # noqa: F401 - imports matplotlib's pyplot-free parts
+
+            self.source.load(PHANTOM, "", self.model.value)
+            warm_up(self.model.value, 0 if self.model.value == "ivim" else 1, self.engine.value)
+            figure_png(Figure(figsize=(1, 1)))  # font cache and the Agg canvas
+        except Exception as err:  # noqa: BLE001 - the real run reports errors
+            log.debug("pre-warming the fit-or-learn panel failed: %s", err)
+
     def _show_mode(self):
         fitting = self.mode.value == "fit"
         self.fit_box.layout.display = "" if fitting else "none"
@@ -143,6 +173,8 @@ class FitOrLearn(widgets.VBox):
         from ..models import get_model
 
         task.stage("loading data", 0)
+        if self._prepared is not None:  # a click during the preparation waits for it
+            self._prepared.join()
         ds, self.truth = self.source.load(s["data"], s["folder"], s["model"])
         data = ds.load_data()
         n_vox = int(ds.mask.sum())
@@ -168,9 +200,12 @@ class FitOrLearn(widgets.VBox):
             setup = None
         self.maps, self.mask = maps, ds.mask
         self.slice.max = ds.mask.shape[2] - 1
-        self.slice.value = int(ds.mask.sum(axis=(0, 1)).argmax())
         self.runtime.value = runtime_html(n_vox, seconds, setup, train_s)
-        self._draw()
+        z = int(ds.mask.sum(axis=(0, 1)).argmax())
+        if self.slice.value != z:
+            self.slice.value = z  # its observer draws
+        else:
+            self._draw()
         task.stage("done", 3)
 
     def _draw(self):
