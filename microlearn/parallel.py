@@ -115,8 +115,9 @@ class AutoFitBlock:
     acq : dict
         ``Acquisition.to_dict()``.
     sigma : float or None
-    response : tuple
-        DIPY single-fibre response ``(evals (3,), S0)``.
+    response : tuple or None
+        DIPY single-fibre response ``(evals (3,), S0)`` for CSD-peak starts (``csd_starts``
+        of :func:`~microlearn.crossings.fit_auto`); None without them.
     workers : int or None
     criterion : str
     timing : dict
@@ -127,7 +128,7 @@ class AutoFitBlock:
     method: str
     acq: dict
     sigma: float | None
-    response: tuple
+    response: tuple | None = None
     workers: int | None = None
     criterion: str = "aic"
     timing: dict = field(default_factory=dict, compare=False, repr=False)
@@ -145,7 +146,7 @@ class AutoFitBlock:
                 res = fit_auto(self.model, Acquisition.from_dict(self.acq), signal,
                                method=self.method, sigma=0 if self.sigma is None else self.sigma,
                                response=self.response, workers=self.workers,
-                               criterion=self.criterion)
+                               criterion=self.criterion, csd_starts=self.response is not None)
             except ValueError as err:
                 if "no voxel has a valid signal" in str(err):
                     return {}  # a slab of unusable voxels: NaN maps
@@ -158,10 +159,12 @@ class AutoFitBlock:
         return maps
 
     def key(self) -> dict:
-        evals, s0 = self.response
+        response = None
+        if self.response is not None:
+            evals, s0 = self.response
+            response = [float(v) for v in np.ravel(evals)] + [float(s0)]
         return {"kind": "fit-auto", "model": self.model, "method": self.method,
-                "sigma": self.sigma, "criterion": self.criterion,
-                "response": [float(v) for v in np.ravel(evals)] + [float(s0)]}
+                "sigma": self.sigma, "criterion": self.criterion, "response": response}
 
 
 @dataclass

@@ -94,13 +94,13 @@ def run(args) -> int:
                 "success_fraction": float(ok.mean()) if ok.size else 0.0,
                 "maps": sorted(maps), "input": str(ds.path), "versions": _versions()}
 
-    from ..parallel import AutoFitBlock, FitBlock, run_chunked, sample_response, sample_sigma
+    from ..parallel import AutoFitBlock, FitBlock, run_chunked, sample_sigma
 
     sigma = args.sigma if args.sigma is not None else sample_sigma(ds)
     workers = 1 if (args.scheduler or args.workers) else None
-    if auto:  # one CSD response per volume, then slab by slab like any fit
+    if auto:  # slab by slab like any fit (greedy starts: no CSD response needed)
         block = AutoFitBlock(model=args.model, method=args.method, acq=ds.acq.to_dict(),
-                             sigma=sigma, response=sample_response(ds), workers=workers)
+                             sigma=sigma, workers=workers)
     else:
         block = FitBlock(model=args.model, n_fibres=model.n_fibres, method=args.method,
                          acq=ds.acq.to_dict(), sigma=sigma, workers=workers)
