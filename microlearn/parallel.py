@@ -210,15 +210,39 @@ def plan_slabs(mask, chunk_voxels: int = CHUNK_VOXELS) -> list[tuple[int, int]]:
     return slabs
 
 
-def read_slab(image_path, z0: int, z1: int, dtype=np.float32) -> np.ndarray:
-    """``data[:, :, z0:z1, :]`` read lazily from a NIfTI file."""
+#: A whole small volume read once (by :func:`sample_voxels`) and handed to the slab loop:
+#: ``(path, size, mtime_ns, z0, z1, dtype) -> array``, one entry, taken by its next read.
+_READ_ONCE: dict = {}
+#: Volumes with at most this many values are read whole by :func:`sample_voxels`.
+SMALL_VOLUME = 50_000_000
+
+
+def _read_key(image_path, z0, z1, dtype):
+    st = os.stat(image_path)
+    return (str(image_path), st.st_size, st.st_mtime_ns, int(z0), int(z1), np.dtype(dtype).str)
+
+
+def read_slab(image_path, z0: int, z1: int, dtype=np.float32, *, keep=False) -> np.ndarray:
+    """``data[:, :, z0:z1, :]`` read lazily from a NIfTI file.
+
+    ``keep=True`` keeps the array for the next read of the same slab of the unchanged file
+    (a small volume sampled for σ and then fitted is decompressed once).
+    """
     import nibabel as nib
 
     from .io import nifti_errors
 
+    key = _read_key(image_path, z0, z1, dtype)
+    kept = _READ_ONCE.pop(key, None)
+    if kept is not None:
+        return kept
+    _READ_ONCE.clear()
     with nifti_errors(image_path):
         img = nib.load(str(image_path), keep_file_open=True)
-        return np.asarray(img.dataobj[:, :, z0:z1, :], dtype=dtype)
+        out = np.asarray(img.dataobj[:, :, z0:z1, :], dtype=dtype)
+    if keep:
+        _READ_ONCE[key] = out
+    return out
 
 
 def _read_voxels(image_path, mask_slab, z0, z1) -> np.ndarray:
@@ -385,6 +409,7 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
             client.close()
         if cluster is not None:
             cluster.close()
+    _READ_ONCE.clear()
     maps = assemble(work_dir, slabs, mask)
     scalar = [v for v in maps.values() if v.ndim == mask.ndim]
     n_bad = int((mask & ~np.isfinite(scalar[0])).sum()) if scalar else 0
@@ -439,8 +464,13 @@ def sample_voxels(dataset, max_voxels: int = 20_000) -> np.ndarray:
         total += int(per_z[z])
         if total >= max_voxels:
             break
-    vox = np.concatenate([read_slab(dataset.image.get_filename(), z, z + 1)[mask[..., z:z + 1]]
-                          for z in sorted(take)])
+    path = dataset.image.get_filename()
+    if np.prod(dataset.image.shape, dtype=float) <= SMALL_VOLUME:  # read once, fit from it
+        vox = read_slab(path, 0, mask.shape[-1], keep=True)[..., sorted(take), :]
+        vox = vox[mask[..., sorted(take)]]
+    else:
+        vox = np.concatenate([read_slab(path, z, z + 1)[mask[..., z:z + 1]]
+                              for z in sorted(take)])
     b0 = vox[:, dataset.acq.b0_mask].mean(1)
     return vox[np.isfinite(vox).all(1) & (b0 > 0)].astype(float)
 
