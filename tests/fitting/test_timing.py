@@ -109,7 +109,7 @@ def test_small_volume_is_read_once_and_never_stale(tmp_path):
     assert not parallel._READ_ONCE  # handed over once
     parallel.sample_sigma(ds)
     img = nib.load(path)
-    nib.save(nib.Nifti1Image(np.asarray(img.dataobj) * 2, img.affine), path)
+    old = np.asarray(img.dataobj, np.float32)
+    nib.save(nib.Nifti1Image(old * 2, img.affine), path)
     os.utime(path, ns=(1, 10**18))  # a changed file is read again
-    np.testing.assert_allclose(parallel.read_slab(path, 0, 2),
-                               2 * np.asarray(img.dataobj, np.float32))
+    np.testing.assert_allclose(parallel.read_slab(path, 0, 2), 2 * old)
