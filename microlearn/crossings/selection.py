@@ -312,12 +312,15 @@ def _fit_zero(model_name, acq, y, sigma, criterion, sigma_known):
 
 def _fit_from(model, acq, y, sigma, dirs, fit_options):
     opts = dict(fit_options)
+    setup = opts.pop("setup_acc", None)  # a list collecting each fit's set-up seconds
     if "block_size" not in opts:  # one block per worker, so both cores share small groups
         from ..fitting.base import BLOCK_SIZE, default_workers
 
         workers = opts.get("workers") or default_workers()
         opts["block_size"] = int(min(BLOCK_SIZE, max(MIN_BLOCK, -(-len(y) // workers))))
     r = fit(model, acq, y, sigma=0 if sigma is None else sigma, directions=dirs, **opts)
+    if setup is not None:
+        setup.append(r.setup_seconds)
     pred = r.predict()
     cost = floor_cost(pred, y, sigma)
     return r.params, r.s0, r.success, pred, np.where(r.success, cost, np.inf)
@@ -555,7 +558,9 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
         cand_peaks = np.asarray(peaks, float).reshape(-1, *np.shape(peaks)[-2:])[vx.flat]
     if cand_peaks is None and response is None and csd_starts:  # one for the whole volume
         response, _ = ssst_response(acq, y / vx.b0[:, None])
-    opts = {"method": method, "progress": progress, "workers": workers, **options}
+    setup: list = []  # set-up seconds of the fits (kernel loading; see FitResult)
+    opts = {"method": method, "progress": progress, "workers": workers, "setup_acc": setup,
+            **options}
     big = get_model(model_name, max_fibres)
     V = y.shape[0]
     params = np.full((V, big.parameters.size), np.nan)
@@ -583,4 +588,5 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
         model=big, acq=acq, params=vx.to_volume(params), s0=vx.to_volume(s0),
         success=vx.to_volume(ok, False, bool), mask=vx.mask, method=method, sigma=sigma,
         seconds=seconds, n_fibres=vx.to_volume(n_sel, 0, np.uint8), model_name=model_name,
-        criterion=vx.to_volume(ic), fibre_names=tuple(fibre_bases(model_name)))
+        criterion=vx.to_volume(ic), fibre_names=tuple(fibre_bases(model_name)),
+        setup_seconds=float(sum(setup)))
