@@ -125,6 +125,10 @@ def main(quick: bool = False) -> None:
                      "warm fit_s": warm, "peer": label, "peer s": peer,
                      "ratio cold": peer / fit_s, "ratio warm": peer / warm, "goal": goal,
                      "cmd-fit": seconds - fit_s})
+    import os
+
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings of a "
+          "shared machine inflate with it; ratios are from the same run)")
     print("Fresh command (cold) and warm process vs peers in the same run; ratio = peer fit "
           "time / our fit stage (goals: NODDI >= 25, IVIM >= 300, ActiveAx >= 100 vs dmipy;"
           " cmd-fit = fit.json seconds - fit_seconds <= 0.3 s)")
