@@ -161,6 +161,26 @@ def _hemisphere():
     return v[v[:, 2] >= 0]
 
 
+_STICK_ATOMS: dict = {}
+
+
+def _stick_atoms(acq):
+    """Hemisphere directions U (D, 3) and their unit-norm, shell-demeaned stick atoms
+    (N, D), kept per acquisition."""
+    key = acq.fingerprint()
+    if key not in _STICK_ATOMS:
+        U = _hemisphere()
+        K = np.exp(-acq.bvals[:, None] * D_PAR_NODDI * (acq.bvecs @ U.T) ** 2)
+        for s in np.unique(acq.shell_index):
+            rows = acq.shell_index == s
+            K[rows] -= K[rows].mean(0)
+        K /= np.linalg.norm(K, axis=0) + 1e-12
+        if len(_STICK_ATOMS) >= 4:
+            _STICK_ATOMS.clear()
+        _STICK_ATOMS[key] = (U, K)
+    return _STICK_ATOMS[key]
+
+
 def residual_directions(acq, residual, previous, *, exclude_deg=MIN_SEPARATION):
     """Greedy next-fibre direction from a fit residual.
 
@@ -178,12 +198,7 @@ def residual_directions(acq, residual, previous, *, exclude_deg=MIN_SEPARATION):
         The hemisphere direction whose stick atom (d∥ = 1.7e-9 m²/s, demeaned per shell)
         correlates best with the residual.
     """
-    U = _hemisphere()
-    K = np.exp(-acq.bvals[:, None] * D_PAR_NODDI * (acq.bvecs @ U.T) ** 2)
-    for s in np.unique(acq.shell_index):
-        rows = acq.shell_index == s
-        K[rows] -= K[rows].mean(0)
-    K /= np.linalg.norm(K, axis=0) + 1e-12
+    U, K = _stick_atoms(acq)
     score = np.asarray(residual, dtype=float) @ K
     near = np.abs(np.einsum("vkc,dc->vkd", np.nan_to_num(previous), U))
     close = np.any(near > np.cos(np.deg2rad(exclude_deg)), axis=1)
