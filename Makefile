@@ -38,7 +38,7 @@ system-deps:
 	@bash scripts/install_system_deps.sh
 
 demo: install
-	$(BIN)/microlearn demo --out $(DEMO_OUT)
+	$(BIN)/microlearn demo --out $(DEMO_OUT) --force
 
 test: install system-deps
 	$(BIN)/python -m pytest -q

@@ -111,6 +111,8 @@ class DictionaryEngine(Engine):
     """AMICO-style rotated dictionary + NNLS; no nonlinear refinement."""
 
     name = "dictionary"
+    convergence = ("exact active-set NNLS (finite termination); no answer when no atom is "
+                   "selected")
     threaded = True  # the compiled NNLS is parallel over voxels
 
     def __init__(self, model, acq, *, n_candidates: int = 144,
