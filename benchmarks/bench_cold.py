@@ -72,7 +72,7 @@ def cold_fit(folder, model_name, repeats):
     for _ in range(repeats):
         t0 = time.perf_counter()
         proc = subprocess.run([str(exe), "fit", str(folder), "--model", model_name, "--out",
-                               str(out)], capture_output=True, text=True)
+                               str(out), "--force"], capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if proc.returncode:
             raise RuntimeError(f"microlearn fit failed:\n{proc.stderr[-2000:]}")
