@@ -328,6 +328,7 @@ def _fit_zero(model_name, acq, y, sigma, criterion, sigma_known):
 def _fit_from(model, acq, y, sigma, dirs, fit_options):
     opts = dict(fit_options)
     setup = opts.pop("setup_acc", None)  # a list collecting each fit's set-up seconds
+    opts.setdefault("quality", False)  # candidate fits: their std/residual maps are unused
     if "block_size" not in opts:  # one block per worker, so both cores share small groups
         from ..fitting.base import BLOCK_SIZE, default_workers
 
