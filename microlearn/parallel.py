@@ -129,8 +129,9 @@ class AutoFitBlock:
     acq : dict
         ``Acquisition.to_dict()``.
     sigma : float or None
-    response : tuple
-        DIPY single-fibre response ``(evals (3,), S0)``.
+    response : tuple or None
+        DIPY single-fibre response ``(evals (3,), S0)`` for CSD-peak starts (``csd_starts``
+        of :func:`~microlearn.crossings.fit_auto`); None without them.
     workers : int or None
     criterion : str
     timing : dict
@@ -141,7 +142,7 @@ class AutoFitBlock:
     method: str
     acq: dict
     sigma: float | None
-    response: tuple
+    response: tuple | None = None
     workers: int | None = None
     criterion: str = "aic"
     timing: dict = field(default_factory=dict, compare=False, repr=False)
@@ -159,7 +160,7 @@ class AutoFitBlock:
                 res = fit_auto(self.model, Acquisition.from_dict(self.acq), signal,
                                method=self.method, sigma=0 if self.sigma is None else self.sigma,
                                response=self.response, workers=self.workers,
-                               criterion=self.criterion)
+                               criterion=self.criterion, csd_starts=self.response is not None)
             except ValueError as err:
                 if "no voxel has a valid signal" in str(err):
                     return {}  # a slab of unusable voxels: NaN maps
@@ -172,10 +173,12 @@ class AutoFitBlock:
         return maps
 
     def key(self) -> dict:
-        evals, s0 = self.response
+        response = None
+        if self.response is not None:
+            evals, s0 = self.response
+            response = [float(v) for v in np.ravel(evals)] + [float(s0)]
         return {"kind": "fit-auto", "model": self.model, "method": self.method,
-                "sigma": self.sigma, "criterion": self.criterion,
-                "response": [float(v) for v in np.ravel(evals)] + [float(s0)]}
+                "sigma": self.sigma, "criterion": self.criterion, "response": response}
 
 
 @dataclass
@@ -221,16 +224,43 @@ def plan_slabs(mask, chunk_voxels: int = CHUNK_VOXELS) -> list[tuple[int, int]]:
     return slabs
 
 
-def read_slab(image_path, z0: int, z1: int, dtype=np.float32, ndim=4) -> np.ndarray:
-    """``data[:, :, z0:z1, ...]`` read lazily from a NIfTI file (4-D, or 3-D maps)."""
+#: A whole small volume read once (by :func:`sample_voxels`) and handed to the slab loop:
+#: ``(path, size, mtime_ns, z0, z1, dtype, ndim) -> array``, one entry, taken by its next
+#: read.
+_READ_ONCE: dict = {}
+#: Volumes with at most this many values are read whole by :func:`sample_voxels`.
+SMALL_VOLUME = 50_000_000
+
+
+def _read_key(image_path, z0, z1, dtype, ndim):
+    st = os.stat(image_path)
+    return (str(image_path), st.st_size, st.st_mtime_ns, int(z0), int(z1),
+            np.dtype(dtype).str, int(ndim))
+
+
+def read_slab(image_path, z0: int, z1: int, dtype=np.float32, ndim=4, *,
+              keep=False) -> np.ndarray:
+    """``data[:, :, z0:z1, ...]`` read lazily from a NIfTI file (4-D, or 3-D maps).
+
+    ``keep=True`` keeps the array for the next read of the same slab of the unchanged file
+    (a small volume sampled for σ and then fitted is decompressed once).
+    """
     import nibabel as nib
 
     from .io import nifti_errors
 
+    key = _read_key(image_path, z0, z1, dtype, ndim)
+    kept = _READ_ONCE.pop(key, None)
+    if kept is not None:
+        return kept
+    _READ_ONCE.clear()
     with nifti_errors(image_path):
         img = nib.load(str(image_path), keep_file_open=True)
         index = (slice(None), slice(None), slice(z0, z1)) + ((slice(None),) if ndim == 4 else ())
-        return np.asarray(img.dataobj[index], dtype=dtype)
+        out = np.asarray(img.dataobj[index], dtype=dtype)
+    if keep:
+        _READ_ONCE[key] = out
+    return out
 
 
 def _read_voxels(image_path, mask_slab, z0, z1) -> np.ndarray:
@@ -430,6 +460,7 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
             client.close()
         if cluster is not None:
             cluster.close()
+    _READ_ONCE.clear()
     maps = assemble(work_dir, slabs, mask)
     scalar = [v for v in maps.values() if v.ndim == mask.ndim]
     n_bad = int((mask & ~np.isfinite(scalar[0])).sum()) if scalar else 0
@@ -484,8 +515,13 @@ def sample_voxels(dataset, max_voxels: int = 20_000) -> np.ndarray:
         total += int(per_z[z])
         if total >= max_voxels:
             break
-    vox = np.concatenate([read_slab(dataset.image.get_filename(), z, z + 1)[mask[..., z:z + 1]]
-                          for z in sorted(take)])
+    path = dataset.image.get_filename()
+    if np.prod(dataset.image.shape, dtype=float) <= SMALL_VOLUME:  # read once, fit from it
+        vox = read_slab(path, 0, mask.shape[-1], keep=True)[..., sorted(take), :]
+        vox = vox[mask[..., sorted(take)]]
+    else:
+        vox = np.concatenate([read_slab(path, z, z + 1)[mask[..., z:z + 1]]
+                              for z in sorted(take)])
     from .data.voxels import usable_voxels
 
     return vox[usable_voxels(vox, dataset.acq)].astype(float)

@@ -116,7 +116,7 @@ def run(args) -> int:
                 "noise": noise, "quality": quality_summary(maps, ds.mask),
                 "maps": sorted(maps), "input": str(ds.path), "versions": _versions()}
 
-    from ..parallel import AutoFitBlock, FitBlock, run_chunked, sample_response, sample_sigma
+    from ..parallel import AutoFitBlock, FitBlock, run_chunked, sample_sigma
 
     if args.sigma_map and auto:
         raise ValueError("--sigma-map is not supported with --n-fibres auto yet; give --sigma "
@@ -125,9 +125,9 @@ def run(args) -> int:
     sigma = args.sigma if args.sigma is not None or sigma_map else sample_sigma(ds)
     noise = noise_record(args, sigma, ds.acq)
     workers = 1 if (args.scheduler or args.workers) else None
-    if auto:  # one CSD response per volume, then slab by slab like any fit
+    if auto:  # slab by slab like any fit (greedy starts: no CSD response needed)
         block = AutoFitBlock(model=args.model, method=args.method, acq=ds.acq.to_dict(),
-                             sigma=sigma, response=sample_response(ds), workers=workers)
+                             sigma=sigma, workers=workers)
     else:
         block = FitBlock(model=args.model, n_fibres=model.n_fibres, method=args.method,
                          acq=ds.acq.to_dict(), sigma=sigma, workers=workers,

@@ -137,7 +137,7 @@ def watson_legendre_moments(kappa, lmax: int) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _quadrature(lmax: int):
-    t, w = legendre.leggauss(N_QUADRATURE)
+    t, w = _gauss_legendre()  # the same nodes, computed once per process
     ls = np.arange(0, lmax + 1, 2)
     p = np.stack([legendre.legval(t, np.eye(l + 1)[l]) for l in ls], axis=1)  # (Q, L)
     weights = w[:, None] * p * (2 * ls + 1) / 2.0

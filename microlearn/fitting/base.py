@@ -101,7 +101,9 @@ class FitResult:
     setup_seconds : float
         Part of ``seconds`` that does not scale with the voxels: engine imports and
         construction, compiled-kernel loading or compilation, dictionaries and tables, and
-        the fit of the first ``WARM_VOXELS`` voxels that triggers them (measured).
+        the fit of the first ``WARM_VOXELS`` voxels that triggers them (measured), plus
+        what an engine reports as one-off work done later (``engine.setup_extra``: the
+        dictionary engine's dictionaries of directions met after those voxels).
     """
 
     model: object
@@ -337,6 +339,9 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     if V > done:
         parts.append(run(done, V, workers, progress))
     p, s0, ok = (np.concatenate(a) for a in zip(*parts))
+    # one-off work an engine does later (e.g. the dictionaries of directions met after the
+    # first voxels) is set-up too
+    setup_seconds += getattr(engine, "setup_extra", 0.0)
     n_all = int(np.prod(mask.shape))
     idx = np.flatnonzero(mask.ravel())[use]
 

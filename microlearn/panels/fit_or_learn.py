@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,9 @@ from .common import BackgroundTask, ErrorBox, figure_png, guarded, image_widget,
 PHANTOM = "built-in phantom"
 #: Grid of the dashboards' built-in brain phantom (HCP field of view, ~5.7 mm voxels).
 PHANTOM_SHAPE = (32, 38, 4)
+
+
+log = logging.getLogger(__name__)
 
 
 def data_root_default() -> Path:
@@ -39,6 +44,7 @@ class DataSource:
         self.phantom_shape = tuple(phantom_shape)
         self.phantom_kind = phantom_kind
         self._cache: dict = {}
+        self._lock = threading.Lock()  # a background pre-build and a click share the cache
 
     def load(self, choice: str, folder_text: str = "", model: str = "noddi"):
         """Load the chosen data.
@@ -62,16 +68,17 @@ class DataSource:
 
         if choice == PHANTOM:
             key = (model, self.phantom_shape, self.phantom_kind)
-            if key not in self._cache:
-                import tempfile
+            with self._lock:
+                if key not in self._cache:
+                    import tempfile
 
-                from ..phantom import make_phantom
+                    from ..phantom import make_phantom
 
-                tmp = Path(tempfile.mkdtemp(prefix="microlearn-phantom-"))
-                folder = make_phantom(model=model, shape=self.phantom_shape, seed=0,
-                                      kind=self.phantom_kind).save(tmp)
-                self._cache[key] = folder
-            folder = self._cache[key]
+                    tmp = Path(tempfile.mkdtemp(prefix="microlearn-phantom-"))
+                    phantom = make_phantom(model=model, shape=self.phantom_shape, seed=0,
+                                           kind=self.phantom_kind)
+                    self._cache[key] = phantom.save(tmp)
+                folder = self._cache[key]
         else:
             folder = resolve_data_path(folder_text, self.data_root)
         truth = load_maps(folder / "truth") if (folder / "truth").is_dir() else None
@@ -147,9 +154,12 @@ class FitOrLearn(widgets.VBox):
         Only folders inside it can be opened (default ``MICROLEARN_DATA`` or ``./data``).
     phantom_shape : tuple of int
         Size of the built-in phantom.
+    prewarm : bool
+        Prepare the first fit in a background thread while the page is read: build the
+        phantom, load the compiled fitting kernels, import and warm up matplotlib.
     """
 
-    def __init__(self, *, data_root=None, phantom_shape=PHANTOM_SHAPE):
+    def __init__(self, *, data_root=None, phantom_shape=PHANTOM_SHAPE, prewarm=True):
         from ..fitting import FITTERS
         from ..learning import ESTIMATOR_NAMES, OPTIMIZERS
 
@@ -191,6 +201,26 @@ class FitOrLearn(widgets.VBox):
         self.add_class("ml-fit-or-learn")
         self._show_mode()
 
+        self._prepared = None
+        if prewarm:
+            self._prepared = threading.Thread(target=self._prepare, daemon=True,
+                                              name="microlearn-prepare")
+            self._prepared.start()
+
+    def _prepare(self):
+        """Pay the first fit's one-off costs ahead of the first click (best effort)."""
+        try:
+            from matplotlib.figure import Figure
+
+            from ..fitting.warm import warm_up
+            from ..viz import maps  # noqa: F401 - imports matplotlib's pyplot-free parts
+
+            self.source.load(PHANTOM, "", self.model.value)
+            warm_up(self.model.value, 0 if self.model.value == "ivim" else 1, self.engine.value)
+            figure_png(Figure(figsize=(1, 1)))  # font cache and the Agg canvas
+        except Exception as err:  # noqa: BLE001 - the real run reports errors
+            log.debug("pre-warming the fit-or-learn panel failed: %s", err)
+
     def _show_mode(self):
         fitting = self.mode.value == "fit"
         self.fit_box.layout.display = "" if fitting else "none"
@@ -212,6 +242,8 @@ class FitOrLearn(widgets.VBox):
         from ..models import get_model
 
         task.stage("loading data", 0)
+        if self._prepared is not None:  # a click during the preparation waits for it
+            self._prepared.join()
         ds, truth = self.source.load(s["data"], s["folder"], s["model"])
         data = ds.load_data()
         n_vox = int(ds.mask.sum())
@@ -238,11 +270,14 @@ class FitOrLearn(widgets.VBox):
         result = RunResult(model=s["model"], maps=maps, mask=ds.mask, truth=truth,
                            n_voxels=n_vox, seconds=seconds, train_seconds=train_s)
         self.result = result  # one assignment: a redraw sees the old run or the new one
+        self.runtime.value = runtime_html(n_vox, seconds, setup, train_s)
+        z = int(result.mask.sum(axis=(0, 1)).argmax())
         with self.slice.hold_trait_notifications():
             self.slice.max = result.mask.shape[2] - 1
-            self.slice.value = int(result.mask.sum(axis=(0, 1)).argmax())
-        self.runtime.value = runtime_html(n_vox, seconds, setup, train_s)
-        self._draw()
+            changed = self.slice.value != z
+            self.slice.value = z  # when it changes, its observer draws (once)
+        if not changed:
+            self._draw()
         task.stage("done", 3)
 
     @property

@@ -89,3 +89,27 @@ def test_prewarm_thread_loads_kernels_and_reports_time():
     thread = prewarm((("ivim", 0, "mix"), ("nomodel", 1, "mix")))  # a bad job is skipped
     thread.join(60)
     assert not thread.is_alive() and thread.seconds > 0
+
+
+def test_small_volume_is_read_once_and_never_stale(tmp_path):
+    import os
+
+    import nibabel as nib
+
+    from microlearn import parallel
+    from microlearn.io import load_dataset
+
+    make_phantom(shape=(6, 6, 2), seed=3).save(tmp_path / "ph")
+    ds = load_dataset(tmp_path / "ph")
+    path = ds.image.get_filename()
+    parallel.sample_sigma(ds)
+    assert len(parallel._READ_ONCE) == 1  # kept for the slab loop
+    np.testing.assert_array_equal(parallel.read_slab(path, 0, 2),
+                                  np.asarray(nib.load(path).dataobj, np.float32))
+    assert not parallel._READ_ONCE  # handed over once
+    parallel.sample_sigma(ds)
+    img = nib.load(path)
+    old = np.asarray(img.dataobj, np.float32)
+    nib.save(nib.Nifti1Image(old * 2, img.affine), path)
+    os.utime(path, ns=(1, 10**18))  # a changed file is read again
+    np.testing.assert_allclose(parallel.read_slab(path, 0, 2), 2 * old)

@@ -65,6 +65,8 @@ def test_signal_simulator_noise_follows_snr():
 
 def test_fit_or_learn_on_the_phantom(tmp_path):
     p = FitOrLearn(data_root=tmp_path, phantom_shape=(8, 8, 2))
+    p._prepared.join(120)  # the background preparation built the phantom before any click
+    assert ("noddi", (8, 8, 2), "brain") in p.source._cache
     p.run(wait=True)
     assert not p.errors.value, p.errors.value
     assert p.status.value == "done" and "vox/s" in p.runtime.value
