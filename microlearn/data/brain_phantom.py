@@ -23,12 +23,12 @@ half-extents :data:`BRAIN_HALF_MM`):
 =============  ======================================  =====================================
 tract          where (normalised brain coordinates)    direction
 =============  ======================================  =====================================
-callosal       ``w > -0.2``, ``|u| < 0.2`` at the         left-right, arching upwards laterally
-               bottom, widening to 0.5 above
-corticospinal  a tube ``|u| ≈ 0.2 ± 0.1`` below,       inferior-superior, fanning laterally
-               ``0.35 ± 0.15`` at the top;
-               ``-0.45 < v < 0.05``
-association    ``0.35 < |u| < 0.8``, ``w > -0.3``      anterior-posterior (SLF-like)
+callosal       ``w > -0.2``, ``|u| < 0.25`` at the        left-right, arching upwards laterally
+               bottom, widening to 0.55 above
+corticospinal  a tube ``|u| ≈ 0.22 ± 0.12`` below,     inferior-superior, fanning laterally
+               ``0.37 ± 0.18`` at the top;
+               ``-0.5 < v < 0.15``
+association    ``|u| > 0.3``, ``w > -0.3``             anterior-posterior (SLF-like)
 =============  ======================================  =====================================
 
 White matter covered by one tract is single-fibre (label ``wm``); by two, a 2-fibre
@@ -252,11 +252,11 @@ def brain_layout(shape=HCP_SHAPE) -> BrainLayout:
     wm = labels == LABELS["wm"]
     up = np.clip(w, 0.0, 1.0)
     # the callosum is narrow where it crosses the midline and fans out superiorly
-    callosal = wm & (w > -0.2) & (au < 0.2 + 0.3 * np.clip((w + 0.2) / 0.9, 0.0, 1.0))
+    callosal = wm & (w > -0.2) & (au < 0.25 + 0.3 * np.clip((w + 0.2) / 0.9, 0.0, 1.0))
     # the corticospinal tract is a tube (internal capsule) that fans laterally as it rises
-    centre, half_width = 0.2 + 0.15 * up, 0.1 + 0.05 * up
-    cst = wm & (np.abs(au - centre) < half_width) & (v > -0.45) & (v < 0.05)
-    assoc = wm & (au > 0.35) & (au < 0.8) & (w > -0.3)
+    centre, half_width = 0.22 + 0.15 * up, 0.12 + 0.06 * up
+    cst = wm & (np.abs(au - centre) < half_width) & (v > -0.5) & (v < 0.15)
+    assoc = wm & (au > 0.3) & (w > -0.3)
     assoc |= wm & ~callosal & ~cst
     tracts = (callosal * TRACTS["callosal"] + cst * TRACTS["corticospinal"]
               + assoc * TRACTS["association"]).astype(np.uint8)
