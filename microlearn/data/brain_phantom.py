@@ -183,7 +183,7 @@ def anatomy_classes() -> tuple[np.ndarray, np.ndarray]:
 def _grid_mm(shape):
     """Voxel-centre coordinates in mm (RAS, origin at the brain centre) and the affine."""
     vox = np.array(HCP_FOV_MM) / np.array(shape)
-    axes = [(np.arange(n) - (n - 1) / 2) * v for n, v in zip(shape, vox)]
+    axes = [((np.arange(n) - (n - 1) / 2) * v).astype(np.float32) for n, v in zip(shape, vox)]
     affine = np.diag([*vox, 1.0])
     affine[:3, 3] = [-(n - 1) / 2 * v for n, v in zip(shape, vox)]
     return np.meshgrid(*axes, indexing="ij"), vox, affine
@@ -263,26 +263,26 @@ def brain_layout(shape=HCP_SHAPE) -> BrainLayout:
     n_tracts = callosal.astype(np.uint8) + cst + assoc
     labels[wm & (n_tracts == 2)] = LABELS["cross2"]
     labels[wm & (n_tracts == 3)] = LABELS["cross3"]
-    zeros = np.zeros_like(u)
-    per_tract = [
-        (callosal, _unit(np.stack([np.ones_like(u), zeros, 0.9 * u], -1))),
-        (cst, _unit(np.stack([np.sign(u) * (0.15 * BRAIN_HALF_MM[0] / BRAIN_HALF_MM[2])
-                              * (w > 0), -0.1 * np.ones_like(u), np.ones_like(u)], -1))),
-        (assoc, _unit(np.stack([zeros, np.ones_like(u), 0.2 * w], -1))),
+    # directions are evaluated on each tract's voxels only (bounded memory at HCP size)
+    tilt = 0.15 * BRAIN_HALF_MM[0] / BRAIN_HALF_MM[2]
+    rules = [
+        (callosal, lambda uu, ww: np.stack([np.ones_like(uu), np.zeros_like(uu), 0.9 * uu], -1)),
+        (cst, lambda uu, ww: np.stack([np.sign(uu) * tilt * (ww > 0), np.full_like(uu, -0.1),
+                                       np.ones_like(uu)], -1)),
+        (assoc, lambda uu, ww: np.stack([np.zeros_like(uu), np.ones_like(uu), 0.2 * ww], -1)),
     ]
     directions = np.zeros(shape + (3, 3), np.float32)
-    slot = np.zeros(shape, np.intp)
-    for present, d in per_tract:
+    slot = np.zeros(shape, np.uint8)
+    for present, rule in rules:
         idx = np.nonzero(present)
-        directions[idx + (slot[idx],)] = d[idx]
+        directions[idx + (slot[idx],)] = _unit(rule(u[idx], w[idx]))
         slot[idx] += 1
-    gm = labels == LABELS["gm"]
+    gm = np.nonzero(labels == LABELS["gm"])
     brain = ndi.gaussian_filter((labels > 0).astype(np.float32), 1.0)
-    radial = np.stack(np.gradient(brain, *vox), -1)
-    radial = _unit(radial)
-    fallback = _unit(np.stack([x, y, z], -1))
-    radial = np.where(np.linalg.norm(radial, axis=-1, keepdims=True) > 0, radial, fallback)
-    directions[gm, 0] = radial[gm]
+    radial = np.stack([g[gm] for g in np.gradient(brain, *vox)], -1)
+    outward = np.stack([x[gm], y[gm], z[gm]], -1)  # where the mask gradient vanishes
+    radial = np.where(np.linalg.norm(radial, axis=-1, keepdims=True) > 0, radial, outward)
+    directions[gm + (0,)] = _unit(radial)
     log.info("brain phantom %s: %s", shape,
              {k: int((labels == c).sum()) for k, c in LABELS.items() if c})
     return BrainLayout(labels=labels, directions=directions, tracts=tracts, affine=affine)
