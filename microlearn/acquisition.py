@@ -21,6 +21,9 @@ SHELL_REL_TOLERANCE = 0.05
 #: Used instead of B0_THRESHOLD when the data have several b-values below 200 s/mm² (IVIM).
 IVIM_B0_THRESHOLD = 5e6
 
+#: Echo times closer than this (s) form one TE group.
+TE_TOLERANCE = 0.5e-3
+
 HCP_TIMING = {"delta": 10.6 * MS, "Delta": 43.1 * MS, "TE": 89.5 * MS}
 
 
@@ -37,6 +40,22 @@ def _per_measurement(value, n, name):
             f"for all measurements or one per measurement."
         )
     return arr
+
+
+def _fill_b0_timings(bvals, delta, Delta, b0_threshold):
+    """b0 rows have no gradient, so their δ, Δ do not matter: rows whose timings are not a
+    valid PGSE pair (e.g. δ = Δ = 0 in scheme files) take the median timings of the
+    diffusion-weighted rows (or HCP's when there are none)."""
+    b0 = bvals <= b0_threshold
+    invalid = b0 & ~((delta > 0) & (Delta > delta))
+    if not invalid.any():
+        return delta, Delta
+    dw = ~b0 & (delta > 0) & (Delta > delta)
+    d_fill = float(np.median(delta[dw])) if dw.any() else HCP_TIMING["delta"]
+    D_fill = float(np.median(Delta[dw])) if dw.any() else HCP_TIMING["Delta"]
+    delta, Delta = delta.copy(), Delta.copy()
+    delta[invalid], Delta[invalid] = d_fill, D_fill
+    return delta, Delta
 
 
 def gradient_strength(bvals, delta, Delta):
@@ -95,8 +114,16 @@ class Acquisition:
             )
         delta = _per_measurement(self.delta, n, "delta")
         Delta = _per_measurement(self.Delta, n, "Delta")
-        if np.any(delta <= 0) or np.any(Delta <= delta):
-            raise ValueError("Timings need 0 < delta < Delta (seconds); check delta/Delta.")
+        delta, Delta = _fill_b0_timings(bvals, delta, Delta, self.b0_threshold)
+        dw = bvals > self.b0_threshold
+        bad = dw & ~((delta > 0) & (Delta > delta))
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"Timings need 0 < delta < Delta (seconds) on diffusion-weighted measurements; "
+                f"measurement {i} has delta={delta[i]:g}, Delta={Delta[i]:g}. Check the "
+                "timings' unit (seconds) and order (delta is the pulse duration)."
+            )
         G = _per_measurement(self.G, n, "G")
         if G is None:
             G = gradient_strength(bvals, delta, Delta)
@@ -259,6 +286,51 @@ class Acquisition:
         b = self.shell_bvals
         return b[b > self.b0_threshold]
 
+    def _te_groups(self):
+        if "te" not in self._cache:
+            if self.TE is None:
+                index, values = np.zeros(self.n_measurements, int), np.array([np.nan])
+            else:
+                key = np.round(self.TE / TE_TOLERANCE)
+                _, first, index = np.unique(key, return_index=True, return_inverse=True)
+                values = np.array([np.mean(self.TE[index == k]) for k in range(first.size)])
+            self._cache["te"] = (index.ravel(), values)
+        return self._cache["te"]
+
+    @property
+    def te_index(self) -> np.ndarray:
+        """Echo-time group of every measurement, shape (n,) (all 0 without TE or with one TE).
+
+        Measurements whose TE differ by less than :data:`TE_TOLERANCE` share a group.
+        """
+        return self._te_groups()[0]
+
+    @property
+    def te_values(self) -> np.ndarray:
+        """Mean echo time (s) of each TE group, ascending (``[nan]`` without TE)."""
+        return self._te_groups()[1]
+
+    @property
+    def n_te(self) -> int:
+        """Number of echo-time groups."""
+        return self.te_values.size
+
+    def check_te_groups(self, source: str = "acquisition") -> None:
+        """Raise ``ValueError`` naming every TE group that has no b0 measurement.
+
+        Each TE group is normalised by its own b0s (T2 weighting differs between echo
+        times), so each needs at least one.
+        """
+        idx, values = self._te_groups()
+        has_b0 = np.bincount(idx[self.b0_mask], minlength=values.size) > 0
+        if not has_b0.all():
+            missing = ", ".join(f"{v / MS:.1f} ms" for v in values[~has_b0])
+            raise ValueError(
+                f"{source}: echo time(s) {missing} have no b0 measurement, so their signal "
+                "cannot be normalised (each TE has its own T2 weighting); acquire or keep a "
+                "b0 at every TE, or drop those measurements."
+            )
+
     def describe(self) -> str:
         """A human-readable one-paragraph summary."""
         parts = []
@@ -269,9 +341,11 @@ class Acquisition:
                 f" (δ={self.delta[sel][0] / MS:.1f} ms, Δ={self.Delta[sel][0] / MS:.1f} ms,"
                 f" G={self.G[sel].max() / MT_PER_M:.0f} mT/m)"
             )
-        return f"{self.name}: {self.n_measurements} measurements, {self.n_b0} b0; " + "; ".join(
-            parts
-        )
+        text = f"{self.name}: {self.n_measurements} measurements, {self.n_b0} b0; " + "; ".join(
+            parts)
+        if self.n_te > 1:
+            text += "; TE " + ", ".join(f"{v / MS:.1f}" for v in self.te_values) + " ms"
+        return text
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
@@ -324,34 +398,52 @@ class Acquisition:
         return json.dumps(self.to_dict())
 
 
-def check_bvals_unit(bvals: np.ndarray, unit: str, source: str = "bvals") -> None:
-    """Raise ``ValueError`` when b-values look like another unit than ``unit``."""
-    bmax = float(np.max(bvals)) if bvals.size else 0.0
+#: Plausible largest b-value per unit: clinical to preclinical protocols reach b from
+#: ~50 s/mm² (IVIM) to 10⁶ s/mm² (ex vivo); the same range in s/m² is 5·10⁷–10¹².
+BVAL_RANGES = {"s/mm^2": (20.0, 1e6), "s/m^2": (2e7, 1e12), "ms/um^2": (0.02, 1e3)}
+_BVAL_FLAG = {"s/mm^2": "s/mm2", "s/m^2": "s/m2", "ms/um^2": "ms/um2"}
+
+
+def _unit_key(unit: str) -> str:
     key = unit.replace("²", "^2").replace("µ", "u").replace(" ", "")
+    key = {"s/mm2": "s/mm^2", "s/m2": "s/m^2", "ms/um2": "ms/um^2"}.get(key, key)
+    if key not in BVAL_RANGES:
+        raise ValueError(f"b-value unit {unit!r} is not known; use one of 's/mm2', 's/m2' or "
+                         "'ms/um2'.")
+    return key
+
+
+def check_bvals_unit(bvals: np.ndarray, unit: str, source: str = "bvals") -> None:
+    """Raise ``ValueError`` when b-values cannot be in ``unit``.
+
+    The largest b-value must lie in the plausible range of ``unit``
+    (:data:`BVAL_RANGES`): 20–10⁶ s/mm², 2·10⁷–10¹² s/m² or 0.02–1000 ms/µm². The ranges
+    of s/mm² and s/m² do not overlap, so a preclinical b of 10⁵ s/mm² is never mistaken
+    for s/m² (which is ~10⁸–10¹⁰). The message names the unit the values look like and the
+    ``--bvals-unit`` / ``bvals_unit`` value that states it.
+    """
+    bmax = float(np.max(bvals)) if np.size(bvals) else 0.0
+    key = _unit_key(unit)
     if bmax <= 0:
         return
-    if key.startswith("s/mm"):
-        if bmax > 1e5:
-            raise ValueError(
-                f"{source}: largest b-value is {bmax:.3g}, which looks like s/m²; expected "
-                "s/mm² (e.g. 1000). Divide by 1e6 or pass the unit 's/m^2'."
-            )
-        if bmax < 50:
-            raise ValueError(
-                f"{source}: largest b-value is {bmax:.3g}, which looks like ms/µm²; expected "
-                "s/mm² (e.g. 1000). Multiply by 1000 or pass the unit 'ms/um^2'."
-            )
-    elif key.startswith("s/m"):
-        if bmax < 1e5:
-            raise ValueError(
-                f"{source}: largest b-value is {bmax:.3g}, too small for s/m²; it looks like "
-                "s/mm² or ms/µm². Pass bvals_unit='s/mm^2' (or 'ms/um^2')."
-            )
-    elif key.startswith("ms/um") and bmax > 100:
+    lo, hi = BVAL_RANGES[key]
+    if lo <= bmax <= hi:
+        return
+    names = {"s/mm^2": "s/mm²", "s/m^2": "s/m²", "ms/um^2": "ms/µm²"}
+    likely = [k for k, (a, b) in BVAL_RANGES.items() if k != key and a <= bmax <= b]
+    # prefer the neighbouring unit in the direction of the mismatch
+    if likely:
+        order = sorted(likely, key=lambda k: BVAL_RANGES[k][0], reverse=bmax > hi)
+        guess = order[0]
         raise ValueError(
-            f"{source}: largest b-value is {bmax:.3g}, too large for ms/µm²; it looks like "
-            "s/mm². Pass bvals_unit='s/mm^2'."
+            f"{source}: largest b-value is {bmax:.3g}, which looks like {names[guess]}, not "
+            f"{names[key]} (plausible {lo:g}–{hi:g}); state the unit with --bvals-unit "
+            f"{_BVAL_FLAG[guess]} (Python: bvals_unit='{guess}') or convert the file."
         )
+    raise ValueError(
+        f"{source}: largest b-value {bmax:.3g} is implausible in {names[key]} (expected "
+        f"{lo:g}–{hi:g}); check the file and state its unit with --bvals-unit."
+    )
 
 
 def normalise_bvecs(bvecs: np.ndarray, dw_mask: np.ndarray, source: str = "bvecs"):

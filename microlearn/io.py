@@ -7,15 +7,19 @@ import logging
 import os
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from .acquisition import Acquisition, check_bvals_unit
+from .acquisition import Acquisition
 
 log = logging.getLogger(__name__)
+
+#: Affine of written phantoms: 1.25 mm voxels, radiological like HCP's (a negative
+#: determinant), so FSL's convention reads their bvecs in voxel axes without an x flip.
+PHANTOM_AFFINE = np.diag([-1.25, 1.25, 1.25, 1.0])
 
 HCP_FILES = {"dwi": "data.nii.gz", "bvals": "bvals", "bvecs": "bvecs",
              "mask": "nodif_brain_mask.nii.gz", "acquisition": "acquisition.json"}
@@ -34,6 +38,8 @@ class Dataset:
     affine : ndarray, shape (4, 4)
     path : Path
         Folder or DWI file the data came from.
+    source : dict
+        ``form`` (hcp, fsl, bids, camino, mrtrix) and, for BIDS, ``bids`` (root, entities).
     """
 
     image: object
@@ -41,6 +47,7 @@ class Dataset:
     mask: np.ndarray
     affine: np.ndarray
     path: Path
+    source: dict = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -81,104 +88,99 @@ def _exists(path: Path, what: str) -> Path:
 
 
 def read_bvals_bvecs(bvals_path, bvecs_path):
-    """Read FSL-style bvals (s/mm²) and bvecs (3 rows or N x 3) text files."""
-    bvals_path, bvecs_path = Path(bvals_path), Path(bvecs_path)
-    try:
-        bvals = np.loadtxt(_exists(bvals_path, "bvals"), ndmin=1).ravel()
-    except ValueError as err:
-        raise ValueError(f"{bvals_path}: cannot read numbers ({err}).") from None
-    try:
-        bvecs = np.loadtxt(_exists(bvecs_path, "bvecs"), ndmin=2)
-    except ValueError as err:
-        raise ValueError(f"{bvecs_path}: cannot read numbers ({err}).") from None
-    if bvecs.shape[0] == 3 and bvecs.shape[1] != 3:
-        bvecs = bvecs.T
-    elif bvecs.shape == (3, 3):
-        bvecs = bvecs.T
-    if bvecs.ndim != 2 or bvecs.shape[1] != 3:
-        raise ValueError(f"{bvecs_path}: expected 3 rows (or N x 3), got shape {bvecs.shape}.")
-    return bvals, bvecs
+    """Read FSL-style bvals (as written) and bvecs (3 rows or N x 3) text files."""
+    from .data.readers import read_fsl
+
+    return read_fsl(bvals_path, bvecs_path)
 
 
 def read_acquisition_json(path) -> dict:
-    """Timings from acquisition.json: delta, Delta, TE in s and G in T/m (optional)."""
-    path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err}).") from None
-    unknown = set(d) - {"delta", "Delta", "TE", "G"}
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; use delta, Delta, TE, G.")
-    return d
+    """Timings from acquisition.json or a BIDS sidecar: delta, Delta, TE in s, G in T/m.
 
-
-def load_acquisition(bvals_path, bvecs_path, *, acquisition=None, delta=None, Delta=None,
-                     TE=None, n_volumes=None) -> Acquisition:
-    """Acquisition from bvals/bvecs files (bvals in s/mm²) and timings.
-
-    Timing priority: ``acquisition`` (acquisition.json path) when it exists, else the
-    explicit ``delta``/``Delta``/``TE`` (s), else the HCP timings (logged).
+    BIDS keys (``EchoTime``, ...) are accepted; other keys are ignored (logged).
     """
-    bvals, bvecs = read_bvals_bvecs(bvals_path, bvecs_path)
-    if bvals.size != bvecs.shape[0]:
-        raise ValueError(
-            f"{bvals_path} has {bvals.size} values but {bvecs_path} has {bvecs.shape[0]} "
-            "directions; they must match."
-        )
-    if n_volumes is not None and bvals.size != n_volumes:
-        raise ValueError(
-            f"{bvals_path} has {bvals.size} values but the DWI image has {n_volumes} volumes; "
-            "use the bvals/bvecs written with this image."
-        )
-    check_bvals_unit(bvals, "s/mm^2", source=str(bvals_path))
-    timings = {"delta": delta, "Delta": Delta, "TE": TE, "G": None}
-    if acquisition is not None and Path(acquisition).exists():
-        timings.update(read_acquisition_json(acquisition))
-    try:
-        return Acquisition.from_bvals_bvecs(bvals, bvecs, bvals_unit="s/mm^2",
-                                            name=Path(bvals_path).parent.name or "data",
-                                            check=False, **timings)
-    except ValueError as err:
-        raise ValueError(f"{bvals_path}/{Path(bvecs_path).name}: {err}") from None
+    from .data.readers import read_sidecar
+
+    return read_sidecar(path)[0]
+
+
+def load_acquisition(bvals_path=None, bvecs_path=None, *, acquisition=None, delta=None,
+                     Delta=None, TE=None, n_volumes=None, bvals_unit=None, scheme=None,
+                     grad=None, affine=None) -> Acquisition:
+    """Acquisition from bvals/bvecs files (bvals in s/mm² unless ``bvals_unit``), a Camino
+    ``scheme`` file or an MRtrix ``grad`` table, and timings.
+
+    Timing priority: the scheme file, then ``acquisition`` (acquisition.json or a BIDS
+    sidecar path) when it exists, then the explicit ``delta``/``Delta``/``TE`` (s), else
+    the HCP timings (logged). See :mod:`microlearn.data.readers`.
+    """
+    from .data.readers import InputFiles, read_acquisition
+
+    form = "camino" if scheme is not None else "mrtrix" if grad is not None else "fsl"
+    sidecars = []
+    for side in ([] if acquisition is None else
+                 acquisition if isinstance(acquisition, (list, tuple)) else [acquisition]):
+        if Path(side).exists():
+            sidecars.append(Path(side))
+    files = InputFiles(form=form, bvals=None if bvals_path is None else Path(bvals_path),
+                       bvecs=None if bvecs_path is None else Path(bvecs_path),
+                       scheme=None if scheme is None else Path(scheme),
+                       grad=None if grad is None else Path(grad), sidecars=sidecars)
+    return read_acquisition(files, bvals_unit=bvals_unit, affine=affine, n_volumes=n_volumes,
+                            delta=delta, Delta=Delta, TE=TE)
 
 
 def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acquisition=None,
-                 delta=None, Delta=None, TE=None) -> Dataset:
-    """Load an HCP-layout folder or explicit files.
+                 delta=None, Delta=None, TE=None, bvals_unit=None, scheme=None,
+                 grad=None) -> Dataset:
+    """Load a dataset folder of any supported form, or explicit files.
 
     Parameters
     ----------
     path : str or Path, optional
-        HCP folder with data.nii.gz, bvals, bvecs, nodif_brain_mask.nii.gz and optionally
-        acquisition.json. Explicit file arguments override its files.
-    dwi, bvals, bvecs, mask, acquisition : str or Path, optional
-        Explicit files. Without a mask every voxel with a positive b0 is used.
+        A folder in HCP layout (data.nii.gz, bvals, bvecs, nodif_brain_mask.nii.gz,
+        optionally acquisition.json), a folder with data.nii.gz and a Camino ``*.scheme``
+        or MRtrix ``*.b`` file, or BIDS (a dataset/subject/dwi folder with one run, or a
+        ``*_dwi.nii.gz``). Explicit file arguments override its files.
+    dwi, bvals, bvecs, mask, acquisition, scheme, grad : str or Path, optional
+        Explicit files (``acquisition``: acquisition.json or a BIDS JSON sidecar).
+        Without a mask every voxel with a positive b0 is used.
     delta, Delta, TE : float, optional
-        Timings in s when there is no acquisition.json.
+        Timings in s when neither scheme nor sidecar gives them.
+    bvals_unit : str, optional
+        Unit of the b-values in the file: ``"s/mm2"`` (FSL, BIDS, MRtrix default),
+        ``"s/m2"`` (Camino default) or ``"ms/um2"``.
     """
-    folder = Path(path) if path is not None else None
-    if folder is not None and not folder.is_dir():
-        raise FileNotFoundError(f"input folder not found: {folder}")
+    from .data.readers import InputFiles, find_inputs, read_acquisition
 
-    def pick(explicit, key):
-        if explicit is not None:
-            return Path(explicit)
-        if folder is not None:
-            return folder / HCP_FILES[key]
-        return None
-
-    dwi_p, bvals_p, bvecs_p = pick(dwi, "dwi"), pick(bvals, "bvals"), pick(bvecs, "bvecs")
-    if dwi_p is None or bvals_p is None or bvecs_p is None:
-        raise ValueError("give an HCP folder or all of --dwi, --bvals and --bvecs.")
-    if folder is not None and dwi is None and not dwi_p.exists() and (folder / "data.nii").exists():
-        dwi_p = folder / "data.nii"
+    if path is not None:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"input folder not found: {path}")
+        files = find_inputs(path)
+    else:
+        files = InputFiles(form="fsl")
+    if scheme is not None or grad is not None:
+        files.bvals = files.bvecs = None
+        files.scheme = None if scheme is None else Path(scheme)
+        files.grad = None if grad is None else Path(grad)
+        files.form = "camino" if scheme is not None else "mrtrix"
+    for name, value in (("dwi", dwi), ("bvals", bvals), ("bvecs", bvecs), ("mask", mask)):
+        if value is not None:
+            setattr(files, name, Path(value))
+    if acquisition is not None:
+        files.sidecars = [Path(acquisition)]
+    if files.dwi is None or (files.scheme is None and files.grad is None
+                             and (files.bvals is None or files.bvecs is None)):
+        raise ValueError("give an input folder (HCP, BIDS) or --dwi with --bvals/--bvecs, "
+                         "--scheme-file or --grad.")
+    dwi_p = files.dwi
     image = load_nifti(_exists(dwi_p, "DWI"))
     if len(image.shape) != 4:
         raise ValueError(f"{dwi_p}: expected a 4-D image, got shape {image.shape}.")
-    acq = load_acquisition(bvals_p, bvecs_p, acquisition=pick(acquisition, "acquisition"),
-                           delta=delta, Delta=Delta, TE=TE, n_volumes=image.shape[3])
-    mask_p = pick(mask, "mask")
+    acq = read_acquisition(files, bvals_unit=bvals_unit, affine=image.affine,
+                           n_volumes=image.shape[3], delta=delta, Delta=Delta, TE=TE,
+                           name=Path(path).name if path is not None else None)
+    mask_p = files.mask
     if mask_p is not None and (mask is not None or mask_p.exists()):
         mask_img = load_nifti(_exists(mask_p, "mask"))
         with nifti_errors(mask_p):
@@ -198,8 +200,11 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
             b0 = np.asarray(image.dataobj[..., int(np.flatnonzero(acq.b0_mask)[0])])
         m = np.isfinite(b0) & (b0 > 0)
         log.info("No mask given: using the %d voxels with a positive b0.", int(m.sum()))
+    source = {"form": files.form}
+    if files.bids:
+        source["bids"] = {"root": str(files.bids["root"]), "entities": files.bids["entities"]}
     return Dataset(image=image, acq=acq, mask=m, affine=image.affine,
-                   path=folder if folder is not None else dwi_p)
+                   path=Path(path) if path is not None else dwi_p, source=source)
 
 
 def check_data_and_mask(data, n_measurements: int, mask=None, *, expected: str, fix: str):
@@ -219,8 +224,12 @@ def check_data_and_mask(data, n_measurements: int, mask=None, *, expected: str, 
     return data, mask
 
 
-def validate_signal(data, mask=None):
-    """Find voxels with NaN, infinite or negative signal, or no positive b0-free signal.
+def validate_signal(data, mask=None, acq=None):
+    """Find voxels that cannot be fitted: a NaN/infinite sample, or (with ``acq``) a b0 mean
+    that is not positive at some echo time.
+
+    Negative and zero diffusion-weighted samples are data, not errors (denoised and
+    eddy-corrected scans have them; the Rician model explains them).
 
     Returns
     -------
@@ -230,29 +239,108 @@ def validate_signal(data, mask=None):
         Empty when all voxels are fine, else a one-line summary.
     """
     data = np.asarray(data)
-    bad = ~np.all(np.isfinite(data), axis=-1) | np.any(data < 0, axis=-1)
+    bad = ~np.all(np.isfinite(data), axis=-1)
+    if acq is not None:
+        from .data.voxels import usable_voxels
+
+        flat = data.reshape(-1, data.shape[-1])
+        bad |= ~usable_voxels(flat, acq).reshape(data.shape[:-1])
     if mask is not None:
         bad &= np.asarray(mask, bool)
     n = int(bad.sum())
-    msg = "" if n == 0 else (
-        f"{n} voxel(s) have NaN, infinite or negative signal; they get NaN maps.")
+    what = "NaN/infinite samples" + (" or a b0 mean <= 0" if acq is not None else "")
+    msg = "" if n == 0 else f"{n} voxel(s) have {what}; they get NaN maps."
     return bad, msg
 
 
 def check_writable(out_dir) -> Path:
-    """Create ``out_dir`` if needed and check that it is writable."""
+    """Create ``out_dir`` if needed (honouring the umask) and check that it is writable."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {out} is a file; choose another --out.")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"cannot create output folder {out}: {err.strerror}; choose another "
                          "--out.") from None
-    if not os.access(out, os.W_OK):
+    if not os.access(out, os.W_OK | os.X_OK):
         raise ValueError(f"output folder {out} is not writable; choose another --out.")
     return out
 
 
+def prepare_output(out_dir, *, inputs=(), names=(), force: bool = False) -> Path:
+    """Check an output folder before any work is done, then create it.
+
+    The rules of FSL and MRtrix: microlearn never deletes or replaces a file it did not
+    write in this run. An output folder that is one of the ``inputs`` or contains one is
+    refused; a file in ``names`` that already exists in it is refused unless ``force``.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The ``--out`` folder.
+    inputs : sequence of str or Path
+        Input files and folders of the run (None entries are skipped).
+    names : sequence of str
+        Files (relative to ``out_dir``) the run will write.
+    force : bool
+        Replace existing files of ``names``.
+
+    Returns
+    -------
+    Path
+        The output folder, created if needed.
+    """
+    out = Path(out_dir)
+    target = out.resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        src = Path(item).resolve()
+        if src == target or target in src.parents:
+            raise ValueError(f"--out {out} is the input {item} or contains it; writing there "
+                             "could overwrite the data: choose another output folder.")
+    check_existing(out, names, force=force)
+    return check_writable(out)
+
+
+def check_existing(out_dir, names, *, force: bool = False) -> None:
+    """Refuse (``ValueError``) when a file of ``names`` already exists in ``out_dir``."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return
+    folders = sorted(n for n in names if (out / n).is_dir() and not (out / n).is_symlink()
+                     and "." in Path(n).name)
+    if folders:
+        raise ValueError(f"output folder {out} holds a folder named {folders[0]} where a file "
+                         "would go; microlearn never replaces folders: move it or choose "
+                         "another --out.")
+    if force:
+        return
+    clash = sorted(n for n in names if (out / n).exists())
+    if clash:
+        more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
+        raise ValueError(f"output folder {out} already holds {clash[0]}{more}; add --force to "
+                         "replace them, or choose another --out (other files there are "
+                         "never touched).")
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it for long)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path, *, directory: bool = False) -> None:
+    """Give ``path`` the mode a plain ``open``/``mkdir`` would: 0666 (files) or 0777
+    (folders) less the umask. ``mkstemp``/``mkdtemp`` create private 0600/0700 entries."""
+    base = 0o777 if directory else 0o666
+    os.chmod(path, base & ~current_umask())
+
+
 def _atomic_replace(tmp: Path, final: Path) -> None:
+    honour_umask(tmp, directory=Path(tmp).is_dir())
     os.replace(tmp, final)
 
 
@@ -271,29 +359,60 @@ def save_nifti_atomic(array, affine, path) -> Path:
 
 
 @contextmanager
-def staged_output(out_dir):
-    """Write a whole output folder at once: yields a staging folder, then swaps it in.
+def staged_output(out_dir, *, force: bool = False):
+    """Write a run's outputs together: yields a staging folder, then moves its files in.
 
-    Everything written into the staging folder appears in ``out_dir`` together when the
-    block ends; an exception or interruption (Ctrl-C, and a kill, which never reaches the
-    swap) leaves ``out_dir`` without any new file and removes the staging folder.
+    ``out_dir`` keeps every file this run did not write. A file of the run that already
+    exists in ``out_dir`` is replaced only with ``force`` (otherwise ``ValueError`` naming
+    it, and nothing moves). When ``out_dir`` does not exist yet the staging folder is
+    renamed into place (atomic); otherwise the files are moved in one by one and moved back
+    if any move fails. An exception or interruption inside the block leaves ``out_dir`` as
+    it was and removes the staging folder.
     """
     import shutil
 
     out_dir = Path(out_dir)
-    staging = out_dir.with_name(f".{out_dir.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    if out_dir.is_dir():  # stage inside: its parent need not be writable
+        staging = Path(tempfile.mkdtemp(prefix=".microlearn-staging-", dir=out_dir))
+    else:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     try:
         yield staging
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(staging, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+        files = sorted(p.relative_to(staging) for p in staging.rglob("*") if not p.is_dir())
+        if not out_dir.exists():
+            for d in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
+                honour_umask(d, directory=True)
+            os.replace(staging, out_dir)
+            return
+        check_existing(out_dir, [str(f) for f in files], force=force)
+        _move_in(staging, out_dir, files)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_in(staging: Path, out_dir: Path, files) -> None:
+    """Move ``files`` from ``staging`` into ``out_dir``; all of them or (on error) none."""
+    backup = staging / ".replaced"
+    done = []
+    try:
+        for rel in files:
+            target = out_dir / rel
+            if not target.parent.is_dir():
+                target.parent.mkdir(parents=True)
+            kept = None
+            if target.exists():
+                kept = backup / rel
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(target, kept)
+            os.replace(staging / rel, target)
+            done.append((rel, kept))
+    except BaseException:
+        for rel, kept in reversed(done):
+            target = out_dir / rel
+            os.replace(target, staging / rel)
+            if kept is not None:
+                os.replace(kept, target)
         raise
 
 
@@ -327,9 +446,13 @@ def write_json(path, obj) -> Path:
     path = Path(path)
     check_writable(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, default=_json_default)
-    _atomic_replace(Path(tmp), path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, default=_json_default)
+        _atomic_replace(Path(tmp), path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -354,7 +477,7 @@ def load_maps(folder, names=None) -> dict[str, np.ndarray]:
 def write_hcp_folder(out_dir, data, acq: Acquisition, mask, affine=None) -> Path:
     """Write data.nii.gz, bvals (s/mm²), bvecs (3 rows), mask and acquisition.json."""
     out = check_writable(out_dir)
-    affine = np.diag([1.25, 1.25, 1.25, 1.0]) if affine is None else affine
+    affine = PHANTOM_AFFINE if affine is None else affine
     save_nifti_atomic(np.asarray(data, np.float32), affine, out / HCP_FILES["dwi"])
     save_nifti_atomic(np.asarray(mask, np.uint8), affine, out / HCP_FILES["mask"])
     write_acquisition_files(out, acq)
@@ -378,6 +501,10 @@ def _compact(arr):
 
 def _write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    _atomic_replace(Path(tmp), path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        _atomic_replace(Path(tmp), path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -56,6 +56,42 @@ def _truncate(path):
     path.write_bytes(raw[: len(raw) // 3])
 
 
+def _to_scheme(d, columns=7, te_sidecar=None):
+    """Replace bvals/bvecs by a Camino STEJSKALTANNER scheme (optionally one row short of
+    columns) and, optionally, a sidecar with another TE."""
+    acq = load_dataset(d).acq
+    rows = np.column_stack([acq.bvecs, acq.G, acq.Delta, acq.delta,
+                            np.full(acq.n_measurements, 0.0895)])[:, :columns]
+    (d / "bvals").unlink()
+    (d / "bvecs").unlink()
+    (d / "acquisition.json").unlink(missing_ok=True)
+    (d / "p.scheme").write_text("VERSION: STEJSKALTANNER\n" + "\n".join(
+        " ".join(f"{v:.10g}" for v in r) for r in rows) + "\n")
+    if te_sidecar is not None:
+        (d / "acquisition.json").write_text(f'{{"EchoTime": {te_sidecar}}}')
+
+
+def _to_bids(d, drop=None):
+    """Move the phantom into sub-01/dwi/ with BIDS names, dropping one file."""
+    dwi = d / "sub-01" / "dwi"
+    dwi.mkdir(parents=True)
+    for src, ext in (("data.nii.gz", ".nii.gz"), ("bvals", ".bval"), ("bvecs", ".bvec")):
+        if ext != drop:
+            shutil.move(d / src, dwi / f"sub-01_dwi{ext}")
+    (d / "nodif_brain_mask.nii.gz").unlink()
+    (d / "acquisition.json").unlink(missing_ok=True)
+    for f in list(d.iterdir()):
+        if f.is_file():
+            f.unlink()
+
+
+def _te_without_b0(d):
+    b = np.loadtxt(d / "bvals")
+    te = np.where(b > 0, 0.0895, 0.06)
+    te[np.flatnonzero(b > 0)[:30]] = 0.12  # a TE group of weighted volumes only
+    (d / "acquisition.json").write_text(f'{{"TE": {te.tolist()}}}')
+
+
 def _tamper_skops(est):
     from skops_tampering import tamper_skops
 
@@ -97,6 +133,14 @@ CASES = [
      ["predict", "{e}", "{d}"], "corrupt"),
     ("estimator-missing", lambda d, e, t: shutil.rmtree(e), ["predict", "{e}", "{d}"],
      "estimator.json"),
+    ("scheme-wrong-columns", lambda d, e, t: _to_scheme(d, columns=6), ["fit", "{d}"],
+     "p.scheme"),
+    ("scheme-te-disagrees-with-sidecar", lambda d, e, t: _to_scheme(d, te_sidecar=0.05),
+     ["fit", "{d}"], "TE disagrees"),
+    ("bids-without-bval", lambda d, e, t: _to_bids(d, drop=".bval"), ["fit", "{d}"],
+     "no .bval file"),
+    ("te-group-without-b0", lambda d, e, t: _te_without_b0(d), ["fit", "{d}"],
+     "120.0 ms have no b0"),
     ("unknown-model", None, ["fit", "{d}", "--model", "dti"], "dti"),
     ("unknown-method", None, ["fit", "{d}", "--method", "magic"], "magic"),
     ("unknown-estimator", None, ["learn", "--scheme", "hcp", "--estimator", "forest"],
@@ -111,7 +155,35 @@ CASES = [
      "output folder"),
     ("output-under-a-file", lambda d, e, t: (t / "blocker").write_text("x"),
      ["fit", "{d}", "--out", "{t}/blocker/sub"], "output folder"),
+    ("out-is-the-input", None, ["fit", "{d}", "--out", "{d}"], "contains it"),
+    ("out-contains-the-input", None, ["fit", "{d}", "--out", "{t}"], "contains it"),
+    ("predict-out-is-the-estimator", None, ["predict", "{e}", "{d}", "--out", "{e}"],
+     "contains it"),
+    ("out-holds-a-map", lambda d, e, t: _put(t / "out", "odi.nii.gz"), ["fit", "{d}"],
+     "--force"),
+    ("out-holds-an-estimator", lambda d, e, t: shutil.copytree(e, t / "out"),
+     ["learn", "--scheme", "hcp", "--n-samples", "500", "--estimator", "polynomial"],
+     "already holds estimator.json"),
+    ("out-holds-a-phantom", lambda d, e, t: shutil.copytree(d, t / "out"), ["phantom"],
+     "already holds"),
+    ("out-holds-a-report", lambda d, e, t: _put(t / "out", "index.html"),
+     ["compare", "{d}", "--methods", "mix"], "already holds index.html"),
+    ("work-dir-not-ours", lambda d, e, t: _put(t / "wd", "thesis.tex"),
+     ["fit", "{d}", "--work-dir", "{t}/wd"], "not a microlearn work folder"),
+    ("resume-by-another-version", lambda d, e, t: _put(
+        t / "out.work", "manifest.json", '{"microlearn": "0.0.1"}'),
+     ["fit", "{d}", "--resume"], "written by microlearn 0.0.1"),
 ]
+
+
+def _put(folder, name, text="keep me"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+
+
+def _snapshot(folder):
+    """Every file below ``folder`` with its bytes (empty when it does not exist)."""
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("name, breaks, argv, expected", CASES, ids=[c[0] for c in CASES])
@@ -121,6 +193,7 @@ def test_bad_input_gives_one_clear_line(name, breaks, argv, expected, phantom, e
     e = shutil.copytree(estimator, tmp_path / "e")
     if breaks is not None:
         breaks(d, e, tmp_path)
+    before = {k: _snapshot(k) for k in (d, e, tmp_path / "out", tmp_path / "wd")}
     args = [a.format(d=d, e=e, t=tmp_path) for a in argv]
     if "--out" not in args:
         args += ["--out", str(tmp_path / "out")]
@@ -130,8 +203,8 @@ def test_bad_input_gives_one_clear_line(name, breaks, argv, expected, phantom, e
     assert code == 2, (out, err)
     assert len(lines) == 1 and "Traceback" not in err, err
     assert expected in lines[0], lines[0]
-    out_dir = tmp_path / "out"
-    assert not out_dir.is_dir() or not any(out_dir.iterdir())
+    for folder, files in before.items():  # nothing written, nothing removed or changed
+        assert _snapshot(folder) == files, folder
 
 
 def test_bvecs_as_n_by_3_are_read_the_same(phantom, tmp_path):
@@ -140,7 +213,8 @@ def test_bvecs_as_n_by_3_are_read_the_same(phantom, tmp_path):
     assert load_dataset(d).acq.matches(load_dataset(phantom).acq)
 
 
-@pytest.mark.parametrize("damage", ["all-nan", "part-nan", "negative", "all-zero", "zero-b0"])
+@pytest.mark.parametrize("damage", ["all-nan", "part-nan", "negative-b0", "all-zero",
+                                    "zero-b0"])
 def test_bad_voxels_become_nan_and_are_counted(damage, phantom, tmp_path, capsys):
     d = shutil.copytree(phantom, tmp_path / "d")
     img = nib.load(d / "data.nii.gz")
@@ -152,8 +226,9 @@ def test_bad_voxels_become_nan_and_are_counted(damage, phantom, tmp_path, capsys
         data[idx] = np.nan
     elif damage == "part-nan":
         data[idx + (slice(3, 9),)] = np.nan
-    elif damage == "negative":
-        data[idx + (slice(20, 22),)] = -10
+    elif damage == "negative-b0":
+        for x, y, z in zip(*idx):
+            data[x, y, z, b0] = -10
     elif damage == "all-zero":
         data[idx] = 0
     else:
@@ -169,3 +244,21 @@ def test_bad_voxels_become_nan_and_are_counted(damage, phantom, tmp_path, capsys
     bad[idx] = True
     assert np.isnan(got["odi"][bad]).all()
     np.testing.assert_array_equal(got["odi"][mask & ~bad], ref["odi"][mask & ~bad])
+
+
+def test_negative_and_zero_weighted_samples_are_data(phantom, tmp_path):
+    """Denoised/eddy-corrected scans have negative high-b samples: the voxel is fitted."""
+    d = shutil.copytree(phantom, tmp_path / "d")
+    img = nib.load(d / "data.nii.gz")
+    data = np.asarray(img.dataobj).astype(np.float32)
+    mask = np.asarray(nib.load(d / "nodif_brain_mask.nii.gz").dataobj) > 0
+    idx = tuple(np.argwhere(mask)[:3].T)
+    dw = np.flatnonzero(np.loadtxt(d / "bvals") > 2500)[:4]
+    for x, y, z in zip(*idx):
+        data[x, y, z, dw[:2]] = -3.0
+        data[x, y, z, dw[2:]] = 0.0
+    nib.save(nib.Nifti1Image(data, img.affine), d / "data.nii.gz")
+    assert main(["fit", str(d), "--out", str(tmp_path / "o")]) == 0
+    got = load_maps(tmp_path / "o")
+    assert np.isfinite(got["odi"][idx]).all() and np.isfinite(got["icvf"][idx]).all()
+    assert np.isfinite(got["odi"][mask]).all()

@@ -62,8 +62,9 @@ def test_layout_shape_and_fractions(layout):
     assert 0.25 < wm.sum() / brain.sum() < 0.6
     assert 0.03 < (labels == 1).sum() / brain.sum() < 0.25
     assert (labels == 4).any() and (labels == 5).any()
-    # the affine covers HCP's field of view, centred on the brain
-    assert np.allclose(np.diag(layout.affine)[:3] * SHAPE, HCP_FOV_MM)
+    # the affine covers HCP's field of view, radiological like HCP's (FSL bvecs unflipped)
+    assert np.allclose(np.abs(np.diag(layout.affine)[:3]) * SHAPE, HCP_FOV_MM)
+    assert np.linalg.det(layout.affine[:3, :3]) < 0
 
 
 def test_layout_hcp_size_voxels():
@@ -110,7 +111,7 @@ def test_tracts_follow_anatomy(layout):
 def test_grey_matter_radial(layout):
     gm = layout.labels == LABELS["gm"]
     (x, y, z) = np.meshgrid(*[np.arange(s) - (s - 1) / 2 for s in SHAPE], indexing="ij")
-    pos = np.stack([x, y, z], -1) * np.diag(layout.affine)[:3]
+    pos = np.stack([x, y, z], -1) * np.abs(np.diag(layout.affine)[:3])  # mm, voxel axes
     pos = pos / np.linalg.norm(pos, axis=-1, keepdims=True).clip(1e-9)
     cos = np.abs(np.sum(layout.directions[gm, 0] * pos[gm], -1))
     assert np.median(cos) > 0.6  # roughly perpendicular to the brain surface

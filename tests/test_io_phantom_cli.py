@@ -52,7 +52,7 @@ def test_phantom_truth_matches_regions():
 
 def test_phantom_cli_layout(tmp_path, capsys):
     code, out, _ = run_cli(capsys, "phantom", "--out", tmp_path / "p", "--shape", 8, 8, 2,
-                           "--kind", "rings")  # the small fixture; the brain is tested apart
+                             "--kind", "rings")
     assert code == 0
     files = set(os.listdir(tmp_path / "p"))
     assert {"data.nii.gz", "bvals", "bvecs", "nodif_brain_mask.nii.gz", "acquisition.json",
@@ -89,7 +89,7 @@ def test_validate_signal():
     d[1, 2] = np.nan
     d[3, 0] = -1
     bad, msg = validate_signal(d)
-    assert bad.tolist() == [False, True, False, True] and "2 voxel" in msg
+    assert bad.tolist() == [False, True, False, False] and "1 voxel" in msg  # -1 is data
 
 
 # bad input: see tests/test_bad_input_matrix.py
@@ -106,12 +106,13 @@ def test_nan_voxels_are_marked(phantom_dir, tmp_path, capsys):
     data[tuple(idx[2])][:] = np.inf
     nib.save(nib.Nifti1Image(data, img.affine), d / "data.nii.gz")
     code, out, _ = run_cli(capsys, "info", d)
-    assert code == 0 and "3 voxel(s) have NaN" in out
-    with pytest.warns(RuntimeWarning, match="3 voxel"):
+    assert code == 0 and "2 voxel(s) have NaN" in out  # a negative DW sample is data
+    with pytest.warns(RuntimeWarning, match="2 voxel"):
         code, _, _ = run_cli(capsys, "fit", d, "--method", "dictionary", "--out", tmp_path / "o")
     assert code == 0
     odi = load_maps(tmp_path / "o")["odi"]
-    assert np.isnan(odi[tuple(idx[0])]) and np.isfinite(odi[mask]).sum() == mask.sum() - 3
+    assert np.isnan(odi[tuple(idx[0])]) and np.isfinite(odi[tuple(idx[1])])
+    assert np.isfinite(odi[mask]).sum() == mask.sum() - 2
     assert json.loads((tmp_path / "o" / "fit.json").read_text())["n_voxels"] == mask.sum()
 
 

@@ -8,12 +8,28 @@ from pathlib import Path
 def add_input_arguments(p) -> None:
     """INPUT folder (HCP layout) or explicit files."""
     p.add_argument("input", nargs="?", type=Path,
-                   help="HCP-layout folder (data.nii.gz, bvals, bvecs, nodif_brain_mask.nii.gz)")
+                   help="dataset: HCP-layout folder (data.nii.gz, bvals, bvecs, "
+                        "nodif_brain_mask.nii.gz), a folder with data.nii.gz and a *.scheme "
+                        "or *.b file, or BIDS (sub-*/[ses-*/]dwi/ folder or *_dwi.nii.gz)")
     p.add_argument("--dwi", type=Path, help="4-D DWI NIfTI (instead of INPUT)")
-    p.add_argument("--bvals", type=Path, help="bvals file in s/mm²")
+    p.add_argument("--bvals", type=Path, help="bvals file (s/mm² unless --bvals-unit)")
     p.add_argument("--bvecs", type=Path, help="bvecs file (3 rows)")
+    add_gradient_arguments(p)
     p.add_argument("--mask", type=Path, help="brain mask NIfTI")
-    p.add_argument("--acquisition", type=Path, help="acquisition.json with delta/Delta/TE/G")
+
+
+def add_gradient_arguments(p) -> None:
+    """Gradient-table forms, timings sidecar and the b-value unit."""
+    p.add_argument("--scheme-file", type=Path, default=None,
+                   help="Camino scheme file (STEJSKALTANNER or BVECTOR) instead of bvals/bvecs")
+    p.add_argument("--grad", type=Path, default=None,
+                   help="MRtrix gradient table (x y z b rows, as for mrtrix -grad)")
+    p.add_argument("--acquisition", type=Path,
+                   help="timings sidecar: acquisition.json (delta/Delta/TE/G) or a BIDS JSON "
+                        "(EchoTime, ...); other keys are ignored")
+    p.add_argument("--bvals-unit", default=None, choices=("s/mm2", "s/m2", "ms/um2"),
+                   help="unit of the b-values in the file (default s/mm2 for FSL, BIDS and "
+                        "MRtrix; s/m2 for Camino BVECTOR); b up to 1e6 s/mm2 is accepted")
 
 
 def load_input(args):
@@ -23,7 +39,8 @@ def load_input(args):
     if args.input is None and args.dwi is None:
         raise ValueError("give an INPUT folder or --dwi/--bvals/--bvecs.")
     return load_dataset(args.input, dwi=args.dwi, bvals=args.bvals, bvecs=args.bvecs,
-                        mask=args.mask, acquisition=args.acquisition)
+                        mask=args.mask, acquisition=args.acquisition,
+                        bvals_unit=args.bvals_unit, scheme=args.scheme_file, grad=args.grad)
 
 
 def add_scale_arguments(p) -> None:
@@ -51,3 +68,30 @@ def scale_options(args) -> dict:
     return {"resume": args.resume, "work_dir": args.work_dir,
             "chunk_voxels": args.chunk_voxels, "scheduler": args.scheduler,
             "workers": args.workers}
+
+
+def add_output_arguments(p, what: str = "output folder") -> None:
+    """``--out`` and ``--force`` (replace this command's own files that already exist)."""
+    p.add_argument("--out", type=Path, required=True, help=what)
+    p.add_argument("--force", action="store_true",
+                   help="replace files of the same name already in --out (other files there "
+                        "are never touched)")
+
+
+def input_paths(args) -> list:
+    """Every input file or folder named by the input arguments (for the --out check)."""
+    return [getattr(args, k, None) for k in ("input", "dwi", "bvals", "bvecs", "mask",
+                                             "acquisition", "sigma_map")]
+
+
+def prepare_out(args, names, *, inputs=None):
+    """Check ``args.out`` before any work (see :func:`microlearn.io.prepare_output`)."""
+    from ..io import prepare_output
+
+    return prepare_output(args.out, inputs=input_paths(args) if inputs is None else inputs,
+                          names=names, force=getattr(args, "force", False))
+
+
+def map_files(names) -> list[str]:
+    """``<name>.nii.gz`` for each map name."""
+    return [f"{n}.nii.gz" for n in names]

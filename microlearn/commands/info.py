@@ -25,6 +25,17 @@ def run(args) -> int:
         echo(f"shell     : b={b / 1e6:7.0f} s/mm²  n={int(sel.sum()):4d}  "
               f"δ={acq.delta[sel][0] * 1e3:.1f} ms  Δ={acq.Delta[sel][0] * 1e3:.1f} ms  "
               f"G≤{acq.G[sel].max() * 1e3:.0f} mT/m")
+    te_idx = acq.te_index
+    if acq.TE is None:
+        echo("TE groups : 1 (echo time unknown)")
+    else:
+        echo(f"TE groups : {acq.n_te}")
+        for k, te in enumerate(acq.te_values):
+            sel = te_idx == k
+            echo(f"  TE {te * 1e3:6.1f} ms  n={int(sel.sum()):4d}  "
+                 f"b0={int((sel & acq.b0_mask).sum())}  "
+                 f"b≤{acq.bvals[sel].max() / 1e6:.0f} s/mm²")
+    echo(f"input form: {ds.source.get('form', 'hcp')}")
     echo(f"mask      : {int(ds.mask.sum())} voxels")
     problems = []
     data = ds.load_data()
@@ -37,6 +48,9 @@ def run(args) -> int:
         problems.append(f"{int(zero.sum())} mask voxel(s) have a zero mean b0; they get NaN maps.")
     if acq.n_b0 < 2:
         problems.append("only one b0: the noise level cannot be estimated from b0 repeats.")
+    from ..data.qc import input_warnings
+
+    problems += input_warnings(ds, data=data)
     echo("problems  : " + ("none" if not problems else ""))
     for p in problems:
         echo(f"  - {p}")

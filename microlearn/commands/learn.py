@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cli import echo
+from ._common import add_output_arguments, prepare_out
 
 
 def add_parser(sub) -> None:
@@ -17,7 +18,10 @@ def add_parser(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--scheme", help="built-in acquisition: hcp | activeax | ivim")
     src.add_argument("--acquisition", type=Path, metavar="INPUT",
-                     help="HCP-layout folder whose bvals/bvecs(/acquisition.json) to train for")
+                     help="dataset folder (HCP, BIDS, scheme file) whose acquisition to train "
+                          "for")
+    p.add_argument("--bvals-unit", default=None, choices=("s/mm2", "s/m2", "ms/um2"),
+                   help="unit of the b-values in the folder's files (default s/mm2)")
     p.add_argument("--estimator", default="dnn",
                    help="polynomial | boosted-trees | bayesian | linear-sdca | dnn | "
                         "wide-deep | bayesian-dnn")
@@ -29,23 +33,21 @@ def add_parser(sub) -> None:
     p.add_argument("--snr", type=float, default=30.0, help="Rician SNR of the training signals")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (networks)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="output folder of the estimator")
+    add_output_arguments(p, "output folder of the estimator")
     p.set_defaults(run=run)
 
 
 def _acquisition(args):
     from ..acquisition import Acquisition
-    from ..io import load_acquisition
+    from ..data.readers import acquisition_from_folder
 
     if args.scheme:
         return Acquisition.scheme(args.scheme)
     folder = Path(args.acquisition)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--acquisition {folder}: not a folder; give an HCP-layout "
-                                "folder with bvals and bvecs.")
-    extra = folder / "acquisition.json"
-    return load_acquisition(folder / "bvals", folder / "bvecs",
-                            acquisition=extra if extra.is_file() else None)
+    if not folder.exists():
+        raise FileNotFoundError(f"--acquisition {folder}: not found; give a dataset folder "
+                                "(HCP layout, BIDS, or with a scheme file).")
+    return acquisition_from_folder(folder, bvals_unit=args.bvals_unit)
 
 
 def _fibres(text):
@@ -59,16 +61,16 @@ def _fibres(text):
 
 
 def run(args) -> int:
-    from ..io import check_writable
     from ..learning import train
+    from ..learning.persistence import ESTIMATOR_FILES
 
-    check_writable(args.out.parent if args.out.parent != Path("") else Path("."))
+    prepare_out(args, ESTIMATOR_FILES, inputs=[args.acquisition])
     acq = _acquisition(args)
     options = {} if args.epochs is None else {"epochs": args.epochs}
     est = train(args.model, acq, estimator=args.estimator, optimizer=args.optimizer,
                 features=args.features, n_samples=args.n_samples, snr=args.snr,
                 n_fibres=_fibres(args.n_fibres), random_state=args.seed, progress=True,
                 **options)
-    est.save(args.out)
+    est.save(args.out, force=args.force)
     echo(f"trained {est.describe()} in {est.info['seconds']:.1f} s; saved to {args.out}")
     return 0

@@ -181,11 +181,15 @@ def anatomy_classes() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _grid_mm(shape):
-    """Voxel-centre coordinates in mm (RAS, origin at the brain centre) and the affine."""
+    """Voxel-centre coordinates in mm (voxel axes, origin at the brain centre) and the
+    radiological affine."""
     vox = np.array(HCP_FOV_MM) / np.array(shape)
     axes = [((np.arange(n) - (n - 1) / 2) * v).astype(np.float32) for n, v in zip(shape, vox)]
-    affine = np.diag([*vox, 1.0])
-    affine[:3, 3] = [-(n - 1) / 2 * v for n, v in zip(shape, vox)]
+    # radiological like HCP (voxel x runs right to left: a negative determinant), so FSL's
+    # convention reads the bvecs in voxel axes, the frame the fibres are drawn in
+    affine = np.diag([-vox[0], vox[1], vox[2], 1.0])
+    affine[:3, 3] = [(shape[0] - 1) / 2 * vox[0],
+                     *(-(n - 1) / 2 * v for n, v in zip(shape[1:], vox[1:]))]
     return np.meshgrid(*axes, indexing="ij"), vox, affine
 
 

@@ -10,13 +10,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..io import check_data_and_mask, validate_signal
-from .noise import estimate_sigma
+from ..io import check_data_and_mask
+from .quality import quality_maps
 
 log = logging.getLogger(__name__)
 
 #: Voxels per block handed to an engine (cache-friendly sizes are fastest).
 BLOCK_SIZE = 512
+#: In-process time (s) the remaining voxels must need before a process pool is started.
+POOL_MIN_SECONDS = 2.0
+#: Voxels fitted first, alone, so that the set-up (engine imports, construction, compiled
+#: kernel loading, tables) is timed apart from the per-voxel throughput.
+WARM_VOXELS = 4
 
 
 def _registry():
@@ -44,6 +49,35 @@ class _Fitters(dict):
 FITTERS = _Fitters()
 
 
+def engine_class(method: str, model, acq, **options):
+    """The engine class ``fit(..., method=method)`` runs for ``model`` on ``acq``."""
+    from .noddi_fast import interior_point_class, mix_class
+
+    fast = options.get("fast", True)
+    choose = {"mix": mix_class, "interior-point": interior_point_class}.get(method)
+    return choose(model, acq, fast=fast) if choose else FITTERS[method]
+
+
+def describe_convergence(success, params_finite, engine) -> dict:
+    """What ``fit.json`` says of convergence: the engine, its criterion and the counts.
+
+    Parameters
+    ----------
+    success : ndarray of bool, shape (V,)
+        The engine's success flags of the fitted voxels.
+    params_finite : ndarray of bool, shape (V,)
+        Voxels that have an answer (finite parameters).
+    engine : type
+        The engine class that ran.
+    """
+    success = np.asarray(success, bool)
+    finite = np.asarray(params_finite, bool)
+    return {"engine": engine.__name__, "criterion": engine.convergence,
+            "n_converged": int((success & finite).sum()),
+            "n_not_converged": int((~success & finite).sum()),
+            "n_no_answer": int((~finite).sum())}
+
+
 @dataclass
 class FitResult:
     """Fitted parameters over space: a view over one ``(*spatial, size)`` array.
@@ -56,8 +90,18 @@ class FitResult:
         Fitted non-diffusion-weighted signal.
     success : ndarray of bool, shape (*spatial,)
     mask : ndarray of bool, shape (*spatial,)
-    sigma : float or None
-        Noise standard deviation (signal units) used for the Rician floor.
+    sigma : float, ndarray of shape (*spatial) or None
+        Noise standard deviation (signal units) used for the Rician floor (a map when a
+        σ map was given).
+    s0_te : ndarray, shape (*spatial, n_te) or None
+        Fitted S0 of every echo-time group when there are several (``s0`` is the first,
+        shortest TE).
+    seconds : float
+        Whole fit in s: data in memory -> parameters in memory, set-up included.
+    setup_seconds : float
+        Part of ``seconds`` that does not scale with the voxels: engine imports and
+        construction, compiled-kernel loading or compilation, dictionaries and tables, and
+        the fit of the first ``WARM_VOXELS`` voxels that triggers them (measured).
     """
 
     model: object
@@ -70,10 +114,17 @@ class FitResult:
     sigma: float | None = None
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    setup_seconds: float = 0.0
+    s0_te: np.ndarray | None = None
 
     @property
     def n_voxels(self) -> int:
         return int(self.mask.sum())
+
+    @property
+    def vox_per_s(self) -> float:
+        """Steady throughput: voxels per second once set up (``seconds - setup_seconds``)."""
+        return throughput(self.n_voxels, self.seconds, self.setup_seconds)
 
     def maps(self) -> dict[str, np.ndarray]:
         """Every map: free parameters, derived maps and ``s0`` (orientations (...,3))."""
@@ -94,12 +145,20 @@ class FitResult:
         """Model signals ``s0 · S/S0``, shape (*spatial, N); NaN outside the mask."""
         out = np.full(self.mask.shape + (self.acq.n_measurements,), np.nan)
         ok = self.mask & np.all(np.isfinite(self.params), axis=-1)
-        out[ok] = self.s0[ok, None] * self.model.signal(self.acq, self.params[ok])
+        scale = (self.s0[ok, None] if self.s0_te is None
+                 else self.s0_te[ok][:, self.acq.te_index])
+        out[ok] = scale * self.model.signal(self.acq, self.params[ok])
         return out
 
     def residuals(self, data) -> np.ndarray:
         """``data - predict()``, shape (*spatial, N)."""
         return np.asarray(data, dtype=float) - self.predict()
+
+
+def throughput(n_voxels: int, seconds: float, setup_seconds: float) -> float:
+    """Steady voxels per second: ``n_voxels`` over the time after set-up (NaN if none)."""
+    steady = seconds - setup_seconds
+    return float(n_voxels / steady) if steady > 0 and n_voxels > 0 else float("nan")
 
 
 def _check_data(acq, data, mask):
@@ -110,6 +169,7 @@ def _check_data(acq, data, mask):
         raise ValueError("mask is empty: there are no voxels to fit.")
     if acq.n_b0 == 0:
         raise ValueError("the acquisition has no b0 measurement; one is needed to normalise.")
+    acq.check_te_groups()
     return data, mask
 
 
@@ -172,8 +232,13 @@ def default_workers() -> int:
 
 
 def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False,
-        directions=None, workers=None, block_size=BLOCK_SIZE, **options) -> FitResult:
+        directions=None, workers=None, block_size=BLOCK_SIZE, quality=True,
+        **options) -> FitResult:
     """Fit ``model`` to every voxel of ``data`` with engine ``method``.
+
+    Each echo-time group is normalised by its own b0 mean. Negative and zero
+    diffusion-weighted samples are data (the Rician model explains them); only voxels with
+    a NaN/infinite sample or a b0 mean <= 0 at some TE get NaN maps (counted, warned).
 
     Parameters
     ----------
@@ -183,37 +248,58 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
         Raw signals (not normalised).
     method : {"mix", "interior-point", "dictionary"}
     mask : ndarray of bool, shape (*spatial), optional
-    sigma : float, optional
-        Noise standard deviation in signal units; estimated from the b0 repeats when
-        absent (``sigma=0`` disables the Rician-floor model).
+    sigma : float or ndarray, shape (*spatial), optional
+        Noise standard deviation in signal units, one value or a map (e.g. from MP-PCA);
+        estimated from the b0 repeats of each TE when absent (``sigma=0`` disables the
+        Rician-floor model). Voxels whose σ is NaN or negative get NaN maps.
     directions : ndarray, shape (*spatial, n_fibres, 3), optional
         Starting fibre orientations (e.g. CSD peaks); DTI otherwise.
     workers : int, optional
-        Processes (default: both cores for more than one block).
+        Processes (default: both cores, through a process pool only for the generic engines
+        and only when the voxels left after one timed block would take more than
+        ``POOL_MIN_SECONDS`` in this process; the compiled engines use numba threads).
+    quality : bool
+        Also compute the ``residual_rms``, ``at_bound`` and ``<name>_std`` maps
+        (:mod:`microlearn.fitting.quality`).
     options
         Passed to the engine (``n_candidates``, ``max_iter``).
     """
-    engine_cls = FITTERS[method]
-    data, mask = _check_data(acq, data, mask)
+    from ..data.voxels import b0_means, estimate_sigma_by_te, normalise
+
     t0 = time.perf_counter()
-    bad, msg = validate_signal(data, mask)
+    engine_cls = FITTERS[method]  # the first call imports the engines: set-up
+    data, mask = _check_data(acq, data, mask)
     vox = np.asarray(data[mask], dtype=float)
-    b0 = vox[:, acq.b0_mask].mean(1)
-    bad_b0 = ~(b0 > 0) | ~np.isfinite(b0)
-    skip = bad[mask] | bad_b0
+    y_all, scale, usable = normalise(vox, acq)
+    sigma_vox = _sigma_per_voxel(sigma, mask)
+    if sigma_vox is not None:
+        usable &= np.isfinite(sigma_vox) & (sigma_vox >= 0)
+    skip = ~usable
     if skip.any():
-        warnings.warn(f"{int(skip.sum())} voxel(s) have NaN/inf/negative signal or a zero b0; "
-                      "they get NaN maps.", RuntimeWarning, stacklevel=2)
-    if sigma is None:
-        sigma = estimate_sigma(vox[~skip], acq)
-    sigma_used = None if sigma in (None, 0) else float(sigma)
+        warnings.warn(f"{int(skip.sum())} voxel(s) have NaN/infinite samples or a b0 mean <= 0"
+                      f"{' or no valid sigma' if sigma_vox is not None else ''}; they get NaN "
+                      "maps.", RuntimeWarning, stacklevel=2)
     use = ~skip
-    y = vox[use] / b0[use, None]
-    sig = None if sigma_used is None else sigma_used / b0[use]
+    map_given = sigma_vox is not None
+    if not map_given:
+        if sigma is None:
+            sigma = estimate_sigma_by_te(vox[use], acq) if use.any() else None
+        sigma_vox = None if sigma is None or float(sigma) == 0 else np.full(len(vox),
+                                                                            float(sigma))
+    elif not np.any(sigma_vox[use] > 0):
+        sigma_vox = None
+    sigma_used = None if sigma_vox is None or map_given else float(sigma)
+    y = y_all[use]
+    sig_n = None if sigma_vox is None else sigma_vox[use, None] / scale[use]  # (V, N)
+    engine = engine_cls(model, acq, **options)
+    sig = sig_n
+    if sig_n is not None and (acq.n_te == 1 or getattr(engine, "threaded", False)):
+        # one σ per voxel: exact for one TE, the median over TEs for compiled engines
+        sig = sig_n[:, 0] if acq.n_te == 1 else np.median(sig_n, axis=1)
     dirs = None
     if directions is not None:
         dirs = np.asarray(directions, dtype=float)[mask][use]
-    engine = engine_cls(model, acq, **options)
+    adaptive = workers is None
     workers = default_workers() if workers is None else max(1, int(workers))
     if getattr(engine, "threaded", False):
         from numba import config, set_num_threads
@@ -223,15 +309,62 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
         workers, block_size = 1, max(block_size, 8192)
     if use.sum() <= block_size:
         workers = 1
-    p, s0, ok = _run_blocks(engine, y, sig, dirs, block_size, progress, workers)
-    params = np.full(mask.shape + (model.parameters.size,), np.nan)
-    s0_map = np.full(mask.shape, np.nan)
-    success = np.zeros(mask.shape, bool)
+
+    def run(a, b, n_workers, show):
+        return _run_blocks(engine, y[a:b], None if sig is None else sig[a:b],
+                           None if dirs is None else dirs[a:b], block_size, show, n_workers)
+
+    # set-up: the first few voxels alone pay every first-call cost (kernel loading, tables)
+    V = y.shape[0]
+    warm = min(WARM_VOXELS, V)
+    parts = [run(0, warm, 1, False)]
+    setup_seconds = time.perf_counter() - t0
+    done = warm
+    if adaptive and workers > 1 and V - done > block_size:
+        # a process pool costs ~1 s to start: time one block here, and start the pool only
+        # when the rest would take longer than POOL_MIN_SECONDS in this process
+        t1 = time.perf_counter()
+        parts.append(run(done, done + block_size, 1, False))
+        done += block_size
+        if (time.perf_counter() - t1) / block_size * (V - done) < POOL_MIN_SECONDS:
+            workers = 1
+    if V > done:
+        parts.append(run(done, V, workers, progress))
+    p, s0, ok = (np.concatenate(a) for a in zip(*parts))
+    n_all = int(np.prod(mask.shape))
     idx = np.flatnonzero(mask.ravel())[use]
-    params.reshape(int(np.prod(mask.shape)), params.shape[-1])[idx] = p
-    s0_map.reshape(-1)[idx] = s0 * b0[use]
-    success.reshape(-1)[idx] = ok
+
+    def to_map(values, fill=np.nan):
+        out = np.full(n_all, fill, dtype=float)
+        out[idx] = values
+        return out.reshape(mask.shape)
+
+    params = np.full(mask.shape + (model.parameters.size,), np.nan)
+    params.reshape(n_all, params.shape[-1])[idx] = p
+    b0 = b0_means(vox[use], acq)  # (V, n_te)
+    s0_te = np.full(mask.shape + (acq.n_te,), np.nan)
+    s0_te.reshape(n_all, acq.n_te)[idx] = s0[:, None] * b0
+    success = to_map(ok, 0).astype(bool)
+    extra = {}
+    if quality and len(y):
+        for name, value in quality_maps(engine, acq, p, s0, y, sig_n).items():
+            extra[name] = to_map(value * (b0[:, 0] if name == "s0_std" else 1.0))
+    if sigma_vox is not None and map_given:
+        sigma_used = to_map(sigma_vox[use])
     seconds = time.perf_counter() - t0
-    log.info("%s fit of %d voxels in %.2f s", method, int(use.sum()), seconds)
-    return FitResult(model=model, acq=acq, params=params, s0=s0_map, success=success,
-                     mask=mask, method=method, sigma=sigma_used, seconds=seconds)
+    log.info("%s fit of %d voxels in %.2f s (set-up %.2f s)", method, int(use.sum()), seconds,
+             setup_seconds)
+    return FitResult(model=model, acq=acq, params=params, s0=s0_te[..., 0], success=success,
+                     mask=mask, method=method, sigma=sigma_used, seconds=seconds, extra=extra,
+                     s0_te=s0_te if acq.n_te > 1 else None, setup_seconds=setup_seconds)
+
+
+def _sigma_per_voxel(sigma, mask):
+    """σ of every masked voxel (V,) from a σ map (*spatial), or None for a scalar/None."""
+    if sigma is None or np.ndim(sigma) == 0:
+        return None
+    arr = np.asarray(sigma, dtype=float)
+    if arr.shape != mask.shape:
+        raise ValueError(f"sigma map shape {arr.shape} does not match the data's spatial "
+                         f"shape {mask.shape}; give a σ map computed on this image.")
+    return arr[mask]

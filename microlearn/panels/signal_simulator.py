@@ -53,16 +53,14 @@ class SignalSimulator(widgets.VBox):
 
     def acquisition(self):
         from ..acquisition import Acquisition
-        from ..io import load_acquisition
+        from ..data.readers import acquisition_from_folder
 
         if self.scheme.value != "folder...":
             return Acquisition.scheme(self.scheme.value)
         if self.data_root is None:
             raise ValueError("loading an acquisition needs a data folder (data_root).")
         folder = resolve_data_path(self.folder.value, self.data_root)
-        extra = folder / "acquisition.json"
-        return load_acquisition(folder / "bvals", folder / "bvecs",
-                                acquisition=extra if extra.is_file() else None)
+        return acquisition_from_folder(folder)
 
     def _simulate(self):
         from ..models import get_model

@@ -1,0 +1,99 @@
+"""Voxel signals: normalisation by the b0s of each echo time, usable voxels, σ per TE.
+
+Every echo time carries its own T2 weighting, so each TE group is divided by the mean of
+its own b0s (one group when TE is unknown or single). Negative and zero diffusion-weighted
+samples are data (the Rician model explains them); a voxel is unusable only when a
+sample is NaN/infinite or the b0 mean of some TE group is not positive.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def b0_means(signal, acq) -> np.ndarray:
+    """Mean b0 signal of each TE group.
+
+    Parameters
+    ----------
+    signal : ndarray, shape (V, N)
+        Raw signals.
+    acq : Acquisition
+
+    Returns
+    -------
+    ndarray, shape (V, n_te)
+        NaN for a group without b0 (see :meth:`Acquisition.check_te_groups`).
+    """
+    signal = np.asarray(signal, dtype=float)
+    idx, b0 = acq.te_index, acq.b0_mask
+    out = np.full((signal.shape[0], acq.n_te), np.nan)
+    for k in range(acq.n_te):
+        sel = b0 & (idx == k)
+        if sel.any():
+            out[:, k] = signal[:, sel].mean(1)
+    return out
+
+
+def usable_voxels(signal, acq) -> np.ndarray:
+    """Voxels that can be normalised: finite samples and a positive b0 mean at every TE.
+
+    Returns
+    -------
+    ndarray of bool, shape (V,)
+    """
+    signal = np.asarray(signal, dtype=float)
+    with np.errstate(invalid="ignore"):
+        b0 = b0_means(signal, acq)
+        return np.all(np.isfinite(signal), axis=1) & np.all(b0 > 0, axis=1)
+
+
+def normalise(signal, acq):
+    """Signals divided by the b0 mean of their own TE group.
+
+    Parameters
+    ----------
+    signal : ndarray, shape (V, N)
+    acq : Acquisition
+
+    Returns
+    -------
+    y : ndarray, shape (V, N)
+        Normalised signals (NaN/inf rows where the voxel is unusable).
+    scale : ndarray, shape (V, N)
+        The b0 mean each measurement was divided by.
+    usable : ndarray of bool, shape (V,)
+    """
+    signal = np.asarray(signal, dtype=float)
+    b0 = b0_means(signal, acq)
+    scale = b0[:, acq.te_index]
+    usable = usable_voxels(signal, acq)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = signal / scale
+    return y, scale, usable
+
+
+def estimate_sigma_by_te(signal, acq) -> float | None:
+    """Noise σ from the b0 repeats of each TE group, pooled.
+
+    b0s at different TEs have different means, so their joint spread is not noise: σ is
+    estimated within each group with at least 3 b0s (by
+    :func:`microlearn.fitting.noise.estimate_sigma`) and pooled as the b0-count-weighted
+    root mean square.
+    """
+    from ..fitting.noise import estimate_sigma
+
+    if acq.n_te == 1:
+        return estimate_sigma(signal, acq)
+    signal = np.asarray(signal)
+    num = den = 0.0
+    for k in range(acq.n_te):
+        sel = acq.te_index == k
+        n_b0 = int((sel & acq.b0_mask).sum())
+        if n_b0 < 3:
+            continue
+        s = estimate_sigma(signal[:, sel], acq.subset(np.flatnonzero(sel)))
+        if s is not None:
+            num += n_b0 * s * s
+            den += n_b0
+    return float(np.sqrt(num / den)) if den else None

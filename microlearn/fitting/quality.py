@@ -1,0 +1,101 @@
+"""Per-voxel fit quality: normalised residual RMS, parameters at a bound, Cramér–Rao std.
+
+Computed once per fit on the voxels' normalised signals (each TE group divided by its own
+b0 mean), so the maps mean the same for every engine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: A parameter within this fraction of its bound range counts as "at the bound".
+BOUND_TOLERANCE = 1e-4
+
+
+def residual_rms(model, acq, params, s0, y, sigma=None) -> np.ndarray:
+    """Root mean square of the residuals, in units of σ when σ is known.
+
+    Parameters
+    ----------
+    params : ndarray, shape (V, size)
+    s0 : ndarray, shape (V,)
+        Fitted S0 relative to the b0 mean.
+    y : ndarray, shape (V, N)
+        Normalised signals.
+    sigma : ndarray, shape (V, N) or (V, 1), optional
+        Normalised noise σ. With it the residual is taken against the Rician-floor
+        prediction sqrt(S² + σ²) (what the engines fit) and divided by σ, so a fit at the
+        noise level gives ~1; without it the RMS is in units of the b0 signal.
+
+    Returns
+    -------
+    ndarray, shape (V,)
+    """
+    pred = s0[:, None] * model.signal(acq, params)
+    if sigma is None:
+        return np.sqrt(np.mean((y - pred) ** 2, axis=1))
+    pred = np.sqrt(pred * pred + sigma * sigma)
+    return np.sqrt(np.mean(((y - pred) / sigma) ** 2, axis=1))
+
+
+def at_bound(params, lower, upper, orientation_mask) -> np.ndarray:
+    """1 where any bounded parameter sits at (within :data:`BOUND_TOLERANCE` of) a bound.
+
+    Parameters
+    ----------
+    params : ndarray, shape (V, size)
+    lower, upper : ndarray, shape (size,)
+        The bounds the engine fitted within.
+    orientation_mask : ndarray of bool, shape (size,)
+        Entries without bounds (orientation angles).
+    """
+    lo = np.asarray(lower, dtype=float)
+    hi = np.asarray(upper, dtype=float)
+    width = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
+    tol = BOUND_TOLERANCE * width
+    hit = (params <= lo + tol) | (params >= hi - tol)
+    hit[:, np.asarray(orientation_mask, bool)] = False
+    return np.any(hit, axis=1).astype(np.float32)
+
+
+def quality_maps(engine, acq, params, s0, y, sigma) -> dict[str, np.ndarray]:
+    """``residual_rms``, ``at_bound`` and ``<name>_std`` (Cramér–Rao) for fitted voxels.
+
+    Parameters
+    ----------
+    engine : Engine
+        The engine that fitted (its model and bounds).
+    params : ndarray, shape (V, size)
+    s0 : ndarray, shape (V,)
+        Relative S0.
+    y : ndarray, shape (V, N)
+        Normalised signals.
+    sigma : ndarray, shape (V, N) or None
+        Normalised σ per measurement. Without it the std maps use σ estimated from each
+        voxel's residuals (RMS · sqrt(N / (N − P))).
+
+    Returns
+    -------
+    dict of str to ndarray, shape (V,)
+    """
+    from .uncertainty import cramer_rao_std
+
+    model = engine.model
+    ok = np.all(np.isfinite(params), axis=1) & np.isfinite(s0)
+    out = {"residual_rms": np.full(len(y), np.nan), "at_bound": np.zeros(len(y), np.float32)}
+    if not ok.any():
+        return out
+    p, z, yy = params[ok], s0[ok], y[ok]
+    sg = None if sigma is None else sigma[ok]
+    out["residual_rms"][ok] = residual_rms(model, acq, p, z, yy, sg)
+    out["at_bound"][ok] = at_bound(p, engine.lower[:-1], engine.upper[:-1],
+                                   engine.orientation_mask[:-1])
+    if sg is None:  # σ from the residuals
+        n, k = yy.shape[1], p.shape[1] + 1
+        sg = (out["residual_rms"][ok] * np.sqrt(n / max(n - k, 1)))[:, None]
+    std = cramer_rao_std(model, acq, p, sg, s0=z)
+    for name, value in std.items():
+        full = np.full(len(y), np.nan)
+        full[ok] = value
+        out[f"{name}_std"] = full
+    return out

@@ -1,0 +1,202 @@
+"""Cramér–Rao standard deviations of fitted parameters under Rician noise.
+
+For magnitude data with noise σ, the measurement ``n`` with noise-free magnitude ``A_n``
+carries Fisher information ``F(A_n/σ_n)/σ_n²`` about ``A_n``, where ``F`` (in [0, 1])
+is the Rician information factor: ``F(s) = E[u² (I₁(us)/I₀(us))²] − s²`` for
+``u ~ Rice(s, 1)``; ``F → 1 − 1/(2s²)`` at high SNR (the Gaussian limit) and → 0 at the
+noise floor. With ``A = s0 · S(θ)`` the Fisher matrix of the free parameters (and S0) is
+``Jᵀ diag(F/σ²) J`` and its inverse bounds the covariance of any unbiased estimator; the
+square roots of its diagonal are the reported std maps (``<map>_std``).
+
+Jacobians are analytic where a compiled kernel provides them (single-fibre NODDI with the
+standard fixed diffusivities, the functions the MIX engine fits with); otherwise central
+finite differences of the batched ``model.signal`` (steps kept inside the bounds), so
+every model is covered, vectorised over voxels.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+#: Largest SNR of the tabulated Rician factor; above it the asymptote 1 − 1/(2s²) is used.
+SNR_TABLE_MAX = 20.0
+#: Condition number above which a voxel's Fisher matrix counts as singular (std NaN).
+MAX_CONDITION = 1e12
+#: Voxels per batch (bounds the (V, 2P, N) Jacobian work arrays).
+BLOCK = 1024
+
+
+@lru_cache(maxsize=1)
+def _factor_table():
+    from scipy.special import i0e, i1e
+
+    s = np.linspace(0.0, SNR_TABLE_MAX, 401)
+    u = np.linspace(0.0, SNR_TABLE_MAX + 14.0, 8001)
+    us = u[None, :] * s[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(us > 0, i1e(us) / i0e(us), 0.0)
+    p = u * np.exp(-0.5 * (u[None, :] - s[:, None]) ** 2) * i0e(us)
+    z = np.trapezoid(p, u, axis=1)
+    f = np.trapezoid(p * (u * u * r * r), u, axis=1) / z - s * s
+    return s, np.clip(f, 0.0, 1.0)
+
+
+def rician_fisher_factor(snr) -> np.ndarray:
+    """Rician Fisher-information factor ``F(A/σ)`` (0 at the floor, → 1 at high SNR).
+
+    Parameters
+    ----------
+    snr : array_like
+        Noise-free magnitude over σ (any shape).
+
+    Returns
+    -------
+    ndarray
+        ``F``, same shape; the information about ``A`` is ``F / σ²``.
+    """
+    shape = np.shape(snr)
+    snr = np.abs(np.asarray(snr, dtype=float)).reshape(-1)
+    s, f = _factor_table()
+    with np.errstate(divide="ignore"):
+        out = 1.0 - 0.5 / np.maximum(snr, 1e-30) ** 2
+    low = snr <= SNR_TABLE_MAX
+    out[low] = np.interp(snr[low], s, f)
+    return out.reshape(shape)
+
+
+def _signal_jacobian(model, acq, x, lower, upper, steps):
+    """S (V, N) and dS/dx (V, N, P) by central differences within the bounds."""
+    V, P = x.shape
+    plus = np.minimum(x + steps, upper)
+    minus = np.maximum(x - steps, lower)
+    xs = np.repeat(x[:, None, :], 2 * P + 1, axis=1)  # (V, 2P+1, P)
+    idx = np.arange(P)
+    xs[:, 1 + idx, idx] = plus
+    xs[:, 1 + P + idx, idx] = minus
+    S = model.signal(acq, xs.reshape(V * (2 * P + 1), P))
+    S = np.broadcast_to(S, (V * (2 * P + 1), acq.n_measurements)).reshape(V, 2 * P + 1, -1)
+    width = (plus - minus)[:, None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        J = np.moveaxis(S[:, 1:P + 1] - S[:, P + 1:], 1, 2) / width
+    return S[:, 0], J
+
+
+def _analytic_jacobian(model, acq):
+    """``fn(x (V, P)) -> (S (V, N), dS/dx (V, N, P))`` from a compiled kernel, or None."""
+    from .noddi_fast import NoddiMixEngine
+
+    if not NoddiMixEngine.applies(model, acq):
+        return None
+    from .noddi_kernel import signals
+
+    engine = NoddiMixEngine(model, acq)
+    tables = engine._tables()[:12]
+    inverse = np.argsort(engine.order)
+
+    def fn(x):
+        X = np.ascontiguousarray(np.concatenate([x, np.ones((x.shape[0], 1))], axis=1))
+        S, J = signals(X, *tables, True)
+        return S[:, inverse], np.moveaxis(J[:, :-1, inverse], 1, 2)
+
+    return fn
+
+
+def _orientation_slices(model):
+    space = model.parameters
+    return {name: space.slice(name) for name in model.orientation_names}
+
+
+def cramer_rao_std(model, acquisition, params, sigma, *, s0=1.0, fit_s0=True,
+                   rel_step=1e-4, block=BLOCK) -> dict[str, np.ndarray]:
+    """Per-voxel Cramér–Rao standard deviation of every free parameter (Rician noise).
+
+    Parameters
+    ----------
+    model : MultiCompartmentModel
+    acquisition : Acquisition
+    params : ndarray, shape (*batch, size)
+        Packed free parameters at the solution (SI; orientations as angles).
+    sigma : float or ndarray, shape (*batch,), (*batch, 1) or (*batch, N)
+        Noise σ in the units of ``s0 · model.signal`` (e.g. σ / b0 for normalised data;
+        per measurement when echo times are normalised by different b0s).
+    s0 : float or ndarray, shape (*batch,)
+        Signal scale at b = 0 in the same units.
+    fit_s0 : bool
+        S0 was fitted as well (a nuisance parameter: it widens the other bounds).
+    rel_step : float
+        Finite-difference step relative to each parameter's scale.
+    block : int
+        Voxels per batch.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (*batch,)
+        Std of each scalar free parameter (SI) by name, ``"s0"`` when ``fit_s0``, and for
+        each orientation the angular std in rad (``sqrt(var θ + sin²θ var φ)``). NaN where
+        the parameters are not finite or the Fisher matrix is singular (an unidentifiable
+        parameter, e.g. the orientation of a voxel without tissue).
+    """
+    space = model.parameters
+    params = np.asarray(params, dtype=float)
+    batch = params.shape[:-1]
+    x = params.reshape(int(np.prod(batch)), space.size)
+    V, P = x.shape
+    N = acquisition.n_measurements
+    sig = np.asarray(sigma, dtype=float)
+    if sig.ndim == len(batch) + 1 and sig.shape[-1] in (1, N):
+        sig = np.broadcast_to(sig, batch + sig.shape[-1:]).reshape(V, -1)
+    else:
+        sig = np.broadcast_to(sig, batch).reshape(V, 1)
+    amp = np.broadcast_to(np.asarray(s0, dtype=float), batch).reshape(V)
+    lower, upper = space.bounds()
+    orient = np.zeros(P, bool)
+    for s in _orientation_slices(model).values():
+        orient[s] = True
+    lower = np.where(orient, -np.inf, lower)
+    upper = np.where(orient, np.inf, upper)
+    steps = rel_step * space.scales()
+    steps = np.where(orient, 1e-4, steps)
+    K = P + int(fit_s0)
+    var = np.full((V, K), np.nan)
+    good = np.all(np.isfinite(x), axis=1) & np.isfinite(amp) & np.all(
+        np.isfinite(sig) & (sig > 0), axis=1)
+    rows_all = np.flatnonzero(good)
+    analytic = _analytic_jacobian(model, acquisition) if rows_all.size else None
+    for start in range(0, rows_all.size, block):
+        rows = rows_all[start:start + block]
+        if analytic is not None:
+            S, J = analytic(x[rows])
+        else:
+            S, J = _signal_jacobian(model, acquisition, x[rows], lower, upper, steps)
+        a = amp[rows, None]
+        JA = a[..., None] * J  # (v, N, P)
+        if fit_s0:
+            JA = np.concatenate([JA, S[..., None]], axis=2)
+        sg = sig[rows]
+        w = rician_fisher_factor(a * S / sg) / sg**2  # (v, N)
+        # scale columns to O(1) so that the conditioning test means something
+        col = np.sqrt(np.einsum("vnk,vnk->vk", JA, JA)) + 1e-300
+        Js = JA / col[:, None, :]
+        Jw = Js * w[..., None]
+        fisher = np.matmul(np.swapaxes(Jw, 1, 2), Js)
+        finite = np.all(np.isfinite(fisher), axis=(1, 2))
+        fisher[~finite] = np.eye(K)
+        lam, vec = np.linalg.eigh(fisher)
+        ok = finite & (lam[:, 0] > lam[:, -1] / MAX_CONDITION)
+        with np.errstate(divide="ignore"):
+            diag = np.einsum("vkj,vj->vk", vec * vec, 1.0 / lam)  # diag of the inverse
+        var[rows[ok]] = diag[ok] / col[ok] ** 2
+    out = {}
+    for p in space:
+        s = space.slice(p.name)
+        if p.kind == "orientation":
+            theta = x[:, s.start]
+            ang = var[:, s.start] + np.sin(theta) ** 2 * var[:, s.start + 1]
+            out[p.name] = np.sqrt(ang).reshape(batch)
+        else:
+            out[p.name] = np.sqrt(var[:, s.start]).reshape(batch)
+    if fit_s0:
+        out["s0"] = np.sqrt(var[:, P]).reshape(batch)
+    return out

@@ -1,0 +1,52 @@
+"""Cramér–Rao std against the empirical spread of fits over simulated noise repeats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import i0e, i1e
+
+from microlearn.fitting import fit
+from microlearn.fitting import uncertainty as unc
+from microlearn.models import get_model
+
+
+def test_rician_factor_matches_the_score_variance():
+    rng = np.random.default_rng(0)
+    for s in (0.0, 1.0, 2.5, 8.0, 40.0):
+        u = np.abs(s + rng.normal(size=400_000) + 1j * rng.normal(size=400_000))
+        score = -s + u * i1e(u * s) / i0e(u * s)  # d log p / dA at σ = 1
+        assert unc.rician_fisher_factor(s) == pytest.approx(np.var(score), abs=0.01)
+    assert unc.rician_fisher_factor(0.0) == 0.0
+
+
+def test_analytic_and_finite_difference_jacobians_agree(hcp, rng, monkeypatch):
+    model = get_model("noddi")
+    p = model.parameters.pack({"mu": rng.normal(size=(20, 3)), "odi": rng.uniform(.1, .8, 20),
+                               "icvf": rng.uniform(.2, .8, 20), "fiso": rng.uniform(.05, .5, 20)})
+    fast = unc.cramer_rao_std(model, hcp, p, 0.02)
+    assert unc._analytic_jacobian(model, hcp) is not None
+    monkeypatch.setattr(unc, "_analytic_jacobian", lambda m, a: None)  # finite differences
+    slow = unc.cramer_rao_std(model, hcp, p, 0.02)
+    for k in ("odi", "icvf", "fiso", "mu", "s0"):
+        np.testing.assert_allclose(slow[k], fast[k], rtol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["mix", "interior-point"])
+def test_crb_std_within_20_percent_of_the_spread_of_repeated_fits(hcp, method):
+    model = get_model("noddi")
+    truth = {"mu": np.array([0.6, 0.3, np.sqrt(0.55)]), "odi": 0.3, "icvf": 0.6, "fiso": 0.2}
+    p = model.parameters.pack({k: np.asarray(v) for k, v in truth.items()})
+    sigma, n = 0.02, 400  # SNR 50
+    rng = np.random.default_rng(3)
+    clean = model.signal(hcp, p)
+    noisy = np.abs(clean + sigma * (rng.normal(size=(n, clean.size))
+                                    + 1j * rng.normal(size=(n, clean.size))))
+    res = fit(model, hcp, noisy, method=method, sigma=sigma, workers=1)
+    maps = res.maps()
+    crb = unc.cramer_rao_std(model, hcp, p[None], sigma)
+    for k in ("odi", "icvf", "fiso"):
+        assert np.std(maps[k]) == pytest.approx(crb[k][0], rel=0.2), k
+    # the maps fit() writes are the bound at each voxel's own solution
+    for k in ("odi", "icvf", "fiso"):
+        assert np.median(maps[f"{k}_std"]) == pytest.approx(crb[k][0], rel=0.1), k
