@@ -60,7 +60,11 @@ binder: $(UV)
 # The documentation site (API from the docstrings, the lessons with their stored outputs,
 # the CLI from argparse); any Sphinx warning fails the build.
 docs: install
-	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@mkdir -p docs/_build
+	set -o pipefail; $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html 2>&1 \
+		| tee docs/_build/sphinx.log
+	@# docutils reports some problems (e.g. in argparse help) past Sphinx's -W: fail on them too
+	@! grep -E "WARNING|ERROR" docs/_build/sphinx.log
 	@echo "docs: file://$(CURDIR)/docs/_build/html/index.html"
 
 lint: install

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import microlearn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # cli_for_docs
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent

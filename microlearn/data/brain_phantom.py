@@ -23,12 +23,12 @@ half-extents :data:`BRAIN_HALF_MM`):
 =============  ======================================  =====================================
 tract          where (normalised brain coordinates)    direction
 =============  ======================================  =====================================
-callosal       ``w > -0.2``, ``|u| < 0.2`` at the         left-right, arching upwards laterally
-               bottom, widening to 0.5 above
-corticospinal  a tube ``|u| ≈ 0.2 ± 0.1`` below,       inferior-superior, fanning laterally
-               ``0.35 ± 0.15`` at the top;
-               ``-0.45 < v < 0.05``
-association    ``0.35 < |u| < 0.8``, ``w > -0.3``      anterior-posterior (SLF-like)
+callosal       ``w > -0.2``, ``|u| < 0.25`` at the        left-right, arching upwards laterally
+               bottom, widening to 0.55 above
+corticospinal  a tube ``|u| ≈ 0.22 ± 0.12`` below,     inferior-superior, fanning laterally
+               ``0.37 ± 0.18`` at the top;
+               ``-0.5 < v < 0.15``
+association    ``|u| > 0.3``, ``w > -0.3``             anterior-posterior (SLF-like)
 =============  ======================================  =====================================
 
 White matter covered by one tract is single-fibre (label ``wm``); by two, a 2-fibre
@@ -184,7 +184,7 @@ def _grid_mm(shape):
     """Voxel-centre coordinates in mm (voxel axes, origin at the brain centre) and the
     radiological affine."""
     vox = np.array(HCP_FOV_MM) / np.array(shape)
-    axes = [(np.arange(n) - (n - 1) / 2) * v for n, v in zip(shape, vox)]
+    axes = [((np.arange(n) - (n - 1) / 2) * v).astype(np.float32) for n, v in zip(shape, vox)]
     # radiological like HCP (voxel x runs right to left: a negative determinant), so FSL's
     # convention reads the bvecs in voxel axes, the frame the fibres are drawn in
     affine = np.diag([-vox[0], vox[1], vox[2], 1.0])
@@ -256,37 +256,37 @@ def brain_layout(shape=HCP_SHAPE) -> BrainLayout:
     wm = labels == LABELS["wm"]
     up = np.clip(w, 0.0, 1.0)
     # the callosum is narrow where it crosses the midline and fans out superiorly
-    callosal = wm & (w > -0.2) & (au < 0.2 + 0.3 * np.clip((w + 0.2) / 0.9, 0.0, 1.0))
+    callosal = wm & (w > -0.2) & (au < 0.25 + 0.3 * np.clip((w + 0.2) / 0.9, 0.0, 1.0))
     # the corticospinal tract is a tube (internal capsule) that fans laterally as it rises
-    centre, half_width = 0.2 + 0.15 * up, 0.1 + 0.05 * up
-    cst = wm & (np.abs(au - centre) < half_width) & (v > -0.45) & (v < 0.05)
-    assoc = wm & (au > 0.35) & (au < 0.8) & (w > -0.3)
+    centre, half_width = 0.22 + 0.15 * up, 0.12 + 0.06 * up
+    cst = wm & (np.abs(au - centre) < half_width) & (v > -0.5) & (v < 0.15)
+    assoc = wm & (au > 0.3) & (w > -0.3)
     assoc |= wm & ~callosal & ~cst
     tracts = (callosal * TRACTS["callosal"] + cst * TRACTS["corticospinal"]
               + assoc * TRACTS["association"]).astype(np.uint8)
     n_tracts = callosal.astype(np.uint8) + cst + assoc
     labels[wm & (n_tracts == 2)] = LABELS["cross2"]
     labels[wm & (n_tracts == 3)] = LABELS["cross3"]
-    zeros = np.zeros_like(u)
-    per_tract = [
-        (callosal, _unit(np.stack([np.ones_like(u), zeros, 0.9 * u], -1))),
-        (cst, _unit(np.stack([np.sign(u) * (0.15 * BRAIN_HALF_MM[0] / BRAIN_HALF_MM[2])
-                              * (w > 0), -0.1 * np.ones_like(u), np.ones_like(u)], -1))),
-        (assoc, _unit(np.stack([zeros, np.ones_like(u), 0.2 * w], -1))),
+    # directions are evaluated on each tract's voxels only (bounded memory at HCP size)
+    tilt = 0.15 * BRAIN_HALF_MM[0] / BRAIN_HALF_MM[2]
+    rules = [
+        (callosal, lambda uu, ww: np.stack([np.ones_like(uu), np.zeros_like(uu), 0.9 * uu], -1)),
+        (cst, lambda uu, ww: np.stack([np.sign(uu) * tilt * (ww > 0), np.full_like(uu, -0.1),
+                                       np.ones_like(uu)], -1)),
+        (assoc, lambda uu, ww: np.stack([np.zeros_like(uu), np.ones_like(uu), 0.2 * ww], -1)),
     ]
     directions = np.zeros(shape + (3, 3), np.float32)
-    slot = np.zeros(shape, np.intp)
-    for present, d in per_tract:
+    slot = np.zeros(shape, np.uint8)
+    for present, rule in rules:
         idx = np.nonzero(present)
-        directions[idx + (slot[idx],)] = d[idx]
+        directions[idx + (slot[idx],)] = _unit(rule(u[idx], w[idx]))
         slot[idx] += 1
-    gm = labels == LABELS["gm"]
+    gm = np.nonzero(labels == LABELS["gm"])
     brain = ndi.gaussian_filter((labels > 0).astype(np.float32), 1.0)
-    radial = np.stack(np.gradient(brain, *vox), -1)
-    radial = _unit(radial)
-    fallback = _unit(np.stack([x, y, z], -1))
-    radial = np.where(np.linalg.norm(radial, axis=-1, keepdims=True) > 0, radial, fallback)
-    directions[gm, 0] = radial[gm]
+    radial = np.stack([g[gm] for g in np.gradient(brain, *vox)], -1)
+    outward = np.stack([x[gm], y[gm], z[gm]], -1)  # where the mask gradient vanishes
+    radial = np.where(np.linalg.norm(radial, axis=-1, keepdims=True) > 0, radial, outward)
+    directions[gm + (0,)] = _unit(radial)
     log.info("brain phantom %s: %s", shape,
              {k: int((labels == c).sum()) for k, c in LABELS.items() if c})
     return BrainLayout(labels=labels, directions=directions, tracts=tracts, affine=affine)
