@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,13 @@ MANIFEST = "manifest.json"
 
 
 # ------------------------------------------------------------------ block functions
+def _add_timing(timing: dict, n_voxels: int, seconds: float, setup_seconds: float) -> None:
+    """Accumulate one block's fit time into ``timing`` (in-process runs only)."""
+    timing["n_voxels"] = timing.get("n_voxels", 0) + int(n_voxels)
+    timing["fit_seconds"] = timing.get("fit_seconds", 0.0) + float(seconds)
+    timing["setup_seconds"] = timing.get("setup_seconds", 0.0) + float(setup_seconds)
+
+
 @dataclass
 class FitBlock:
     """Fit a built-in model to a block of raw signals (picklable for Dask workers).
@@ -54,6 +60,10 @@ class FitBlock:
         Cores used inside one block.
     options : dict
         Engine options.
+    timing : dict
+        Filled by in-process calls: ``n_voxels``, ``fit_seconds`` (signals in memory ->
+        maps in memory, summed over blocks, set-up included) and ``setup_seconds`` (see
+        :attr:`microlearn.fitting.FitResult.setup_seconds`). Empty after Dask runs.
     sigma_map : str or None
         A σ map NIfTI (signal units, the image's spatial shape); overrides ``sigma``.
     """
@@ -65,6 +75,7 @@ class FitBlock:
     sigma: float | None = None
     workers: int | None = None
     options: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict, compare=False, repr=False)
     sigma_map: str | None = None
 
     @property
@@ -75,6 +86,7 @@ class FitBlock:
     def __call__(self, signal, slab=None):
         import warnings
 
+        t0 = time.perf_counter()
         from .acquisition import Acquisition
         from .fitting import fit
         from .models import get_model
@@ -89,6 +101,8 @@ class FitBlock:
             warnings.simplefilter("ignore", RuntimeWarning)  # bad voxels are counted below
             res = fit(model, Acquisition.from_dict(self.acq), signal, method=self.method,
                       sigma=sigma, workers=self.workers, **self.options)
+        seconds = time.perf_counter() - t0
+        _add_timing(self.timing, len(signal), seconds, res.setup_seconds + seconds - res.seconds)
         maps = res.maps()
         maps["success"] = res.success.astype(np.float32)
         if self.sigma_map is not None:  # back from (n, 1) to (n,)
@@ -119,6 +133,8 @@ class AutoFitBlock:
         DIPY single-fibre response ``(evals (3,), S0)``.
     workers : int or None
     criterion : str
+    timing : dict
+        As :attr:`FitBlock.timing`.
     """
 
     model: str
@@ -128,10 +144,12 @@ class AutoFitBlock:
     response: tuple
     workers: int | None = None
     criterion: str = "aic"
+    timing: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, signal):
         import warnings
 
+        t0 = time.perf_counter()
         from .acquisition import Acquisition
         from .crossings import fit_auto
 
@@ -146,6 +164,9 @@ class AutoFitBlock:
                 if "no voxel has a valid signal" in str(err):
                     return {}  # a slab of unusable voxels: NaN maps
                 raise
+        seconds = time.perf_counter() - t0
+        _add_timing(self.timing, len(signal), seconds,
+                    getattr(res, "setup_seconds", 0.0) + seconds - res.seconds)
         maps = res.maps()
         maps["success"] = res.success.astype(np.float32)
         return maps
@@ -257,30 +278,56 @@ def _run_local(block_fn, image_path, mask, slabs, todo, work_dir, bar) -> None:
 
 # ------------------------------------------------------------------ work folder
 def _manifest(dataset, block_fn, slabs) -> dict:
+    from . import __version__
+
     img = Path(dataset.image.get_filename())
     st = img.stat()
-    return {"input": str(img.resolve()), "size": st.st_size, "mtime": int(st.st_mtime),
-            "shape": list(dataset.image.shape), "acquisition": dataset.acq.fingerprint(),
+    return {"microlearn": __version__, "input": str(img.resolve()), "size": st.st_size,
+            "mtime": int(st.st_mtime), "shape": list(dataset.image.shape),
+            "acquisition": dataset.acq.fingerprint(),
             "mask": hashlib.sha1(np.packbits(dataset.mask).tobytes()).hexdigest()[:16],
             "job": block_fn.key(), "slabs": [list(s) for s in slabs]}
 
 
 def _prepare_work_dir(work_dir: Path, manifest: dict, resume: bool) -> set[int]:
-    """Done slab indices; a fresh folder unless resuming the very same job."""
+    """Done slab indices; a fresh folder unless resuming the very same job.
+
+    A work folder is recognised by its manifest; a folder holding other files is refused
+    (it is never emptied), and only the work files microlearn wrote are removed.
+    """
     man_file = work_dir / MANIFEST
     if resume and man_file.is_file():
         old = json.loads(man_file.read_text())
+        if old.get("microlearn") != manifest["microlearn"]:
+            raise ValueError(f"--resume: the work folder {work_dir} was written by microlearn "
+                             f"{old.get('microlearn', '(older, unrecorded)')}, this is "
+                             f"{manifest['microlearn']}; slabs of two versions would be mixed: "
+                             "run without --resume to start over.")
         if old == json.loads(json.dumps(manifest)):
             return {int(p.stem.split("_")[1]) for p in work_dir.glob("slab_*.npz")}
         raise ValueError(f"--resume: the work folder {work_dir} belongs to another job (input,"
                          " mask or settings differ); run without --resume to start over.")
     if work_dir.exists():
-        shutil.rmtree(work_dir)
-    work_dir.mkdir(parents=True)
+        if not work_dir.is_dir() or (any(work_dir.iterdir()) and not man_file.is_file()):
+            raise ValueError(f"work folder {work_dir} exists and is not a microlearn work folder"
+                             " (no manifest.json); give an empty or new --work-dir.")
+        remove_work_files(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
     tmp = man_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, man_file)
     return set()
+
+
+def remove_work_files(work_dir: Path) -> None:
+    """Remove the slabs and manifest microlearn wrote; the folder too when left empty."""
+    for p in [*work_dir.glob("slab_*.npz"), *work_dir.glob(".slab_*.tmp.npz"),
+              work_dir / MANIFEST, work_dir / (MANIFEST[:-5] + ".tmp")]:
+        p.unlink(missing_ok=True)
+    try:
+        work_dir.rmdir()
+    except OSError:
+        pass  # other files are there: they stay
 
 
 def _save_slab(work_dir: Path, index: int, maps: dict) -> None:
@@ -307,7 +354,7 @@ def _client(scheduler, workers):
 
 def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
                 chunk_voxels=CHUNK_VOXELS, scheduler=None, workers=None, progress=True,
-                keep_work=False, extra_maps=None, on_complete=None) -> dict:
+                keep_work=False, extra_maps=None, on_complete=None, force=False) -> dict:
     """Run ``block_fn`` over a dataset slab by slab and write the maps to ``out_dir``.
 
     Parameters
@@ -336,6 +383,9 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     on_complete : callable, optional
         ``fn(staging_folder, result)`` writes more files (e.g. ``fit.json``) that appear
         together with the maps.
+    force : bool
+        Replace maps that already exist in ``out_dir`` (other files there are never
+        touched; see :func:`microlearn.io.staged_output`).
 
     Returns
     -------
@@ -391,12 +441,12 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     maps.update(extra_maps or {})
     result = {"maps": maps, "n_voxels": int(mask.sum()), "seconds": time.perf_counter() - t0,
               "slabs": len(slabs), "resumed": len(done), "n_bad": n_bad}
-    with staged_output(out_dir) as staging:  # all maps appear at once, or none
+    with staged_output(out_dir, force=force) as staging:  # all maps appear at once, or none
         write_maps(staging, maps, dataset.affine, mask=mask)
         if on_complete is not None:
             on_complete(staging, result)
     if not keep_work:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        remove_work_files(work_dir)
     return result
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .acquisition import Acquisition
+from .io import PHANTOM_AFFINE
 from .models import get_model
 from .parameters import cartesian_to_angles
 from .simulate import add_noise, as_rng
@@ -76,14 +77,19 @@ class Phantom:
     model: str
     snr: float
 
-    def save(self, out_dir) -> Path:
-        """Write the HCP layout plus ``truth/<map>.nii.gz`` and ``truth/labels``."""
-        from .io import write_hcp_folder, write_maps
+    def save(self, out_dir, *, force: bool = False) -> Path:
+        """Write the HCP layout plus ``truth/<map>.nii.gz`` and ``truth/labels``.
 
-        out = write_hcp_folder(out_dir, self.data, self.acq, self.mask, self.affine)
-        write_maps(out / "truth", {**self.truth, "labels": self.labels.astype(np.float32)},
-                   self.affine)
-        return out
+        All files appear together; files of the same name already in ``out_dir`` are
+        replaced only with ``force``, other files there are kept.
+        """
+        from .io import staged_output, write_hcp_folder, write_maps
+
+        with staged_output(out_dir, force=force) as staging:
+            write_hcp_folder(staging, self.data, self.acq, self.mask, self.affine)
+            write_maps(staging / "truth",
+                       {**self.truth, "labels": self.labels.astype(np.float32)}, self.affine)
+        return Path(out_dir)
 
 
 def label_volume(shape, radius: float = 1.0) -> np.ndarray:
@@ -199,7 +205,7 @@ def make_phantom(*, model: str = "noddi", scheme: str | None = None, shape=(24, 
     rng = as_rng(seed)
     mask = labels > 0
     data, truth = _fill(model, acq, labels, s0_map, snr, rng, t2)
-    affine = np.diag([1.25, 1.25, 1.25, 1.0])
+    affine = PHANTOM_AFFINE
     log.info("phantom %s: %d voxels in the mask", shape, int(mask.sum()))
     return Phantom(data=data, acq=acq, mask=mask, labels=labels, truth=truth, affine=affine,
                    model=model, snr=snr)
@@ -285,8 +291,8 @@ def _fill(model, acq, labels, s0_map, snr, rng, t2=None):
 def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None = None,
                           shape=(145, 174, 145), snr: float = 30.0, seed: int = 0,
                           slab: int = 8, radius: float = 0.78,
-                          progress: bool = False, acq: Acquisition | None = None,
-                          t2=None) -> Path:
+                          progress: bool = False, force: bool = False,
+                          acq: Acquisition | None = None, t2=None) -> Path:
     """Write a phantom of any size slab by slab (bounded memory), in the HCP layout.
 
     The signal goes to an uncompressed ``data.nii`` filled through a memory map, one
@@ -294,22 +300,28 @@ def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None =
     4.2 GB on disk but needs ~0.3 GB of memory); truth maps are written as usual. The
     random stream differs from :func:`make_phantom` (one generator per slab). The default
     ``radius`` makes the brain about a quarter of the box, as in an HCP volume (~0.9 M
-    brain voxels at 145×174×145).
+    brain voxels at 145×174×145). Files appear together, as in :meth:`Phantom.save`.
     """
+    from .io import staged_output
+
+    with staged_output(out_dir, force=force) as staging:
+        _write_slabwise(staging, model, scheme, shape, snr, seed, slab, radius, progress, acq,
+                        t2)
+    out = Path(out_dir)
+    if force:  # a gzip DWI of an earlier phantom would be read instead of the new data.nii
+        (out / "data.nii.gz").unlink(missing_ok=True)
+    return out
+
+
+def _write_slabwise(out, model, scheme, shape, snr, seed, slab, radius, progress, acq=None,
+                    t2=None) -> None:
     import nibabel as nib
 
-    from .io import (
-        _atomic_replace,
-        check_writable,
-        save_nifti_atomic,
-        write_acquisition_files,
-        write_maps,
-    )
+    from .io import _atomic_replace, save_nifti_atomic, write_acquisition_files, write_maps
 
-    out = check_writable(out_dir)
     acq, labels, s0_map = _layout(model, scheme, shape, acq, radius)
     shape = labels.shape
-    affine = np.diag([1.25, 1.25, 1.25, 1.0])
+    affine = PHANTOM_AFFINE
     header = nib.Nifti1Header()
     header.set_data_shape(shape + (acq.n_measurements,))
     header.set_data_dtype(np.float32)
@@ -346,11 +358,9 @@ def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None =
                 truth[name][:, :, z0:z1] = v
         os.fsync(fh.fileno())
     _atomic_replace(tmp, out / "data.nii")
-    (out / "data.nii.gz").unlink(missing_ok=True)
     save_nifti_atomic((labels > 0).astype(np.uint8), affine, out / "nodif_brain_mask.nii.gz")
     write_acquisition_files(out, acq)
     write_maps(out / "truth", {**truth, "labels": labels.astype(np.float32)}, affine)
-    return out
 
 
 __all__ = ["LABELS", "Phantom", "label_volume", "make_phantom", "save_phantom_slabwise"]

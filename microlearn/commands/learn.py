@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cli import echo
+from ._common import add_output_arguments, prepare_out
 
 
 def add_parser(sub) -> None:
@@ -32,7 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--snr", type=float, default=30.0, help="Rician SNR of the training signals")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (networks)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="output folder of the estimator")
+    add_output_arguments(p, "output folder of the estimator")
     p.set_defaults(run=run)
 
 
@@ -60,16 +61,16 @@ def _fibres(text):
 
 
 def run(args) -> int:
-    from ..io import check_writable
     from ..learning import train
+    from ..learning.persistence import ESTIMATOR_FILES
 
-    check_writable(args.out.parent if args.out.parent != Path("") else Path("."))
+    prepare_out(args, ESTIMATOR_FILES, inputs=[args.acquisition])
     acq = _acquisition(args)
     options = {} if args.epochs is None else {"epochs": args.epochs}
     est = train(args.model, acq, estimator=args.estimator, optimizer=args.optimizer,
                 features=args.features, n_samples=args.n_samples, snr=args.snr,
                 n_fibres=_fibres(args.n_fibres), random_state=args.seed, progress=True,
                 **options)
-    est.save(args.out)
+    est.save(args.out, force=args.force)
     echo(f"trained {est.describe()} in {est.info['seconds']:.1f} s; saved to {args.out}")
     return 0

@@ -12,16 +12,14 @@ An estimator is a folder:
   arbitrary code; only registered microlearn layers) plus ``scaling.npz`` with the
   feature/target standardisation.
 
-The folder is written under a temporary name and renamed into place, so a crash never
-leaves half an estimator.
+The files are written to a staging folder and moved in together, so a crash never
+leaves half an estimator; other files in the folder are never touched, and an existing
+estimator is replaced only with ``force``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,8 @@ FORMAT_VERSION = 1
 TRUSTED_MODULE_PREFIXES = ("numpy.", "scipy.", "sklearn.", "microlearn.learning.estimators.")
 _SCALING = ("x_mean_", "x_scale_", "y_mean_", "y_scale_")
 _OPTIONAL = ("std_scale_",)  # GaussianDNNRegressor's interval calibration
+#: Files an estimator folder may hold (all written together).
+ESTIMATOR_FILES = ("estimator.json", "estimator.skops", "network.keras", "scaling.npz")
 
 
 def _versions() -> dict:
@@ -50,14 +50,24 @@ def _jsonable(value):
     return value
 
 
-def save_estimator(trained, path) -> Path:
-    """Write ``trained`` (a :class:`TrainedEstimator`) to the folder ``path``."""
+def save_estimator(trained, path, *, force: bool = False) -> Path:
+    """Write ``trained`` (a :class:`TrainedEstimator`) to the folder ``path``.
+
+    Parameters
+    ----------
+    trained : TrainedEstimator
+    path : str or Path
+        Estimator folder; created, or an existing folder whose other files are kept.
+    force : bool
+        Replace an estimator already saved in ``path`` (otherwise ``ValueError``).
+    """
+    from ..io import check_existing, staged_output
     from .networks import KerasRegressor
 
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} exists and is not a folder; choose another output path.")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_existing(path, ESTIMATOR_FILES, force=force)
     est = trained.estimator
     meta = {
         "format": "microlearn-estimator", "format_version": FORMAT_VERSION,
@@ -69,8 +79,7 @@ def save_estimator(trained, path) -> Path:
         "estimator_params": {k: _jsonable(v) for k, v in est.get_params().items()},
         "info": trained.info, "versions": _versions(),
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with staged_output(path, force=force) as tmp:
         if isinstance(est, KerasRegressor):
             est.model_.save(tmp / "network.keras")
             np.savez(tmp / "scaling.npz", **{k: getattr(est, k) for k in _SCALING + _OPTIONAL
@@ -83,17 +92,6 @@ def save_estimator(trained, path) -> Path:
 
             skops.io.dump(est, tmp / "estimator.skops")
         (tmp / "estimator.json").write_text(json.dumps(meta, indent=1))
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -211,11 +211,15 @@ class TrainedEstimator:
                 out[k][sel] = v
         return {k: v.reshape(spatial) for k, v in out.items()}
 
-    def save(self, path):
-        """Write the estimator to folder ``path`` (safe formats; see persistence)."""
+    def save(self, path, *, force: bool = False):
+        """Write the estimator to folder ``path`` (safe formats; see persistence).
+
+        An existing estimator there is replaced only with ``force``; other files in the
+        folder are kept.
+        """
         from .persistence import save_estimator
 
-        return save_estimator(self, path)
+        return save_estimator(self, path, force=force)
 
     def describe(self) -> str:
         """One line: model, estimator, optimizer, features, training size."""
