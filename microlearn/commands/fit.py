@@ -134,14 +134,25 @@ def run(args) -> int:
                          sigma_map=sigma_map)
     done = {}
 
+    bids = ds.source.get("form") == "bids"  # BIDS in: BIDS-derivatives layout out
+    out_dir = args.out
+    if bids:
+        from ..data.bids import derivative_dir, rename_outputs, write_dataset_description
+
+        out_dir = derivative_dir(args.out, ds.source)
+
     def finish(staging, run):
         done["info"] = describe(run["maps"], run["n_voxels"], run["seconds"], sigma)
         write_json(staging / "fit.json", done["info"])
+        if bids:
+            rename_outputs(staging, ds.source, done["info"]["model"])
 
-    run_chunked(block, ds, args.out, on_complete=finish, force=args.force,
+    run_chunked(block, ds, out_dir, on_complete=finish, force=args.force,
                 **scale_options(args))
+    if bids:
+        write_dataset_description(args.out)
     info = done["info"]
     echo(f"fitted {info['n_voxels']} voxels with {args.method} in {info['fit_seconds']:.2f} s "
          f"(set-up {info['setup_seconds']:.2f} s, then {info['vox_per_s']:,.0f} vox/s); "
-         f"whole command {info['seconds']:.2f} s; maps in {args.out}")
+         f"whole command {info['seconds']:.2f} s; maps in {out_dir}")
     return 0

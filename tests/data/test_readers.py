@@ -166,3 +166,40 @@ def test_cli_bvals_unit_on_a_preclinical_folder(tmp_path, capsys):
     assert main(["info", str(d)]) == 2
     assert "--bvals-unit s/m2" in capsys.readouterr().err
     assert main(["info", str(d), "--bvals-unit", "s/m2"]) == 0
+
+
+def test_bids_input_gives_a_bids_derivatives_layout(tmp_path):
+    """A phantom moved into BIDS: fit writes entity-named maps and a settings sidecar."""
+    import shutil
+
+    from microlearn.phantom import make_phantom
+
+    src = make_phantom(shape=(6, 6, 2), seed=2).save(tmp_path / "ph")
+    dwi = tmp_path / "bids" / "sub-07" / "ses-a" / "dwi"
+    dwi.mkdir(parents=True)
+    (tmp_path / "bids" / "dataset_description.json").write_text(
+        '{"Name": "t", "BIDSVersion": "1.9.0"}')
+    stem = "sub-07_ses-a_run-2_dwi"
+    shutil.copy(src / "data.nii.gz", dwi / f"{stem}.nii.gz")
+    shutil.copy(src / "bvals", dwi / f"{stem}.bval")
+    shutil.copy(src / "bvecs", dwi / f"{stem}.bvec")
+    acq = json.loads((src / "acquisition.json").read_text())
+    (dwi / f"{stem}.json").write_text(json.dumps(
+        {"EchoTime": acq["TE"], "SmallDelta": acq["delta"], "LargeDelta": acq["Delta"],
+         "Manufacturer": "Siemens"}))
+    out = tmp_path / "deriv"
+    assert main(["fit", str(tmp_path / "bids" / "sub-07"), "--method", "dictionary",
+                 "--out", str(out)]) == 0
+    folder = out / "sub-07" / "ses-a" / "dwi"
+    names = sorted(p.name for p in folder.iterdir())
+    pre = "sub-07_ses-a_run-2_model-noddi"
+    assert f"{pre}_param-odi_dwimap.nii.gz" in names
+    assert f"{pre}_param-odiStd_dwimap.nii.gz" in names
+    assert f"{pre}_param-residualRms_dwimap.nii.gz" in names
+    assert all(n.startswith(pre) for n in names), names
+    settings = json.loads((folder / f"{pre}_dwimap.json").read_text())
+    assert settings["method"] == "dictionary" and settings["noise"]["model"] == "rician"
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "microlearn"
+    odi = nib.load(folder / f"{pre}_param-odi_dwimap.nii.gz").get_fdata()
+    assert np.isfinite(odi).any()
