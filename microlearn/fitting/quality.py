@@ -99,3 +99,36 @@ def quality_maps(engine, acq, params, s0, y, sigma) -> dict[str, np.ndarray]:
         full[ok] = value
         out[f"{name}_std"] = full
     return out
+
+
+def summarise(maps, mask) -> dict:
+    """Median residual RMS, fraction of voxels at a bound, median std per parameter, and the
+    count of mask voxels left unfitted (unusable b0 or NaN samples).
+
+    Parameters
+    ----------
+    maps : dict of str to ndarray, shape (*spatial[, k])
+        Maps of a fit (``FitResult.maps()`` or the files of ``microlearn fit``).
+    mask : ndarray of bool, shape (*spatial)
+    """
+    mask = np.asarray(mask, bool)
+    out = {}
+    if "residual_rms" in maps:
+        r = np.asarray(maps["residual_rms"])[mask]
+        out["unfitted_voxels"] = int(np.sum(~np.isfinite(r)))
+        r = r[np.isfinite(r)]
+        if r.size:
+            out["residual_rms_median"] = float(np.median(r))
+            out["residual_rms_p95"] = float(np.percentile(r, 95))
+    if "at_bound" in maps:
+        b = np.asarray(maps["at_bound"])[mask]
+        out["at_bound_fraction"] = float(np.nanmean(b)) if b.size else 0.0
+    std = {}
+    for name, value in maps.items():
+        if name.endswith("_std"):
+            v = np.asarray(value)[mask]
+            v = v[np.isfinite(v)]
+            std[name[:-4]] = float(np.median(v)) if v.size else None
+    if std:
+        out["std_median"] = std
+    return out
