@@ -20,7 +20,8 @@ def data_root_default() -> Path:
 
 
 class DataSource:
-    """The built-in phantom (cached) or an HCP-layout folder inside the data folder."""
+    """The built-in phantom (cached) or a dataset inside the data folder, in any input form
+    (HCP/FSL, Camino scheme, MRtrix table, BIDS; see :mod:`microlearn.data.readers`)."""
 
     def __init__(self, data_root=None, phantom_shape=(16, 16, 4)):
         self.data_root = Path(data_root) if data_root is not None else data_root_default()
@@ -51,7 +52,7 @@ class DataSource:
 def data_widgets(source: DataSource):
     """Dropdown (phantom or folder), folder text and model dropdown shared by the panels."""
     data = widgets.Dropdown(options=(PHANTOM, "folder..."), value=PHANTOM, description="data")
-    folder = widgets.Text(placeholder=f"HCP folder inside {source.data_root}",
+    folder = widgets.Text(placeholder=f"dataset (HCP, BIDS, scheme) in {source.data_root}",
                           description="folder")
     model = widgets.Dropdown(options=("noddi", "activeax", "zcd", "ivim"), value="noddi",
                              description="model")

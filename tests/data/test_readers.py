@@ -203,3 +203,30 @@ def test_bids_input_gives_a_bids_derivatives_layout(tmp_path):
     assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "microlearn"
     odi = nib.load(folder / f"{pre}_param-odi_dwimap.nii.gz").get_fdata()
     assert np.isfinite(odi).any()
+
+
+def test_fit_or_learn_panel_opens_a_bids_or_scheme_folder(protocol, tmp_path):
+    """The dashboard's data source reads any supported form inside its data folder."""
+    pytest.importorskip("ipywidgets")
+    from microlearn.panels.fit_or_learn import DataSource
+
+    p = protocol
+    n = p["bvals"].size
+    dwi = tmp_path / "bids" / "sub-01" / "dwi"
+    dwi.mkdir(parents=True)
+    _image(dwi / "sub-01_dwi.nii.gz", n)
+    (dwi / "sub-01_dwi.bval").write_text(" ".join(f"{b / 1e6:.12g}" for b in p["bvals"]))
+    (dwi / "sub-01_dwi.bvec").write_text(_fmt(p["bvecs"].T))
+    (dwi / "sub-01_dwi.json").write_text(json.dumps({"EchoTime": p["TE"].tolist(),
+                                                     "SmallDelta": p["delta"].tolist(),
+                                                     "LargeDelta": p["Delta"].tolist()}))
+    st = tmp_path / "st"
+    st.mkdir()
+    _image(st / "data.nii.gz", n)
+    (st / "p.scheme").write_text("VERSION: STEJSKALTANNER\n" + _fmt(np.column_stack(
+        [p["bvecs"], p["G"], p["Delta"], p["delta"], p["TE"]])))
+    source = DataSource(data_root=tmp_path)
+    a, _ = source.load("folder...", "bids/sub-01")
+    b, _ = source.load("folder...", "st")
+    assert a.source["form"] == "bids" and b.source["form"] == "camino"
+    _same(a.acq, b.acq)
