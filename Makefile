@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 export MPLBACKEND := Agg
 
-.PHONY: install demo test test-fast bench dashboard lint system-deps binder clean
+.PHONY: install demo test test-fast bench dashboard lint system-deps binder clean docs
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -57,8 +57,14 @@ binder: $(UV)
 	$(UV) export --frozen --all-extras --no-hashes --no-emit-project --no-header \
 		--no-annotate -o binder/requirements.txt
 
+# The documentation site (API from the docstrings, the lessons with their stored outputs,
+# the CLI from argparse); any Sphinx warning fails the build.
+docs: install
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: file://$(CURDIR)/docs/_build/html/index.html"
+
 lint: install
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(TOOLS) $(DEMO_OUT) .pytest_cache docs/_build docs/lessons docs/jupyter_execute

@@ -11,7 +11,8 @@ import logging
 import sys
 
 #: Subcommand modules in :mod:`microlearn.commands`, in help order.
-COMMANDS = ("phantom", "info", "fit", "learn", "predict", "compare", "demo", "dashboard")
+COMMANDS = ("phantom", "info", "fit", "learn", "predict", "plan", "compare", "demo",
+            "dashboard")
 
 
 def build_parser() -> argparse.ArgumentParser:

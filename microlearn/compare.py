@@ -57,7 +57,8 @@ class Comparison:
         ``voxels / (seconds - setup_s)``), ``timing`` (which of these was measured),
         ``train_seconds`` and per map ``rmse_<m>``, ``bias_<m>``,
         ``corr_<m>`` (with truth) or ``rmsd_<m>``, ``corr_<m>`` against the reference
-        method (without).
+        method (without); with truth and a ``<m>_std`` map also ``cover90_<m>`` and
+        ``spearman_<m>`` (calibration and ranking of the std).
     runs : dict of str -> MethodRun
     truth : dict or None
         True maps over the compared voxels.
@@ -201,6 +202,21 @@ def _metrics(estimate, truth) -> dict:
             "corr": corr}
 
 
+def _std_metrics(name, estimate, std, truth) -> dict:
+    """``cover90_<m>``: share of truths inside ``estimate ± 1.645 std`` (0.90 when
+    calibrated); ``spearman_<m>``: rank correlation of std with |error| (> 0 when the std
+    says which voxels are wrong)."""
+    from scipy.stats import spearmanr
+
+    ok = np.isfinite(estimate) & np.isfinite(truth) & np.isfinite(std)
+    if ok.sum() < 3:
+        return {f"cover90_{name}": np.nan, f"spearman_{name}": np.nan}
+    err = np.abs(estimate[ok] - truth[ok])
+    rho = spearmanr(std[ok], err)[0] if np.ptp(std[ok]) > 0 else np.nan
+    return {f"cover90_{name}": float(np.mean(err <= 1.6448536 * std[ok])),
+            f"spearman_{name}": float(rho)}
+
+
 def _parse_method(spec: str):
     from .fitting import FITTERS
     from .learning import ESTIMATOR_NAMES
@@ -337,6 +353,10 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
                 met = _metrics(est, np.asarray(truth[k], float)[scored])
                 row.update({f"rmse_{k}": met["rmse"], f"bias_{k}": met["bias"],
                             f"corr_{k}": met["corr"]})
+                if f"{k}_std" in run.maps:  # fits' Cramér–Rao std or a learned std
+                    row.update(_std_metrics(k, est, np.asarray(run.maps[f"{k}_std"],
+                                                               float)[scored],
+                                            np.asarray(truth[k], float)[scored]))
             else:
                 ref = np.asarray(runs[reference].maps[k], float)[scored]
                 met = _metrics(est, ref)

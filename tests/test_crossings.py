@@ -300,7 +300,7 @@ def test_fit_auto_cli_resumes_slab_by_slab(small_phantom, tmp_path):
                                atol=1e-6, equal_nan=True)
     kept["icvf"] = np.full_like(kept["icvf"], 0.25)  # a marker: resumed, not recomputed
     parallel._save_slab(work, 0, kept)
-    assert main(args + ["--resume"]) == 0
+    assert main(args + ["--resume", "--force"]) == 0  # --force: the first run's maps are there
     assert not work.exists()
     again = load_maps(out)
     assert np.all(again["icvf"][..., z0:z1][ds.mask[..., z0:z1]] == 0.25)

@@ -19,7 +19,12 @@ def add_parser(sub) -> None:
     add_output_arguments(p, "output folder")
     p.add_argument("--model", default="noddi", help="noddi | activeax | zcd | ivim")
     p.add_argument("--scheme", default=None, help="hcp | activeax | ivim (default by model)")
-    p.add_argument("--shape", type=int, nargs=3, default=(24, 24, 8), metavar=("X", "Y", "Z"))
+    p.add_argument("--kind", default="brain", choices=("brain", "rings"),
+                   help="brain: tissue classes from real anatomy, fibres along known tracts "
+                        "(default); rings: the small ellipsoid test fixture")
+    p.add_argument("--shape", type=int, nargs=3, default=(48, 58, 12), metavar=("X", "Y", "Z"),
+                   help="grid; the brain spans HCP's field of view (145 174 145 = HCP's "
+                        "1.25 mm grid)")
     p.add_argument("--snr", type=float, default=30.0, help="b0 SNR (Rician noise)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--acquisition", type=Path, default=None, metavar="INPUT",
@@ -52,7 +57,7 @@ def run(args) -> int:
         raise ValueError(f"--model {args.model!r} is unknown; choose one of {sorted(MODELS)}.")
     if args.scheme is not None and args.scheme not in SCHEMES:
         raise ValueError(f"--scheme {args.scheme!r} is unknown; choose one of {sorted(SCHEMES)}.")
-    prepare_out(args, PHANTOM_FILES, inputs=[])
+    prepare_out(args, PHANTOM_FILES, inputs=[args.acquisition])
     from ..acquisition import Acquisition
     from ..phantom import DEFAULT_SCHEME, save_phantom_slabwise
 
@@ -62,11 +67,11 @@ def run(args) -> int:
     if args.slab_wise or size > SLAB_WISE_ABOVE:
         out = save_phantom_slabwise(args.out, model=args.model, shape=tuple(args.shape),
                                     snr=args.snr, seed=args.seed, progress=True, acq=acq,
-                                    t2=t2, force=args.force)
+                                    t2=t2, kind=args.kind, force=args.force)
         n_brain = int((load_maps(out / "truth", names=("labels",))["labels"] > 0).sum())
     else:
         ph = make_phantom(model=args.model, shape=tuple(args.shape), snr=args.snr,
-                          seed=args.seed, acq=acq, t2=t2)
+                          seed=args.seed, acq=acq, t2=t2, kind=args.kind)
         out = ph.save(args.out, force=args.force)
         n_brain = int(ph.mask.sum())
     echo(f"phantom written to {out} ({n_brain} brain voxels, {n_meas} volumes, truth in "

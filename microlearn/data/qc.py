@@ -194,7 +194,9 @@ def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=300_
     if (n_wm >= MIN_WM_VOXELS and best != given and np.isfinite(scores[given])
             and scores[best] > COHERENCE_MARGIN * scores[given]):
         tied = [k for k in scores if scores[k] >= 0.99 * scores[best] and k != given]
-        looks = " or ".join(_describe(k) for k in tied[:3])  # flips of axial fields can tie
+        looks = " or ".join(_describe(k) for k in tied[:2])  # flips of axial fields can tie
+        if len(tied) > 2:
+            looks += f" ({len(tied) - 2} more variants score the same)"
         warning = (f"gradient table: the bvecs look {looks} (fibre coherence "
                    f"{scores[best]:.2f} vs {scores[given]:.2f} as given, Schilling et al. "
                    "2019); check the bvecs file, e.g. with MRtrix dwigradcheck, before "

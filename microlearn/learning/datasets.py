@@ -91,7 +91,7 @@ def _targets_for(model, params, names) -> np.ndarray:
 def make_training_set(model_name: str, acq, n_samples: int, *, n_fibres=None,
                       snr: float = 30.0, targets=None, ranges=None,
                       min_crossing_angle: float = 45.0, random_state=None,
-                      progress: bool = False) -> TrainingSet:
+                      progress: bool = False, empirical=None) -> TrainingSet:
     """Simulate a training set for a model family.
 
     Parameters
@@ -111,12 +111,18 @@ def make_training_set(model_name: str, acq, n_samples: int, *, n_fibres=None,
     ranges : dict, optional
         Prior ranges per single-fibre parameter name (SI), applied to every fibre.
     random_state : int or Generator, optional
+    empirical : dict of int -> ndarray, optional
+        Fitted parameters per fibre count (:func:`.empirical.fit_sample`): training
+        parameters are drawn around them (:func:`.empirical.sample_empirical`) instead of
+        from the model's priors, and the fibre mixture defaults to their proportions.
     """
     n_samples = int(n_samples)
     if n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, not {n_samples}.")
     if not snr > 0:
         raise ValueError(f"snr must be positive (or inf for noiseless signals), not {snr}.")
+    if empirical is not None and n_fibres is None:
+        n_fibres = {k: len(v) for k, v in empirical.items() if len(v)}
     mix = parse_fibre_mixture(model_name, n_fibres)
     names = tuple(targets) if targets is not None else default_targets(model_name)
     rng = as_rng(random_state)
@@ -128,8 +134,13 @@ def make_training_set(model_name: str, acq, n_samples: int, *, n_fibres=None,
             continue
         model = get_model(model_name, k)
         model_ranges = _ranges_for(model, ranges)
-        params = sample_parameters(model, m, random_state=rng, ranges=model_ranges,
-                                   min_crossing_angle=min_crossing_angle)
+        if empirical is not None and len(empirical.get(k, ())):
+            from .empirical import sample_empirical
+
+            params = sample_empirical(model, empirical[k], m, rng=rng)
+        else:
+            params = sample_parameters(model, m, random_state=rng, ranges=model_ranges,
+                                       min_crossing_angle=min_crossing_angle)
         clean = simulate(model, acq, params, progress=progress)
         signals.append(clean if np.isinf(snr) else add_noise(clean, snr, random_state=rng))
         ys.append(_targets_for(model, params, names))

@@ -17,48 +17,123 @@ The Keras networks (DNN, wide & deep, heteroscedastic) live in
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+
+#: Reusable parameter constraints (scikit-learn's declarative validation).
+POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+POSITIVE = Interval(Real, 0, None, closed="neither")
+NON_NEGATIVE = Interval(Real, 0, None, closed="left")
 
 
 class ScaledRegressor(RegressorMixin, BaseEstimator):
-    """Base: standardise X and y, fit ``_fit_scaled``, undo the target scaling."""
+    """Base: standardise X and y, fit ``_fit_scaled``, undo the target scaling.
+
+    Subclasses declare ``_parameter_constraints``; ``fit`` checks every parameter against
+    them first and raises ``ValueError`` naming the parameter, the allowed values and the
+    value given.
+    """
+
+    _parameter_constraints: dict = {}
 
     def fit(self, X, y):
         """Fit on features ``X`` (n, F) and targets ``y`` (n,) or (n, T)."""
+        self._validate_params()
+        self._check_params()
         X, y = check_X_y(X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         validate_data(self, X, reset=True, skip_check_array=True)
         self.single_target_ = y.ndim == 1
         y2 = y.reshape(len(y), -1)
         self.x_mean_, self.x_scale_ = X.mean(0), _safe_std(X)
         self.y_mean_, self.y_scale_ = y2.mean(0), _safe_std(y2)
-        self._fit_scaled((X - self.x_mean_) / self.x_scale_, (y2 - self.y_mean_) / self.y_scale_)
+        Xs, ys = (X - self.x_mean_) / self.x_scale_, (y2 - self.y_mean_) / self.y_scale_
+        self._fit_scaled(Xs, ys)
+        if getattr(self, "uncertainty", False):
+            self._fit_std_head(Xs, ys)
         return self
+
+    def _fit_std_head(self, Xs, ys):
+        """Cross-fitted residuals -> calibrated heteroscedastic σ (:mod:`.uncertainty`)."""
+        from sklearn.base import clone
+
+        from .uncertainty import cross_fitted_residuals, fit_residual_head
+
+        if len(Xs) < 40:
+            import warnings
+
+            warnings.warn(f"{type(self).__name__}: {len(Xs)} training samples are too few "
+                          "to learn a std (40 or more); predict(return_std=True) falls back "
+                          "to the model's own std where it has one.", UserWarning,
+                          stacklevel=3)
+            return
+        seed = getattr(self, "random_state", None)
+        rng = np.random.default_rng(seed if isinstance(seed, Integral) else 0)
+        resid = cross_fitted_residuals(
+            lambda: _OnScaled(clone(self).set_params(uncertainty=False)), Xs, ys, 2, rng)
+        self.std_heads_, self.std_scale_ = fit_residual_head(
+            Xs, resid, random_state=int(rng.integers(2**31)))
 
     def _scaled_X(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return (X - self.x_mean_) / self.x_scale_
 
-    def predict(self, X):
-        """Predicted targets, shape (n,) or (n, T) as in ``fit``."""
+    def predict(self, X, return_std=False):
+        """Predicted targets, shape (n,) or (n, T) as in ``fit``.
+
+        With ``return_std`` (estimators fitted with ``uncertainty=True``) also the
+        per-sample standard deviation, calibrated so that ``mean ± 1.645 std`` holds 90 %
+        of held-out truths.
+        """
+        if return_std:
+            return self._predict_mean_std(X)
         out = self._predict_scaled(self._scaled_X(X)) * self.y_scale_ + self.y_mean_
         return out[:, 0] if self.single_target_ else out
 
+    def _std_scaled(self, Xs):
+        from .uncertainty import head_std
+
+        if not hasattr(self, "std_heads_"):
+            raise ValueError(f"{type(self).__name__}: fitted without uncertainty; set "
+                             "uncertainty=True (learn --uncertainty) to get a std.")
+        return head_std(self.std_heads_, self.std_scale_, Xs)
+
     def _predict_mean_std(self, X):
-        """Mean and std in target units from ``_predict_scaled(..., return_std=True)``."""
-        mean, std = self._predict_scaled(self._scaled_X(X), return_std=True)
+        """Mean and std in target units."""
+        Xs = self._scaled_X(X)
+        mean = np.reshape(self._predict_scaled(Xs), (len(Xs), -1))
+        std = self._std_scaled(Xs)
         mean, std = mean * self.y_scale_ + self.y_mean_, std * self.y_scale_
         if self.single_target_:
             return mean[:, 0], std[:, 0]
         return mean, std
+
+    def _check_params(self):
+        """Checks beyond ``_parameter_constraints`` (subclasses)."""
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
+
+
+class _OnScaled:
+    """An unfitted ScaledRegressor working on already standardised X and y."""
+
+    def __init__(self, est):
+        self.est = est
+
+    def fit(self, X, y):
+        self.est._fit_scaled(X, y)
+        return self
+
+    def predict(self, X):
+        return self.est._predict_scaled(X)
 
 
 def _safe_std(a):
@@ -75,11 +150,18 @@ class PolynomialRegressor(ScaledRegressor):
         Polynomial degree.
     alpha : float
         Ridge penalty on the standardised problem.
+    uncertainty : bool
+        Also learn a calibrated per-sample std (:mod:`microlearn.learning.uncertainty`);
+        ``predict(X, return_std=True)``.
     """
 
-    def __init__(self, degree=3, alpha=1e-3):
+    _parameter_constraints = {"degree": [POSITIVE_INT], "alpha": [NON_NEGATIVE],
+                              "uncertainty": ["boolean"]}
+
+    def __init__(self, degree=3, alpha=1e-3, uncertainty=False):
         self.degree = degree
         self.alpha = alpha
+        self.uncertainty = uncertainty
 
     def _fit_scaled(self, X, y):
         from sklearn.linear_model import Ridge
@@ -100,15 +182,25 @@ class BoostedTreesRegressor(ScaledRegressor):
     max_iter, learning_rate, max_leaf_nodes, l2_regularization
         Passed to every ``HistGradientBoostingRegressor``.
     random_state : int, optional
+    uncertainty : bool
+        As :class:`PolynomialRegressor`.
     """
 
+    _parameter_constraints = {
+        "max_iter": [POSITIVE_INT], "learning_rate": [POSITIVE],
+        "max_leaf_nodes": [Interval(Integral, 2, None, closed="left")],
+        "l2_regularization": [NON_NEGATIVE], "random_state": ["random_state"],
+        "uncertainty": ["boolean"],
+    }
+
     def __init__(self, max_iter=300, learning_rate=0.1, max_leaf_nodes=31,
-                 l2_regularization=0.0, random_state=None):
+                 l2_regularization=0.0, random_state=None, uncertainty=False):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
         self.l2_regularization = l2_regularization
         self.random_state = random_state
+        self.uncertainty = uncertainty
 
     def _fit_scaled(self, X, y):
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -130,17 +222,32 @@ class BoostedTreesRegressor(ScaledRegressor):
 class BayesianPolynomialRegressor(ScaledRegressor):
     """Bayesian ridge regression on polynomial features, with predictive uncertainty.
 
-    The evidence-maximised noise and weight precisions give a Gaussian posterior
-    predictive per target; ``predict(X, return_std=True)`` returns its mean and std.
+    The evidence-maximised weight posterior gives the epistemic part of the std
+    (``x^T Σ x``: large far from the training samples). ``BayesianRidge`` assumes one noise
+    level for every sample, so its own predictive std is nearly constant and does not rank
+    errors; the aleatoric part is therefore a heteroscedastic, conformally calibrated head
+    on cross-fitted residuals (:mod:`microlearn.learning.uncertainty`). The two add in
+    variance; ``predict(X, return_std=True)`` returns mean and std.
 
     Parameters
     ----------
     degree : int
         Polynomial degree.
+    uncertainty : bool
+        Learn the heteroscedastic part (default); without it the std is the plain
+        ``BayesianRidge`` posterior predictive.
+    random_state : int, optional
+        Seed of the cross-fitting folds.
     """
 
-    def __init__(self, degree=3):
+    _parameter_constraints = {"degree": [POSITIVE_INT], "uncertainty": ["boolean"],
+                              "random_state": [Interval(Integral, 0, None, closed="left"),
+                                               None]}
+
+    def __init__(self, degree=3, uncertainty=True, random_state=None):
         self.degree = degree
+        self.uncertainty = uncertainty
+        self.random_state = random_state
 
     def _fit_scaled(self, X, y):
         from sklearn.linear_model import BayesianRidge
@@ -158,9 +265,13 @@ class BayesianPolynomialRegressor(ScaledRegressor):
             return mean
         return mean, np.stack([p[1] for p in pairs], axis=1)
 
-    def predict(self, X, return_std=False):
-        """Posterior predictive mean (and std when ``return_std``), in target units."""
-        return self._predict_mean_std(X) if return_std else super().predict(X)
+    def _std_scaled(self, Xs):
+        _, posterior = self._predict_scaled(Xs, return_std=True)
+        if not hasattr(self, "std_heads_"):
+            return posterior
+        noise = np.array([1.0 / m.alpha_ for m in self.models_])
+        epistemic = np.maximum(posterior ** 2 - noise, 0.0)
+        return np.sqrt(super()._std_scaled(Xs) ** 2 + epistemic)
 
 
 class SDCARegressor(ScaledRegressor):
@@ -180,13 +291,23 @@ class SDCARegressor(ScaledRegressor):
         Relative duality gap at which to stop.
     random_state : int, optional
         Seed of the sample order.
+    uncertainty : bool
+        As :class:`PolynomialRegressor`.
     """
 
-    def __init__(self, l2=1e-4, max_epochs=50, tol=1e-6, random_state=None):
+    _parameter_constraints = {"l2": [POSITIVE], "max_epochs": [POSITIVE_INT],
+                              "tol": [NON_NEGATIVE],
+                              "random_state": [Interval(Integral, 0, None, closed="left"),
+                                               None],
+                              "uncertainty": ["boolean"]}
+
+    def __init__(self, l2=1e-4, max_epochs=50, tol=1e-6, random_state=None,
+                 uncertainty=False):
         self.l2 = l2
         self.max_epochs = max_epochs
         self.tol = tol
         self.random_state = random_state
+        self.uncertainty = uncertainty
 
     def _fit_scaled(self, X, y):
         from .sdca import sdca_ridge

@@ -20,11 +20,26 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from numbers import Integral, Real
 
 import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from .estimators import ScaledRegressor
-from .optimizers import make_optimizer
+from .estimators import NON_NEGATIVE, POSITIVE, POSITIVE_INT, ScaledRegressor
+from .optimizers import DEFAULT_LEARNING_RATES, make_optimizer
+
+#: Gradient optimizers of the networks.
+GRADIENT_OPTIMIZERS = StrOptions(set(DEFAULT_LEARNING_RATES))
+#: Constraints shared by every network.
+_COMMON = {
+    "hidden_units": [tuple, list], "activation": [str],
+    "learning_rate": [POSITIVE, None], "epochs": [POSITIVE_INT],
+    "batch_size": [POSITIVE_INT],
+    "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+    "patience": [POSITIVE_INT],
+    "random_state": [Interval(Integral, 0, None, closed="left"), None],
+    "verbose": ["boolean"],
+}
 
 #: Samples per forward pass at prediction time.
 PREDICT_BATCH = 65536
@@ -92,6 +107,18 @@ class KerasRegressor(ScaledRegressor):
         self.random_state = random_state
         self.verbose = verbose
 
+    def _check_params(self):
+        units = self.hidden_units
+        if len(units) == 0 or not all(isinstance(u, Integral) and not isinstance(u, bool)
+                                      and u > 0 for u in units):
+            raise ValueError(f"{type(self).__name__}: hidden_units must be a non-empty "
+                             f"sequence of positive integers, not {units!r}.")
+        try:
+            _keras().activations.get(self.activation)
+        except ValueError:
+            raise ValueError(f"{type(self).__name__}: unknown activation "
+                             f"{self.activation!r}; use e.g. 'relu', 'tanh', 'gelu'.") from None
+
     def _dense_stack(self, x, prefix, centred=False):
         keras = _keras()
         layer = centered_dense_class() if centred else keras.layers.Dense
@@ -143,7 +170,9 @@ class DNNRegressor(KerasRegressor):
     activation : str
     optimizer : {"adam", "ftrl", "proximal-adagrad"}
         With ``ftrl`` the hidden layers are :func:`centered_dense_class` layers.
-    learning_rate : float
+    learning_rate : float, optional
+        Default: the optimizer's own (``DEFAULT_LEARNING_RATES`` of
+        :mod:`microlearn.learning.optimizers`: Adam 1e-3, Ftrl and ProximalAdagrad 0.05).
     l1, l2 : float
         Penalties of Ftrl and ProximalAdagrad (applied by the optimizer).
     epochs, batch_size : int
@@ -155,8 +184,11 @@ class DNNRegressor(KerasRegressor):
     verbose : bool
     """
 
+    _parameter_constraints = {**_COMMON, "optimizer": [GRADIENT_OPTIMIZERS],
+                              "l1": [NON_NEGATIVE], "l2": [NON_NEGATIVE]}
+
     def __init__(self, hidden_units=(128, 128, 64), activation="relu", optimizer="adam",
-                 learning_rate=1e-3, l1=0.0, l2=0.0, epochs=60, batch_size=256,
+                 learning_rate=None, l1=0.0, l2=0.0, epochs=60, batch_size=256,
                  validation_fraction=0.1, patience=6, random_state=None, verbose=False):
         self._common_init(hidden_units, activation, learning_rate, epochs, batch_size,
                           validation_fraction, patience, random_state, verbose)
@@ -185,9 +217,10 @@ class WideDeepRegressor(KerasRegressor):
         Hidden layers of the deep part.
     wide_optimizer : {"ftrl", "proximal-adagrad", "adam", "sdca"}
     deep_optimizer : {"adam", "ftrl", "proximal-adagrad"}
-    learning_rate : float
-        Deep-part learning rate.
-    wide_learning_rate : float
+    learning_rate : float, optional
+        Deep-part learning rate (default: the deep optimizer's own).
+    wide_learning_rate : float, optional
+        Wide-part learning rate (default: the wide optimizer's own; unused by SDCA).
     l1, l2 : float
         Wide-part penalties (Ftrl/ProximalAdagrad; ``l2`` is SDCA's λ).
     sdca_rounds : int
@@ -196,8 +229,14 @@ class WideDeepRegressor(KerasRegressor):
         As :class:`DNNRegressor`.
     """
 
+    _parameter_constraints = {
+        **_COMMON, "wide_optimizer": [StrOptions({*DEFAULT_LEARNING_RATES, "sdca"})],
+        "deep_optimizer": [GRADIENT_OPTIMIZERS], "wide_learning_rate": [POSITIVE, None],
+        "l1": [NON_NEGATIVE], "l2": [NON_NEGATIVE], "sdca_rounds": [POSITIVE_INT],
+    }
+
     def __init__(self, hidden_units=(128, 64), activation="relu", wide_optimizer="ftrl",
-                 deep_optimizer="adam", learning_rate=1e-3, wide_learning_rate=0.05,
+                 deep_optimizer="adam", learning_rate=None, wide_learning_rate=None,
                  l1=0.0, l2=1e-4, sdca_rounds=4, epochs=60, batch_size=256,
                  validation_fraction=0.1, patience=6, random_state=None, verbose=False):
         self._common_init(hidden_units, activation, learning_rate, epochs, batch_size,
@@ -271,8 +310,10 @@ class GaussianDNNRegressor(KerasRegressor):
         As :class:`DNNRegressor`.
     """
 
+    _parameter_constraints = {**_COMMON, "optimizer": [GRADIENT_OPTIMIZERS]}
+
     def __init__(self, hidden_units=(128, 128, 64), activation="relu", optimizer="adam",
-                 learning_rate=1e-3, epochs=60, batch_size=256, validation_fraction=0.1,
+                 learning_rate=None, epochs=60, batch_size=256, validation_fraction=0.1,
                  patience=6, random_state=None, verbose=False):
         self._common_init(hidden_units, activation, learning_rate, epochs, batch_size,
                           validation_fraction, patience, random_state, verbose)
@@ -315,9 +356,13 @@ class GaussianDNNRegressor(KerasRegressor):
         scale = getattr(self, "std_scale_", np.ones(T))
         return out[:, :T], np.exp(0.5 * np.clip(out[:, T:], -12.0, 6.0)) * scale
 
-    def predict(self, X, return_std=False):
-        """Predicted mean (and std when ``return_std``), in target units."""
-        return self._predict_mean_std(X) if return_std else super().predict(X)
+    def _predict_mean_std(self, X):
+        """Mean and std in target units from one forward pass."""
+        mean, std = self._predict_scaled(self._scaled_X(X), return_std=True)
+        mean, std = mean * self.y_scale_ + self.y_mean_, std * self.y_scale_
+        if self.single_target_:
+            return mean[:, 0], std[:, 0]
+        return mean, std
 
 
 NETWORKS = {"dnn": DNNRegressor, "wide-deep": WideDeepRegressor,

@@ -4,10 +4,11 @@ An estimator is a folder:
 
 * ``estimator.json`` — model, fibre mixture, acquisition (SI), features, targets,
   estimator name and parameters, optimizer, training info, versions;
-* scikit-learn estimators: ``estimator.skops`` (skops). On load every type in the file
-  must come from an allow-list of modules (numpy, scipy, scikit-learn and
-  :mod:`microlearn.learning.estimators`); anything else is refused, never trusted
-  blindly;
+* scikit-learn estimators: ``estimator.skops`` (skops). On load every object, type and
+  function named in the file must be one of the types microlearn's estimators write
+  (:data:`WRITTEN_TYPES`, an explicit list); anything else — a function, a
+  ``FunctionTransformer``, any other numpy/scipy/scikit-learn type — is refused before
+  skops builds a single object;
 * Keras networks: ``network.keras`` loaded with ``safe_mode=True`` (no lambda layers, no
   arbitrary code; only registered microlearn layers) plus ``scaling.npz`` with the
   feature/target standardisation.
@@ -26,8 +27,37 @@ import numpy as np
 
 #: Format written by :func:`save_estimator`.
 FORMAT_VERSION = 1
-#: Modules whose types may appear in an ``estimator.skops`` file.
-TRUSTED_MODULE_PREFIXES = ("numpy.", "scipy.", "sklearn.", "microlearn.learning.estimators.")
+#: Every type an ``estimator.skops`` written by microlearn contains (``module.Class``):
+#: the estimators of :mod:`microlearn.learning.estimators`, the scikit-learn objects they
+#: hold, and skops' containers. A file naming anything else is refused.
+_SKLEARN_WRITTEN = (
+    "sklearn.linear_model._ridge.Ridge",
+    "sklearn.linear_model._bayes.BayesianRidge",
+    "sklearn.preprocessing._polynomial.PolynomialFeatures",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingRegressor",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn._loss.loss.HalfSquaredError", "sklearn._loss._loss.CyHalfSquaredError",
+    "sklearn._loss.loss.PinballLoss", "sklearn._loss._loss.CyPinballLoss",
+    "sklearn._loss.link.IdentityLink", "sklearn._loss.link.Interval",
+)
+_CONTAINERS = (
+    "builtins.dict", "builtins.list", "builtins.tuple", "builtins.str", "builtins.int",
+    "builtins.float", "builtins.bool", "builtins.NoneType", "numpy.ndarray",
+    "numpy.random._generator.Generator", "numpy.random._pcg64.PCG64",
+) + tuple(f"numpy.{t}" for t in ("float64", "float32", "int64", "int32", "uint64", "uint32",
+                                   "uint8", "int8", "bool_"))
+#: Loaders of references to code (functions, methods, types): only builtin scalar types.
+_CODE_LOADERS = ("FunctionNode", "MethodNode", "TypeNode", "PartialNode", "OperatorFuncNode")
+_SAFE_TYPE_REFS = ("builtins.str", "builtins.int", "builtins.float", "builtins.bool")
+
+
+def written_types() -> frozenset[str]:
+    """The explicit allow-list: every ``module.Class`` microlearn writes to a skops file."""
+    from . import estimators
+
+    ours = tuple(f"{cls.__module__}.{cls.__name__}" for cls in estimators.ESTIMATORS.values())
+    return frozenset(ours + _SKLEARN_WRITTEN + _CONTAINERS)
 _SCALING = ("x_mean_", "x_scale_", "y_mean_", "y_scale_")
 _OPTIONAL = ("std_scale_",)  # GaussianDNNRegressor's interval calibration
 #: Files an estimator folder may hold (all written together).
@@ -95,14 +125,48 @@ def save_estimator(trained, path, *, force: bool = False) -> Path:
     return path
 
 
+def _schema_types(file: Path) -> set[tuple[str, str]]:
+    """(``module.Class``, skops loader) of every node in a skops file's schema."""
+    import zipfile
+
+    with zipfile.ZipFile(file) as z:
+        schema = json.loads(z.read("schema.json"))
+    found, stack = set(), [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__class__" in node or "__loader__" in node:
+                found.add((f"{node.get('__module__')}.{node.get('__class__')}",
+                           str(node.get("__loader__"))))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
 def _trusted_types(file: Path) -> list[str]:
+    """The untrusted types skops reports, once all of the file is checked against the list.
+
+    Raises ``ValueError`` when the file names a type, function or method microlearn never
+    writes (:func:`written_types`), or when skops reports one (both lists must agree).
+    """
+    import zipfile
+
     import skops.io
 
+    allowed = written_types()
+    try:
+        nodes = _schema_types(file)
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{file}: not a readable skops file ({err}); train the estimator "
+                         "again.") from None
+    refused = {t for t, loader in nodes
+               if t not in allowed or (loader in _CODE_LOADERS and t not in _SAFE_TYPE_REFS)}
     untrusted = skops.io.get_untrusted_types(file=file)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULE_PREFIXES)]
+    refused |= {t for t in untrusted if t not in allowed}
     if refused:
-        raise ValueError(f"{file}: refusing to load types outside numpy/scipy/scikit-learn/"
-                         f"microlearn: {refused}; this file was not written by microlearn.")
+        raise ValueError(f"{file}: refusing to load types microlearn never writes: "
+                         f"{sorted(refused)}; this file was not written by microlearn.")
     return untrusted
 
 

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 #: Every estimator name accepted by :func:`train`.
 ESTIMATOR_NAMES = tuple(ESTIMATORS) + tuple(NETWORKS)
-#: Estimators whose ``predict`` can return a standard deviation.
-UNCERTAIN = ("bayesian", "bayesian-dnn")
+#: Estimators whose ``predict`` can return a standard deviation: always (``bayesian``,
+#: ``bayesian-dnn``), or when trained with ``uncertainty=True`` (``learn --uncertainty``).
+UNCERTAIN = ("bayesian", "bayesian-dnn", "polynomial", "boosted-trees", "linear-sdca")
 #: Default fibre mixture of the training set per family: NODDI includes pure free water
 #: (0 fibres, fiso = 1: CSF lies outside the single-fibre fiso prior) at a small share, since
 #: those samples differ only by noise.
@@ -34,6 +35,9 @@ DEFAULT_FIBRES = {"noddi": {0: 0.1, 1: 0.3, 2: 0.3, 3: 0.3}, "activeax": (1, 2, 
                   "zcd": (1, 2, 3), "ivim": (0,)}
 #: Voxels per prediction block.
 PREDICT_BLOCK = 200_000
+#: Training-feature quantiles that bound the prior, and the margin (share of the range)
+#: beyond which a voxel's features are flagged ``out_of_prior``.
+PRIOR_QUANTILES, PRIOR_MARGIN = (0.001, 0.999), 0.1
 
 
 def model_family(model) -> str:
@@ -46,8 +50,15 @@ def model_family(model) -> str:
                      f"not {name!r}.")
 
 
-def make_estimator(name: str, optimizer=None, *, random_state=0, progress=False, **options):
-    """An unfitted estimator by name, with the optimizer where it applies."""
+def make_estimator(name: str, optimizer=None, *, learning_rate=None, random_state=0,
+                   progress=False, **options):
+    """An unfitted estimator by name, with the optimizer where it applies.
+
+    ``learning_rate`` is the step size of the optimizer named by ``optimizer`` (for
+    ``wide-deep`` given an optimizer: its wide part; otherwise the network) or of the
+    boosted trees; ``None`` keeps each optimizer's default
+    (:data:`~microlearn.learning.optimizers.DEFAULT_LEARNING_RATES`).
+    """
     if name not in ESTIMATOR_NAMES:
         raise ValueError(f"estimator: unknown name {name!r}; choose one of "
                          f"{list(ESTIMATOR_NAMES)}.")
@@ -68,8 +79,20 @@ def make_estimator(name: str, optimizer=None, *, random_state=0, progress=False,
         if name == "wide-deep":
             if optimizer is not None:
                 options.setdefault("wide_optimizer", optimizer)
+        elif optimizer == "sdca":
+            raise ValueError("optimizer 'sdca' trains linear models only: use estimator "
+                             "'linear-sdca', or 'wide-deep' (its wide part).")
         elif optimizer is not None:
             options["optimizer"] = optimizer
+    if learning_rate is not None:
+        if not float(learning_rate) > 0:
+            raise ValueError(f"learning_rate must be positive, not {learning_rate}.")
+        key = ("wide_learning_rate" if name == "wide-deep" and optimizer is not None
+               else "learning_rate")
+        if key not in cls().get_params():
+            raise ValueError(f"learning_rate: {name!r} has no learning rate (it applies to "
+                             f"the networks {list(NETWORKS)} and 'boosted-trees').")
+        options[key] = float(learning_rate)
     if "random_state" in cls().get_params():
         options.setdefault("random_state", random_state)
     unknown = set(options) - set(cls().get_params())
@@ -98,7 +121,12 @@ class TrainedEstimator:
     estimator_name : str
     optimizer : str or None
     info : dict
-        Training size, SNR, seconds, seed.
+        Training size, SNR, seconds, seed; ``feature_range`` (2, F): the 0.1 % and
+        99.9 % quantiles of every training feature (the out-of-prior test).
+    timing : dict
+        Filled by :meth:`predict_block` in this process: ``n_voxels`` and
+        ``predict_seconds`` (features + estimator, signals in memory -> maps in memory,
+        summed over blocks; reading and writing files excluded).
     """
 
     model: str
@@ -110,11 +138,13 @@ class TrainedEstimator:
     estimator_name: str
     optimizer: str | None = None
     info: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def uncertain(self) -> bool:
         """True when predictions come with a standard deviation."""
-        return self.estimator_name in UNCERTAIN
+        return (self.estimator_name == "bayesian-dnn"
+                or bool(getattr(self.estimator, "uncertainty", False)))
 
     def _bounds(self):
         space = get_model(self.model).parameters
@@ -149,7 +179,11 @@ class TrainedEstimator:
         dict of str -> ndarray, shape (n,)
             One entry per target (SI, clipped to the parameter bounds), ``<t>_std`` for
             uncertain estimators; NaN for voxels with a non-positive b0 or bad values.
+            ``out_of_prior`` (1.0 / 0.0, when the training feature range is known): a
+            feature lies more than 10 % of its training range outside it, so the maps
+            extrapolate beyond the simulated prior.
         """
+        t0 = time.perf_counter()
         signal = np.asarray(signal, dtype=float)
         if signal.ndim != 2 or signal.shape[1] != self.acq.n_measurements:
             raise ValueError(f"signal must have shape (n, {self.acq.n_measurements}) for this "
@@ -171,7 +205,19 @@ class TrainedEstimator:
             out[t] = np.clip(mean[:, j], lo, hi)
             if std is not None:
                 out[f"{t}_std"] = std[:, j]
+        if "feature_range" in self.info:
+            flag = np.full(n, np.nan)
+            flag[good] = self._out_of_prior(feats[good])
+            out["out_of_prior"] = flag
+        self.timing["n_voxels"] = self.timing.get("n_voxels", 0) + n
+        self.timing["predict_seconds"] = (self.timing.get("predict_seconds", 0.0)
+                                          + time.perf_counter() - t0)
         return out
+
+    def _out_of_prior(self, feats) -> np.ndarray:
+        lo, hi = np.asarray(self.info["feature_range"], dtype=float)
+        pad = PRIOR_MARGIN * (hi - lo)
+        return np.any((feats < lo - pad) | (feats > hi + pad), axis=1).astype(float)
 
     def predict_maps(self, data, mask=None, *, acq=None, progress=False) -> dict:
         """Maps over a volume (or any batch shape).
@@ -199,6 +245,7 @@ class TrainedEstimator:
         flat = data.reshape(-1, data.shape[-1])
         names = list(self.target_names) + ([f"{t}_std" for t in self.target_names]
                                            if self.uncertain else [])
+        names += ["out_of_prior"] if "feature_range" in self.info else []
         out = {k: np.full(int(np.prod(spatial)), np.nan) for k in names}
         starts = range(0, idx.size, PREDICT_BLOCK)
         if progress:
@@ -224,15 +271,20 @@ class TrainedEstimator:
     def describe(self) -> str:
         """One line: model, estimator, optimizer, features, training size."""
         opt = f" ({self.optimizer})" if self.optimizer else ""
+        prior = self.info.get("prior")
+        where = (" around fits of "
+                 f"{sum(prior['fitted_voxels'].values())} data voxels (empirical prior)"
+                 if isinstance(prior, dict) else "")
         return (f"{self.estimator_name}{opt} for {self.model} on {self.features.kind} "
-                f"features, trained on {self.info.get('n_samples', '?')} simulated voxels at "
-                f"SNR {self.info.get('snr', '?')} -> {', '.join(self.target_names)}")
+                f"features, trained on {self.info.get('n_samples', '?')} simulated voxels"
+                f"{where} at SNR {self.info.get('snr', '?')} -> {', '.join(self.target_names)}")
 
 
-def train(model, acq, *, estimator="dnn", optimizer=None, features="rotation-invariant",
+def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
+          features="rotation-invariant",
           n_samples=100_000, snr=30.0, n_fibres=None, targets=None, ranges=None,
-          lmax=6, shore=False, hybrid_method="mix", random_state=0, progress=False,
-          **estimator_options) -> TrainedEstimator:
+          lmax=6, shore=False, hybrid_method="mix", prior_signals=None, prior_fit=None,
+          random_state=0, progress=False, **estimator_options) -> TrainedEstimator:
     """Simulate a training set from ``model`` and fit a learned estimator to it.
 
     Parameters
@@ -245,6 +297,8 @@ def train(model, acq, *, estimator="dnn", optimizer=None, features="rotation-inv
         One of :data:`ESTIMATOR_NAMES`.
     optimizer : {"adam", "ftrl", "proximal-adagrad", "sdca"}, optional
         For the networks (``wide-deep``: the wide part) and ``linear-sdca``.
+    learning_rate : float, optional
+        Step size of that optimizer (or of boosted trees); default: the optimizer's own.
     features : {"rotation-invariant", "signal", "hybrid"}
     n_samples : int
         Simulated training voxels.
@@ -259,6 +313,14 @@ def train(model, acq, *, estimator="dnn", optimizer=None, features="rotation-inv
         Prior ranges (SI) per parameter name.
     lmax, shore, hybrid_method
         Feature options (:class:`FeatureSpec`).
+    prior_signals : ndarray, shape (n, N), optional
+        Raw voxels of the data the estimator is for: a random sample of them is fitted
+        and the training parameters are drawn around the fits, fibre counts included
+        (empirical Bayes, :mod:`microlearn.learning.empirical`) instead of from the
+        model's priors. ``n_fibres`` then defaults to the fitted proportions.
+    prior_fit : dict, optional
+        Options of :func:`~microlearn.learning.empirical.fit_sample` (``n_fit``,
+        ``method``, ``crossings``, ``sigma``).
     random_state : int
     progress : bool
         Progress bars for simulation and training.
@@ -266,26 +328,41 @@ def train(model, acq, *, estimator="dnn", optimizer=None, features="rotation-inv
         Passed to the estimator's constructor (e.g. ``epochs``, ``hidden_units``).
     """
     family = model_family(model)
+    empirical, t_prior = None, 0.0
+    if prior_signals is not None:
+        from .empirical import fit_sample
+
+        t0 = time.perf_counter()
+        empirical = fit_sample(family, acq, prior_signals, random_state=random_state,
+                               **(prior_fit or {}))
+        t_prior = time.perf_counter() - t0
+        if n_fibres is None:
+            n_fibres = {k: len(v) for k, v in empirical.items() if len(v)}
     if n_fibres is None:
         n_fibres = DEFAULT_FIBRES.get(family, (0,))
     mix = parse_fibre_mixture(family, n_fibres)
     spec = FeatureSpec(kind=features, lmax=int(lmax), shore=bool(shore),
                        hybrid_method=hybrid_method, model=family)
-    est = make_estimator(estimator, optimizer, random_state=random_state, progress=progress,
-                         **estimator_options)
+    est = make_estimator(estimator, optimizer, learning_rate=learning_rate,
+                         random_state=random_state, progress=progress, **estimator_options)
     t0 = time.perf_counter()
     ts = make_training_set(family, acq, n_samples, n_fibres=mix, snr=snr, targets=targets,
-                           ranges=ranges, random_state=random_state, progress=progress)
+                           ranges=ranges, random_state=random_state, progress=progress,
+                           empirical=empirical)
     t_sim = time.perf_counter() - t0
     X, bad = spec.compute(ts.signal, acq, progress=progress)
     t_feat = time.perf_counter() - t0 - t_sim
     est.fit(X[~bad], ts.targets[~bad])
-    seconds = time.perf_counter() - t0
-    log.info("trained %s in %.1f s (simulate %.1f s, features %.1f s)", estimator, seconds,
-             t_sim, t_feat)
+    seconds = time.perf_counter() - t0 + t_prior
+    log.info("trained %s in %.1f s (prior fits %.1f s, simulate %.1f s, features %.1f s)",
+             estimator, seconds, t_prior, t_sim, t_feat)
     info = {"n_samples": int(n_samples), "snr": float(snr), "random_state": random_state,
             "seconds": round(seconds, 3), "simulate_seconds": round(t_sim, 3),
-            "feature_seconds": round(t_feat, 3), "n_features": int(X.shape[1])}
+            "feature_seconds": round(t_feat, 3), "n_features": int(X.shape[1]),
+            "feature_range": np.quantile(X[~bad], PRIOR_QUANTILES, axis=0).tolist(),
+            "prior": "model" if empirical is None else {
+                "kind": "empirical", "fit_seconds": round(t_prior, 3),
+                "fitted_voxels": {str(k): int(len(v)) for k, v in empirical.items()}}}
     return TrainedEstimator(model=family, n_fibres={str(k): v for k, v in mix.items()},
                             acq=acq, features=spec, target_names=ts.target_names,
                             estimator=est, estimator_name=estimator,

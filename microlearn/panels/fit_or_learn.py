@@ -12,6 +12,8 @@ import ipywidgets as widgets
 from .common import BackgroundTask, ErrorBox, figure_png, guarded, image_widget, resolve_data_path
 
 PHANTOM = "built-in phantom"
+#: Grid of the dashboards' built-in brain phantom (HCP field of view, ~5.7 mm voxels).
+PHANTOM_SHAPE = (32, 38, 4)
 
 
 def data_root_default() -> Path:
@@ -20,27 +22,55 @@ def data_root_default() -> Path:
 
 
 class DataSource:
-    """The built-in phantom (cached) or a dataset inside the data folder, in any input form
-    (HCP/FSL, Camino scheme, MRtrix table, BIDS; see :mod:`microlearn.data.readers`)."""
+    """The built-in phantom (cached) or a dataset inside the data folder, in any input
+    form (HCP/FSL, Camino scheme, MRtrix table, BIDS; see :mod:`microlearn.data.readers`).
 
-    def __init__(self, data_root=None, phantom_shape=(16, 16, 4)):
+    Parameters
+    ----------
+    data_root : path, optional
+        Folder the dashboards may read (default ``MICROLEARN_DATA`` or ``./data``).
+    phantom_shape : tuple of 3 int
+        Grid of the built-in phantom.
+    phantom_kind : {"brain", "rings"}
+        The brain-shaped phantom (default) or the small ring fixture.
+    """
+
+    def __init__(self, data_root=None, phantom_shape=PHANTOM_SHAPE, phantom_kind="brain"):
         self.data_root = Path(data_root) if data_root is not None else data_root_default()
         self.phantom_shape = tuple(phantom_shape)
+        self.phantom_kind = phantom_kind
         self._cache: dict = {}
 
     def load(self, choice: str, folder_text: str = "", model: str = "noddi"):
-        """``(Dataset, truth or None)``."""
+        """Load the chosen data.
+
+        Parameters
+        ----------
+        choice : str
+            :data:`PHANTOM` or ``"folder..."``.
+        folder_text : str
+            Folder inside the data root (when not the phantom).
+        model : str
+            Model family of the phantom to build.
+
+        Returns
+        -------
+        dataset : Dataset
+        truth : dict of str to ndarray, or None
+            The phantom's true maps (None for a folder without ``truth/``).
+        """
         from ..io import load_dataset, load_maps
 
         if choice == PHANTOM:
-            key = (model, self.phantom_shape)
+            key = (model, self.phantom_shape, self.phantom_kind)
             if key not in self._cache:
                 import tempfile
 
                 from ..phantom import make_phantom
 
                 tmp = Path(tempfile.mkdtemp(prefix="microlearn-phantom-"))
-                folder = make_phantom(model=model, shape=self.phantom_shape, seed=0).save(tmp)
+                folder = make_phantom(model=model, shape=self.phantom_shape, seed=0,
+                                      kind=self.phantom_kind).save(tmp)
                 self._cache[key] = folder
             folder = self._cache[key]
         else:
@@ -50,7 +80,18 @@ class DataSource:
 
 
 def data_widgets(source: DataSource):
-    """Dropdown (phantom or folder), folder text and model dropdown shared by the panels."""
+    """Dropdown (phantom or folder), folder text and model dropdown shared by the panels.
+
+    Parameters
+    ----------
+    source : DataSource
+
+    Returns
+    -------
+    data : ipywidgets.Dropdown
+    folder : ipywidgets.Text
+    model : ipywidgets.Dropdown
+    """
     data = widgets.Dropdown(options=(PHANTOM, "folder..."), value=PHANTOM, description="data")
     folder = widgets.Text(placeholder=f"dataset (HCP, BIDS, scheme) in {source.data_root}",
                           description="folder")
@@ -109,7 +150,7 @@ class FitOrLearn(widgets.VBox):
         Size of the built-in phantom.
     """
 
-    def __init__(self, *, data_root=None, phantom_shape=(16, 16, 4)):
+    def __init__(self, *, data_root=None, phantom_shape=PHANTOM_SHAPE):
         from ..fitting import FITTERS
         from ..learning import ESTIMATOR_NAMES, OPTIMIZERS
 
@@ -188,7 +229,7 @@ class FitOrLearn(widgets.VBox):
             est = train(s["model"], ds.acq, estimator=s["estimator"],
                         optimizer=s["optimizer"], features=s["features"],
                         n_samples=s["n_samples"],
-                        n_fibres=0 if s["model"] == "ivim" else 1)
+                        n_fibres=None)  # the family mixture: free water (CSF) included
             train_s = time.perf_counter() - t0
             task.stage(f"predicting {n_vox} voxels", 2)
             t1 = time.perf_counter()

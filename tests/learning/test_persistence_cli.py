@@ -126,6 +126,10 @@ def test_learn_and_predict_cli_on_phantom(model, estimator, targets, limits, tmp
     maps, truth = load_maps(tmp_path / "maps"), load_maps(ph / "truth")
     info = json.loads((tmp_path / "maps" / "predict.json").read_text())
     assert info["n_voxels"] > 0 and set(targets) <= set(info["maps"])
+    # the predict stage (features + estimator, in memory) is reported apart from I/O
+    assert 0 < info["predict_seconds"] < info["chunked_seconds"] < info["seconds"]
+    assert info["predict_vox_per_s"] == pytest.approx(info["n_voxels"] / info["predict_seconds"])
+    assert "predict stage" in out
     # single-fibre and grey-matter voxels (crossings depend on the training prior; see bench)
     fibres = truth["n_fibres"] == (0 if model == "ivim" else 1)
     for name, limit in zip(targets, limits):
