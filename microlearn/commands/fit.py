@@ -118,6 +118,9 @@ def run(args) -> int:
 
     from ..parallel import AutoFitBlock, FitBlock, run_chunked, sample_response, sample_sigma
 
+    if auto and ds.acq.n_te > 1:
+        raise ValueError(f"--n-fibres auto does not handle {ds.acq.n_te} echo times yet; give "
+                         "a fixed fibre count (each TE is then normalised by its own b0s).")
     if args.sigma_map and auto:
         raise ValueError("--sigma-map is not supported with --n-fibres auto yet; give --sigma "
                          "(e.g. the map's median) or a fixed fibre count.")
