@@ -230,3 +230,20 @@ def test_fit_or_learn_panel_opens_a_bids_or_scheme_folder(protocol, tmp_path):
     b, _ = source.load("folder...", "st")
     assert a.source["form"] == "bids" and b.source["form"] == "camino"
     _same(a.acq, b.acq)
+
+
+def test_unknown_sidecar_keys_are_listed_in_the_log(tmp_path, caplog):
+    side = tmp_path / "acquisition.json"
+    side.write_text(json.dumps({"EchoTime": 0.08, "delta": 0.01, "Delta": 0.03,
+                                "FlipAngle": 90, "SliceTiming": [0, 1]}))
+    with caplog.at_level("INFO", logger="microlearn.data.readers"):
+        timings, ignored = read_sidecar(side)
+    assert timings == {"delta": 0.01, "Delta": 0.03, "TE": 0.08}
+    assert ignored == ["FlipAngle", "SliceTiming"]
+    assert "FlipAngle, SliceTiming" in caplog.text
+    side.write_text(json.dumps({"EchoTime": 80}))
+    with pytest.raises(ValueError, match="looks like ms"):
+        read_sidecar(side)
+    side.write_text(json.dumps({"TE": 0.08, "EchoTime": 0.09}))
+    with pytest.raises(ValueError, match="disagree"):
+        read_sidecar(side)
