@@ -93,7 +93,11 @@ def run(args) -> int:
 
         check_fibre_model(args.model)
     model = get_model(args.model, 3 if auto else int(args.n_fibres))
+    from ..fitting.quality import quality_map_names
+
     names = model.map_names + ["s0", "success"] + (["n_fibres"] if auto else [])
+    if not auto:  # --force is needed for these too (checked now, not after the fit)
+        names += quality_map_names(model)
     prepare_out(args, map_files(names) + ["fit.json"])
     ds = load_input(args)
     from ..data.qc import input_warnings

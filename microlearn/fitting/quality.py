@@ -113,6 +113,13 @@ def quality_maps(engine, acq, params, s0, y, sigma) -> dict[str, np.ndarray]:
     return out
 
 
+def quality_map_names(model) -> list[str]:
+    """Names of the quality maps a fit of ``model`` writes (``residual_rms``, ``at_bound``,
+    ``<param>_std`` for every free parameter and ``s0_std``)."""
+    return (["residual_rms", "at_bound"] + [f"{p.name}_std" for p in model.parameters]
+            + ["s0_std"])
+
+
 def summarise(maps, mask) -> dict:
     """Median residual RMS, fraction of voxels at a bound, median std per parameter, and the
     count of mask voxels left unfitted (unusable b0 or NaN samples).
