@@ -68,7 +68,8 @@ def nifti_errors(path):
     except (FileNotFoundError, PermissionError):
         raise
     except Exception as err:
-        raise ValueError(f"{path}: cannot be read as NIfTI ({type(err).__name__}: {err}); the "
+        detail = " ".join(str(err).split())  # one line, whatever the reader's message
+        raise ValueError(f"{path}: cannot be read as NIfTI ({type(err).__name__}: {detail}); the "
                          "file is truncated or corrupt, copy or export it again.") from None
 
 

@@ -92,6 +92,10 @@ def _te_without_b0(d):
     (d / "acquisition.json").write_text(f'{{"TE": {te.tolist()}}}')
 
 
+def _sigma_map(d, shape):
+    nib.save(nib.Nifti1Image(np.full(shape, 30.0, np.float32), np.eye(4)), d / "sigma.nii.gz")
+
+
 def _tamper_skops(est):
     from skops_tampering import tamper_skops
 
@@ -141,6 +145,8 @@ CASES = [
      "no .bval file"),
     ("te-group-without-b0", lambda d, e, t: _te_without_b0(d), ["fit", "{d}"],
      "120.0 ms have no b0"),
+    ("sigma-map-wrong-shape", lambda d, e, t: _sigma_map(d, (8, 8, 2)),
+     ["fit", "{d}", "--sigma-map", "{d}/sigma.nii.gz"], "sigma.nii.gz: σ map shape"),
     ("unknown-model", None, ["fit", "{d}", "--model", "dti"], "dti"),
     ("unknown-method", None, ["fit", "{d}", "--method", "magic"], "magic"),
     ("unknown-estimator", None, ["learn", "--scheme", "hcp", "--estimator", "forest"],
@@ -262,3 +268,19 @@ def test_negative_and_zero_weighted_samples_are_data(phantom, tmp_path):
     got = load_maps(tmp_path / "o")
     assert np.isfinite(got["odi"][idx]).all() and np.isfinite(got["icvf"][idx]).all()
     assert np.isfinite(got["odi"][mask]).all()
+
+
+def test_sigma_map_equal_to_the_scalar_gives_the_same_maps(phantom, tmp_path):
+    d = shutil.copytree(phantom, tmp_path / "d")
+    _sigma_map(d, (8, 8, 3))
+    assert main(["fit", str(d), "--sigma", "30", "--out", str(tmp_path / "a")]) == 0
+    assert main(["fit", str(d), "--sigma-map", str(d / "sigma.nii.gz"),
+                 "--out", str(tmp_path / "b")]) == 0
+    a, b = load_maps(tmp_path / "a"), load_maps(tmp_path / "b")
+    mask = np.asarray(nib.load(d / "nodif_brain_mask.nii.gz").dataobj) > 0
+    for k in ("odi", "icvf", "fiso", "odi_std", "residual_rms"):
+        np.testing.assert_allclose(a[k][mask], b[k][mask], rtol=1e-5, atol=1e-6)
+    import json
+
+    noise = json.loads((tmp_path / "b" / "fit.json").read_text())["noise"]
+    assert noise["sigma"] == "map" and noise["source"].endswith("sigma.nii.gz")

@@ -86,3 +86,26 @@ def test_cli_multi_te_phantom_info_and_fit(tmp_path, capsys):
     info = json.loads((tmp_path / "fit" / "fit.json").read_text())
     assert info["noise"]["source"] == "b0 repeats of each echo time, pooled"
     assert 0.5 < info["quality"]["residual_rms_median"] < 2.0
+
+
+def test_learning_features_normalise_each_echo_time():
+    from microlearn.learning.features import normalise_by_b0
+
+    acq = with_echo_times(Acquisition.scheme("hcp"), TES)
+    model = get_model("noddi")
+    rng = np.random.default_rng(0)
+    p = model.parameters.pack({"mu": rng.normal(size=(5, 3)), "odi": rng.uniform(.1, .6, 5),
+                               "icvf": rng.uniform(.3, .8, 5), "fiso": rng.uniform(0, .3, 5)})
+    t2 = rng.uniform(0.06, 0.09, 5)
+    raw = 800 * simulate(model, acq, p, t2=t2)
+    norm, bad = normalise_by_b0(raw, acq)
+    np.testing.assert_allclose(norm, simulate(model, acq, p), rtol=1e-12)
+    assert not bad.any()
+
+
+def test_auto_fibre_count_refuses_several_echo_times(tmp_path, capsys):
+    out = tmp_path / "ph"
+    assert main(["phantom", "--out", str(out), "--shape", "6", "6", "2",
+                 "--echo-times", "70", "100"]) == 0
+    assert main(["fit", str(out), "--n-fibres", "auto", "--out", str(tmp_path / "f")]) == 2
+    assert "echo times" in capsys.readouterr().err

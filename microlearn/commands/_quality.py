@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 
 def check_sigma_map(path, dataset) -> str:
     """The σ map's path after checking it is a 3-D map of the DWI's spatial shape."""
@@ -41,27 +39,7 @@ def noise_record(args, sigma, acq) -> dict:
 
 
 def quality_summary(maps, mask) -> dict:
-    """Median residual RMS, fraction of voxels at a bound, median std per parameter, and the
-    count of mask voxels left unfitted (unusable b0 or NaN samples)."""
-    mask = np.asarray(mask, bool)
-    out = {}
-    if "residual_rms" in maps:
-        r = np.asarray(maps["residual_rms"])[mask]
-        r = r[np.isfinite(r)]
-        out["unfitted_voxels"] = int(np.sum(~np.isfinite(np.asarray(
-            maps["residual_rms"])[mask])))
-        if r.size:
-            out["residual_rms_median"] = float(np.median(r))
-            out["residual_rms_p95"] = float(np.percentile(r, 95))
-    if "at_bound" in maps:
-        b = np.asarray(maps["at_bound"])[mask]
-        out["at_bound_fraction"] = float(np.nanmean(b)) if b.size else 0.0
-    std = {}
-    for name, value in maps.items():
-        if name.endswith("_std"):
-            v = np.asarray(value)[mask]
-            v = v[np.isfinite(v)]
-            std[name[:-4]] = float(np.median(v)) if v.size else None
-    if std:
-        out["std_median"] = std
-    return out
+    """See :func:`microlearn.fitting.quality.summarise` (fit.json's ``quality``)."""
+    from ..fitting.quality import summarise
+
+    return summarise(maps, mask)

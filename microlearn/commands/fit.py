@@ -93,7 +93,11 @@ def run(args) -> int:
 
         check_fibre_model(args.model)
     model = get_model(args.model, 3 if auto else int(args.n_fibres))
+    from ..fitting.quality import quality_map_names
+
     names = model.map_names + ["s0", "success"] + (["n_fibres"] if auto else [])
+    if not auto:  # --force is needed for these too (checked now, not after the fit)
+        names += quality_map_names(model)
     prepare_out(args, map_files(names) + ["fit.json"])
     ds = load_input(args)
     from ..data.qc import input_warnings
@@ -118,6 +122,9 @@ def run(args) -> int:
 
     from ..parallel import AutoFitBlock, FitBlock, run_chunked, sample_sigma
 
+    if auto and ds.acq.n_te > 1:
+        raise ValueError(f"--n-fibres auto does not handle {ds.acq.n_te} echo times yet; give "
+                         "a fixed fibre count (each TE is then normalised by its own b0s).")
     if args.sigma_map and auto:
         raise ValueError("--sigma-map is not supported with --n-fibres auto yet; give --sigma "
                          "(e.g. the map's median) or a fixed fibre count.")
@@ -134,14 +141,25 @@ def run(args) -> int:
                          sigma_map=sigma_map)
     done = {}
 
+    bids = ds.source.get("form") == "bids"  # BIDS in: BIDS-derivatives layout out
+    out_dir = args.out
+    if bids:
+        from ..data.bids import derivative_dir, rename_outputs, write_dataset_description
+
+        out_dir = derivative_dir(args.out, ds.source)
+
     def finish(staging, run):
         done["info"] = describe(run["maps"], run["n_voxels"], run["seconds"], sigma)
         write_json(staging / "fit.json", done["info"])
+        if bids:
+            rename_outputs(staging, ds.source, done["info"]["model"])
 
-    run_chunked(block, ds, args.out, on_complete=finish, force=args.force,
+    run_chunked(block, ds, out_dir, on_complete=finish, force=args.force,
                 **scale_options(args))
+    if bids:
+        write_dataset_description(args.out)
     info = done["info"]
     echo(f"fitted {info['n_voxels']} voxels with {args.method} in {info['fit_seconds']:.2f} s "
          f"(set-up {info['setup_seconds']:.2f} s, then {info['vox_per_s']:,.0f} vox/s); "
-         f"whole command {info['seconds']:.2f} s; maps in {args.out}")
+         f"whole command {info['seconds']:.2f} s; maps in {out_dir}")
     return 0

@@ -39,13 +39,9 @@ def run(args) -> int:
     echo(f"mask      : {int(ds.mask.sum())} voxels")
     problems = []
     data = ds.load_data()
-    bad, msg = validate_signal(data, ds.mask)
+    bad, msg = validate_signal(data, ds.mask, acq)
     if msg:
         problems.append(msg)
-    b0 = data[..., acq.b0_mask].mean(-1)
-    zero = ds.mask & ~bad & ~(b0 > 0)
-    if zero.any():
-        problems.append(f"{int(zero.sum())} mask voxel(s) have a zero mean b0; they get NaN maps.")
     if acq.n_b0 < 2:
         problems.append("only one b0: the noise level cannot be estimated from b0 repeats.")
     from ..data.qc import input_warnings

@@ -117,8 +117,12 @@ def _legendre_power_coefficients(lmax: int) -> np.ndarray:
 def watson_legendre_moments(kappa, lmax: int) -> np.ndarray:
     """Legendre moments w_l = E_W[P_l(μ·n)] of a Watson distribution, even l ≤ lmax.
 
-    Taken as Σ_k C_lk E[t^2k] with the exact power coefficients of P_l (accurate to
-    ~1e-9 for l <= 40 and the κ range of brain tissue).
+    Up to ``HORNER_MAX_ORDER`` taken as Σ_k C_lk E[t^2k] with the exact power
+    coefficients of P_l (accurate to ~1e-7). Above it (b·d∥ ≳ 25, preclinical or
+    Connectom b-values) the power basis cancels catastrophically (errors ~1e-2 at l = 40 and
+    > 1 at l = 50, which made the signal jump with ODI and froze ODI at its start in
+    every refinement), so the moments are integrated directly with the stable recurrence
+    for P_l on Gauss–Legendre nodes (~1e-12 for κ ≤ 200, i.e. ODI ≥ 0.003).
 
     Parameters
     ----------
@@ -131,8 +135,21 @@ def watson_legendre_moments(kappa, lmax: int) -> np.ndarray:
     -------
     ndarray, shape (*batch, lmax // 2 + 1)
     """
-    m = watson_even_moments(kappa, lmax // 2)
-    return m @ _legendre_power_coefficients(lmax).T
+    if lmax <= HORNER_MAX_ORDER:
+        m = watson_even_moments(kappa, lmax // 2)
+        return m @ _legendre_power_coefficients(lmax).T
+    kappa = np.asarray(kappa, dtype=float)
+    t, w = _gauss_legendre()
+    weight = np.exp(kappa[..., None] * (t * t - 1.0)) * w  # (*batch, Q)
+    return (weight @ _legendre_at_nodes(lmax)) / weight.sum(-1, keepdims=True)
+
+
+@lru_cache(maxsize=8)
+def _legendre_at_nodes(lmax: int) -> np.ndarray:
+    """P_l (even l ≤ lmax) at the Gauss–Legendre nodes, shape (Q, lmax//2 + 1)."""
+    out = legendre_even(_gauss_legendre()[0], lmax)
+    out.setflags(write=False)
+    return out
 
 
 @lru_cache(maxsize=8)

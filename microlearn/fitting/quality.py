@@ -12,7 +12,7 @@ import numpy as np
 BOUND_TOLERANCE = 1e-4
 
 
-def residual_rms(model, acq, params, s0, y, sigma=None) -> np.ndarray:
+def residual_rms(model, acq, params, s0, y, sigma=None, *, signal=None) -> np.ndarray:
     """Root mean square of the residuals, in units of σ when σ is known.
 
     Parameters
@@ -26,12 +26,15 @@ def residual_rms(model, acq, params, s0, y, sigma=None) -> np.ndarray:
         Normalised noise σ. With it the residual is taken against the Rician-floor
         prediction sqrt(S² + σ²) (what the engines fit) and divided by σ, so a fit at the
         noise level gives ~1; without it the RMS is in units of the b0 signal.
+    signal : ndarray, shape (V, N), optional
+        ``model.signal(acq, params)`` when already computed.
 
     Returns
     -------
     ndarray, shape (V,)
     """
-    pred = s0[:, None] * model.signal(acq, params)
+    S = model.signal(acq, params) if signal is None else signal
+    pred = s0[:, None] * S
     if sigma is None:
         return np.sqrt(np.mean((y - pred) ** 2, axis=1))
     pred = np.sqrt(pred * pred + sigma * sigma)
@@ -87,15 +90,64 @@ def quality_maps(engine, acq, params, s0, y, sigma) -> dict[str, np.ndarray]:
         return out
     p, z, yy = params[ok], s0[ok], y[ok]
     sg = None if sigma is None else sigma[ok]
-    out["residual_rms"][ok] = residual_rms(model, acq, p, z, yy, sg)
     out["at_bound"][ok] = at_bound(p, engine.lower[:-1], engine.upper[:-1],
                                    engine.orientation_mask[:-1])
-    if sg is None:  # σ from the residuals
+    if sg is None:  # σ from each voxel's residuals
+        out["residual_rms"][ok] = residual_rms(model, acq, p, z, yy)
         n, k = yy.shape[1], p.shape[1] + 1
-        sg = (out["residual_rms"][ok] * np.sqrt(n / max(n - k, 1)))[:, None]
-    std = cramer_rao_std(model, acq, p, sg, s0=z)
+        std = cramer_rao_std(model, acq, p, (out["residual_rms"][ok]
+                                             * np.sqrt(n / max(n - k, 1)))[:, None], s0=z)
+    else:
+        std, S = cramer_rao_std(model, acq, p, sg, s0=z, return_signal=True)
+        done = np.all(np.isfinite(S), axis=1)
+        rms = np.full(len(p), np.nan)
+        rms[done] = residual_rms(model, acq, p[done], z[done], yy[done], sg[done],
+                                 signal=S[done])
+        if not done.all():  # voxels the bound skipped (e.g. σ = 0 there)
+            rms[~done] = residual_rms(model, acq, p[~done], z[~done], yy[~done])
+        out["residual_rms"][ok] = rms
     for name, value in std.items():
         full = np.full(len(y), np.nan)
         full[ok] = value
         out[f"{name}_std"] = full
+    return out
+
+
+def quality_map_names(model) -> list[str]:
+    """Names of the quality maps a fit of ``model`` writes (``residual_rms``, ``at_bound``,
+    ``<param>_std`` for every free parameter and ``s0_std``)."""
+    return (["residual_rms", "at_bound"] + [f"{p.name}_std" for p in model.parameters]
+            + ["s0_std"])
+
+
+def summarise(maps, mask) -> dict:
+    """Median residual RMS, fraction of voxels at a bound, median std per parameter, and the
+    count of mask voxels left unfitted (unusable b0 or NaN samples).
+
+    Parameters
+    ----------
+    maps : dict of str to ndarray, shape (*spatial[, k])
+        Maps of a fit (``FitResult.maps()`` or the files of ``microlearn fit``).
+    mask : ndarray of bool, shape (*spatial)
+    """
+    mask = np.asarray(mask, bool)
+    out = {}
+    if "residual_rms" in maps:
+        r = np.asarray(maps["residual_rms"])[mask]
+        out["unfitted_voxels"] = int(np.sum(~np.isfinite(r)))
+        r = r[np.isfinite(r)]
+        if r.size:
+            out["residual_rms_median"] = float(np.median(r))
+            out["residual_rms_p95"] = float(np.percentile(r, 95))
+    if "at_bound" in maps:
+        b = np.asarray(maps["at_bound"])[mask]
+        out["at_bound_fraction"] = float(np.nanmean(b)) if b.size else 0.0
+    std = {}
+    for name, value in maps.items():
+        if name.endswith("_std"):
+            v = np.asarray(value)[mask]
+            v = v[np.isfinite(v)]
+            std[name[:-4]] = float(np.median(v)) if v.size else None
+    if std:
+        out["std_median"] = std
     return out

@@ -28,7 +28,8 @@ SH_REGULARISATION = 1e-6
 
 
 def normalise_by_b0(signal, acq):
-    """Signals divided by each voxel's mean b0, and a mask of unusable voxels.
+    """Signals divided by each voxel's mean b0 (of each echo time), and a mask of unusable
+    voxels (see :func:`microlearn.data.voxels.normalise`).
 
     Parameters
     ----------
@@ -41,10 +42,10 @@ def normalise_by_b0(signal, acq):
         or a value is not finite)
     bad : ndarray of bool, shape (n,)
     """
-    signal = np.asarray(signal, dtype=float)
-    b0 = signal[:, acq.b0_mask].mean(axis=1)
-    bad = ~(b0 > 0) | ~np.all(np.isfinite(signal), axis=1)
-    out = signal / np.where(bad, 1.0, b0)[:, None]
+    from ..data.voxels import normalise
+
+    out, _, usable = normalise(np.asarray(signal, dtype=float), acq)
+    bad = ~usable
     out[bad] = np.nan
     return out, bad
 

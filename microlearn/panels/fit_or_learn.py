@@ -27,7 +27,8 @@ def data_root_default() -> Path:
 
 
 class DataSource:
-    """The built-in phantom (cached) or an HCP-layout folder inside the data folder.
+    """The built-in phantom (cached) or a dataset inside the data folder, in any input
+    form (HCP/FSL, Camino scheme, MRtrix table, BIDS; see :mod:`microlearn.data.readers`).
 
     Parameters
     ----------
@@ -99,7 +100,7 @@ def data_widgets(source: DataSource):
     model : ipywidgets.Dropdown
     """
     data = widgets.Dropdown(options=(PHANTOM, "folder..."), value=PHANTOM, description="data")
-    folder = widgets.Text(placeholder=f"HCP folder inside {source.data_root}",
+    folder = widgets.Text(placeholder=f"dataset (HCP, BIDS, scheme) in {source.data_root}",
                           description="folder")
     model = widgets.Dropdown(options=("noddi", "activeax", "zcd", "ivim"), value="noddi",
                              description="model")

@@ -166,3 +166,84 @@ def test_cli_bvals_unit_on_a_preclinical_folder(tmp_path, capsys):
     assert main(["info", str(d)]) == 2
     assert "--bvals-unit s/m2" in capsys.readouterr().err
     assert main(["info", str(d), "--bvals-unit", "s/m2"]) == 0
+
+
+def test_bids_input_gives_a_bids_derivatives_layout(tmp_path):
+    """A phantom moved into BIDS: fit writes entity-named maps and a settings sidecar."""
+    import shutil
+
+    from microlearn.phantom import make_phantom
+
+    src = make_phantom(shape=(6, 6, 2), seed=2).save(tmp_path / "ph")
+    dwi = tmp_path / "bids" / "sub-07" / "ses-a" / "dwi"
+    dwi.mkdir(parents=True)
+    (tmp_path / "bids" / "dataset_description.json").write_text(
+        '{"Name": "t", "BIDSVersion": "1.9.0"}')
+    stem = "sub-07_ses-a_run-2_dwi"
+    shutil.copy(src / "data.nii.gz", dwi / f"{stem}.nii.gz")
+    shutil.copy(src / "bvals", dwi / f"{stem}.bval")
+    shutil.copy(src / "bvecs", dwi / f"{stem}.bvec")
+    acq = json.loads((src / "acquisition.json").read_text())
+    (dwi / f"{stem}.json").write_text(json.dumps(
+        {"EchoTime": acq["TE"], "SmallDelta": acq["delta"], "LargeDelta": acq["Delta"],
+         "Manufacturer": "Siemens"}))
+    out = tmp_path / "deriv"
+    assert main(["fit", str(tmp_path / "bids" / "sub-07"), "--method", "dictionary",
+                 "--out", str(out)]) == 0
+    folder = out / "sub-07" / "ses-a" / "dwi"
+    names = sorted(p.name for p in folder.iterdir())
+    pre = "sub-07_ses-a_run-2_model-noddi"
+    assert f"{pre}_param-odi_dwimap.nii.gz" in names
+    assert f"{pre}_param-odiStd_dwimap.nii.gz" in names
+    assert f"{pre}_param-residualRms_dwimap.nii.gz" in names
+    assert all(n.startswith(pre) for n in names), names
+    settings = json.loads((folder / f"{pre}_dwimap.json").read_text())
+    assert settings["method"] == "dictionary" and settings["noise"]["model"] == "rician"
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "microlearn"
+    odi = nib.load(folder / f"{pre}_param-odi_dwimap.nii.gz").get_fdata()
+    assert np.isfinite(odi).any()
+
+
+def test_fit_or_learn_panel_opens_a_bids_or_scheme_folder(protocol, tmp_path):
+    """The dashboard's data source reads any supported form inside its data folder."""
+    pytest.importorskip("ipywidgets")
+    from microlearn.panels.fit_or_learn import DataSource
+
+    p = protocol
+    n = p["bvals"].size
+    dwi = tmp_path / "bids" / "sub-01" / "dwi"
+    dwi.mkdir(parents=True)
+    _image(dwi / "sub-01_dwi.nii.gz", n)
+    (dwi / "sub-01_dwi.bval").write_text(" ".join(f"{b / 1e6:.12g}" for b in p["bvals"]))
+    (dwi / "sub-01_dwi.bvec").write_text(_fmt(p["bvecs"].T))
+    (dwi / "sub-01_dwi.json").write_text(json.dumps({"EchoTime": p["TE"].tolist(),
+                                                     "SmallDelta": p["delta"].tolist(),
+                                                     "LargeDelta": p["Delta"].tolist()}))
+    st = tmp_path / "st"
+    st.mkdir()
+    _image(st / "data.nii.gz", n)
+    (st / "p.scheme").write_text("VERSION: STEJSKALTANNER\n" + _fmt(np.column_stack(
+        [p["bvecs"], p["G"], p["Delta"], p["delta"], p["TE"]])))
+    source = DataSource(data_root=tmp_path)
+    a, _ = source.load("folder...", "bids/sub-01")
+    b, _ = source.load("folder...", "st")
+    assert a.source["form"] == "bids" and b.source["form"] == "camino"
+    _same(a.acq, b.acq)
+
+
+def test_unknown_sidecar_keys_are_listed_in_the_log(tmp_path, caplog):
+    side = tmp_path / "acquisition.json"
+    side.write_text(json.dumps({"EchoTime": 0.08, "delta": 0.01, "Delta": 0.03,
+                                "FlipAngle": 90, "SliceTiming": [0, 1]}))
+    with caplog.at_level("INFO", logger="microlearn.data.readers"):
+        timings, ignored = read_sidecar(side)
+    assert timings == {"delta": 0.01, "Delta": 0.03, "TE": 0.08}
+    assert ignored == ["FlipAngle", "SliceTiming"]
+    assert "FlipAngle, SliceTiming" in caplog.text
+    side.write_text(json.dumps({"EchoTime": 80}))
+    with pytest.raises(ValueError, match="looks like ms"):
+        read_sidecar(side)
+    side.write_text(json.dumps({"TE": 0.08, "EchoTime": 0.09}))
+    with pytest.raises(ValueError, match="disagree"):
+        read_sidecar(side)
