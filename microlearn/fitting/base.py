@@ -327,6 +327,7 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     warm = min(WARM_VOXELS, V)
     parts = [run(0, warm, 1, False)]
     setup_seconds = time.perf_counter() - t0
+    extra_before = getattr(engine, "setup_extra", 0.0)  # already inside setup_seconds
     done = warm
     if adaptive and workers > 1 and V - done > block_size:
         # a process pool costs ~1 s to start: time one block here, and start the pool only
@@ -341,7 +342,7 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     p, s0, ok = (np.concatenate(a) for a in zip(*parts))
     # one-off work an engine does later (e.g. the dictionaries of directions met after the
     # first voxels) is set-up too
-    setup_seconds += getattr(engine, "setup_extra", 0.0)
+    setup_seconds += getattr(engine, "setup_extra", 0.0) - extra_before
     n_all = int(np.prod(mask.shape))
     idx = np.flatnonzero(mask.ravel())[use]
 
