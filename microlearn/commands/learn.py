@@ -81,7 +81,8 @@ def _prior_signals(args):
     from ..io import load_dataset
     from ..parallel import sample_voxels
 
-    return sample_voxels(load_dataset(args.acquisition), max_voxels=20 * args.prior_voxels)
+    ds = load_dataset(args.acquisition, bvals_unit=args.bvals_unit)
+    return sample_voxels(ds, max_voxels=20 * args.prior_voxels)
 
 
 def _fibres(text):
