@@ -31,9 +31,8 @@ def add_parser(sub) -> None:
                         "network / boosted trees (default: Adam 1e-3, Ftrl and "
                         "ProximalAdagrad 0.05, boosted trees 0.1)")
     p.add_argument("--uncertainty", action="store_true",
-                   help="also learn a calibrated per-voxel std (polynomial, boosted-trees, "
-                        "linear-sdca; always on for bayesian and bayesian-dnn): predict "
-                        "writes <map>_std")
+                   help="also learn a calibrated per-voxel std (any estimator; always on "
+                        "for bayesian and bayesian-dnn): predict writes <map>_std")
     p.add_argument("--features", default="rotation-invariant",
                    help="rotation-invariant | signal | hybrid")
     p.add_argument("--prior", default="auto", choices=("auto", "data", "model"),
@@ -104,10 +103,10 @@ def run(args) -> int:
     options = {} if args.epochs is None else {"epochs": args.epochs}
     if args.uncertainty:
         if args.estimator not in ("polynomial", "boosted-trees", "linear-sdca", "bayesian",
-                                  "bayesian-dnn"):
-            raise ValueError(f"--uncertainty: {args.estimator!r} gives no std; use "
-                             "bayesian-dnn for a network, or polynomial, boosted-trees, "
-                             "linear-sdca, bayesian.")
+                                  "bayesian-dnn", "dnn", "wide-deep"):
+            raise ValueError(f"--uncertainty: {args.estimator!r} gives no std; choose one "
+                             "of polynomial, boosted-trees, linear-sdca, bayesian, dnn, "
+                             "wide-deep, bayesian-dnn.")
         if args.estimator != "bayesian-dnn":
             options["uncertainty"] = True
     prior = _prior_signals(args)

@@ -11,7 +11,8 @@ An estimator is a folder:
   skops builds a single object;
 * Keras networks: ``network.keras`` loaded with ``safe_mode=True`` (no lambda layers, no
   arbitrary code; only registered microlearn layers) plus ``scaling.npz`` with the
-  feature/target standardisation.
+  feature/target standardisation (and σ calibration), and for networks trained with
+  ``uncertainty=True`` their σ head in ``std_head.skops`` (same allow-list).
 
 The folder is written under a temporary name and renamed into place, so a crash never
 leaves half an estimator.
@@ -108,6 +109,10 @@ def save_estimator(trained, path) -> Path:
             meta["keras"] = {"n_features_in": int(est.n_features_in_),
                              "n_outputs": int(est.n_outputs_),
                              "single_target": bool(est.single_target_)}
+            if hasattr(est, "std_heads_"):  # a network's σ head (scikit-learn trees)
+                import skops.io
+
+                skops.io.dump(list(est.std_heads_), tmp / "std_head.skops")
         else:
             import skops.io
 
@@ -243,6 +248,17 @@ def _load_network(path: Path, meta: dict):
     except Exception as err:
         raise ValueError(f"{file}: cannot be loaded safely ({type(err).__name__}: {err}); "
                          "train the estimator again.") from None
+    head = path / "std_head.skops"
+    if head.is_file():
+        import skops.io
+
+        try:
+            est.std_heads_ = skops.io.load(head, trusted=_trusted_types(head))
+        except ValueError:
+            raise
+        except Exception as err:
+            raise ValueError(f"{head}: cannot be read ({type(err).__name__}: {err}); train "
+                             "the estimator again.") from None
     info = meta["keras"]
     est.n_features_in_ = info["n_features_in"]
     est.n_outputs_ = info["n_outputs"]

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 ESTIMATOR_NAMES = tuple(ESTIMATORS) + tuple(NETWORKS)
 #: Estimators whose ``predict`` can return a standard deviation: always (``bayesian``,
 #: ``bayesian-dnn``), or when trained with ``uncertainty=True`` (``learn --uncertainty``).
-UNCERTAIN = ("bayesian", "bayesian-dnn", "polynomial", "boosted-trees", "linear-sdca")
+UNCERTAIN = ESTIMATOR_NAMES
 #: Default fibre mixture of the training set per family: NODDI includes pure free water
 #: (0 fibres, fiso = 1: CSF lies outside the single-fibre fiso prior) at a small share, since
 #: those samples differ only by noise.
