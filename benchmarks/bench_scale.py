@@ -69,10 +69,11 @@ def main(quick: bool = False) -> None:
              "--n-fibres", "1", "--n-samples", 20_000 if quick else 100_000, "--out", est)
     rows = []
     for label, args in [
-        ("learned NODDI (dnn) predict", ("predict", est, folder, "--out", CACHE / "pred")),
+        ("learned NODDI (dnn) predict", ("predict", est, folder, "--out", CACHE / "pred",
+                                         "--force")),
         ("learned NODDI predict, Dask 2 local workers",
-         ("predict", est, folder, "--workers", 2, "--out", CACHE / "pred_dask")),
-        ("NODDI MIX fit", ("fit", folder, "--out", CACHE / "fit_mix")),
+         ("predict", est, folder, "--workers", 2, "--out", CACHE / "pred_dask", "--force")),
+        ("NODDI MIX fit", ("fit", folder, "--out", CACHE / "fit_mix", "--force")),
     ]:
         seconds, rss, line = _cli(*args)
         rows.append((label, seconds, rss, line))

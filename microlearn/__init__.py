@@ -3,6 +3,7 @@
 Importing the package is light: TensorFlow, Dask and widgets load only when used.
 """
 
+from . import _numba_cache  # noqa: F401  first: sets the numba cache before any kernel
 from .acquisition import Acquisition
 from .models import MultiCompartmentModel, activeax, compose, get_model, ivim, noddi, zcd
 from .parameters import Parameter, ParameterSpace

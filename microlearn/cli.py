@@ -63,6 +63,11 @@ def echo(*parts, **kwargs) -> None:
     print(*parts, **kwargs)
 
 
+def warn(line: str) -> None:
+    """A warning for the user, on standard error (``warning: ...``)."""
+    print(f"warning: {line}", file=sys.stderr)
+
+
 def echo_table(rows, columns, width: int = 14) -> None:
     """Print rows (dicts) as an aligned table, numbers with 4 significant digits."""
     echo("  ".join(f"{c:>{width}}" for c in columns))

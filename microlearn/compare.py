@@ -39,6 +39,7 @@ class MethodRun:
     maps: dict
     seconds: float
     train_seconds: float = 0.0
+    setup_seconds: float | None = None  # None: the set-up was not timed apart
 
 
 @dataclass
@@ -48,8 +49,13 @@ class Comparison:
     Attributes
     ----------
     rows : list of dict
-        One row per method: ``method``, ``kind``, ``voxels``, ``seconds``,
-        ``train_seconds``, ``vox_per_s`` and per map ``rmse_<m>``, ``bias_<m>``,
+        One row per method: ``method``, ``kind``, ``voxels``, ``no_answer`` (voxels where
+        the method gave NaN), ``scored_voxels`` (voxels every method answered: the metrics
+        are computed over these), ``seconds`` (the whole call, set-up included), ``setup_s``
+        (imports, compiled-kernel loading, tables: the part that does not scale with the
+        voxels; blank when not timed apart), ``vox_per_s`` (steady throughput,
+        ``voxels / (seconds - setup_s)``), ``timing`` (which of these was measured),
+        ``train_seconds`` and per map ``rmse_<m>``, ``bias_<m>``,
         ``corr_<m>`` (with truth) or ``rmsd_<m>``, ``corr_<m>`` against the reference
         method (without); with truth and a ``<m>_std`` map also ``cover90_<m>`` and
         ``spearman_<m>`` (calibration and ranking of the std).
@@ -131,6 +137,8 @@ class Comparison:
                 f"<p>{int(self.mask.sum())} voxels; "
                 + ("errors against the known truth" if self.truth is not None else
                    f"agreement with {html.escape(str(self.reference))} (no truth given)")
+                + f"; metrics over the {self._scored()} voxels every method answered "
+                "(no_answer: voxels a method left NaN)"
                 + ". <a href='table.csv'>table.csv</a></p>", self._table_html()]
         for name in figs:
             page.append(f"<h2>{name}</h2><img src='{name}.png' alt='{name}'>")
@@ -139,6 +147,9 @@ class Comparison:
         tmp.write_text("\n".join(page))
         _atomic_replace(tmp, folder / "index.html")
         return folder / "index.html"
+
+    def _scored(self) -> int:
+        return int(self.rows[0]["scored_voxels"]) if self.rows else 0
 
     def _table_html(self) -> str:
         cols = list(dict.fromkeys(k for r in self.rows for k in r))
@@ -157,8 +168,32 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
+def _answered(maps, names, evaluate) -> np.ndarray:
+    """Voxels (spatial, bool) where every compared map of ``maps`` is finite."""
+    ok = np.asarray(evaluate, bool).copy()
+    for k in names:
+        v = np.asarray(maps[k], float)
+        ok &= np.all(np.isfinite(v.reshape(ok.shape + (-1,))), axis=-1)
+    return ok
+
+def _timing_row(run: MethodRun, n_vox: int) -> dict:
+    """``seconds``, ``setup_s``, steady ``vox_per_s`` and what was measured, for one run."""
+    from .fitting.base import throughput
+
+    if run.setup_seconds is None:
+        return {"seconds": round(run.seconds, 4), "setup_s": "",
+                "vox_per_s": round(n_vox / max(run.seconds, 1e-9), 1),
+                "timing": "whole call (set-up not split)"}
+    steady = throughput(n_vox, run.seconds, run.setup_seconds)
+    return {"seconds": round(run.seconds, 4), "setup_s": round(run.setup_seconds, 3),
+            "vox_per_s": round(steady if np.isfinite(steady) else n_vox / run.seconds, 1),
+            "timing": "set-up timed apart (first voxels alone)"}
+
+
 def _metrics(estimate, truth) -> dict:
-    ok = np.isfinite(estimate) & np.isfinite(truth)
+    """RMSE, bias and correlation; ``estimate`` holds the voxels every method answered,
+    and voxels whose truth is undefined (NaN) are left out."""
+    ok = np.isfinite(truth)
     if ok.sum() < 2:
         return {"rmse": np.nan, "bias": np.nan, "corr": np.nan}
     e, t = estimate[ok].astype(float), truth[ok].astype(float)
@@ -220,6 +255,8 @@ def run_method(spec, model_name, acq, data, mask, *, n_fibres=1, learn_options=N
         res = fit(model, acq, data, method=name, mask=mask, progress=progress)
         seconds = time.perf_counter() - t0
         maps = res.maps()
+        return MethodRun(name=spec, kind="fit", maps=maps, seconds=seconds,
+                         setup_seconds=res.setup_seconds + max(seconds - res.seconds, 0.0))
     else:
         if kind == "saved":
             est = load_estimator(name)
@@ -301,24 +338,27 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
         runs[label] = run_method(spec, model, acq, data, mask, n_fibres=n_fibres,
                                  learn_options=learn_options, progress=progress)
     reference = next(iter(runs))
+    answered = {label: _answered(run.maps, names, evaluate) for label, run in runs.items()}
+    scored = evaluate & np.logical_and.reduce(list(answered.values()))
     rows = []
     n_vox = int(mask.sum())
     for spec, run in runs.items():
         row = {"method": spec, "kind": run.kind, "voxels": n_vox,
-               "seconds": round(run.seconds, 4), "train_seconds": round(run.train_seconds, 3),
-               "vox_per_s": round(n_vox / max(run.seconds, 1e-9), 1)}
+               "no_answer": int((evaluate & ~answered[spec]).sum()),
+               "scored_voxels": int(scored.sum()), **_timing_row(run, n_vox),
+               "train_seconds": round(run.train_seconds, 3)}
         for k in names:
-            est = np.asarray(run.maps[k], float)[evaluate]
+            est = np.asarray(run.maps[k], float)[scored]
             if truth is not None:
-                met = _metrics(est, np.asarray(truth[k], float)[evaluate])
+                met = _metrics(est, np.asarray(truth[k], float)[scored])
                 row.update({f"rmse_{k}": met["rmse"], f"bias_{k}": met["bias"],
                             f"corr_{k}": met["corr"]})
                 if f"{k}_std" in run.maps:  # fits' Cramér–Rao std or a learned std
                     row.update(_std_metrics(k, est, np.asarray(run.maps[f"{k}_std"],
-                                                               float)[evaluate],
-                                            np.asarray(truth[k], float)[evaluate]))
+                                                               float)[scored],
+                                            np.asarray(truth[k], float)[scored]))
             else:
-                ref = np.asarray(runs[reference].maps[k], float)[evaluate]
+                ref = np.asarray(runs[reference].maps[k], float)[scored]
                 met = _metrics(est, ref)
                 row.update({f"rmsd_{k}": met["rmse"], f"corr_{k}": met["corr"]})
         rows.append(row)

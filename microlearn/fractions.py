@@ -10,7 +10,21 @@ from .parameters import Parameter
 
 
 def fraction_param(name: str, description: str, prior=(0.0, 1.0)) -> Parameter:
-    """A dimensionless fraction in [0, 1] with a uniform prior on ``prior``."""
+    """A dimensionless fraction in [0, 1] with a uniform prior on ``prior``.
+
+    Parameters
+    ----------
+    name : str
+        Parameter name (``"icvf"``, ``"fiso"``, ``"f_stick"``...).
+    description : str
+        Human-readable description.
+    prior : (float, float)
+        Range of the uniform simulation prior.
+
+    Returns
+    -------
+    Parameter
+    """
     return Parameter(name, "", (0.0, 1.0), 1.0, kind="fraction", description=description,
                      prior_bounds=tuple(prior))
 
@@ -22,7 +36,19 @@ class FractionRule:
         raise NotImplementedError
 
     def total_fraction(self, values, prefix: str) -> np.ndarray:
-        """Sum of the fractions of compartments whose instance name starts with ``prefix``."""
+        """Sum of the fractions of compartments whose instance name starts with ``prefix``.
+
+        Parameters
+        ----------
+        values : dict of str to ndarray
+            Free parameters, each ``(*batch,)``.
+        prefix : str
+            Instance-name prefix (``"cylinder"`` matches ``cylinder_1``, ``cylinder_2``).
+
+        Returns
+        -------
+        ndarray, shape (*batch,)
+        """
         f = self(values)
         idx = [i for i, n in enumerate(self.compartments) if n.startswith(prefix)]
         return f[..., idx].sum(-1)
@@ -33,6 +59,13 @@ class FreeFractions(FractionRule):
     """One free weight ``f_<instance>`` per compartment, normalised to sum to one.
 
     With ``single`` (two compartments), one fraction parameter gives ``(f, 1 - f)``.
+
+    Attributes
+    ----------
+    compartments : tuple of str
+        Instance names, in model order.
+    single : Parameter, optional
+        The one fraction parameter of a two-compartment model.
     """
 
     compartments: tuple[str, ...]
@@ -61,6 +94,19 @@ class NestedFractions(FractionRule):
 
     fractions = fiso for the isotropic compartment; for fibre i with (intra, extra):
     (1 - fiso) w_i icvf_i and (1 - fiso) w_i (1 - icvf_i), with w_i = ffib_i / Σ ffib.
+
+    Attributes
+    ----------
+    compartments : tuple of str
+        Instance names, in model order.
+    fibres : tuple of tuple of str
+        (intra, extra) instance names of each fibre population.
+    isotropic : tuple of str
+        Instance names of the isotropic compartments.
+    fiso_name : str or None
+        Name of the isotropic fraction parameter (None: no isotropic part).
+    intra_name : str
+        Base name of the intra-axonal fraction parameters (``icvf``).
     """
 
     compartments: tuple[str, ...]

@@ -14,7 +14,17 @@ FISO = fraction_param("fiso", "Isotropic (free water) volume fraction.", prior=(
 
 
 def diameter_param(name: str = "diameter") -> Parameter:
-    """Axon diameter in m; bounds 0.1–20 µm, prior 1–10 µm."""
+    """Axon diameter in m; bounds 0.1–20 µm, prior 1–10 µm.
+
+    Parameters
+    ----------
+    name : str
+        Parameter name (``"diameter"``, ``"diameter_2"``...).
+
+    Returns
+    -------
+    Parameter
+    """
     return Parameter(name, "m", (0.1e-6, 20e-6), 1e-6, kind="length",
                      description="Axon diameter (trust it above ~2 µm at G <= 300 mT/m).",
                      display_unit="µm", prior_bounds=(1e-6, 10e-6))

@@ -28,10 +28,19 @@ D_ISO_CSF = 3.0e-9
 class Link:
     """How one compartment parameter gets its value.
 
+    Attributes
+    ----------
     kind : {"free", "fixed", "tortuosity"}
         ``free``: the value of free parameter ``source``; ``fixed``: ``value``;
         ``tortuosity``: d⊥ = d∥ · (1 - f_intra / (f_intra + f_extra)) with d∥ from
         compartment key ``source`` and the fractions of ``intra`` and ``extra``.
+    source : str, optional
+        Free parameter name (``free``) or compartment key ``"<instance>.<param>"``
+        (``tortuosity``).
+    value : float, optional
+        Fixed value in SI units (``fixed``).
+    intra, extra : str, optional
+        Instance names of the intra- and extra-axonal compartments (``tortuosity``).
     """
 
     kind: str
@@ -46,7 +55,29 @@ class MultiCompartmentModel:
     """A weighted sum of compartments with shared, fixed and tortuous parameters.
 
     Build one with :func:`compose` or a built-in (:func:`noddi`, :func:`activeax`,
-    :func:`zcd`, :func:`ivim`). ``signal`` returns S/S0.
+    :func:`zcd`, :func:`ivim`). ``signal`` returns S/S0. Constraints (:meth:`fix`,
+    :meth:`tie`, :meth:`tortuosity`) return new models.
+
+    Attributes
+    ----------
+    name : str
+        Model name (``"noddi"``, ``"noddi2"``, ``"custom"``...).
+    compartments : tuple of (str, Compartment)
+        Instance name and compartment, in order.
+    links : mapping of str to Link
+        How each compartment parameter ``"<instance>.<param>"`` gets its value.
+    free_parameters : tuple of Parameter
+        Non-fraction free parameters.
+    fractions : FractionRule
+        How the compartment fractions follow from the free fraction parameters.
+    n_fibres : int
+        Fibre populations (0–3).
+    fibres : tuple of tuple of str
+        Instance names of each fibre population's compartments.
+    derived : mapping of str to callable
+        Derived maps (e.g. ``kappa``, fibre-weighted means) from the free values.
+    targets : tuple of str
+        Maps a learned estimator predicts by default.
     """
 
     name: str
@@ -126,14 +157,38 @@ class MultiCompartmentModel:
                        targets=tuple(t for t in self.targets if t != name))
 
     def fix(self, name: str, value: float) -> MultiCompartmentModel:
-        """A new model with free parameter ``name`` fixed to ``value`` (SI)."""
+        """A new model with a free parameter fixed.
+
+        Parameters
+        ----------
+        name : str
+            Free parameter (not an orientation).
+        value : float
+            Its value in SI units.
+
+        Returns
+        -------
+        MultiCompartmentModel
+        """
         p = self._free(name)
         if p.kind == "orientation":
             raise ValueError(f"fix: orientation {name!r} cannot be fixed to a scalar.")
         return self._relink(name, Link("fixed", value=float(value)))
 
     def tie(self, name: str, to: str) -> MultiCompartmentModel:
-        """A new model where free parameter ``name`` takes the value of ``to``."""
+        """A new model where one free parameter takes the value of another.
+
+        Parameters
+        ----------
+        name : str
+            Free parameter that stops being free.
+        to : str
+            Free parameter whose value it takes.
+
+        Returns
+        -------
+        MultiCompartmentModel
+        """
         self._free(to)
         return self._relink(name, Link("free", source=to))
 
@@ -158,13 +213,28 @@ class MultiCompartmentModel:
 
     # ----------------------------------------------------------------- evaluation
     def as_dict(self, params) -> dict[str, np.ndarray]:
-        """Free parameters as a dict, from a packed ``(*batch, size)`` array or a dict."""
+        """Free parameters as a dict.
+
+        Parameters
+        ----------
+        params : ndarray, shape (*batch, size), or dict of str to ndarray
+            Free parameters in SI units (orientations as angles or unit vectors).
+
+        Returns
+        -------
+        dict of str to ndarray
+        """
         if isinstance(params, Mapping):
             return dict(params)
         return self.parameters.unpack(np.asarray(params, dtype=float))
 
     def resolve(self, params) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray]:
         """Compartment keyword arguments and fractions from free parameters.
+
+        Parameters
+        ----------
+        params : ndarray, shape (*batch, size), or dict of str to ndarray
+            Free parameters in SI units (orientations as angles or unit vectors).
 
         Returns
         -------
@@ -198,7 +268,18 @@ class MultiCompartmentModel:
         return kwargs, fractions
 
     def compartment_signals(self, acq, params) -> np.ndarray:
-        """Per-compartment signals, shape ``(*batch, n_compartments, n)``."""
+        """Signals of every compartment, unweighted.
+
+        Parameters
+        ----------
+        acq : Acquisition
+        params : ndarray, shape (*batch, size), or dict of str to ndarray
+            Free parameters in SI units (orientations as angles or unit vectors).
+
+        Returns
+        -------
+        ndarray, shape (*batch, n_compartments, n_measurements)
+        """
         kwargs, fractions = self.resolve(params)
         batch = fractions.shape[:-1]
         out = np.empty(batch + (len(self.compartments), acq.n_measurements))
@@ -215,8 +296,12 @@ class MultiCompartmentModel:
         Parameters
         ----------
         acq : Acquisition
-        params : ndarray, shape (*batch, size), or dict of arrays
-            Free parameters in SI (orientations as angles or unit vectors).
+        params : ndarray, shape (*batch, size), or dict of str to ndarray
+            Free parameters in SI units (orientations as angles or unit vectors).
+
+        Returns
+        -------
+        ndarray, shape (*batch, n_measurements)
         """
         batch = None
         if not isinstance(params, Mapping):
@@ -239,7 +324,19 @@ class MultiCompartmentModel:
         return np.broadcast_to(total, tuple(batch) + (acq.n_measurements,)).copy()
 
     def maps(self, params) -> dict[str, np.ndarray]:
-        """Free and derived maps; orientations as ``(*batch, 3)`` unit vectors."""
+        """Free and derived maps.
+
+        Parameters
+        ----------
+        params : ndarray, shape (*batch, size), or dict of str to ndarray
+            Free parameters in SI units (orientations as angles or unit vectors).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``(*batch,)`` per scalar map (SI units), ``(*batch, 3)`` unit vectors per
+            orientation.
+        """
         batch = None if isinstance(params, Mapping) else np.shape(params)[:-1]
         values = self.as_dict(params)
         out = {}
@@ -265,8 +362,15 @@ def compose(compartments: Sequence[Compartment], *, names: Sequence[str] | None 
     Parameters
     ----------
     compartments : sequence of Compartment
+        The compartments, in order.
     names : sequence of str, optional
         Instance names; default the compartment names, numbered when repeated.
+    name : str
+        Model name.
+
+    Returns
+    -------
+    MultiCompartmentModel
     """
     if not compartments:
         raise ValueError("compose: give at least one compartment.")
@@ -383,6 +487,19 @@ def noddi(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI, d_iso: float = D_ISO
     Watson-averaged tensor and tortuosity d⊥ = d∥ (1 - icvf); plus a CSF ball. d∥ =
     1.7e-9 m²/s and d_iso = 3e-9 m²/s are fixed. Maps: ``odi``, ``icvf``, ``fiso``,
     ``mu`` (with ``_1``.. suffixes and ``ffib_i`` for several fibres).
+
+    Parameters
+    ----------
+    n_fibres : {0, 1, 2, 3}
+        Fibre populations (0: the isotropic part only).
+    d_par : float
+        Fixed intra-axonal (and extra-axonal parallel) diffusivity in m²/s.
+    d_iso : float
+        Fixed diffusivity of the CSF ball in m²/s.
+
+    Returns
+    -------
+    MultiCompartmentModel
     """
     _check_n_fibres(n_fibres, "noddi")
 
@@ -419,6 +536,19 @@ def activeax(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI, d_iso: float = D_
 
     d∥ = 1.7e-9 and d_iso = 3e-9 m²/s fixed. Maps: ``diameter`` (m), ``icvf``, ``fiso``,
     ``mu``. Diameters below ~2 µm are not identifiable at G <= 300 mT/m.
+
+    Parameters
+    ----------
+    n_fibres : {0, 1, 2, 3}
+        Fibre populations (0: the isotropic part only).
+    d_par : float
+        Fixed intra-axonal (and extra-axonal parallel) diffusivity in m²/s.
+    d_iso : float
+        Fixed diffusivity of the CSF ball in m²/s.
+
+    Returns
+    -------
+    MultiCompartmentModel
     """
     _check_n_fibres(n_fibres, "activeax")
 
@@ -450,6 +580,17 @@ def zcd(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI):
 
     Per fibre a CylinderGPD and a zeppelin (free d⊥) share the orientation; a dot models
     stationary water. Fractions ``f_cylinder``, ``f_zeppelin``, ``f_dot`` sum to one.
+
+    Parameters
+    ----------
+    n_fibres : {0, 1, 2, 3}
+        Fibre populations (0: the isotropic part only).
+    d_par : float
+        Fixed intra-axonal (and extra-axonal parallel) diffusivity in m²/s.
+
+    Returns
+    -------
+    MultiCompartmentModel
     """
     _check_n_fibres(n_fibres, "zcd")
     from .model_params import D_PERP_ZCD
@@ -485,6 +626,10 @@ def ivim():
 
     Maps ``f`` (perfusion fraction), ``d`` (tissue diffusivity, m²/s), ``d_star``
     (pseudo-diffusivity, m²/s); ``s0`` comes from every fit.
+
+    Returns
+    -------
+    MultiCompartmentModel
     """
     from .model_params import D_STAR, D_TISSUE, F_PERFUSION
 
@@ -503,7 +648,20 @@ MODELS = {"noddi": noddi, "activeax": activeax, "zcd": zcd, "ivim": ivim}
 def get_model(name: str, n_fibres: int = 1) -> MultiCompartmentModel:
     """A built-in model by name (``noddi``, ``activeax``, ``zcd``, ``ivim``).
 
-    ``n_fibres`` is ignored for ``ivim``, which has no fibre populations.
+    Parameters
+    ----------
+    name : {"noddi", "activeax", "zcd", "ivim"}
+    n_fibres : {0, 1, 2, 3}
+        Fibre populations; ignored for ``ivim``, which has none.
+
+    Returns
+    -------
+    MultiCompartmentModel
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
     """
     try:
         factory = MODELS[name]

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,13 @@ MANIFEST = "manifest.json"
 
 
 # ------------------------------------------------------------------ block functions
+def _add_timing(timing: dict, n_voxels: int, seconds: float, setup_seconds: float) -> None:
+    """Accumulate one block's fit time into ``timing`` (in-process runs only)."""
+    timing["n_voxels"] = timing.get("n_voxels", 0) + int(n_voxels)
+    timing["fit_seconds"] = timing.get("fit_seconds", 0.0) + float(seconds)
+    timing["setup_seconds"] = timing.get("setup_seconds", 0.0) + float(setup_seconds)
+
+
 @dataclass
 class FitBlock:
     """Fit a built-in model to a block of raw signals (picklable for Dask workers).
@@ -54,6 +60,10 @@ class FitBlock:
         Cores used inside one block.
     options : dict
         Engine options.
+    timing : dict
+        Filled by in-process calls: ``n_voxels``, ``fit_seconds`` (signals in memory ->
+        maps in memory, summed over blocks, set-up included) and ``setup_seconds`` (see
+        :attr:`microlearn.fitting.FitResult.setup_seconds`). Empty after Dask runs.
     sigma_map : str or None
         A σ map NIfTI (signal units, the image's spatial shape); overrides ``sigma``.
     """
@@ -65,6 +75,7 @@ class FitBlock:
     sigma: float | None = None
     workers: int | None = None
     options: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict, compare=False, repr=False)
     sigma_map: str | None = None
 
     @property
@@ -75,6 +86,7 @@ class FitBlock:
     def __call__(self, signal, slab=None):
         import warnings
 
+        t0 = time.perf_counter()
         from .acquisition import Acquisition
         from .fitting import fit
         from .models import get_model
@@ -89,6 +101,8 @@ class FitBlock:
             warnings.simplefilter("ignore", RuntimeWarning)  # bad voxels are counted below
             res = fit(model, Acquisition.from_dict(self.acq), signal, method=self.method,
                       sigma=sigma, workers=self.workers, **self.options)
+        seconds = time.perf_counter() - t0
+        _add_timing(self.timing, len(signal), seconds, res.setup_seconds + seconds - res.seconds)
         maps = res.maps()
         maps["success"] = res.success.astype(np.float32)
         if self.sigma_map is not None:  # back from (n, 1) to (n,)
@@ -115,23 +129,28 @@ class AutoFitBlock:
     acq : dict
         ``Acquisition.to_dict()``.
     sigma : float or None
-    response : tuple
-        DIPY single-fibre response ``(evals (3,), S0)``.
+    response : tuple or None
+        DIPY single-fibre response ``(evals (3,), S0)`` for CSD-peak starts (``csd_starts``
+        of :func:`~microlearn.crossings.fit_auto`); None without them.
     workers : int or None
     criterion : str
+    timing : dict
+        As :attr:`FitBlock.timing`.
     """
 
     model: str
     method: str
     acq: dict
     sigma: float | None
-    response: tuple
+    response: tuple | None = None
     workers: int | None = None
     criterion: str = "aic"
+    timing: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, signal):
         import warnings
 
+        t0 = time.perf_counter()
         from .acquisition import Acquisition
         from .crossings import fit_auto
 
@@ -141,20 +160,25 @@ class AutoFitBlock:
                 res = fit_auto(self.model, Acquisition.from_dict(self.acq), signal,
                                method=self.method, sigma=0 if self.sigma is None else self.sigma,
                                response=self.response, workers=self.workers,
-                               criterion=self.criterion)
+                               criterion=self.criterion, csd_starts=self.response is not None)
             except ValueError as err:
                 if "no voxel has a valid signal" in str(err):
                     return {}  # a slab of unusable voxels: NaN maps
                 raise
+        seconds = time.perf_counter() - t0
+        _add_timing(self.timing, len(signal), seconds,
+                    getattr(res, "setup_seconds", 0.0) + seconds - res.seconds)
         maps = res.maps()
         maps["success"] = res.success.astype(np.float32)
         return maps
 
     def key(self) -> dict:
-        evals, s0 = self.response
+        response = None
+        if self.response is not None:
+            evals, s0 = self.response
+            response = [float(v) for v in np.ravel(evals)] + [float(s0)]
         return {"kind": "fit-auto", "model": self.model, "method": self.method,
-                "sigma": self.sigma, "criterion": self.criterion,
-                "response": [float(v) for v in np.ravel(evals)] + [float(s0)]}
+                "sigma": self.sigma, "criterion": self.criterion, "response": response}
 
 
 @dataclass
@@ -200,16 +224,43 @@ def plan_slabs(mask, chunk_voxels: int = CHUNK_VOXELS) -> list[tuple[int, int]]:
     return slabs
 
 
-def read_slab(image_path, z0: int, z1: int, dtype=np.float32, ndim=4) -> np.ndarray:
-    """``data[:, :, z0:z1, ...]`` read lazily from a NIfTI file (4-D, or 3-D maps)."""
+#: A whole small volume read once (by :func:`sample_voxels`) and handed to the slab loop:
+#: ``(path, size, mtime_ns, z0, z1, dtype, ndim) -> array``, one entry, taken by its next
+#: read.
+_READ_ONCE: dict = {}
+#: Volumes with at most this many values are read whole by :func:`sample_voxels`.
+SMALL_VOLUME = 50_000_000
+
+
+def _read_key(image_path, z0, z1, dtype, ndim):
+    st = os.stat(image_path)
+    return (str(image_path), st.st_size, st.st_mtime_ns, int(z0), int(z1),
+            np.dtype(dtype).str, int(ndim))
+
+
+def read_slab(image_path, z0: int, z1: int, dtype=np.float32, ndim=4, *,
+              keep=False) -> np.ndarray:
+    """``data[:, :, z0:z1, ...]`` read lazily from a NIfTI file (4-D, or 3-D maps).
+
+    ``keep=True`` keeps the array for the next read of the same slab of the unchanged file
+    (a small volume sampled for σ and then fitted is decompressed once).
+    """
     import nibabel as nib
 
     from .io import nifti_errors
 
+    key = _read_key(image_path, z0, z1, dtype, ndim)
+    kept = _READ_ONCE.pop(key, None)
+    if kept is not None:
+        return kept
+    _READ_ONCE.clear()
     with nifti_errors(image_path):
         img = nib.load(str(image_path), keep_file_open=True)
         index = (slice(None), slice(None), slice(z0, z1)) + ((slice(None),) if ndim == 4 else ())
-        return np.asarray(img.dataobj[index], dtype=dtype)
+        out = np.asarray(img.dataobj[index], dtype=dtype)
+    if keep:
+        _READ_ONCE[key] = out
+    return out
 
 
 def _read_voxels(image_path, mask_slab, z0, z1) -> np.ndarray:
@@ -257,30 +308,56 @@ def _run_local(block_fn, image_path, mask, slabs, todo, work_dir, bar) -> None:
 
 # ------------------------------------------------------------------ work folder
 def _manifest(dataset, block_fn, slabs) -> dict:
+    from . import __version__
+
     img = Path(dataset.image.get_filename())
     st = img.stat()
-    return {"input": str(img.resolve()), "size": st.st_size, "mtime": int(st.st_mtime),
-            "shape": list(dataset.image.shape), "acquisition": dataset.acq.fingerprint(),
+    return {"microlearn": __version__, "input": str(img.resolve()), "size": st.st_size,
+            "mtime": int(st.st_mtime), "shape": list(dataset.image.shape),
+            "acquisition": dataset.acq.fingerprint(),
             "mask": hashlib.sha1(np.packbits(dataset.mask).tobytes()).hexdigest()[:16],
             "job": block_fn.key(), "slabs": [list(s) for s in slabs]}
 
 
 def _prepare_work_dir(work_dir: Path, manifest: dict, resume: bool) -> set[int]:
-    """Done slab indices; a fresh folder unless resuming the very same job."""
+    """Done slab indices; a fresh folder unless resuming the very same job.
+
+    A work folder is recognised by its manifest; a folder holding other files is refused
+    (it is never emptied), and only the work files microlearn wrote are removed.
+    """
     man_file = work_dir / MANIFEST
     if resume and man_file.is_file():
         old = json.loads(man_file.read_text())
+        if old.get("microlearn") != manifest["microlearn"]:
+            raise ValueError(f"--resume: the work folder {work_dir} was written by microlearn "
+                             f"{old.get('microlearn', '(older, unrecorded)')}, this is "
+                             f"{manifest['microlearn']}; slabs of two versions would be mixed: "
+                             "run without --resume to start over.")
         if old == json.loads(json.dumps(manifest)):
             return {int(p.stem.split("_")[1]) for p in work_dir.glob("slab_*.npz")}
         raise ValueError(f"--resume: the work folder {work_dir} belongs to another job (input,"
                          " mask or settings differ); run without --resume to start over.")
     if work_dir.exists():
-        shutil.rmtree(work_dir)
-    work_dir.mkdir(parents=True)
+        if not work_dir.is_dir() or (any(work_dir.iterdir()) and not man_file.is_file()):
+            raise ValueError(f"work folder {work_dir} exists and is not a microlearn work folder"
+                             " (no manifest.json); give an empty or new --work-dir.")
+        remove_work_files(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
     tmp = man_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, man_file)
     return set()
+
+
+def remove_work_files(work_dir: Path) -> None:
+    """Remove the slabs and manifest microlearn wrote; the folder too when left empty."""
+    for p in [*work_dir.glob("slab_*.npz"), *work_dir.glob(".slab_*.tmp.npz"),
+              work_dir / MANIFEST, work_dir / (MANIFEST[:-5] + ".tmp")]:
+        p.unlink(missing_ok=True)
+    try:
+        work_dir.rmdir()
+    except OSError:
+        pass  # other files are there: they stay
 
 
 def _save_slab(work_dir: Path, index: int, maps: dict) -> None:
@@ -307,7 +384,7 @@ def _client(scheduler, workers):
 
 def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
                 chunk_voxels=CHUNK_VOXELS, scheduler=None, workers=None, progress=True,
-                keep_work=False, extra_maps=None, on_complete=None) -> dict:
+                keep_work=False, extra_maps=None, on_complete=None, force=False) -> dict:
     """Run ``block_fn`` over a dataset slab by slab and write the maps to ``out_dir``.
 
     Parameters
@@ -336,6 +413,9 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     on_complete : callable, optional
         ``fn(staging_folder, result)`` writes more files (e.g. ``fit.json``) that appear
         together with the maps.
+    force : bool
+        Replace maps that already exist in ``out_dir`` (other files there are never
+        touched; see :func:`microlearn.io.staged_output`).
 
     Returns
     -------
@@ -380,6 +460,7 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
             client.close()
         if cluster is not None:
             cluster.close()
+    _READ_ONCE.clear()
     maps = assemble(work_dir, slabs, mask)
     scalar = [v for v in maps.values() if v.ndim == mask.ndim]
     n_bad = int((mask & ~np.isfinite(scalar[0])).sum()) if scalar else 0
@@ -391,12 +472,12 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     maps.update(extra_maps or {})
     result = {"maps": maps, "n_voxels": int(mask.sum()), "seconds": time.perf_counter() - t0,
               "slabs": len(slabs), "resumed": len(done), "n_bad": n_bad}
-    with staged_output(out_dir) as staging:  # all maps appear at once, or none
+    with staged_output(out_dir, force=force) as staging:  # all maps appear at once, or none
         write_maps(staging, maps, dataset.affine, mask=mask)
         if on_complete is not None:
             on_complete(staging, result)
     if not keep_work:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        remove_work_files(work_dir)
     return result
 
 
@@ -434,8 +515,13 @@ def sample_voxels(dataset, max_voxels: int = 20_000) -> np.ndarray:
         total += int(per_z[z])
         if total >= max_voxels:
             break
-    vox = np.concatenate([read_slab(dataset.image.get_filename(), z, z + 1)[mask[..., z:z + 1]]
-                          for z in sorted(take)])
+    path = dataset.image.get_filename()
+    if np.prod(dataset.image.shape, dtype=float) <= SMALL_VOLUME:  # read once, fit from it
+        vox = read_slab(path, 0, mask.shape[-1], keep=True)[..., sorted(take), :]
+        vox = vox[mask[..., sorted(take)]]
+    else:
+        vox = np.concatenate([read_slab(path, z, z + 1)[mask[..., z:z + 1]]
+                              for z in sorted(take)])
     from .data.voxels import usable_voxels
 
     return vox[usable_voxels(vox, dataset.acq)].astype(float)

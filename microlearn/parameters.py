@@ -84,16 +84,51 @@ class Parameter:
         return DISPLAY_SCALE[self.display_unit]
 
     def renamed(self, name: str, description: str | None = None) -> Parameter:
-        """Return a copy with a new name (and optionally description)."""
+        """A copy with a new name (and optionally description).
+
+        Parameters
+        ----------
+        name : str
+            New name (e.g. ``"odi_2"``).
+        description : str, optional
+            New description; the old one is kept when absent.
+
+        Returns
+        -------
+        Parameter
+        """
         return replace(self, name=name, description=description or self.description)
 
     def with_bounds(self, low: float, high: float) -> Parameter:
-        """Return a copy with new SI bounds."""
+        """A copy with new bounds.
+
+        Parameters
+        ----------
+        low, high : float
+            Bounds in the parameter's SI unit.
+
+        Returns
+        -------
+        Parameter
+        """
         return replace(self, bounds=(float(low), float(high)))
 
 
 def orientation(name: str = "mu", description: str = "Fibre orientation") -> Parameter:
-    """An orientation parameter stored as ``(theta, phi)`` in radians."""
+    """An orientation parameter stored as ``(theta, phi)`` in radians.
+
+    Parameters
+    ----------
+    name : str
+        Parameter name (``"mu"``, ``"mu_2"``...).
+    description : str
+        Human-readable description.
+
+    Returns
+    -------
+    Parameter
+        Cardinality 2 (polar and azimuth angles), kind ``"orientation"``.
+    """
     return Parameter(
         name=name,
         unit="rad",
@@ -153,7 +188,18 @@ class ParameterSpace:
         return [p.name for p in self.parameters]
 
     def slice(self, name: str) -> slice:
-        """Slice of ``name`` in the packed vector."""
+        """Slice of one parameter in the packed vector.
+
+        Parameters
+        ----------
+        name : str
+            Parameter name.
+
+        Returns
+        -------
+        slice
+            Columns of the ``(*batch, size)`` array that hold ``name``.
+        """
         return self._slices[name]
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +224,20 @@ class ParameterSpace:
     def pack(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
         """Pack named arrays into one ``(*batch, size)`` array.
 
-        Orientations may be given as ``(*batch, 2)`` angles or ``(*batch, 3)`` unit vectors.
+        Parameters
+        ----------
+        values : mapping of str to float or ndarray
+            Every parameter by name, in SI units: scalars or ``(*batch,)`` arrays;
+            orientations as ``(*batch, 2)`` angles in rad or ``(*batch, 3)`` unit vectors.
+
+        Returns
+        -------
+        ndarray, shape (*batch, size)
+
+        Raises
+        ------
+        ValueError
+            When a parameter is missing.
         """
         missing = [n for n in self.names if n not in values]
         if missing:
@@ -198,7 +257,17 @@ class ParameterSpace:
         return np.concatenate([np.broadcast_to(c, batch + c.shape[-1:]) for c in cols], axis=-1)
 
     def unpack(self, array: np.ndarray) -> dict[str, np.ndarray]:
-        """Split a ``(*batch, size)`` array into named arrays (views)."""
+        """Split a packed array into named arrays (views).
+
+        Parameters
+        ----------
+        array : ndarray, shape (*batch, size)
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``(*batch,)`` per scalar parameter, ``(*batch, 2)`` angles per orientation.
+        """
         array = np.asarray(array)
         if array.shape[-1] != self.size:
             raise ValueError(f"Expected last axis of size {self.size}, got {array.shape}.")
@@ -210,7 +279,18 @@ class ParameterSpace:
 
 
 def angles_to_cartesian(angles: np.ndarray) -> np.ndarray:
-    """``(*batch, 2)`` polar/azimuth angles in rad -> ``(*batch, 3)`` unit vectors."""
+    """Unit vectors from polar and azimuth angles.
+
+    Parameters
+    ----------
+    angles : ndarray, shape (*batch, 2)
+        Polar angle θ and azimuth φ in rad.
+
+    Returns
+    -------
+    ndarray, shape (*batch, 3)
+        Unit vectors (sin θ cos φ, sin θ sin φ, cos θ).
+    """
     angles = np.asarray(angles, dtype=float)
     theta, phi = angles[..., 0], angles[..., 1]
     st = np.sin(theta)
@@ -218,7 +298,18 @@ def angles_to_cartesian(angles: np.ndarray) -> np.ndarray:
 
 
 def cartesian_to_angles(vectors: np.ndarray) -> np.ndarray:
-    """``(*batch, 3)`` vectors -> ``(*batch, 2)`` polar/azimuth angles in rad."""
+    """Polar and azimuth angles of vectors.
+
+    Parameters
+    ----------
+    vectors : ndarray, shape (*batch, 3)
+        Any non-zero vectors (zero vectors give θ = 0).
+
+    Returns
+    -------
+    ndarray, shape (*batch, 2)
+        Polar angle θ in [0, π] and azimuth φ in (-π, π], in rad.
+    """
     v = np.asarray(vectors, dtype=float)
     norm = np.linalg.norm(v, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .acquisition import Acquisition
+from .io import PHANTOM_AFFINE
 from .models import get_model
 from .parameters import cartesian_to_angles
 from .simulate import add_noise, as_rng
@@ -76,14 +77,19 @@ class Phantom:
     model: str
     snr: float
 
-    def save(self, out_dir) -> Path:
-        """Write the HCP layout plus ``truth/<map>.nii.gz`` and ``truth/labels``."""
-        from .io import write_hcp_folder, write_maps
+    def save(self, out_dir, *, force: bool = False) -> Path:
+        """Write the HCP layout plus ``truth/<map>.nii.gz`` and ``truth/labels``.
 
-        out = write_hcp_folder(out_dir, self.data, self.acq, self.mask, self.affine)
-        write_maps(out / "truth", {**self.truth, "labels": self.labels.astype(np.float32)},
-                   self.affine)
-        return out
+        All files appear together; files of the same name already in ``out_dir`` are
+        replaced only with ``force``, other files there are kept.
+        """
+        from .io import staged_output, write_hcp_folder, write_maps
+
+        with staged_output(out_dir, force=force) as staging:
+            write_hcp_folder(staging, self.data, self.acq, self.mask, self.affine)
+            write_maps(staging / "truth",
+                       {**self.truth, "labels": self.labels.astype(np.float32)}, self.affine)
+        return Path(out_dir)
 
 
 def label_volume(shape, radius: float = 1.0) -> np.ndarray:
@@ -130,11 +136,19 @@ def _fibre_directions(label: int, n: int, rng) -> np.ndarray:
     return dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)
 
 
-def _fibre_group(model_name, n_fib, label, n, acq, rng):
-    """Signals (n, N) and truth dict for one group of voxels of one label."""
+def _fibre_group(model_name, n_fib, label, n, acq, rng, base_dirs=None):
+    """Signals (n, N) and truth dict for one group of voxels of one label.
+
+    ``base_dirs`` (n, >= n_fib, 3), when given, are the voxels' fibre directions (the
+    brain phantom's tracts); they get the same small jitter as the ring phantom's.
+    """
     ranges = TISSUE[label]
     model = get_model(model_name, n_fib)
-    dirs = _fibre_directions(label, n, rng)
+    if base_dirs is None:
+        dirs = _fibre_directions(label, n, rng)
+    else:
+        dirs = base_dirs[:, :max(n_fib, 1)] + rng.normal(scale=0.05, size=(n, max(n_fib, 1), 3))
+        dirs = dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)
     values, truth = {}, {}
     w = rng.uniform(0.6, 1.0, (n, n_fib)) if n_fib > 1 else np.ones((n, 1))
     w = w / w.sum(-1, keepdims=True)
@@ -174,12 +188,16 @@ def _fibre_group(model_name, n_fib, label, n, acq, rng):
 
 def make_phantom(*, model: str = "noddi", scheme: str | None = None, shape=(24, 24, 8),
                  snr: float = 30.0, seed: int = 0, acq: Acquisition | None = None,
-                 t2=None) -> Phantom:
+                 kind: str = "rings", t2=None) -> Phantom:
     """Build a phantom in memory.
 
     Parameters
     ----------
     model : {"noddi", "activeax", "zcd", "ivim"}
+    kind : {"rings", "brain"}
+        ``"brain"``: tissue classes from real anatomy and fibres along known tracts
+        (:mod:`microlearn.data.brain_phantom`; the default of the CLI, the demo and the
+        dashboards). ``"rings"``: the small ellipsoid of rings (a fast test fixture).
     scheme : str, optional
         Built-in acquisition; default by model (noddi: hcp, activeax/zcd: activeax,
         ivim: ivim). Ignored when ``acq`` is given.
@@ -195,28 +213,43 @@ def make_phantom(*, model: str = "noddi", scheme: str | None = None, shape=(24, 
         T2 weighting ``exp(−TE/T2)`` per voxel: none, typical per-tissue values
         (:data:`T2_TISSUE`, uniform within each range; truth map ``t2``), or one T2 (s).
     """
-    acq, labels, s0_map = _layout(model, scheme, shape, acq)
+    acq, labels, s0_map, dirs, extra, affine = _layout(model, scheme, shape, acq, kind=kind)
     rng = as_rng(seed)
     mask = labels > 0
-    data, truth = _fill(model, acq, labels, s0_map, snr, rng, t2)
-    affine = np.diag([1.25, 1.25, 1.25, 1.0])
+    data, truth = _fill(model, acq, labels, s0_map, snr, rng, dirs, t2)
+    truth.update(extra)
     log.info("phantom %s: %d voxels in the mask", shape, int(mask.sum()))
     return Phantom(data=data, acq=acq, mask=mask, labels=labels, truth=truth, affine=affine,
                    model=model, snr=snr)
 
 
-def _layout(model, scheme, shape, acq, radius=1.0):
+KINDS = ("brain", "rings")
+
+
+def _layout(model, scheme, shape, acq, radius=1.0, *, kind="rings"):
+    """Acquisition, labels, S0, fibre directions (or None), extra truth maps and affine."""
     get_model(model)  # validates the name
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r} is unknown; choose one of {list(KINDS)}.")
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape must be three positive integers, got {tuple(shape)}.")
     acq = acq or Acquisition.scheme(scheme or DEFAULT_SCHEME[model])
     shape = tuple(int(s) for s in shape)
-    labels = label_volume(shape, radius)
+    dirs, extra = None, {}
+    affine = PHANTOM_AFFINE
+    if kind == "brain":
+        from .data.brain_phantom import brain_layout
+
+        layout = brain_layout(shape)
+        labels, dirs, affine = layout.labels, layout.directions, layout.affine
+        extra = {"tracts": layout.tracts.astype(np.float32)}
+    else:
+        labels = label_volume(shape, radius)
     xs, ys = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
     s0_xy = S0 * (1.0 + 0.1 * np.sin(xs / max(shape[0], 1) * np.pi)
                   * np.cos(ys / max(shape[1], 1) * np.pi))
     s0_map = np.broadcast_to(s0_xy[..., None], shape).astype(np.float32)
-    return acq, labels, s0_map
+    return acq, labels, s0_map, dirs, extra, affine
 
 
 def _t2_values(t2, label, n, rng):
@@ -231,8 +264,12 @@ def _t2_values(t2, label, n, rng):
     return np.full(n, float(t2))
 
 
-def _fill(model, acq, labels, s0_map, snr, rng, t2=None):
-    """Signals and truth maps of a block of labels (the whole volume or one slab)."""
+def _fill(model, acq, labels, s0_map, snr, rng, dirs=None, t2=None):
+    """Signals and truth maps of a block of labels (the whole volume or one slab).
+
+    ``dirs`` (*labels.shape, 3, 3), optional: each voxel's fibre directions; ``t2`` as in
+    :func:`make_phantom`.
+    """
     shape = labels.shape
     mask = labels > 0
     data = np.zeros(shape + (acq.n_measurements,), np.float32)
@@ -262,7 +299,8 @@ def _fill(model, acq, labels, s0_map, snr, rng, t2=None):
                 group_truth = {"f_dot": np.zeros(n), "n_fibres": np.zeros(n)}
         else:
             n_fib = FIBRES_PER_LABEL[label]
-            signal, group_truth = _fibre_group(model, n_fib, label, n, acq, rng)
+            signal, group_truth = _fibre_group(model, n_fib, label, n, acq, rng,
+                                               None if dirs is None else dirs[idx])
             group_truth["n_fibres"] = np.full(n, n_fib)
         t2_vox = _t2_values(t2, int(label), n, rng)
         if t2_vox is not None:
@@ -285,31 +323,40 @@ def _fill(model, acq, labels, s0_map, snr, rng, t2=None):
 def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None = None,
                           shape=(145, 174, 145), snr: float = 30.0, seed: int = 0,
                           slab: int = 8, radius: float = 0.78,
-                          progress: bool = False, acq: Acquisition | None = None,
-                          t2=None) -> Path:
+                          progress: bool = False, kind: str = "rings",
+                          acq: Acquisition | None = None, t2=None,
+                          force: bool = False) -> Path:
     """Write a phantom of any size slab by slab (bounded memory), in the HCP layout.
 
     The signal goes to an uncompressed ``data.nii`` filled through a memory map, one
     z-slab of ``slab`` slices at a time (an HCP-size volume, 145×174×145×288 float32, is
     4.2 GB on disk but needs ~0.3 GB of memory); truth maps are written as usual. The
     random stream differs from :func:`make_phantom` (one generator per slab). The default
-    ``radius`` makes the brain about a quarter of the box, as in an HCP volume (~0.9 M
-    brain voxels at 145×174×145).
+    ``radius`` makes the ring phantom's brain about a quarter of the box, as in an HCP volume
+    (~0.9 M brain voxels at 145×174×145); ``kind="brain"`` (see :func:`make_phantom`) has
+    ~0.86 M brain voxels at that size. Files appear together, as in
+    :meth:`Phantom.save`.
     """
+    from .io import staged_output
+
+    with staged_output(out_dir, force=force) as staging:
+        _write_slabwise(staging, model, scheme, shape, snr, seed, slab, radius, progress, kind,
+                        acq, t2)
+    out = Path(out_dir)
+    if force:  # a gzip DWI of an earlier phantom would be read instead of the new data.nii
+        (out / "data.nii.gz").unlink(missing_ok=True)
+    return out
+
+
+def _write_slabwise(out, model, scheme, shape, snr, seed, slab, radius, progress, kind, acq,
+                    t2) -> None:
     import nibabel as nib
 
-    from .io import (
-        _atomic_replace,
-        check_writable,
-        save_nifti_atomic,
-        write_acquisition_files,
-        write_maps,
-    )
+    from .io import _atomic_replace, save_nifti_atomic, write_acquisition_files, write_maps
 
-    out = check_writable(out_dir)
-    acq, labels, s0_map = _layout(model, scheme, shape, acq, radius)
+    acq, labels, s0_map, dirs, extra, affine = _layout(model, scheme, shape, acq, radius,
+                                                       kind=kind)
     shape = labels.shape
-    affine = np.diag([1.25, 1.25, 1.25, 1.0])
     header = nib.Nifti1Header()
     header.set_data_shape(shape + (acq.n_measurements,))
     header.set_data_dtype(np.float32)
@@ -334,7 +381,8 @@ def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None =
         for z0 in starts:
             z1 = min(z0 + slab, Z)
             data, part = _fill(model, acq, labels[..., z0:z1], s0_map[..., z0:z1], snr,
-                               as_rng([seed, z0]), t2)
+                               as_rng([seed, z0]), None if dirs is None else dirs[:, :, z0:z1],
+                               t2)
             # in NIfTI (Fortran) order the slab of each volume is one contiguous run
             for t in range(acq.n_measurements):
                 block = np.asfortranarray(data[..., t]).tobytes(order="F")
@@ -346,11 +394,9 @@ def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None =
                 truth[name][:, :, z0:z1] = v
         os.fsync(fh.fileno())
     _atomic_replace(tmp, out / "data.nii")
-    (out / "data.nii.gz").unlink(missing_ok=True)
     save_nifti_atomic((labels > 0).astype(np.uint8), affine, out / "nodif_brain_mask.nii.gz")
     write_acquisition_files(out, acq)
-    write_maps(out / "truth", {**truth, "labels": labels.astype(np.float32)}, affine)
-    return out
+    write_maps(out / "truth", {**truth, **extra, "labels": labels.astype(np.float32)}, affine)
 
 
-__all__ = ["LABELS", "Phantom", "label_volume", "make_phantom", "save_phantom_slabwise"]
+__all__ = ["KINDS", "LABELS", "Phantom", "label_volume", "make_phantom", "save_phantom_slabwise"]

@@ -13,14 +13,37 @@ SIMULATION_CHUNK = 8192
 
 
 def as_rng(random_state) -> np.random.Generator:
-    """A :class:`numpy.random.Generator` from a seed, a Generator or None."""
+    """A :class:`numpy.random.Generator` from a seed, a Generator or None.
+
+    Parameters
+    ----------
+    random_state : int, sequence of int, numpy.random.Generator or None
+        A generator is returned as is; anything else seeds a new one.
+
+    Returns
+    -------
+    numpy.random.Generator
+    """
     if isinstance(random_state, np.random.Generator):
         return random_state
     return np.random.default_rng(random_state)
 
 
 def random_directions(n: int, rng) -> np.ndarray:
-    """``n`` directions uniform on the sphere, shape ``(n, 3)``."""
+    """Directions uniform on the sphere.
+
+    Parameters
+    ----------
+    n : int
+        Number of directions.
+    rng : int, numpy.random.Generator or None
+        Seed or generator.
+
+    Returns
+    -------
+    ndarray, shape (n, 3)
+        Unit vectors.
+    """
     v = as_rng(rng).normal(size=(n, 3))
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
@@ -33,9 +56,21 @@ def crossing_directions(n: int, n_fibres: int, rng, *, min_angle_deg: float = 45
     and at a uniform azimuth around it; draws that come closer than ``min_angle_deg`` to
     an earlier fibre are redrawn (vectorised rejection).
 
+    Parameters
+    ----------
+    n : int
+        Number of voxels.
+    n_fibres : int
+        Fibres per voxel (0–3).
+    rng : int, numpy.random.Generator or None
+        Seed or generator.
+    min_angle_deg, max_angle_deg : float
+        Range of the crossing angle with the first fibre, in degrees.
+
     Returns
     -------
     ndarray, shape (n, n_fibres, 3)
+        Unit fibre directions.
     """
     rng = as_rng(rng)
     out = np.empty((n, n_fibres, 3))
@@ -74,10 +109,27 @@ def sample_parameters(model, n: int, *, random_state=None, ranges: Mapping | Non
     orientations are uniform on the sphere, with pairwise crossing angles of at least
     ``min_crossing_angle`` degrees between fibres.
 
+    Parameters
+    ----------
+    model : MultiCompartmentModel
+    n : int
+        Number of parameter vectors.
+    random_state : int, numpy.random.Generator or None
+        Seed or generator.
+    ranges : mapping of str to (float, float), optional
+        Prior range per parameter name, in SI units (overrides ``prior_bounds``).
+    min_crossing_angle : float
+        Smallest angle between two fibres of a voxel, in degrees.
+
     Returns
     -------
     ndarray, shape (n, model.parameters.size)
         Packed parameters (orientations as angles).
+
+    Raises
+    ------
+    ValueError
+        When ``ranges`` names a parameter the model does not have.
     """
     rng = as_rng(random_state)
     ranges = dict(ranges or {})
@@ -188,6 +240,16 @@ def add_noise(signal, snr: float, *, kind: str = "rician", random_state=None, s0
     snr : float
         Signal-to-noise ratio of the b0 signal (``s0 / σ``); ``inf`` adds nothing.
     kind : {"rician", "gaussian"}
+        Magnitude of complex Gaussian noise (Rician) or real Gaussian noise.
+    random_state : int, numpy.random.Generator or None
+        Seed or generator.
+    s0 : float or ndarray, shape (*batch,)
+        b0 signal level (signal units), so that σ = s0 / snr.
+
+    Returns
+    -------
+    ndarray, shape (*batch, n)
+        Noisy signal, float64.
     """
     if kind not in ("rician", "gaussian"):
         raise ValueError(f"noise kind must be 'rician' or 'gaussian', got {kind!r}.")
@@ -210,6 +272,22 @@ def add_noise(signal, snr: float, *, kind: str = "rician", random_state=None, s0
 def simulate_dataset(model, acq, n: int, *, snr: float = 30.0, noise: str = "rician",
                      random_state=None, ranges=None, min_crossing_angle: float = 45.0):
     """Parameters, noiseless and noisy signals in one call.
+
+    Parameters
+    ----------
+    model : MultiCompartmentModel
+    acq : Acquisition
+    n : int
+        Number of voxels.
+    snr : float
+        b0 signal-to-noise ratio.
+    noise : {"rician", "gaussian"}
+    random_state : int, numpy.random.Generator or None
+        Seed or generator.
+    ranges : mapping of str to (float, float), optional
+        Prior ranges (SI) per parameter name (see :func:`sample_parameters`).
+    min_crossing_angle : float
+        Smallest angle between fibres, in degrees.
 
     Returns
     -------

@@ -80,10 +80,36 @@ def bvals_to_si(bvals, unit: str) -> np.ndarray:
 
 
 def to_display(value, display_unit: str):
-    """Convert an SI value to ``display_unit`` (e.g. m²/s -> µm²/ms)."""
+    """Convert an SI value to ``display_unit`` (e.g. m²/s -> µm²/ms).
+
+    Parameters
+    ----------
+    value : float or ndarray
+        Value in SI units.
+    display_unit : str
+        A key of :data:`DISPLAY_SCALE` (``"µm²/ms"``, ``"µm"``, ``"ms"``...).
+
+    Returns
+    -------
+    ndarray
+        ``value`` in ``display_unit``, same shape.
+    """
     return np.asarray(value) / DISPLAY_SCALE[display_unit]
 
 
 def from_display(value, display_unit: str):
-    """Convert a value in ``display_unit`` to SI."""
+    """Convert a value in ``display_unit`` to SI.
+
+    Parameters
+    ----------
+    value : float or ndarray
+        Value in ``display_unit``.
+    display_unit : str
+        A key of :data:`DISPLAY_SCALE`.
+
+    Returns
+    -------
+    ndarray
+        ``value`` in SI units, same shape.
+    """
     return np.asarray(value) * DISPLAY_SCALE[display_unit]

@@ -155,7 +155,35 @@ CASES = [
      "output folder"),
     ("output-under-a-file", lambda d, e, t: (t / "blocker").write_text("x"),
      ["fit", "{d}", "--out", "{t}/blocker/sub"], "output folder"),
+    ("out-is-the-input", None, ["fit", "{d}", "--out", "{d}"], "contains it"),
+    ("out-contains-the-input", None, ["fit", "{d}", "--out", "{t}"], "contains it"),
+    ("predict-out-is-the-estimator", None, ["predict", "{e}", "{d}", "--out", "{e}"],
+     "contains it"),
+    ("out-holds-a-map", lambda d, e, t: _put(t / "out", "odi.nii.gz"), ["fit", "{d}"],
+     "--force"),
+    ("out-holds-an-estimator", lambda d, e, t: shutil.copytree(e, t / "out"),
+     ["learn", "--scheme", "hcp", "--n-samples", "500", "--estimator", "polynomial"],
+     "already holds estimator.json"),
+    ("out-holds-a-phantom", lambda d, e, t: shutil.copytree(d, t / "out"), ["phantom"],
+     "already holds"),
+    ("out-holds-a-report", lambda d, e, t: _put(t / "out", "index.html"),
+     ["compare", "{d}", "--methods", "mix"], "already holds index.html"),
+    ("work-dir-not-ours", lambda d, e, t: _put(t / "wd", "thesis.tex"),
+     ["fit", "{d}", "--work-dir", "{t}/wd"], "not a microlearn work folder"),
+    ("resume-by-another-version", lambda d, e, t: _put(
+        t / "out.work", "manifest.json", '{"microlearn": "0.0.1"}'),
+     ["fit", "{d}", "--resume"], "written by microlearn 0.0.1"),
 ]
+
+
+def _put(folder, name, text="keep me"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+
+
+def _snapshot(folder):
+    """Every file below ``folder`` with its bytes (empty when it does not exist)."""
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("name, breaks, argv, expected", CASES, ids=[c[0] for c in CASES])
@@ -165,6 +193,7 @@ def test_bad_input_gives_one_clear_line(name, breaks, argv, expected, phantom, e
     e = shutil.copytree(estimator, tmp_path / "e")
     if breaks is not None:
         breaks(d, e, tmp_path)
+    before = {k: _snapshot(k) for k in (d, e, tmp_path / "out", tmp_path / "wd")}
     args = [a.format(d=d, e=e, t=tmp_path) for a in argv]
     if "--out" not in args:
         args += ["--out", str(tmp_path / "out")]
@@ -174,8 +203,8 @@ def test_bad_input_gives_one_clear_line(name, breaks, argv, expected, phantom, e
     assert code == 2, (out, err)
     assert len(lines) == 1 and "Traceback" not in err, err
     assert expected in lines[0], lines[0]
-    out_dir = tmp_path / "out"
-    assert not out_dir.is_dir() or not any(out_dir.iterdir())
+    for folder, files in before.items():  # nothing written, nothing removed or changed
+        assert _snapshot(folder) == files, folder
 
 
 def test_bvecs_as_n_by_3_are_read_the_same(phantom, tmp_path):

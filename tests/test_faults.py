@@ -76,5 +76,8 @@ def test_dask_survives_a_killed_worker(phantom, tmp_path, dask_cluster):
     finally:
         killer.cancel()
     assert procs[1].poll() is not None, "the worker was not killed during the run"
+    # the dictionary engine builds its Gram matrices for each call's batch of directions at
+    # once (BLAS blocking): a voxel's answer can move in the last float32 bit with the slab
+    # split, and slabs retried on another worker are split differently
     for k in local["maps"]:
-        np.testing.assert_array_equal(local["maps"][k], remote["maps"][k])
+        np.testing.assert_allclose(local["maps"][k], remote["maps"][k], rtol=1e-5, atol=1e-7)

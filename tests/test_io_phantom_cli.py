@@ -51,7 +51,8 @@ def test_phantom_truth_matches_regions():
 
 
 def test_phantom_cli_layout(tmp_path, capsys):
-    code, out, _ = run_cli(capsys, "phantom", "--out", tmp_path / "p", "--shape", 8, 8, 2)
+    code, out, _ = run_cli(capsys, "phantom", "--out", tmp_path / "p", "--shape", 8, 8, 2,
+                             "--kind", "rings")
     assert code == 0
     files = set(os.listdir(tmp_path / "p"))
     assert {"data.nii.gz", "bvals", "bvecs", "nodif_brain_mask.nii.gz", "acquisition.json",

@@ -68,3 +68,30 @@ def scale_options(args) -> dict:
     return {"resume": args.resume, "work_dir": args.work_dir,
             "chunk_voxels": args.chunk_voxels, "scheduler": args.scheduler,
             "workers": args.workers}
+
+
+def add_output_arguments(p, what: str = "output folder") -> None:
+    """``--out`` and ``--force`` (replace this command's own files that already exist)."""
+    p.add_argument("--out", type=Path, required=True, help=what)
+    p.add_argument("--force", action="store_true",
+                   help="replace files of the same name already in --out (other files there "
+                        "are never touched)")
+
+
+def input_paths(args) -> list:
+    """Every input file or folder named by the input arguments (for the --out check)."""
+    return [getattr(args, k, None) for k in ("input", "dwi", "bvals", "bvecs", "mask",
+                                             "acquisition", "sigma_map")]
+
+
+def prepare_out(args, names, *, inputs=None):
+    """Check ``args.out`` before any work (see :func:`microlearn.io.prepare_output`)."""
+    from ..io import prepare_output
+
+    return prepare_output(args.out, inputs=input_paths(args) if inputs is None else inputs,
+                          names=names, force=getattr(args, "force", False))
+
+
+def map_files(names) -> list[str]:
+    """``<name>.nii.gz`` for each map name."""
+    return [f"{n}.nii.gz" for n in names]

@@ -30,10 +30,14 @@ def noise_record(args, sigma, acq) -> dict:
     if sigma is None or float(sigma) == 0:
         return {"model": "gaussian", "sigma": None,
                 "source": "--sigma 0" if args.sigma is not None else
-                "fewer than 3 b0 per echo time: no Rician floor"}
-    source = "--sigma" if args.sigma is not None else (
-        "b0 repeats" + (" of each echo time, pooled" if acq.n_te > 1 else ""))
-    return {"model": "rician", "sigma": float(sigma), "source": source}
+                "fewer than 2 b0 per echo time: no Rician floor"}
+    if args.sigma is not None:
+        return {"model": "rician", "sigma": float(sigma), "source": "--sigma"}
+    from ..fitting.noise import SIGMA_METHOD
+
+    source = "b0 repeats" + (" of each echo time, pooled" if acq.n_te > 1 else "")
+    return {"model": "rician", "sigma": float(sigma), "source": source,
+            "estimator": SIGMA_METHOD}
 
 
 def quality_summary(maps, mask) -> dict:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cli import echo, echo_table
-from ._common import add_input_arguments, load_input
+from ._common import (
+    add_input_arguments,
+    add_output_arguments,
+    input_paths,
+    load_input,
+    prepare_out,
+)
+
+#: Files of a report folder that the --out check protects.
+REPORT_FILES = ("table.csv", "index.html")
 
 
 def add_parser(sub) -> None:
@@ -20,15 +29,15 @@ def add_parser(sub) -> None:
     p.add_argument("--n-samples", type=int, default=50_000,
                    help="training voxels of the learned estimators")
     p.add_argument("--epochs", type=int, default=None, help="epochs of learned networks")
-    p.add_argument("--out", type=Path, required=True, help="report folder")
+    add_output_arguments(p, "report folder")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..compare import compare
-    from ..io import check_writable, load_maps
+    from ..io import load_maps, staged_output
 
-    check_writable(args.out)
+    prepare_out(args, REPORT_FILES, inputs=input_paths(args) + [args.truth])
     ds = load_input(args)
     truth = None
     if args.truth is not None:
@@ -42,9 +51,12 @@ def run(args) -> int:
         options["epochs"] = args.epochs
     result = compare(ds, args.model, args.methods, truth=truth, learn_options=options,
                      progress=True)
-    page = result.save_html(args.out)
-    cols = ["method", "vox_per_s"] + [c for c in result.rows[0] if c.startswith(
+    with staged_output(args.out, force=args.force) as staging:
+        result.save_html(staging)
+    page = args.out / "index.html"
+    cols = ["method", "vox_per_s", "no_answer"] + [c for c in result.rows[0] if c.startswith(
         ("rmse_", "rmsd_"))]
     echo_table(result.rows, cols)
-    echo(f"report: {page.resolve()}")
+    echo(f"metrics over the {result.rows[0]['scored_voxels']} voxels every method answered; "
+         f"report: {page.resolve()}")
     return 0

@@ -7,17 +7,24 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import echo, echo_table
+from ._common import prepare_out
+
+#: What the demo writes into --out.
+DEMO_PARTS = ("phantom", "fit_mix", "estimator", "predict", "report")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="phantom -> fit -> learn -> compare -> report, end to end")
     p.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder")
-    p.add_argument("--shape", type=int, nargs=3, default=(20, 20, 6), metavar=("X", "Y", "Z"))
+    p.add_argument("--shape", type=int, nargs=3, default=(36, 44, 6), metavar=("X", "Y", "Z"),
+                   help="grid of the brain phantom (HCP field of view)")
     p.add_argument("--methods", default="mix,interior-point,dictionary",
                    help="fitting engines to compare")
     p.add_argument("--estimator", default="dnn", help="learned estimator to train and apply")
     p.add_argument("--n-samples", type=int, default=50_000, help="training voxels")
     p.add_argument("--epochs", type=int, default=None, help="epochs of a network estimator")
+    p.add_argument("--force", action="store_true",
+                   help="replace the outputs of an earlier demo in --out")
     p.set_defaults(run=run)
 
 
@@ -42,43 +49,44 @@ def _signal_figure():
 
 
 def run(args) -> int:
-    from argparse import Namespace
-
     from ..compare import compare
-    from ..io import check_writable, load_dataset, load_maps
+    from ..io import load_dataset, load_maps, staged_output
     from ..learning import train
     from ..phantom import make_phantom
-    from .fit import run as fit_run
-    from .info import run as info_run
-    from .predict import run as predict_run
 
-    out = check_writable(args.out)
+    def command(*argv):  # the real parser: the demo runs exactly what a user would type
+        from ..cli import build_parser
+
+        sub = build_parser().parse_args([str(a) for a in argv])
+        sub.run(sub)
+
+    force = ["--force"] if args.force else []
+    out = prepare_out(args, DEMO_PARTS, inputs=[])
     fitting = [m.strip() for m in args.methods.split(",") if m.strip()]
-    inputs = {"dwi": None, "bvals": None, "bvecs": None, "mask": None, "acquisition": None}
-    scale = {"chunk_voxels": 50_000, "resume": False, "work_dir": None, "scheduler": None,
-             "workers": None}
-    echo(f"[1/6] building the phantom (NODDI, hcp scheme, SNR 30, shape {tuple(args.shape)})")
-    phantom_dir = make_phantom(shape=tuple(args.shape), seed=0).save(out / "phantom")
+    echo("[1/6] building the brain phantom (NODDI, hcp scheme, SNR 30, shape "
+         f"{tuple(args.shape)})")
+    phantom_dir = make_phantom(shape=tuple(args.shape), seed=0, kind="brain").save(
+        out / "phantom", force=args.force)
     echo("[2/6] describing it")
-    info_run(Namespace(input=phantom_dir, **inputs))
+    command("info", phantom_dir)
     echo("[3/6] fitting NODDI with MIX -> fit_mix/")
-    fit_run(Namespace(input=phantom_dir, model="noddi", method="mix", n_fibres="1",
-                      sigma=None, out=out / "fit_mix", **inputs, **scale))
+    command("fit", phantom_dir, "--model", "noddi", "--method", "mix", "--out",
+            out / "fit_mix", *force)
     echo(f"[4/6] training a {args.estimator} on {args.n_samples} simulated voxels and "
          "applying it -> predict/")
     ds = load_dataset(phantom_dir)
     options = {} if args.epochs is None else {"epochs": args.epochs}
     est = train("noddi", ds.acq, estimator=args.estimator, n_samples=args.n_samples,
                 n_fibres=1, progress=True, **options)
-    est.save(out / "estimator")
-    predict_run(Namespace(estimator=out / "estimator", input=phantom_dir, out=out / "predict",
-                          **inputs, **scale))
+    est.save(out / "estimator", force=args.force)
+    command("predict", out / "estimator", phantom_dir, "--out", out / "predict", *force)
     echo("[5/6] comparing fitting and learning against the phantom's truth")
     result = compare(ds, "noddi", fitting + [(f"{args.estimator} (learned)", est)],
                      truth=load_maps(phantom_dir / "truth"), progress=True)
     echo("[6/6] report")
-    page = result.save_html(out / "report",
-                            extra_figures={"signals": _signal_figure()})
+    with staged_output(out / "report", force=args.force) as staging:
+        result.save_html(staging, extra_figures={"signals": _signal_figure()})
+    page = out / "report" / "index.html"
     cols = ["method", "vox_per_s", "rmse_odi", "rmse_icvf", "rmse_fiso"]
     echo_table(result.rows, cols, width=18)
     echo(f"report: {page.resolve()}")

@@ -48,6 +48,9 @@ def run(args) -> int:
         problems.append(f"{int(zero.sum())} mask voxel(s) have a zero mean b0; they get NaN maps.")
     if acq.n_b0 < 2:
         problems.append("only one b0: the noise level cannot be estimated from b0 repeats.")
+    from ..data.qc import input_warnings
+
+    problems += input_warnings(ds, data=data)
     echo("problems  : " + ("none" if not problems else ""))
     for p in problems:
         echo(f"  - {p}")

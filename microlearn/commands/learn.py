@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cli import echo
+from ._common import add_output_arguments, prepare_out
 
 
 def add_parser(sub) -> None:
@@ -47,7 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--snr", type=float, default=30.0, help="Rician SNR of the training signals")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (networks)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="output folder of the estimator")
+    add_output_arguments(p, "output folder of the estimator")
     p.set_defaults(run=run)
 
 
@@ -95,20 +96,17 @@ def _fibres(text):
 
 
 def run(args) -> int:
-    from ..io import check_writable
-    from ..learning import train
+    from ..learning import make_estimator, train
+    from ..learning.persistence import ESTIMATOR_FILES
 
-    check_writable(args.out.parent if args.out.parent != Path("") else Path("."))
-    acq = _acquisition(args)
     options = {} if args.epochs is None else {"epochs": args.epochs}
-    if args.uncertainty:
-        if args.estimator not in ("polynomial", "boosted-trees", "linear-sdca", "bayesian",
-                                  "bayesian-dnn", "dnn", "wide-deep"):
-            raise ValueError(f"--uncertainty: {args.estimator!r} gives no std; choose one "
-                             "of polynomial, boosted-trees, linear-sdca, bayesian, dnn, "
-                             "wide-deep, bayesian-dnn.")
-        if args.estimator != "bayesian-dnn":
-            options["uncertainty"] = True
+    if args.uncertainty and args.estimator != "bayesian-dnn":  # always on for it
+        options["uncertainty"] = True
+    # bad names and options fail here, before any output folder is made
+    make_estimator(args.estimator, args.optimizer, learning_rate=args.learning_rate,
+                   **options)
+    prepare_out(args, ESTIMATOR_FILES, inputs=[args.acquisition])
+    acq = _acquisition(args)
     prior = _prior_signals(args)
     if prior is not None:
         options["prior_signals"] = prior
@@ -118,6 +116,6 @@ def run(args) -> int:
                 n_samples=args.n_samples, snr=args.snr,
                 n_fibres=_fibres(args.n_fibres), random_state=args.seed, progress=True,
                 **options)
-    est.save(args.out)
+    est.save(args.out, force=args.force)
     echo(f"trained {est.describe()} in {est.info['seconds']:.1f} s; saved to {args.out}")
     return 0

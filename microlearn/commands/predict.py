@@ -6,21 +6,30 @@ import time
 from pathlib import Path
 
 from ..cli import echo
-from ._common import add_input_arguments, add_scale_arguments, load_input, scale_options
+from ._common import (
+    add_input_arguments,
+    add_output_arguments,
+    add_scale_arguments,
+    input_paths,
+    load_input,
+    map_files,
+    prepare_out,
+    scale_options,
+)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="apply a learned estimator (from `learn`) to a dataset")
     p.add_argument("estimator", type=Path, help="estimator folder written by `microlearn learn`")
     add_input_arguments(p)
-    p.add_argument("--out", type=Path, required=True, help="output folder for the maps")
+    add_output_arguments(p, "output folder for the maps")
     add_scale_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from .. import parallel
-    from ..io import check_writable, write_json
+    from ..io import write_json
     from ..learning import load_estimator
     from ..parallel import PredictBlock, run_chunked
     from .fit import _versions
@@ -31,7 +40,8 @@ def run(args) -> int:
     parallel._ESTIMATORS[path] = est  # in-process blocks use (and time) this very copy
     ds = load_input(args)
     est.check_acquisition(ds.acq, where=str(ds.path))
-    check_writable(args.out)
+    prepare_out(args, map_files(est.map_names()) + ["predict.json"],
+                inputs=input_paths(args) + [args.estimator])
     t0 = time.perf_counter()
     done = {}
 
@@ -58,7 +68,8 @@ def run(args) -> int:
             "input": str(ds.path), "versions": _versions()}
         write_json(staging / "predict.json", done["info"])
 
-    run_chunked(PredictBlock(path), ds, args.out, on_complete=finish, **scale_options(args))
+    run_chunked(PredictBlock(path), ds, args.out, on_complete=finish, force=args.force,
+                **scale_options(args))
     info = done["info"]
     stage = (f"predict stage {info['predict_seconds']:.3f} s "
              f"({info['predict_vox_per_s']:,.0f} vox/s, features + estimator); "

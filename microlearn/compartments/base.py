@@ -48,7 +48,21 @@ class Compartment:
         return any(p.kind == "orientation" for p in self.parameters)
 
     def signal(self, acq, **params) -> np.ndarray:  # pragma: no cover - interface
-        """Signal attenuation, shape ``(*batch, n_measurements)``."""
+        """Signal attenuation of a batch of parameter values.
+
+        Parameters
+        ----------
+        acq : Acquisition
+            The measurements: b-values in s/m², unit gradient directions, δ and Δ in s.
+        params : ndarray
+            The compartment's parameters by local name, each ``(*batch,)`` (SI units)
+            or ``(*batch, 3)`` for orientations.
+
+        Returns
+        -------
+        ndarray, shape (*batch, n_measurements)
+            Signal attenuation S/S0.
+        """
         raise NotImplementedError
 
     def __repr__(self):
@@ -56,10 +70,33 @@ class Compartment:
 
 
 def cos_angle(bvecs: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """Cosine between every gradient and the fibre: ``(*batch, n)`` from ``(*batch, 3)``."""
+    """Cosine between every gradient and the fibre.
+
+    Parameters
+    ----------
+    bvecs : ndarray, shape (n, 3)
+        Unit gradient directions.
+    mu : ndarray, shape (*batch, 3)
+        Unit fibre directions.
+
+    Returns
+    -------
+    ndarray, shape (*batch, n)
+        g·μ for every measurement.
+    """
     return np.einsum("...k,nk->...n", np.asarray(mu, dtype=float), bvecs)
 
 
 def as_batch(value) -> np.ndarray:
-    """A scalar-or-array parameter with a trailing axis for measurements."""
+    """A scalar-or-array parameter with a trailing axis for measurements.
+
+    Parameters
+    ----------
+    value : float or ndarray, shape (*batch,)
+
+    Returns
+    -------
+    ndarray, shape (*batch, 1)
+        ``value`` as float, ready to broadcast against ``(*batch, n)`` signals.
+    """
     return np.asarray(value, dtype=float)[..., None]

@@ -56,6 +56,23 @@ def cylinder_signal(acq, mu, d_par, diameter):
     The parallel part is a stick with ``d_par``; the perpendicular part uses the Van
     Gelderen GPD approximation with intra-axonal diffusivity ``d_par``, evaluated once
     per shell (δ, Δ) and gathered to measurements.
+
+    Parameters
+    ----------
+    acq : Acquisition
+        The measurements: b-values in s/m², unit gradient directions, δ and Δ in s.
+        Needs δ, Δ (s) and G (T/m) per measurement.
+    mu : ndarray, shape (*batch, 3)
+        Unit fibre directions.
+    d_par : float or ndarray, shape (*batch,)
+        Diffusivity along the fibre in m²/s.
+    diameter : float or ndarray, shape (*batch,)
+        Cylinder (axon) diameter in m.
+
+    Returns
+    -------
+    ndarray, shape (*batch, n_measurements)
+        Signal attenuation S/S0.
     """
     c = cos_angle(acq.bvecs, mu)
     shells = acq.shell_index
@@ -73,5 +90,22 @@ class CylinderGPD(Compartment):
     parameters = (MU, D_PAR, DIAMETER)
 
     def signal(self, acq, *, mu, d_par, diameter):
-        """Signal attenuation, shape ``(*batch, n)``; ``mu`` unit vectors."""
+        """CylinderGPD signal (see :func:`cylinder_signal`).
+
+        Parameters
+        ----------
+        acq : Acquisition
+            The measurements: b-values in s/m², unit gradient directions, δ and Δ in s.
+        mu : ndarray, shape (*batch, 3)
+            Unit fibre directions.
+        d_par : float or ndarray, shape (*batch,)
+            Diffusivity along the fibre in m²/s.
+        diameter : float or ndarray, shape (*batch,)
+            Cylinder diameter in m.
+
+        Returns
+        -------
+        ndarray, shape (*batch, n_measurements)
+            Signal attenuation S/S0.
+        """
         return cylinder_signal(acq, mu, d_par, diameter)

@@ -37,12 +37,34 @@ HORNER_MAX_ORDER = 26
 
 
 def odi_to_kappa(odi):
-    """Watson concentration κ from ODI = (2/π) arctan(1/κ)."""
+    """Watson concentration κ from ODI = (2/π) arctan(1/κ).
+
+    Parameters
+    ----------
+    odi : float or ndarray, shape (*batch,)
+        Orientation dispersion index in [0, 1] (0: parallel, 1: isotropic).
+
+    Returns
+    -------
+    ndarray, shape (*batch,)
+        κ (dimensionless; ODI → 0 gives κ → ∞).
+    """
     return 1.0 / np.tan(np.pi / 2.0 * np.asarray(odi, dtype=float))
 
 
 def kappa_to_odi(kappa):
-    """ODI = (2/π) arctan(1/κ) from the Watson concentration κ ≥ 0 (κ = 0 gives 1)."""
+    """ODI = (2/π) arctan(1/κ) from the Watson concentration κ ≥ 0 (κ = 0 gives 1).
+
+    Parameters
+    ----------
+    kappa : float or ndarray, shape (*batch,)
+        Watson concentration κ ≥ 0 (dimensionless).
+
+    Returns
+    -------
+    ndarray, shape (*batch,)
+        Orientation dispersion index in [0, 1].
+    """
     return 2.0 / np.pi * np.arctan2(1.0, np.asarray(kappa, dtype=float))
 
 
@@ -58,6 +80,8 @@ def watson_even_moments(kappa, kmax: int) -> np.ndarray:
     ----------
     kappa : float or ndarray, shape (*batch,)
         Concentration (>= 0).
+    kmax : int
+        Highest moment index.
 
     Returns
     -------
@@ -91,10 +115,21 @@ def _legendre_power_coefficients(lmax: int) -> np.ndarray:
 
 
 def watson_legendre_moments(kappa, lmax: int) -> np.ndarray:
-    """w_l = E_W[P_l(μ·n)] for even l = 0..lmax, shape ``(*batch, lmax//2 + 1)``.
+    """Legendre moments w_l = E_W[P_l(μ·n)] of a Watson distribution, even l ≤ lmax.
 
     Taken as Σ_k C_lk E[t^2k] with the exact power coefficients of P_l (accurate to
     ~1e-9 for l <= 40 and the κ range of brain tissue).
+
+    Parameters
+    ----------
+    kappa : float or ndarray, shape (*batch,)
+        Watson concentration κ ≥ 0 (dimensionless).
+    lmax : int
+        Highest even order.
+
+    Returns
+    -------
+    ndarray, shape (*batch, lmax // 2 + 1)
     """
     m = watson_even_moments(kappa, lmax // 2)
     return m @ _legendre_power_coefficients(lmax).T
@@ -102,7 +137,7 @@ def watson_legendre_moments(kappa, lmax: int) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _quadrature(lmax: int):
-    t, w = legendre.leggauss(N_QUADRATURE)
+    t, w = _gauss_legendre()  # the same nodes, computed once per process
     ls = np.arange(0, lmax + 1, 2)
     p = np.stack([legendre.legval(t, np.eye(l + 1)[l]) for l in ls], axis=1)  # (Q, L)
     weights = w[:, None] * p * (2 * ls + 1) / 2.0
@@ -134,7 +169,19 @@ def series_order(x_max: float) -> int:
 
 
 def legendre_even(c, lmax: int) -> np.ndarray:
-    """P_l(c) for even l = 0..lmax by the three-term recurrence, shape ``(*c, L)``."""
+    """Even Legendre polynomials P_0, P_2, ..., P_lmax by the three-term recurrence.
+
+    Parameters
+    ----------
+    c : ndarray, shape (*s,)
+        Arguments in [-1, 1] (cosines).
+    lmax : int
+        Highest even order.
+
+    Returns
+    -------
+    ndarray, shape (*s, lmax // 2 + 1)
+    """
     c = np.asarray(c, dtype=float)
     out = np.empty(c.shape + (lmax // 2 + 1,))
     p_prev, p = np.ones_like(c), c
@@ -180,7 +227,15 @@ def evaluate_even_legendre_series(coef, c, lmax):
     Parameters
     ----------
     coef : ndarray, shape (*batch, L)
+        Coefficients of P_0, P_2, ..., P_lmax.
     c : ndarray, shape (*batch, m)
+        Cosines g·μ.
+    lmax : int
+        Highest even order (``2 (L - 1)``).
+
+    Returns
+    -------
+    ndarray, shape (*batch, m)
     """
     if lmax <= HORNER_MAX_ORDER:
         q = coef @ _legendre_power_coefficients(lmax)
@@ -212,6 +267,11 @@ def watson_stick_signal(acq, mu, d_par, kappa):
         Stick diffusivity in m²/s.
     kappa : float or ndarray, shape (*batch,)
         Watson concentration.
+
+    Returns
+    -------
+    ndarray, shape (*batch, n_measurements)
+        Signal attenuation S/S0.
     """
     ub, which = np.unique(acq.bvals, return_inverse=True)
     coef, lmax = watson_stick_coefficients(ub, d_par, kappa)
@@ -220,7 +280,24 @@ def watson_stick_signal(acq, mu, d_par, kappa):
 
 
 def watson_stick_signal_legendre(acq, mu, d_par, kappa):
-    """Reference evaluation of the same series in the Legendre basis (for tests)."""
+    """Reference evaluation of :func:`watson_stick_signal` in the Legendre basis (tests).
+
+    Parameters
+    ----------
+    acq : Acquisition
+        The measurements: b-values in s/m², unit gradient directions, δ and Δ in s.
+    mu : ndarray, shape (*batch, 3)
+        Unit fibre directions.
+    d_par : float or ndarray, shape (*batch,)
+        Diffusivity along the fibre in m²/s.
+    kappa : float or ndarray, shape (*batch,)
+        Watson concentration κ ≥ 0 (dimensionless).
+
+    Returns
+    -------
+    ndarray, shape (*batch, n_measurements)
+        Signal attenuation S/S0.
+    """
     ub, which = np.unique(acq.bvals, return_inverse=True)
     coef, lmax = watson_stick_coefficients(ub, d_par, kappa)
     p = legendre_even(cos_angle(acq.bvecs, mu), lmax)
@@ -232,6 +309,20 @@ def watson_tensor_diffusivities(d_par, d_perp, kappa):
 
     D = d⊥ I + (d∥ - d⊥) E_W[n nᵀ] with E_W[n nᵀ] = τ μμᵀ + (1 - τ)/2 (I - μμᵀ),
     τ = E_W[(μ·n)²].
+
+    Parameters
+    ----------
+    d_par : float or ndarray, shape (*batch,)
+        Diffusivity along the fibre in m²/s.
+    d_perp : float or ndarray, shape (*batch,)
+        Diffusivity across the fibre in m²/s.
+    kappa : float or ndarray, shape (*batch,)
+        Watson concentration κ ≥ 0 (dimensionless).
+
+    Returns
+    -------
+    d_par_eff, d_perp_eff : ndarray, shape (*batch,)
+        Diffusivities of the averaged tensor along and across μ, in m²/s.
     """
     tau = watson_even_moments(kappa, 1)[..., 1]
     d_par = np.asarray(d_par, dtype=float)
@@ -241,7 +332,26 @@ def watson_tensor_diffusivities(d_par, d_perp, kappa):
 
 
 def watson_zeppelin_signal(acq, mu, d_par, d_perp, kappa):
-    """Watson-dispersed zeppelin (Watson-averaged tensor), shape ``(*batch, n)``."""
+    """Watson-dispersed zeppelin (the Watson-averaged tensor of NODDI).
+
+    Parameters
+    ----------
+    acq : Acquisition
+        The measurements: b-values in s/m², unit gradient directions, δ and Δ in s.
+    mu : ndarray, shape (*batch, 3)
+        Unit fibre directions.
+    d_par : float or ndarray, shape (*batch,)
+        Diffusivity along the fibre in m²/s.
+    d_perp : float or ndarray, shape (*batch,)
+        Diffusivity across the fibre in m²/s.
+    kappa : float or ndarray, shape (*batch,)
+        Watson concentration κ ≥ 0 (dimensionless).
+
+    Returns
+    -------
+    ndarray, shape (*batch, n_measurements)
+        Signal attenuation S/S0.
+    """
     dpar_eff, dperp_eff = watson_tensor_diffusivities(d_par, d_perp, kappa)
     return zeppelin_on_gradients(acq.bvals, acq.bvecs, mu, dpar_eff, dperp_eff)
 
@@ -253,7 +363,24 @@ class WatsonStick(Compartment):
     parameters = (MU, D_PAR, ODI)
 
     def signal(self, acq, *, mu, d_par, odi):
-        """Signal attenuation, shape ``(*batch, n)``."""
+        """Watson-dispersed stick signal.
+
+        Parameters
+        ----------
+        acq : Acquisition
+            The measurements: b-values in s/m², unit gradient directions, δ and Δ in s.
+        mu : ndarray, shape (*batch, 3)
+            Unit fibre directions.
+        d_par : float or ndarray, shape (*batch,)
+            Diffusivity along the fibre in m²/s.
+        odi : float or ndarray, shape (*batch,)
+            Orientation dispersion index in [0, 1] (0: parallel, 1: isotropic).
+
+        Returns
+        -------
+        ndarray, shape (*batch, n_measurements)
+            Signal attenuation S/S0.
+        """
         return watson_stick_signal(acq, mu, d_par, odi_to_kappa(odi))
 
 
@@ -264,12 +391,45 @@ class WatsonZeppelin(Compartment):
     parameters = (MU, D_PAR, D_PERP, ODI)
 
     def signal(self, acq, *, mu, d_par, d_perp, odi):
-        """Signal attenuation, shape ``(*batch, n)``."""
+        """Watson-dispersed zeppelin signal.
+
+        Parameters
+        ----------
+        acq : Acquisition
+            The measurements: b-values in s/m², unit gradient directions, δ and Δ in s.
+        mu : ndarray, shape (*batch, 3)
+            Unit fibre directions.
+        d_par : float or ndarray, shape (*batch,)
+            Diffusivity along the fibre in m²/s.
+        d_perp : float or ndarray, shape (*batch,)
+            Diffusivity across the fibre in m²/s.
+        odi : float or ndarray, shape (*batch,)
+            Orientation dispersion index in [0, 1] (0: parallel, 1: isotropic).
+
+        Returns
+        -------
+        ndarray, shape (*batch, n_measurements)
+            Signal attenuation S/S0.
+        """
         return watson_zeppelin_signal(acq, mu, d_par, d_perp, odi_to_kappa(odi))
 
 
 def watson(compartment: Compartment) -> Compartment:
-    """The Watson-dispersed version of a Stick or Zeppelin."""
+    """The Watson-dispersed version of a Stick or Zeppelin.
+
+    Parameters
+    ----------
+    compartment : Stick or Zeppelin
+
+    Returns
+    -------
+    WatsonStick or WatsonZeppelin
+
+    Raises
+    ------
+    ValueError
+        For any other compartment.
+    """
     from .gaussian import Stick, Zeppelin
 
     if isinstance(compartment, Stick):

@@ -32,13 +32,42 @@ def stick_signal(bvals, bvecs, mu, d_par):
 def zeppelin_signal(bvals, bvecs, mu, d_par, d_perp):
     """Zeppelin (axially symmetric tensor): E = exp(-b [d⊥ + (d∥ - d⊥)(g·μ)²]).
 
-    ``d_par`` and ``d_perp`` in m²/s, shape ``(*batch,)``; returns ``(*batch, n)``.
+    Parameters
+    ----------
+    bvals : ndarray, shape (n,)
+        b-values in s/m².
+    bvecs : ndarray, shape (n, 3)
+        Unit gradient directions.
+    mu : ndarray, shape (*batch, 3)
+        Unit fibre directions.
+    d_par : float or ndarray, shape (*batch,)
+        Diffusivity along the fibre in m²/s.
+    d_perp : float or ndarray, shape (*batch,)
+        Diffusivity across the fibre in m²/s.
+
+    Returns
+    -------
+    ndarray, shape (*batch, n)
+        Signal attenuation S/S0.
     """
     return zeppelin_on_gradients(bvals, bvecs, mu, d_par, d_perp)
 
 
 def ball_signal(bvals, d_iso):
-    """Ball (isotropic Gaussian): E = exp(-b d_iso); ``d_iso`` in m²/s."""
+    """Ball (isotropic Gaussian): E = exp(-b d_iso).
+
+    Parameters
+    ----------
+    bvals : ndarray, shape (n,)
+        b-values in s/m².
+    d_iso : float or ndarray, shape (*batch,)
+        Isotropic diffusivity in m²/s.
+
+    Returns
+    -------
+    ndarray, shape (*batch, n)
+        Signal attenuation S/S0.
+    """
     return np.exp(-bvals * as_batch(d_iso))
 
 
@@ -49,7 +78,22 @@ class Stick(Compartment):
     parameters = (MU, D_PAR)
 
     def signal(self, acq, *, mu, d_par):
-        """Signal attenuation, shape ``(*batch, n)``; ``mu`` unit vectors."""
+        """Stick signal: exp(-b d∥ (g·μ)²).
+
+        Parameters
+        ----------
+        acq : Acquisition
+            The measurements: b-values in s/m², unit gradient directions, δ and Δ in s.
+        mu : ndarray, shape (*batch, 3)
+            Unit fibre directions.
+        d_par : float or ndarray, shape (*batch,)
+            Diffusivity along the fibre in m²/s.
+
+        Returns
+        -------
+        ndarray, shape (*batch, n_measurements)
+            Signal attenuation S/S0.
+        """
         return stick_signal(acq.bvals, acq.bvecs, mu, d_par)
 
 
@@ -60,7 +104,24 @@ class Zeppelin(Compartment):
     parameters = (MU, D_PAR, D_PERP)
 
     def signal(self, acq, *, mu, d_par, d_perp):
-        """Signal attenuation, shape ``(*batch, n)``; ``mu`` unit vectors."""
+        """Zeppelin signal: exp(-b [d⊥ + (d∥ - d⊥)(g·μ)²]).
+
+        Parameters
+        ----------
+        acq : Acquisition
+            The measurements: b-values in s/m², unit gradient directions, δ and Δ in s.
+        mu : ndarray, shape (*batch, 3)
+            Unit fibre directions.
+        d_par : float or ndarray, shape (*batch,)
+            Diffusivity along the fibre in m²/s.
+        d_perp : float or ndarray, shape (*batch,)
+            Diffusivity across the fibre in m²/s.
+
+        Returns
+        -------
+        ndarray, shape (*batch, n_measurements)
+            Signal attenuation S/S0.
+        """
         return zeppelin_signal(acq.bvals, acq.bvecs, mu, d_par, d_perp)
 
 
@@ -71,5 +132,18 @@ class Ball(Compartment):
     parameters = (D_ISO,)
 
     def signal(self, acq, *, d_iso):
-        """Signal attenuation, shape ``(*batch, n)``."""
+        """Ball signal: exp(-b d_iso).
+
+        Parameters
+        ----------
+        acq : Acquisition
+            The measurements: b-values in s/m², unit gradient directions, δ and Δ in s.
+        d_iso : float or ndarray, shape (*batch,)
+            Isotropic diffusivity in m²/s.
+
+        Returns
+        -------
+        ndarray, shape (*batch, n_measurements)
+            Signal attenuation S/S0.
+        """
         return ball_signal(acq.bvals, d_iso)

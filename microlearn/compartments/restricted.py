@@ -14,5 +14,16 @@ class Dot(Compartment):
     parameters = ()
 
     def signal(self, acq, *, batch_shape=()):
-        """Ones of shape ``(*batch_shape, n)``."""
+        """No attenuation: ones.
+
+        Parameters
+        ----------
+        acq : Acquisition
+        batch_shape : tuple of int
+            Batch shape of the result.
+
+        Returns
+        -------
+        ndarray, shape (*batch_shape, n_measurements)
+        """
         return np.ones(tuple(batch_shape) + (acq.n_measurements,))

@@ -15,6 +15,9 @@ from ..simulate import add_noise, as_rng, sample_parameters, simulate
 CROSSING_RANGES = {"odi": (0.02, 0.3), "icvf": (0.3, 0.8), "fiso": (0.0, 0.3)}
 #: Smallest weight of a fibre population in the crossing set.
 MIN_WEIGHT = 0.25
+#: Isotropic tissue (grey-matter-like, no preferred direction): one Watson-dispersed
+#: NODDI population with ODI near 1 (κ < 0.16), counted as 0 fibres.
+ISOTROPIC_TISSUE_RANGES = {"odi": (0.9, 0.98), "icvf": (0.2, 0.5), "fiso": (0.0, 0.3)}
 
 
 @dataclass
@@ -44,13 +47,15 @@ class CrossingSet:
 
 def crossing_dataset(acq, n_per_count: int = 100, *, snr: float = 30.0, random_state=0,
                      s0: float = 1000.0, min_angle: float = 45.0,
-                     ranges: dict | None = None) -> CrossingSet:
+                     ranges: dict | None = None,
+                     isotropic_tissue: float = 0.0) -> CrossingSet:
     """NODDI voxels, a quarter each with 0, 1, 2 and 3 fibres.
 
-    0 fibres: free water (d_iso = 3e-9 m²/s). Fibres: ODI, ICVF and FISO uniform on
-    ``ranges`` (default :data:`CROSSING_RANGES`, white-matter-like), pairwise crossing
-    angles uniform in [``min_angle``, 90]°, fibre weights ≥ 0.25 (0.25 + the rest split
-    by a flat Dirichlet draw). Rician noise with σ = s0 / snr.
+    0 fibres: free water (d_iso = 3e-9 m²/s), or for a share ``isotropic_tissue`` of them
+    isotropic tissue (:data:`ISOTROPIC_TISSUE_RANGES`; ``truth`` gives their FISO).
+    Fibres: ODI, ICVF and FISO uniform on ``ranges`` (default :data:`CROSSING_RANGES`,
+    white-matter-like), pairwise crossing angles uniform in [``min_angle``, 90]°, fibre
+    weights ≥ 0.25 (0.25 + the rest split by a flat Dirichlet draw). Rician noise with σ = s0 / snr.
     """
     rng = as_rng(random_state)
     ranges = {**CROSSING_RANGES, **(ranges or {})}
@@ -69,13 +74,26 @@ def crossing_dataset(acq, n_per_count: int = 100, *, snr: float = 30.0, random_s
             w = MIN_WEIGHT + (1 - MIN_WEIGHT * k) * rng.dirichlet(np.ones(k), n_per_count)
             for i in range(k):
                 params[:, model.parameters.slice(f"ffib_{i + 1}")] = w[:, i:i + 1]
-        sig.append(simulate(model, acq, params))
+        n_iso = int(round(isotropic_tissue * n_per_count)) if k == 0 else 0
+        fiso = np.ones(n_per_count) if k == 0 else vals["fiso"]
+        if n_iso:  # the last n_iso fibre-free voxels: tissue without a preferred direction
+            one = get_model("noddi", 1)
+            r = {p.name: ISOTROPIC_TISSUE_RANGES[p.name] for p in one.parameters
+                 if p.name in ISOTROPIC_TISSUE_RANGES}
+            iso_params = sample_parameters(one, n_iso, random_state=rng, ranges=r)
+            tissue = simulate(one, acq, iso_params)
+            fiso = fiso.copy()
+            fiso[-n_iso:] = one.parameters.unpack(iso_params)["fiso"]
+        signal = simulate(model, acq, params)
+        if n_iso:
+            signal[-n_iso:] = tissue
+        sig.append(signal)
         counts.append(np.full(n_per_count, k))
         d = np.full((n_per_count, 3, 3), np.nan)
         for i, name in enumerate(model.orientation_names):
             d[:, i] = angles_to_cartesian(vals[name])
         dirs.append(d)
-        truth["fiso"].append(np.ones(n_per_count) if k == 0 else vals["fiso"])
+        truth["fiso"].append(fiso)
         for i in (1, 2, 3):
             sfx = "" if k == 1 else f"_{i}"
             for b in ("odi", "icvf"):

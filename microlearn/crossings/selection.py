@@ -11,11 +11,13 @@ included, fibre weights counted once less since only their ratios matter) and pe
 2 (AIC, default) or log N (BIC). Without σ (fewer than three b0s) the Gaussian
 likelihood with unknown variance is used: IC = N log(SSE / N) + penalty · k.
 
-Starts. The n-fibre fit runs from two starts and keeps the better one:
-
-* the n largest CSD peaks found with a low relative threshold (0.1, 25° separation);
-* the (n−1)-fibre solution plus a greedy direction: the hemisphere direction whose
-  shell-demeaned stick atom best matches the (n−1)-fibre residual.
+Starts. The n-fibre fit starts from the (n−1)-fibre solution plus a greedy direction: the
+hemisphere direction whose shell-demeaned stick atom best matches the (n−1)-fibre
+residual (1 fibre: the tensor direction). With ``csd_starts=True`` (or given ``peaks``) it
+also runs from the n largest CSD peaks found with a low relative threshold (0.1, 25°
+separation) and keeps the better fit: on the mixed crossing case of
+``benchmarks/bench_crossings.py`` (2000 voxels) this lifts recall3 from ~0.45 to ~0.51 and
+accuracy by ~0.01, at twice the time (two fits per count plus DIPY's per-voxel CSD).
 
 Gating. n fibres are tried only where n−1 fibres beat n−2 on the criterion (every voxel
 for n = 1), so single-fibre and free-water voxels never pay for a 3-fibre fit.
@@ -26,6 +28,15 @@ oriented at clinical SNR, and the criterion's penalty does not hold at that boun
 (orientation, ODI and ICVF are unidentifiable when FISO → 1), so a thorough optimiser finds
 free-water voxels a spurious fibre (27 of 250 in the crossing bench, all at FISO 0.974–0.98;
 fibre voxels there fit FISO ≤ 0.38).
+
+Isotropic tissue. Grey-matter-like tissue without a preferred direction is not a fibre.
+The 0-fibre candidate of a dispersion model (NODDI) is free water or isotropic tissue (the
+1-fibre model at its largest ODI, orientation averaged out, ICVF on a grid, amplitudes by
+NNLS: 3 parameters), whichever the criterion prefers; and a voxel whose best count is one
+fibre with ODI >= :data:`ODI_ISOTROPIC` counts 0 fibres: a one-fibre fit of tissue with
+ODI 0.9-0.98 finds ODI 0.64-0.85 at SNR 30 (its orientation fitted to the noise), against
+<= 0.32 for white-matter fibres (ODI <= 0.3). Voxels counted 1 that are really 2-3 fibre
+crossings (ODI 0.27-0.62) are tried with more fibres first, as before.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ import numpy as np
 
 from ..fitting import FitResult, fit
 from ..fitting.noise import estimate_sigma
-from ..fitting.search import outer_fraction_name, tensor_directions
+from ..fitting.search import nnls_two, outer_fraction_name, tensor_directions
 from ..io import validate_signal
 from ..models import D_PAR_NODDI, get_model
 from ..parameters import angles_to_cartesian
@@ -54,6 +65,10 @@ MIN_BLOCK = 64
 CHUNK = 20000
 #: Smallest tissue share (1 − FISO) of a 1-fibre fit that counts as a fibre population.
 MIN_TISSUE_FRACTION = 0.05
+#: A 1-fibre fit at least this dispersed (Watson κ <= 0.73) has no preferred direction.
+ODI_ISOTROPIC = 0.6
+#: ICVF grid of the isotropic-tissue (0-fibre) fit.
+ISOTROPIC_ICVF = np.linspace(0.0, 1.0, 41)
 
 
 @dataclass
@@ -146,6 +161,26 @@ def _hemisphere():
     return v[v[:, 2] >= 0]
 
 
+_STICK_ATOMS: dict = {}
+
+
+def _stick_atoms(acq):
+    """Hemisphere directions U (D, 3) and their unit-norm, shell-demeaned stick atoms
+    (N, D), kept per acquisition."""
+    key = acq.fingerprint()
+    if key not in _STICK_ATOMS:
+        U = _hemisphere()
+        K = np.exp(-acq.bvals[:, None] * D_PAR_NODDI * (acq.bvecs @ U.T) ** 2)
+        for s in np.unique(acq.shell_index):
+            rows = acq.shell_index == s
+            K[rows] -= K[rows].mean(0)
+        K /= np.linalg.norm(K, axis=0) + 1e-12
+        if len(_STICK_ATOMS) >= 4:
+            _STICK_ATOMS.clear()
+        _STICK_ATOMS[key] = (U, K)
+    return _STICK_ATOMS[key]
+
+
 def residual_directions(acq, residual, previous, *, exclude_deg=MIN_SEPARATION):
     """Greedy next-fibre direction from a fit residual.
 
@@ -163,12 +198,7 @@ def residual_directions(acq, residual, previous, *, exclude_deg=MIN_SEPARATION):
         The hemisphere direction whose stick atom (d∥ = 1.7e-9 m²/s, demeaned per shell)
         correlates best with the residual.
     """
-    U = _hemisphere()
-    K = np.exp(-acq.bvals[:, None] * D_PAR_NODDI * (acq.bvecs @ U.T) ** 2)
-    for s in np.unique(acq.shell_index):
-        rows = acq.shell_index == s
-        K[rows] -= K[rows].mean(0)
-    K /= np.linalg.norm(K, axis=0) + 1e-12
+    U, K = _stick_atoms(acq)
     score = np.asarray(residual, dtype=float) @ K
     near = np.abs(np.einsum("vkc,dc->vkd", np.nan_to_num(previous), U))
     close = np.any(near > np.cos(np.deg2rad(exclude_deg)), axis=1)
@@ -204,7 +234,12 @@ def _orientations(model, params):
 
 @dataclass
 class _Candidate:
-    """Best fit of one fibre count over the voxels where it was tried (rows ``index``)."""
+    """Best fit of one fibre count over the voxels where it was tried (rows ``index``).
+
+    ``layout`` is the fibre count of the model ``params`` belong to (the 0-fibre
+    candidate of a dispersion model uses the 1-fibre layout: free water is FISO = 1,
+    isotropic tissue is ODI at its upper bound).
+    """
 
     params: np.ndarray
     s0: np.ndarray
@@ -212,6 +247,7 @@ class _Candidate:
     pred: np.ndarray
     cost: np.ndarray
     index: np.ndarray
+    layout: int = -1
 
 
 def _fit_fixed(model, acq, y, sigma):
@@ -223,21 +259,91 @@ def _fit_fixed(model, acq, y, sigma):
                       floor_cost(pred, y, sigma), np.arange(len(y)))
 
 
+_ISO_ATOMS: dict = {}
+
+
+def _isotropic_atoms(one, acq, icvf, odi):
+    """:func:`_isotropic_atoms_uncached`, kept per model, acquisition and grid."""
+    key = (one.name, acq.fingerprint(), icvf.tobytes(), odi)
+    if key not in _ISO_ATOMS:
+        if len(_ISO_ATOMS) >= 4:
+            _ISO_ATOMS.clear()
+        _ISO_ATOMS[key] = _isotropic_atoms_uncached(one, acq, icvf, odi)
+    return _ISO_ATOMS[key]
+
+
+def _isotropic_atoms_uncached(one, acq, icvf, odi):
+    """Tissue (FISO = 0) and free-water (FISO = 1) signals (C, N) of the 1-fibre model at
+    dispersion ``odi`` for every ``icvf``, averaged over the x, y and z orientations (which
+    cancels the degree-2 orientation term: no preferred direction)."""
+    C = icvf.size
+    atoms = []
+    for fiso in (0.0, 1.0):
+        total = 0.0
+        for theta, phi in ((np.pi / 2, 0.0), (np.pi / 2, np.pi / 2), (0.0, 0.0)):
+            vals = {"mu": np.tile([theta, phi], (C, 1)), "odi": np.full(C, odi), "icvf": icvf,
+                    "fiso": np.full(C, fiso)}
+            total = total + one.signal(acq, one.parameters.pack(vals))
+        atoms.append(total / 3.0)
+    return atoms
+
+
+def _fit_zero(model_name, acq, y, sigma, criterion, sigma_known):
+    """The 0-fibre candidate and its criterion: free water, or for dispersion models
+    (NODDI) also tissue without a preferred direction, whichever the criterion prefers.
+
+    Isotropic tissue (grey-matter-like) is the 1-fibre model at its largest ODI (κ → 0,
+    orientation averaged out) with ICVF on a grid and the tissue and free-water amplitudes
+    by NNLS: 3 free parameters (ICVF, FISO, S0) against the 1-fibre fit's 6, so a fibre is
+    only counted where a preferred direction pays for its orientation and dispersion.
+    """
+    N = acq.n_measurements
+    water = _fit_fixed(get_model(model_name, 0), acq, y, sigma)
+    ic_water = information_criterion(water.cost, 1, N, criterion, sigma_known=sigma_known)
+    one = get_model(model_name, 1)
+    if not {"odi", "icvf", "fiso"} <= set(one.parameter_names):
+        water.layout = 0
+        return water, ic_water
+    odi = float(one.parameters["odi"].bounds[1])
+    icvf = ISOTROPIC_ICVF
+    tissue_atoms, water_atoms = _isotropic_atoms(one, acq, icvf, odi)
+    a, b, sse = nnls_two(tissue_atoms[None], water_atoms[None], y)
+    best = np.argmin(np.where(np.isfinite(sse), sse, np.inf), axis=1)
+    rows = np.arange(len(y))
+    a, b = a[rows, best], b[rows, best]
+    pred = a[:, None] * tissue_atoms[best] + b[:, None] * water_atoms[best]
+    cost = floor_cost(pred, y, sigma)
+    ic_tissue = information_criterion(cost, 3, N, criterion, sigma_known=sigma_known)
+    tissue = ic_tissue < ic_water
+    s0 = np.where(tissue, a + b, water.s0)
+    fiso = np.where(tissue, b / np.maximum(a + b, 1e-30), 1.0)
+    V = len(y)
+    params = one.parameters.pack({"mu": np.zeros((V, 2)), "odi": np.full(V, odi),
+                                  "icvf": np.where(tissue, icvf[best], 0.5), "fiso": fiso})
+    cand = _Candidate(params, s0, np.ones(V, bool), np.where(tissue[:, None], pred, water.pred),
+                      np.where(tissue, cost, water.cost), rows, layout=1)
+    return cand, np.minimum(ic_tissue, ic_water)
+
+
 def _fit_from(model, acq, y, sigma, dirs, fit_options):
     opts = dict(fit_options)
+    setup = opts.pop("setup_acc", None)  # a list collecting each fit's set-up seconds
+    opts.setdefault("quality", False)  # candidate fits: their std/residual maps are unused
     if "block_size" not in opts:  # one block per worker, so both cores share small groups
         from ..fitting.base import BLOCK_SIZE, default_workers
 
         workers = opts.get("workers") or default_workers()
         opts["block_size"] = int(min(BLOCK_SIZE, max(MIN_BLOCK, -(-len(y) // workers))))
     r = fit(model, acq, y, sigma=0 if sigma is None else sigma, directions=dirs, **opts)
+    if setup is not None:
+        setup.append(r.setup_seconds)
     pred = r.predict()
     cost = floor_cost(pred, y, sigma)
     return r.params, r.s0, r.success, pred, np.where(r.success, cost, np.inf)
 
 
 def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="aic",
-                  peaks=None, response=None, fit_options=None):
+                  peaks=None, response=None, csd_starts=False, fit_options=None):
     """Fit 0..``max_fibres`` fibre models to voxel signals and pick one per voxel.
 
     Parameters
@@ -250,9 +356,12 @@ def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="ai
     sigma : float or None
         Noise standard deviation in signal units.
     peaks : ndarray, shape (V, >= max_fibres, 3), optional
-        Candidate directions (NaN where absent); CSD peaks at a 0.1 threshold by default.
+        Candidate start directions (NaN where absent); with ``csd_starts``, CSD peaks at a
+        0.1 threshold by default.
     response : tuple, optional
         DIPY single-fibre response for those peaks (estimated from ``y`` when absent).
+    csd_starts : bool
+        Also start every count from CSD peaks (see the module docstring).
     fit_options : dict, optional
         Passed to :func:`microlearn.fitting.fit` (``method``, ``workers``, ``progress``).
 
@@ -267,14 +376,13 @@ def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="ai
     V, N = y.shape
     models = {n: get_model(model_name, n) for n in range(max_fibres + 1)}
     b0 = y[:, acq.b0_mask].mean(1)
-    if peaks is None and max_fibres:
+    if peaks is None and max_fibres and csd_starts:
         peaks, _ = csd_peaks(acq, y / b0[:, None], relative_peak_threshold=CANDIDATE_THRESHOLD,
                              npeaks=max_fibres, response=response)
     ic = np.full((V, max_fibres + 1), np.inf)
     known = sigma is not None
-    cands = {0: _fit_fixed(models[0], acq, y, sigma)}
-    ic[:, 0] = information_criterion(cands[0].cost, n_free(models[0]), N, criterion,
-                                     sigma_known=known)
+    cands = {}
+    cands[0], ic[:, 0] = _fit_zero(model_name, acq, y, sigma, criterion, known)
     for n in range(1, max_fibres + 1):
         t0 = time.perf_counter()
         rows = (np.arange(V) if n == 1 else
@@ -283,7 +391,9 @@ def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="ai
             break
         model = models[n]
         fallback = tensor_directions(acq, y[rows] / b0[rows, None]) if n == 1 else None
-        starts = [complete_directions(peaks[rows, :n], fallback)]
+        starts = [] if peaks is None else [complete_directions(peaks[rows, :n], fallback)]
+        if n == 1 and not starts:
+            starts = [fallback[:, None]]
         if n > 1:
             prev = cands[n - 1]
             pos = np.searchsorted(prev.index, rows)
@@ -299,7 +409,7 @@ def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="ai
             better = out[4] < best[4]
             for k in range(5):
                 best[k][better] = out[k][better]
-        cands[n] = _Candidate(*best, index=rows)
+        cands[n] = _Candidate(*best, index=rows, layout=n)
         ic[rows, n] = information_criterion(best[4], n_free(model), N, criterion,
                                             sigma_known=known)
         if n == 1 and "fiso" in model.parameter_names:  # see "Free water" above
@@ -307,7 +417,11 @@ def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="ai
             ic[rows[fiso > 1 - MIN_TISSUE_FRACTION], 1] = np.inf
         log.info("%d-fibre fits: %d voxels, %d start(s), %.1f s", n, rows.size, len(starts),
                  time.perf_counter() - t0)
-    return np.argmin(ic, axis=1), cands, ic
+    n_sel = np.argmin(ic, axis=1)
+    if 1 in cands and "odi" in models[1].parameter_names:  # see "Isotropic tissue" above
+        odi = models[1].parameters.unpack(cands[1].params)["odi"]
+        n_sel[cands[1].index[(odi >= ODI_ISOTROPIC) & (n_sel[cands[1].index] == 1)]] = 0
+    return n_sel, cands, ic
 
 
 # ---------------------------------------------------------------------- assembled result
@@ -406,7 +520,7 @@ def check_fibre_model(model_name: str) -> None:
 
 def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, progress=False,
              criterion="aic", max_fibres=3, workers=None, peaks=None, response=None,
-             **options):
+             csd_starts=False, **options):
     """Fit ``model_name`` with the number of fibres (0–``max_fibres``) chosen per voxel.
 
     Voxels are grouped by fibre count and each group is fitted as one batch (see the
@@ -428,10 +542,13 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
     max_fibres : int
         1, 2 or 3.
     peaks : ndarray, shape (*spatial, >= max_fibres, 3), optional
-        Candidate directions (NaN where absent); CSD peaks by default.
+        Candidate start directions (NaN where absent); with ``csd_starts``, CSD peaks by
+        default.
     response : tuple, optional
-        DIPY single-fibre response ``(evals, S0)`` for the CSD peaks; estimated from
-        ``data`` when absent (give it when ``data`` is one part of a volume).
+        DIPY single-fibre response ``(evals, S0)`` for the CSD peaks (``csd_starts``);
+        estimated from ``data`` when absent (give it when ``data`` is one part of a volume).
+    csd_starts : bool
+        Also start every fibre count from CSD peaks (slower; see the module docstring).
     options
         Passed to the engine.
 
@@ -455,9 +572,11 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
     cand_peaks = None
     if peaks is not None:
         cand_peaks = np.asarray(peaks, float).reshape(-1, *np.shape(peaks)[-2:])[vx.flat]
-    if cand_peaks is None and response is None:  # one response for the whole volume
+    if cand_peaks is None and response is None and csd_starts:  # one for the whole volume
         response, _ = ssst_response(acq, y / vx.b0[:, None])
-    opts = {"method": method, "progress": progress, "workers": workers, **options}
+    setup: list = []  # set-up seconds of the fits (kernel loading; see FitResult)
+    opts = {"method": method, "progress": progress, "workers": workers, "setup_acc": setup,
+            **options}
     big = get_model(model_name, max_fibres)
     V = y.shape[0]
     params = np.full((V, big.parameters.size), np.nan)
@@ -470,11 +589,12 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
         n_sel[part], cands, ic[part] = select_fibres(
             model_name, acq, y[part], sigma=sigma, max_fibres=max_fibres, criterion=criterion,
             peaks=None if cand_peaks is None else cand_peaks[part], response=response,
+            csd_starts=csd_starts,
             fit_options=opts)
         for n, c in cands.items():
             pos = np.flatnonzero(n_sel[part][c.index] == n)
             rows = start + c.index[pos]
-            params[rows] = embed(model_name, n, c.params[pos], max_fibres)
+            params[rows] = embed(model_name, c.layout, c.params[pos], max_fibres)
             s0[rows], ok[rows] = c.s0[pos], c.success[pos]
     seconds = time.perf_counter() - t0
     counts = np.bincount(n_sel, minlength=max_fibres + 1)
@@ -484,4 +604,5 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
         model=big, acq=acq, params=vx.to_volume(params), s0=vx.to_volume(s0),
         success=vx.to_volume(ok, False, bool), mask=vx.mask, method=method, sigma=sigma,
         seconds=seconds, n_fibres=vx.to_volume(n_sel, 0, np.uint8), model_name=model_name,
-        criterion=vx.to_volume(ic), fibre_names=tuple(fibre_bases(model_name)))
+        criterion=vx.to_volume(ic), fibre_names=tuple(fibre_bases(model_name)),
+        setup_seconds=float(sum(setup)))

@@ -15,7 +15,7 @@ import numpy as np
 from numba import parallel_chunksize
 
 from ..compartments.cylinder import van_gelderen_coefficient
-from .engine import Engine
+from .engine import LM_CRITERION, Engine
 from .noddi_fast import PARALLEL_CHUNK
 
 #: Spacing of the diameter table in m (cubic Hermite interpolation: error ~1e-13).
@@ -90,6 +90,7 @@ class ActiveAxMixEngine(Engine):
     """
 
     name = "mix"
+    convergence = LM_CRITERION
     threaded = True  # parallel over voxels with numba threads
 
     def __init__(self, model, acq, *, max_iter: int = 50, tol: float = 1e-6,
@@ -137,8 +138,8 @@ class ActiveAxMixEngine(Engine):
         sig = np.zeros(y.shape[0]) if sigma is None else np.asarray(sigma, dtype=float)
         theta, phi = self.start_angles(y, directions)
         with parallel_chunksize(PARALLEL_CHUNK):  # uneven voxel costs: small work chunks
-            X, cost, _ = fit_voxels(
+            X, cost, converged = fit_voxels(
                 np.ascontiguousarray(y, dtype=float), sig, theta, phi, *self.kernel_args(),
                 self.diam_grid, self.kgrid, ICVF_GRID, self.lower_k, self.upper_k,
                 self.scales_k, self.max_iter, self.tol)
-        return self.finish(X, cost)
+        return self.finish(X, cost, converged)

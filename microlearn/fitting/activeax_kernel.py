@@ -192,7 +192,10 @@ def _grid_search(y, sg, c2, bvals, G2, tidx, d, b_iso, diam_grid, kgrid, icvf_gr
 @njit(cache=True)
 def _levenberg_marquardt(x, y, sg, bvals, G2, bvecs, tidx, ktab, dktab, lo, step, d, b_iso,
                          lower, upper, scales, max_iter, tol):
-    """Bounded LM on the Rician-floor model, in place on ``x``; returns (cost, iterations).
+    """Bounded LM on the Rician-floor model, in place on ``x``.
+
+    Returns (cost, iterations, converged), converged as in the NODDI kernel's LM (a cost
+    decrease below ``tol`` or a stationary point, not the iteration limit).
 
     Steps are taken in scaled units (``x / scales``) with Marquardt damping; a parameter
     pushed against its bound is held there (active set), so voxels whose diameter is not
@@ -213,6 +216,8 @@ def _levenberg_marquardt(x, y, sg, bvals, G2, bvecs, tidx, ktab, dktab, lo, step
     cost = rician_cost(y, sg, s, r)
     lam = 1e-3
     it = 0
+    improved = False
+    rel = 0.0
     while it < max_iter:
         it += 1
         for n in range(N):  # Rician chain rule, then scaled units
@@ -255,7 +260,7 @@ def _levenberg_marquardt(x, y, sg, bvals, G2, bvecs, tidx, ktab, dktab, lo, step
         _signal_jac(x, bvals, G2, bvecs, tidx, ktab, dktab, lo, step, d, b_iso, True, kv,
                     dkv, s, J)
         rician_cost(y, sg, s, r)
-    return cost, it
+    return cost, it, (not improved) or rel < tol
 
 
 @njit(parallel=True, cache=True)
@@ -272,12 +277,13 @@ def fit_voxels(Y, sigma, theta0, phi0, bvals, G2, bvecs, tidx, ktab, dktab, lo, 
     X : ndarray, shape (V, 6)
         theta, phi, diameter (m), icvf, fiso, s0 (relative to the normalisation).
     cost : ndarray, shape (V,)
-    iters : ndarray of int, shape (V,)
+    converged : ndarray of bool, shape (V,)
+        The kept pass's LM converged.
     """
     V, N = Y.shape
     X = np.empty((V, N_PARAMS))
     costs = np.empty(V)
-    iters = np.zeros(V, np.int64)
+    converged = np.zeros(V, np.bool_)
     for v in prange(V):
         x = np.empty(N_PARAMS)
         x2 = np.empty(N_PARAMS)
@@ -293,13 +299,13 @@ def fit_voxels(Y, sigma, theta0, phi0, bvals, G2, bvecs, tidx, ktab, dktab, lo, 
                 c2[n] = cn * cn
             _grid_search(Y[v], sigma[v], c2, bvals, G2, tidx, d, b_iso, diam_grid, kgrid,
                          icvf_grid, x2)
-            cost, it = _levenberg_marquardt(
+            cost, _it, conv = _levenberg_marquardt(
                 x2, Y[v], sigma[v], bvals, G2, bvecs, tidx, ktab, dktab, lo, step, d, b_iso,
                 lower, upper, scales, max_iter, tol)
-            iters[v] += it
             if cost < best:
                 best = cost
                 x[:] = x2
+                converged[v] = conv
         costs[v] = best
         X[v] = x
-    return X, costs, iters
+    return X, costs, converged

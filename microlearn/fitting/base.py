@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 
 #: Voxels per block handed to an engine (cache-friendly sizes are fastest).
 BLOCK_SIZE = 512
+#: In-process time (s) the remaining voxels must need before a process pool is started.
+POOL_MIN_SECONDS = 2.0
+#: Voxels fitted first, alone, so that the set-up (engine imports, construction, compiled
+#: kernel loading, tables) is timed apart from the per-voxel throughput.
+WARM_VOXELS = 4
 
 
 def _registry():
@@ -44,6 +49,35 @@ class _Fitters(dict):
 FITTERS = _Fitters()
 
 
+def engine_class(method: str, model, acq, **options):
+    """The engine class ``fit(..., method=method)`` runs for ``model`` on ``acq``."""
+    from .noddi_fast import interior_point_class, mix_class
+
+    fast = options.get("fast", True)
+    choose = {"mix": mix_class, "interior-point": interior_point_class}.get(method)
+    return choose(model, acq, fast=fast) if choose else FITTERS[method]
+
+
+def describe_convergence(success, params_finite, engine) -> dict:
+    """What ``fit.json`` says of convergence: the engine, its criterion and the counts.
+
+    Parameters
+    ----------
+    success : ndarray of bool, shape (V,)
+        The engine's success flags of the fitted voxels.
+    params_finite : ndarray of bool, shape (V,)
+        Voxels that have an answer (finite parameters).
+    engine : type
+        The engine class that ran.
+    """
+    success = np.asarray(success, bool)
+    finite = np.asarray(params_finite, bool)
+    return {"engine": engine.__name__, "criterion": engine.convergence,
+            "n_converged": int((success & finite).sum()),
+            "n_not_converged": int((~success & finite).sum()),
+            "n_no_answer": int((~finite).sum())}
+
+
 @dataclass
 class FitResult:
     """Fitted parameters over space: a view over one ``(*spatial, size)`` array.
@@ -62,6 +96,14 @@ class FitResult:
     s0_te : ndarray, shape (*spatial, n_te) or None
         Fitted S0 of every echo-time group when there are several (``s0`` is the first,
         shortest TE).
+    seconds : float
+        Whole fit in s: data in memory -> parameters in memory, set-up included.
+    setup_seconds : float
+        Part of ``seconds`` that does not scale with the voxels: engine imports and
+        construction, compiled-kernel loading or compilation, dictionaries and tables, and
+        the fit of the first ``WARM_VOXELS`` voxels that triggers them (measured), plus
+        what an engine reports as one-off work done later (``engine.setup_extra``: the
+        dictionary engine's dictionaries of directions met after those voxels).
     """
 
     model: object
@@ -74,11 +116,17 @@ class FitResult:
     sigma: float | None = None
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    setup_seconds: float = 0.0
     s0_te: np.ndarray | None = None
 
     @property
     def n_voxels(self) -> int:
         return int(self.mask.sum())
+
+    @property
+    def vox_per_s(self) -> float:
+        """Steady throughput: voxels per second once set up (``seconds - setup_seconds``)."""
+        return throughput(self.n_voxels, self.seconds, self.setup_seconds)
 
     def maps(self) -> dict[str, np.ndarray]:
         """Every map: free parameters, derived maps and ``s0`` (orientations (...,3))."""
@@ -107,6 +155,12 @@ class FitResult:
     def residuals(self, data) -> np.ndarray:
         """``data - predict()``, shape (*spatial, N)."""
         return np.asarray(data, dtype=float) - self.predict()
+
+
+def throughput(n_voxels: int, seconds: float, setup_seconds: float) -> float:
+    """Steady voxels per second: ``n_voxels`` over the time after set-up (NaN if none)."""
+    steady = seconds - setup_seconds
+    return float(n_voxels / steady) if steady > 0 and n_voxels > 0 else float("nan")
 
 
 def _check_data(acq, data, mask):
@@ -203,7 +257,9 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     directions : ndarray, shape (*spatial, n_fibres, 3), optional
         Starting fibre orientations (e.g. CSD peaks); DTI otherwise.
     workers : int, optional
-        Processes (default: both cores for more than one block).
+        Processes (default: both cores, through a process pool only for the generic engines
+        and only when the voxels left after one timed block would take more than
+        ``POOL_MIN_SECONDS`` in this process; the compiled engines use numba threads).
     quality : bool
         Also compute the ``residual_rms``, ``at_bound`` and ``<name>_std`` maps
         (:mod:`microlearn.fitting.quality`).
@@ -212,9 +268,9 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     """
     from ..data.voxels import b0_means, estimate_sigma_by_te, normalise
 
-    engine_cls = FITTERS[method]
-    data, mask = _check_data(acq, data, mask)
     t0 = time.perf_counter()
+    engine_cls = FITTERS[method]  # the first call imports the engines: set-up
+    data, mask = _check_data(acq, data, mask)
     vox = np.asarray(data[mask], dtype=float)
     y_all, scale, usable = normalise(vox, acq)
     sigma_vox = _sigma_per_voxel(sigma, mask)
@@ -251,6 +307,7 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     dirs = None
     if directions is not None:
         dirs = np.asarray(directions, dtype=float)[mask][use]
+    adaptive = workers is None
     workers = default_workers() if workers is None else max(1, int(workers))
     if getattr(engine, "threaded", False):
         from numba import config, set_num_threads
@@ -260,7 +317,31 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
         workers, block_size = 1, max(block_size, 8192)
     if use.sum() <= block_size:
         workers = 1
-    p, s0, ok = _run_blocks(engine, y, sig, dirs, block_size, progress, workers)
+
+    def run(a, b, n_workers, show):
+        return _run_blocks(engine, y[a:b], None if sig is None else sig[a:b],
+                           None if dirs is None else dirs[a:b], block_size, show, n_workers)
+
+    # set-up: the first few voxels alone pay every first-call cost (kernel loading, tables)
+    V = y.shape[0]
+    warm = min(WARM_VOXELS, V)
+    parts = [run(0, warm, 1, False)]
+    setup_seconds = time.perf_counter() - t0
+    done = warm
+    if adaptive and workers > 1 and V - done > block_size:
+        # a process pool costs ~1 s to start: time one block here, and start the pool only
+        # when the rest would take longer than POOL_MIN_SECONDS in this process
+        t1 = time.perf_counter()
+        parts.append(run(done, done + block_size, 1, False))
+        done += block_size
+        if (time.perf_counter() - t1) / block_size * (V - done) < POOL_MIN_SECONDS:
+            workers = 1
+    if V > done:
+        parts.append(run(done, V, workers, progress))
+    p, s0, ok = (np.concatenate(a) for a in zip(*parts))
+    # one-off work an engine does later (e.g. the dictionaries of directions met after the
+    # first voxels) is set-up too
+    setup_seconds += getattr(engine, "setup_extra", 0.0)
     n_all = int(np.prod(mask.shape))
     idx = np.flatnonzero(mask.ravel())[use]
 
@@ -282,10 +363,11 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     if sigma_vox is not None and map_given:
         sigma_used = to_map(sigma_vox[use])
     seconds = time.perf_counter() - t0
-    log.info("%s fit of %d voxels in %.2f s", method, int(use.sum()), seconds)
+    log.info("%s fit of %d voxels in %.2f s (set-up %.2f s)", method, int(use.sum()), seconds,
+             setup_seconds)
     return FitResult(model=model, acq=acq, params=params, s0=s0_te[..., 0], success=success,
                      mask=mask, method=method, sigma=sigma_used, seconds=seconds, extra=extra,
-                     s0_te=s0_te if acq.n_te > 1 else None)
+                     s0_te=s0_te if acq.n_te > 1 else None, setup_seconds=setup_seconds)
 
 
 def _sigma_per_voxel(sigma, mask):

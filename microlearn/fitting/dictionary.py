@@ -14,6 +14,8 @@ atoms, and an NNLS refit of the chosen atoms (debiasing).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from numba import parallel_chunksize
 
@@ -43,16 +45,79 @@ LASSO_L1 = 0.5
 LASSO_L2 = 1e-3
 
 
+#: Dictionaries kept per (model, acquisition, settings), across calls and slabs.
+_CACHE: dict = {}
+#: At most this many kept (each up to ~170 MB for NODDI on the HCP scheme when every
+#: direction is used).
+CACHE_SIZE = 2
+
+
+class _Dictionaries:
+    """Rotated dictionaries and their Gram matrices per snapped direction, built on demand.
+
+    ``D`` (K, A, N) holds the A atoms (distinct tissue atoms, then the distinct isotropic
+    ones) rotated to each of the K snapped directions (K = 1 for orientation-free models)
+    and ``grams`` (K, A, A) their ridged Gram matrices; only the rows of directions some
+    voxel used are filled (``built``), all of a call's new directions at once.
+    """
+
+    def __init__(self, table, tissue_first, iso_first, directions, ridge):
+        self.table, self.tissue_first, self.iso_first = table, tissue_first, iso_first
+        self.directions = directions  # (K, 3) or None
+        self.ridge = ridge
+        K = 1 if directions is None else directions.shape[0]
+        C, A = tissue_first.size, tissue_first.size + iso_first.size
+        N = table.setting.size
+        self.D = np.empty((K, A, N), np.float32)
+        self.grams = np.empty((K, A, A))
+        self.norms = np.empty((K, C))
+        self.lasso = np.empty((K, C, C)) if directions is not None else None
+        self.built = np.zeros(K, bool)
+
+    def ensure(self, used):
+        """Build the dictionaries of the directions ``used`` (int array) not built yet."""
+        from .dictionary_kernel import gram_matrices
+
+        new = used[~self.built[used]]
+        if not new.size:
+            return
+        tab = self.table
+        dirs = None if self.directions is None else self.directions[new]
+        parts = [tab.atoms(tab.tissue[self.tissue_first], dirs)]
+        if self.iso_first.size:
+            iso = tab.atoms(tab.iso[self.iso_first], dirs)
+            parts.append(np.broadcast_to(iso, (parts[0].shape[0],) + iso.shape[1:]))
+        atoms = np.concatenate(parts, axis=1)  # (k, A, N)
+        self.D[new] = atoms
+        sq = np.einsum("kan,kan->ka", atoms, atoms, dtype=float)  # squared atom norms
+        C = self.tissue_first.size
+        weight = np.where(np.arange(atoms.shape[1]) < C, self.ridge[0], self.ridge[1])
+        ridge = weight[None] * (sq.sum(1) / atoms.shape[1])[:, None]  # rel. to mean diagonal
+        self.grams[new] = gram_matrices(self.D, new, ridge)
+        self.norms[new] = n = np.sqrt(sq[:, :C])
+        if self.lasso is not None:  # unit-norm tissue atoms' Gram matrices plus LASSO_L2·I
+            g = self.grams[new][:, :C, :C]
+            diag = np.arange(C)
+            g[:, diag, diag] = sq[:, :C]  # without the ridge
+            self.lasso[new] = g / (n[:, :, None] * n[:, None, :]) + LASSO_L2 * np.eye(C)
+        self.built[new] = True
+
+
+def _model_key(model) -> tuple:
+    return (model.name, tuple(model.parameter_names), repr(getattr(model, "links", None)))
+
+
 class DictionaryEngine(Engine):
     """AMICO-style rotated dictionary + NNLS; no nonlinear refinement."""
 
     name = "dictionary"
+    convergence = ("exact active-set NNLS (finite termination); no answer when no atom is "
+                   "selected")
     threaded = True  # the compiled NNLS is parallel over voxels
 
     def __init__(self, model, acq, *, n_candidates: int = 144,
                  ridge: tuple[float, float] | None = None, lasso: float = LASSO_L1, **kw):
         super().__init__(model, acq, n_candidates=n_candidates, **kw)
-        self._dictionaries = {}
         self.ridge = (RIDGE if self.n_orient else RIDGE_ISOTROPIC) if ridge is None else ridge
         self.lasso = float(lasso)
 
@@ -61,16 +126,31 @@ class DictionaryEngine(Engine):
                 "the dictionary engine fits single-fibre or isotropic models; use "
                 "method='mix' for several fibres.")
         self.directions = hemisphere_directions(N_DIRECTIONS)
+        #: Seconds spent building dictionaries (kept afterwards), counted as set-up.
+        self.setup_extra = 0.0
+        self._key = (_model_key(model), acq.fingerprint(), n_candidates, tuple(self.ridge))
 
     @property
     def table(self):
         """Candidate atoms on an interior grid (no degenerate atoms at the bounds)."""
-        if self._table is None:
+        return self.dictionaries.table
+
+    @property
+    def dictionaries(self) -> _Dictionaries:
+        """The kept dictionaries of this model, acquisition and settings."""
+        dic = _CACHE.pop(self._key, None)
+        if dic is None:
             from .search import CandidateTable
 
-            self._table = CandidateTable.build(self.model, self.acq, self.n_candidates,
-                                               interior=True)
-        return self._table
+            tab = CandidateTable.build(self.model, self.acq, self.n_candidates, interior=True)
+            iso_first = (self._distinct(tab.iso) if tab.iso is not None
+                         else np.zeros(0, int))
+            dic = _Dictionaries(tab, self._distinct(tab.tissue), iso_first,
+                                self.directions if self.n_orient else None, self.ridge)
+        _CACHE[self._key] = dic  # most recently used last
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        return dic
 
     @staticmethod
     def _distinct(atoms):
@@ -79,40 +159,31 @@ class DictionaryEngine(Engine):
         _, first = np.unique(np.round(flat, 10), axis=0, return_index=True)
         return np.sort(first)
 
-    def _iso_atoms(self):
-        """Distinct isotropic atoms (none for models without an isotropic part)."""
-        tab = self.table
-        return self._distinct(tab.iso) if tab.iso is not None else np.zeros(0, int)
-
-    def _tissue_atoms(self):
-        """Distinct tissue atoms (IVIM's do not depend on D*: 12 of 144 grid points)."""
-        return self._distinct(self.table.tissue)
-
     def fit_block(self, y, sigma=None, directions=None):
-        tab = self.table
+        from .dictionary_kernel import project
+
+        dic = self.dictionaries
+        tab = dic.table
         V = y.shape[0]
         dirs = self.initial_directions(y, directions)
         if sigma is not None:  # first-order removal of the Rician noise floor
             y = np.sqrt(np.maximum(y**2 - np.asarray(sigma)[:, None] ** 2, 0.0))
-        tissue_first = self._tissue_atoms()
+        y = np.ascontiguousarray(y, dtype=float)
+        tissue_first, iso_first = dic.tissue_first, dic.iso_first
         C = tissue_first.size
-        iso_first = self._iso_atoms()
         if self.n_orient:
             snap = np.argmax(np.abs(dirs[:, 0] @ self.directions.T), axis=1)
         else:
-            snap = np.zeros(V, int)
-        used, group = np.unique(snap, return_inverse=True)
-        grams = np.empty((used.size, C + iso_first.size, C + iso_first.size))
-        dty = np.empty((V, C + iso_first.size))
-        for k, d in enumerate(used):  # one matrix product per direction, not per voxel
-            rows = np.flatnonzero(group == k)
-            D, grams[k] = self._dictionary(d, tissue_first, iso_first)
-            dty[rows] = y[rows] @ D.T
-        group = group.ravel()
+            snap = np.zeros(V, np.int64)
+        used = np.unique(snap)
+        t0 = time.perf_counter()
+        dic.ensure(used)
+        self.setup_extra += time.perf_counter() - t0  # dictionaries are set-up, not voxels
+        dty = project(dic.D, snap, y, 0, dic.D.shape[1])
         with parallel_chunksize(32):  # active sets of different sizes: small work chunks
-            x = nnls_gram(grams, group, dty)
+            x = nnls_gram(dic.grams, snap, dty)
         if self.n_orient and iso_first.size and self.lasso > 0:
-            x = self._sparse_debiased(y, x, used, group, dty, grams, tissue_first, iso_first)
+            x = self._sparse_debiased(dic, y, x, snap, dty)
         coef_t, coef_i = x[:, :C], x[:, C:]
         tissue = coef_t.sum(1)
         iso = coef_i.sum(1)
@@ -136,7 +207,7 @@ class DictionaryEngine(Engine):
         success = (total > 0) & np.all(np.isfinite(x), axis=1)
         return x[:, :-1], x[:, -1], success
 
-    def _sparse_debiased(self, y, x, used, group, dty, grams, tissue_first, iso_first):
+    def _sparse_debiased(self, dic, y, x, snap, dty):
         """AMICO's sparse estimate (Daducci et al. 2015) from the NNLS solution ``x``.
 
         The isotropic part of the NNLS fit is removed from the signal, the tissue atoms
@@ -144,43 +215,19 @@ class DictionaryEngine(Engine):
         ``lasso``, λ2 = 1e-3: an NNLS in Gram form with Dᵀy − λ1), and the chosen atoms plus
         the isotropic ones are refitted by NNLS (debiasing).
         """
-        C = tissue_first.size
-        rhs_lasso = np.empty((y.shape[0], C))
-        grams_lasso = np.empty((used.size, C, C))
-        support_rhs = dty.copy()
-        for k, d in enumerate(used):
-            rows = np.flatnonzero(group == k)
-            D = self._dictionary(d, tissue_first, iso_first)[0]
-            norms = np.linalg.norm(D[:C], axis=1)
-            unit = D[:C] / norms[:, None]
-            grams_lasso[k] = unit @ unit.T + LASSO_L2 * np.eye(C)
-            rest = np.maximum(y[rows] - x[rows, C:] @ D[C:], 0.0)
-            rhs_lasso[rows] = rest @ unit.T - self.lasso
+        from .dictionary_kernel import combine, project
+
+        C = dic.tissue_first.size
+        rest = np.maximum(y - combine(dic.D, snap, np.ascontiguousarray(x[:, C:]), C), 0.0)
+        rhs_lasso = project(dic.D, snap, rest, 0, C) / dic.norms[snap] - self.lasso
         with parallel_chunksize(32):
-            chosen = nnls_gram(grams_lasso, group, rhs_lasso) > 0
-        keep = np.concatenate([chosen, np.ones((y.shape[0], iso_first.size), bool)], axis=1)
+            chosen = nnls_gram(dic.lasso, snap, rhs_lasso) > 0
+        keep = np.concatenate([chosen, np.ones((y.shape[0], dic.iso_first.size), bool)], axis=1)
         # atoms left out get a strongly negative Dᵀy, so the active set never takes them
         out = -10.0 * np.abs(dty).max(axis=1, keepdims=True)
-        support_rhs = np.where(keep, support_rhs, out)
+        support_rhs = np.where(keep, dty, out)
         with parallel_chunksize(32):
-            return nnls_gram(grams, group, support_rhs)
-
-    def _dictionary(self, d, tissue_first, iso_first):
-        """Atoms (A, N) rotated to hemisphere direction ``d`` and their Gram matrix (cached)."""
-        if d not in self._dictionaries:
-            tab = self.table
-            direction = self.directions[d][None] if self.n_orient else None
-            atoms = [tab.atoms(tab.tissue[tissue_first], direction)[0]]
-            if iso_first.size:
-                atoms.append(tab.atoms(tab.iso[iso_first], direction)[0])
-            D = np.concatenate(atoms, 0).astype(float)
-            gram = D @ D.T
-            scale = np.trace(gram) / gram.shape[0]
-            diag = np.arange(gram.shape[0])
-            tissue = diag < tissue_first.size
-            gram[diag, diag] += np.where(tissue, self.ridge[0], self.ridge[1]) * scale
-            self._dictionaries[d] = (D, gram)
-        return self._dictionaries[d]
+            return nnls_gram(dic.grams, snap, support_rhs)
 
     def _iso_only(self, name):
         """True when parameter ``name`` changes the isotropic atoms only (IVIM D*)."""

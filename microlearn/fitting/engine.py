@@ -9,6 +9,14 @@ from .search import CandidateTable, nnls_two, outer_fraction_name, search_names,
 
 #: Voxels per stage-1 sub-block (keeps the (V, C, N) candidate arrays small).
 SEARCH_BLOCK = 48
+#: Convergence criterion of the Levenberg–Marquardt refinements (generic and compiled).
+LM_CRITERION = ("Levenberg-Marquardt: an accepted step lowered the cost by less than its "
+                "relative tolerance, or no damped step lowered it (stationary point), within "
+                "max_iter iterations")
+#: Convergence criterion of the interior-point refinements (generic and compiled).
+BARRIER_CRITERION = ("log-barrier interior point: at the smallest barrier weight a Newton "
+                     "step below 1e-6, a relative merit decrease below 1e-6, or no step that "
+                     "lowers the merit, within the step limit")
 
 
 def min_length_bound(p) -> float:
@@ -29,6 +37,8 @@ class Engine:
     """
 
     name = "engine"
+    #: How ``success`` is decided (recorded in ``fit.json``).
+    convergence = "finite parameters and cost"
 
     def __init__(self, model, acq, *, n_candidates: int | None = None, max_iter: int = 40):
         self.model = model
@@ -83,10 +93,16 @@ class Engine:
         ang = cartesian_to_angles(self.initial_directions(y, directions)[:, 0])
         return np.ascontiguousarray(ang[:, 0]), np.ascontiguousarray(ang[:, 1])
 
-    def finish(self, x, cost):
-        """Rows ``x`` (params + S0, V × (P+1)) as (params, s0, success), canonical μ."""
+    def finish(self, x, cost, converged=None):
+        """Rows ``x`` (params + S0, V × (P+1)) as (params, s0, success), canonical μ.
+
+        ``success`` means finite parameters and cost and, when ``converged`` (V,) is given,
+        that the optimiser met its convergence criterion within its iteration limit.
+        """
         x = self.canonical(x)
         ok = np.all(np.isfinite(x), axis=1) & np.isfinite(cost)
+        if converged is not None:
+            ok &= np.asarray(converged, bool)
         return x[:, :-1], x[:, -1], ok
 
     def global_search(self, y, directions):

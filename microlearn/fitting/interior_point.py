@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import Engine
+from .engine import BARRIER_CRITERION, Engine
 from .lm import interior_point
 
 
@@ -18,6 +18,7 @@ class InteriorPointEngine(Engine):
     """Global search, then a barrier interior-point refinement."""
 
     name = "interior-point"
+    convergence = BARRIER_CRITERION
 
     def refine(self, y, sigma, x0):
         residual, xr, lo, hi, scales, free, expand = self.reduced(y, sigma, x0)

@@ -67,6 +67,9 @@ def levenberg_marquardt(residual, x0, lower, upper, scales, *, max_iter=40, tol=
     cost : ndarray, shape (V,)
         Sum of squared residuals.
     converged : ndarray of bool, shape (V,)
+        The relative cost decrease of an accepted step fell below ``tol``, or no damped
+        step lowered the cost (a stationary point); False for voxels still improving when
+        ``max_iter`` iterations ended.
     """
     x = np.clip(np.array(x0, dtype=float), lower, upper)
     V = x.shape[0]
@@ -126,7 +129,11 @@ def interior_point(residual, x0, lower, upper, scales, *, bounded, mu0=1e-3, mu_
 
     Returns
     -------
-    x, cost, converged : as :func:`levenberg_marquardt`.
+    x, cost : as :func:`levenberg_marquardt`.
+    converged : ndarray of bool, shape (V,)
+        The last Newton step of the smallest μ moved the scaled parameters by less than
+        1e-6 or lowered the barrier merit by less than 1e-6 (relative), or no step
+        lowered it.
     """
     lo = np.where(bounded, lower, -np.inf)
     hi = np.where(bounded, upper, np.inf)
@@ -162,16 +169,21 @@ def interior_point(residual, x0, lower, upper, scales, *, bounded, mu0=1e-3, mu_
                 to_hi = np.where(dz > 0, 0.995 * du / dz, np.inf)
             alpha = np.minimum(1.0, np.minimum(to_lo, to_hi).min(1))
             m0 = merit(x, r, mu)
+            moved = np.zeros(V)  # largest scaled change of the accepted step
             for _bt in range(5):  # backtracking on the barrier merit
                 xn = x + alpha[:, None] * dz * scales
                 rn = residual(xn, rows)
                 mn = merit(xn, rn, mu)
                 ok = mn <= m0
                 x[ok], r[ok] = xn[ok], rn[ok]
+                moved[ok] = np.maximum(moved[ok], np.abs(alpha[ok, None] * dz[ok]).max(1))
                 if ok.all():
                     break
                 alpha = np.where(ok, 0.0, alpha * 0.3)
-            converged = np.abs(dz).max(1) < 1e-6
+            # a step below 1e-6 (scaled), a relative merit decrease below 1e-6, or no
+            # step that lowers the merit (a stationary point)
+            mf = merit(x, r, mu)
+            converged = (moved < 1e-6) | (m0 - mf <= 1e-6 * np.abs(m0))
         mu *= shrink
     cost = np.einsum("vn,vn->v", r, r)
-    return x, cost, converged | np.isfinite(cost)
+    return x, cost, converged & np.isfinite(cost)

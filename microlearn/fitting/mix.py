@@ -10,7 +10,7 @@ sqrt(S² + σ²).
 
 from __future__ import annotations
 
-from .engine import Engine
+from .engine import LM_CRITERION, Engine
 from .lm import levenberg_marquardt
 
 
@@ -18,6 +18,7 @@ class MixEngine(Engine):
     """Global search + NNLS fractions + Levenberg–Marquardt refinement."""
 
     name = "mix"
+    convergence = LM_CRITERION
 
     def refine(self, y, sigma, x0):
         residual, xr, lo, hi, scales, _, expand = self.reduced(y, sigma, x0)

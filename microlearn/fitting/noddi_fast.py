@@ -21,7 +21,7 @@ from ..compartments.dispersion import (
     watson_even_moments,
     watson_legendre_moments,
 )
-from .engine import Engine
+from .engine import BARRIER_CRITERION, LM_CRITERION, Engine
 from .noddi_kernel import exp_squarings
 
 #: Points of the ODI table.
@@ -104,6 +104,7 @@ class NoddiMixEngine(Engine):
     """MIX for NODDI with compiled kernels (grid search, analytic-Jacobian LM)."""
 
     name = "mix"
+    convergence = LM_CRITERION
     threaded = True  # parallel over voxels with numba threads
 
     def __init__(self, model, acq, *, max_iter: int = 50, tol: float = 1e-5, **kw):
@@ -143,9 +144,9 @@ class NoddiMixEngine(Engine):
 
         # voxels cost 1-2 passes: hand them out in small chunks so both threads finish together
         with parallel_chunksize(PARALLEL_CHUNK):
-            X, cost = self._solve(np.ascontiguousarray(y[:, self.order], dtype=float), sig,
-                                  theta, phi)
-        return self.finish(X, cost)
+            X, cost, converged = self._solve(np.ascontiguousarray(y[:, self.order], dtype=float),
+                                             sig, theta, phi)
+        return self.finish(X, cost, converged)
 
     def _tables(self):
         """The acquisition and series tables, in the kernels' argument order."""
@@ -154,12 +155,10 @@ class NoddiMixEngine(Engine):
                 ODI_GRID, ICVF_GRID, self.lower_k, self.upper_k)
 
     def _solve(self, y, sigma, theta, phi):
-        """Stage 1 + Levenberg–Marquardt; returns (X (V, 6), cost (V,))."""
+        """Stage 1 + Levenberg–Marquardt; returns X (V, 6), cost (V,), converged (V,)."""
         from .noddi_kernel import fit_voxels
 
-        X, cost, _ = fit_voxels(y, sigma, theta, phi, *self._tables(), self.max_iter,
-                                self.tol)
-        return X, cost
+        return fit_voxels(y, sigma, theta, phi, *self._tables(), self.max_iter, self.tol)
 
 
 class NoddiInteriorPointEngine(NoddiMixEngine):
@@ -170,6 +169,7 @@ class NoddiInteriorPointEngine(NoddiMixEngine):
     """
 
     name = "interior-point"
+    convergence = BARRIER_CRITERION
     #: Barrier weights relative to the starting cost, one Newton loop each.
     MU_LEVELS = 10.0 ** -np.array([3.0, 5.0, 7.0])
 
@@ -177,32 +177,39 @@ class NoddiInteriorPointEngine(NoddiMixEngine):
         from .noddi_kernel import fit_voxels_barrier
 
         bounded = np.array([False, False, True, True, True, False])
-        X, cost, _ = fit_voxels_barrier(y, sigma, theta, phi, *self._tables(), bounded,
-                                        self.MU_LEVELS, 6, 1e-6)
-        return X, cost
+        return fit_voxels_barrier(y, sigma, theta, phi, *self._tables(), bounded,
+                                  self.MU_LEVELS, 6, 1e-6)
 
 
-def make_mix(model, acq, **options):
-    """The MIX engine for ``model``: a compiled path (NODDI 1–3 fibres, ActiveAx) when one
-    applies."""
+def mix_class(model, acq, *, fast: bool = True):
+    """The MIX engine class for ``model`` on ``acq``: a compiled path (NODDI 1–3 fibres,
+    ActiveAx) when one applies, else the generic one."""
     from .activeax_fast import ActiveAxMixEngine
     from .mix import MixEngine
     from .noddi_multi import NoddiMultiMixEngine
 
-    fast = options.pop("fast", True)
+    if fast:
+        for cls in (NoddiMixEngine, NoddiMultiMixEngine, ActiveAxMixEngine):
+            if cls.applies(model, acq):
+                return cls
+    return MixEngine
+
+
+def interior_point_class(model, acq, *, fast: bool = True):
+    """The interior-point engine class for ``model``: compiled for single-fibre NODDI."""
+    from .interior_point import InteriorPointEngine
+
     if fast and NoddiMixEngine.applies(model, acq):
-        return NoddiMixEngine(model, acq, **options)
-    if fast and NoddiMultiMixEngine.applies(model, acq):
-        return NoddiMultiMixEngine(model, acq, **options)
-    if fast and ActiveAxMixEngine.applies(model, acq):
-        return ActiveAxMixEngine(model, acq, **options)
-    return MixEngine(model, acq, **options)
+        return NoddiInteriorPointEngine
+    return InteriorPointEngine
+
+
+def make_mix(model, acq, **options):
+    """The MIX engine for ``model`` (see :func:`mix_class`)."""
+    return mix_class(model, acq, fast=options.pop("fast", True))(model, acq, **options)
 
 
 def make_interior_point(model, acq, **options):
-    """The interior-point engine for ``model``: compiled for single-fibre NODDI."""
-    from .interior_point import InteriorPointEngine
-
-    if options.pop("fast", True) and NoddiMixEngine.applies(model, acq):
-        return NoddiInteriorPointEngine(model, acq, **options)
-    return InteriorPointEngine(model, acq, **options)
+    """The interior-point engine for ``model`` (see :func:`interior_point_class`)."""
+    cls = interior_point_class(model, acq, fast=options.pop("fast", True))
+    return cls(model, acq, **options)

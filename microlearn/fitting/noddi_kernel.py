@@ -262,7 +262,12 @@ def _grid_search(y, c2, bvals, shell_start, qtab, tautab, lo, step, d, b_iso, n_
 def _levenberg_marquardt(x, y, sg, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab,
                          lo, step, d, b_iso, n_square, lower, upper, max_iter, tol, c, c2, ws,
                          dws_c2, dws_odi, arg, wz, s, r, rn, J):
-    """Bounded LM on the Rician-floor model from ``x`` (in place); returns (cost, iters)."""
+    """Bounded LM on the Rician-floor model from ``x`` (in place).
+
+    Returns (cost, iterations, converged): converged when an iteration lowered the cost by
+    less than ``tol`` (relative) or no damped step lowered it at all (a stationary point),
+    not when ``max_iter`` iterations ended while the cost still fell.
+    """
     P = x.shape[0]
     _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
            n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
@@ -275,6 +280,8 @@ def _levenberg_marquardt(x, y, sg, bvals, bvecs, shell_start, qtab, dqtab, tauta
     dx = np.empty(P)
     unit = np.ones(P)
     it = 0
+    improved = False
+    rel = 0.0
     while it < max_iter:
         it += 1
         normal_equations(J, r, s, y, sg, jtj, g)
@@ -301,7 +308,7 @@ def _levenberg_marquardt(x, y, sg, bvals, bvecs, shell_start, qtab, dqtab, tauta
         _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d, b_iso,
                n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
         rician_cost(y, sg, s, r)
-    return cost, it
+    return cost, it, (not improved) or rel < tol
 
 
 @njit(cache=True)
@@ -354,12 +361,13 @@ def fit_voxels(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start, qtab, 
     X : ndarray, shape (V, 6)
         theta, phi, odi, icvf, fiso, s0 (s0 relative to the normalisation).
     cost : ndarray, shape (V,)
-    iters : ndarray of int, shape (V,)
+    converged : ndarray of bool, shape (V,)
+        The kept pass's LM converged (see :func:`_levenberg_marquardt`).
     """
     V, N = Y.shape
     X = np.empty((V, N_PARAMS))
     costs = np.empty(V)
-    iters = np.zeros(V, np.int64)
+    converged = np.zeros(V, np.bool_)
     cos_redo = np.cos(np.deg2rad(redo_deg))
     for v in prange(V):
         y = Y[v]
@@ -384,20 +392,20 @@ def fit_voxels(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start, qtab, 
                         d, b_iso, n_square, odi_grid, icvf_grid, c2, ws, arg, wz)
             mx, my, mz = _unit(theta, phi)
             # ---- stage 2: Levenberg–Marquardt with the analytic Jacobian
-            cost, it = _levenberg_marquardt(
+            cost, _it, conv = _levenberg_marquardt(
                 x, y, sg, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step,
                 d, b_iso, n_square, lower, upper, max_iter, tol, c, c2, ws, dws_c2, dws_odi,
                 arg, wz, s, r, rn, J)
-            iters[v] += it
             if cost < best:
                 best = cost
                 X[v] = x
+                converged[v] = conv
             nx, ny, nz = _unit(x[0], x[1])
             if abs(mx * nx + my * ny + mz * nz) >= cos_redo:
                 break  # the start direction held: one pass
             theta, phi = x[0], x[1]
         costs[v] = best
-    return X, costs, iters
+    return X, costs, converged
 
 
 @njit(parallel=True, cache=True)
@@ -461,13 +469,15 @@ def fit_voxels_barrier(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start
     X : ndarray, shape (V, 6)
     cost : ndarray, shape (V,)
         Σ r² at the solution (without the barrier).
-    steps : ndarray of int, shape (V,)
-        Newton steps taken.
+    converged : ndarray of bool, shape (V,)
+        The last μ level ended with a step below ``tol``, a relative merit decrease below
+        1e-6, or no step that lowers the merit (a stationary point), not at its ``inner``
+        step limit or on a singular system.
     """
     V, N = Y.shape
     X = np.empty((V, N_PARAMS))
     costs = np.empty(V)
-    steps = np.zeros(V, np.int64)
+    converged = np.zeros(V, np.bool_)
     for v in prange(V):
         y = Y[v]
         sg = sigma[v]
@@ -499,10 +509,11 @@ def fit_voxels_barrier(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start
                n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
         cost = rician_cost(y, sg, s, r)
         scale = max(cost, 1e-12)
-        taken = 0
+        settled = False
         for level in range(mu_levels.shape[0]):
             mu = mu_levels[level] * scale
             merit = 0.5 * cost + _barrier(x, lower, upper, bounded, mu)
+            settled = False
             for _ in range(inner):
                 normal_equations(J, r, s, y, sg, jtj, g)  # g = −Jᵀr
                 for p in range(N_PARAMS):
@@ -537,26 +548,29 @@ def fit_voxels_barrier(Y, sigma, dirs_theta, dirs_phi, bvals, bvecs, shell_start
                         accepted = True
                         break
                     alpha *= 0.5
-                taken += 1
                 if not accepted:
+                    settled = True
                     _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo,
                            step, d, b_iso, n_square, True, c, c2, ws, dws_c2, dws_odi, arg,
                            wz, s, J)
                     rician_cost(y, sg, s, r)
                     break
-                small = True
+                small = merit - mn <= 1e-6 * abs(merit)  # relative merit change, or
+                tiny = True  # a step below tol
                 for p in range(N_PARAMS):
                     if abs(alpha * dx[p]) > tol:
-                        small = False
+                        tiny = False
                     x[p] = xn[p]
+                small = small or tiny
                 cost = cn
                 merit = mn
                 _model(x, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step,
                        d, b_iso, n_square, True, c, c2, ws, dws_c2, dws_odi, arg, wz, s, J)
                 rician_cost(y, sg, s, r)
                 if small:
+                    settled = True
                     break
         X[v] = x
         costs[v] = cost
-        steps[v] = taken
-    return X, costs, steps
+        converged[v] = settled
+    return X, costs, converged

@@ -56,13 +56,13 @@ class NoddiMultiMixEngine(NoddiMixEngine):
         angles = cartesian_to_angles(dirs.reshape(-1, 3)).reshape(V, nf, 2)
         sig = np.zeros(V) if sigma is None else np.asarray(sigma, dtype=float)
         with parallel_chunksize(PARALLEL_CHUNK):  # uneven voxel costs: small work chunks
-            X, cost = fit_voxels(
+            X, cost, converged = fit_voxels(
                 np.ascontiguousarray(y[:, self.order], dtype=float), sig,
                 np.ascontiguousarray(angles), nf, self.bvals, self.bvecs, self.shell_start,
                 self.qtab, self.dqtab, self.tautab, self.dtautab, self.odi_nodes[0],
                 self.step, self.d, self.b_iso, self.n_square, ODI_GRID, ICVF_GRID,
                 self.lower_m, self.upper_m, self.max_iter, self.tol)
-        return self.finish(self.pack_kernel(X), cost)
+        return self.finish(self.pack_kernel(X), cost, converged)
 
     def pack_kernel(self, X) -> np.ndarray:
         """Kernel-layout rows (θ, φ, odi, icvf, a per fibre, then b) as packed

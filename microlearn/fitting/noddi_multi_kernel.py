@@ -151,11 +151,15 @@ def fit_voxels(Y, sigma, angles, nf, bvals, bvecs, shell_start, qtab, dqtab, tau
     X : ndarray, shape (V, 5 nf + 1)
         Kernel-layout parameters.
     cost : ndarray, shape (V,)
+    converged : ndarray of bool, shape (V,)
+        LM ended on a cost decrease below ``tol`` or a stationary point, not on
+        ``max_iter``.
     """
     V, N = Y.shape
     P = 5 * nf + 1
     X = np.empty((V, P))
     costs = np.empty(V)
+    converged = np.zeros(V, np.bool_)
     for v in prange(V):
         y = Y[v]
         sg = sigma[v]
@@ -191,6 +195,8 @@ def fit_voxels(Y, sigma, angles, nf, bvals, bvecs, shell_start, qtab, dqtab, tau
         cost = rician_cost(y, sg, s, r)
         lam = 1e-3
         it = 0
+        improved = False
+        rel = 0.0
         while it < max_iter:
             it += 1
             normal_equations(J, r, s, y, sg, jtj, g)
@@ -219,7 +225,8 @@ def fit_voxels(Y, sigma, angles, nf, bvals, bvecs, shell_start, qtab, dqtab, tau
             rician_cost(y, sg, s, r)
         X[v] = x
         costs[v] = cost
-    return X, costs
+        converged[v] = (not improved) or rel < tol
+    return X, costs, converged
 
 
 @njit(parallel=True, cache=True)

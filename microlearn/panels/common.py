@@ -25,6 +25,19 @@ def parameter_slider(p, value=None, **kwargs) -> widgets.FloatSlider:
 
     The slider's range is the parameter's bounds; its tooltip is the description. Read the
     SI value with :func:`slider_si`.
+
+    Parameters
+    ----------
+    p : Parameter
+        A scalar parameter (its ``display_unit`` sets the slider's unit).
+    value : float, optional
+        Start value in SI units (default: the middle of the prior range).
+    kwargs
+        Passed to :class:`ipywidgets.FloatSlider`.
+
+    Returns
+    -------
+    ipywidgets.FloatSlider
     """
     scale = DISPLAY_SCALE.get(p.display_unit, 1.0)
     lo, hi = (b / scale for b in p.bounds)
@@ -41,18 +54,50 @@ def parameter_slider(p, value=None, **kwargs) -> widgets.FloatSlider:
 
 
 def slider_si(slider) -> float:
-    """The SI value of a slider made by :func:`parameter_slider`."""
+    """The SI value of a slider made by :func:`parameter_slider`.
+
+    Parameters
+    ----------
+    slider : ipywidgets.FloatSlider
+
+    Returns
+    -------
+    float
+        The slider's value converted from its display unit to SI.
+    """
     return float(slider.value) * getattr(slider, "si_scale", 1.0)
 
 
 def figure_png(fig, dpi: int = 80) -> bytes:
-    """PNG bytes of a matplotlib figure (the report's figure code, shown as an image)."""
+    """PNG bytes of a matplotlib figure (the report's figure code, shown as an image).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    dpi : int
+        Resolution in dots per inch.
+
+    Returns
+    -------
+    bytes
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
 
 def image_widget(width="100%") -> widgets.Image:
+    """An empty PNG image widget (at most 720 px wide) for figures.
+
+    Parameters
+    ----------
+    width : str
+        CSS width.
+
+    Returns
+    -------
+    ipywidgets.Image
+    """
     return widgets.Image(format="png", layout=widgets.Layout(width=width, max_width="720px"))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from .common import BackgroundTask, ErrorBox, figure_png, guarded, image_widget
-from .fit_or_learn import DataSource, data_widgets
+from .fit_or_learn import PHANTOM_SHAPE, DataSource, data_widgets
 
 
 class ComparePanel(widgets.VBox):
@@ -14,10 +14,12 @@ class ComparePanel(widgets.VBox):
     Parameters
     ----------
     data_root : path, optional
-    phantom_shape : tuple of int
+        Folder the panel may read HCP-layout datasets from.
+    phantom_shape : tuple of 3 int
+        Grid of the built-in brain phantom.
     """
 
-    def __init__(self, *, data_root=None, phantom_shape=(16, 16, 4)):
+    def __init__(self, *, data_root=None, phantom_shape=PHANTOM_SHAPE):
         from ..fitting import FITTERS
         from ..learning import ESTIMATOR_NAMES
 

@@ -16,7 +16,21 @@ DEFAULT_SCHEME = {"noddi": "hcp", "activeax": "activeax", "zcd": "activeax", "iv
 
 
 def build_model(kind: str, n_fibres: int, compartments=()):
-    """The model a composer selection stands for (built-in name or composed parts)."""
+    """The model a composer selection stands for (built-in name or composed parts).
+
+    Parameters
+    ----------
+    kind : str
+        A built-in model name or ``"custom"``.
+    n_fibres : int
+        Fibre populations of a built-in model (0–3).
+    compartments : sequence of str
+        Compartment names of a custom model (``"stick"``, ``"zeppelin"``, ``"ball"``...).
+
+    Returns
+    -------
+    MultiCompartmentModel
+    """
     from ..compartments import (
         Ball,
         CylinderGPD,

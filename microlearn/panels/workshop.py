@@ -5,10 +5,27 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 
-def workshop(*, data_root=None, phantom_shape=(16, 16, 4), glyphs: bool = True) -> widgets.Tab:
-    """Tabs: compose, simulate, fit or learn, compare (one shared model composer)."""
+def workshop(*, data_root=None, phantom_shape=None, glyphs: bool = True) -> widgets.Tab:
+    """Tabs: compose, simulate, fit or learn, compare (one shared model composer).
+
+    Parameters
+    ----------
+    data_root : path, optional
+        Folder the panels may read HCP-layout datasets from.
+    phantom_shape : tuple of 3 int, optional
+        Grid of the built-in brain phantom (default
+        :data:`microlearn.panels.fit_or_learn.PHANTOM_SHAPE`).
+    glyphs : bool
+        Show FURY glyphs in the composer.
+
+    Returns
+    -------
+    ipywidgets.Tab
+    """
     from .compare_panel import ComparePanel
-    from .fit_or_learn import FitOrLearn
+    from .fit_or_learn import PHANTOM_SHAPE, FitOrLearn
+
+    phantom_shape = PHANTOM_SHAPE if phantom_shape is None else phantom_shape
     from .model_composer import ModelComposer
     from .signal_simulator import SignalSimulator
 

@@ -17,22 +17,56 @@ MAP_RANGES = {"odi": (0, 1), "icvf": (0, 1), "fiso": (0, 1), "f": (0, 0.5), "f_d
 
 
 def plot_scatter(reference: dict, estimates: dict, names, *, xlabel="truth"):
-    """Estimate against truth (or a reference method) per map and method."""
+    """Estimate against truth (or a reference method) per map and method.
+
+    Parameters
+    ----------
+    reference : dict of str to ndarray, shape (n,)
+        True (or reference) values of the compared voxels.
+    estimates : dict of str to dict of str to ndarray, shape (n,)
+        ``{method: {map: values}}``.
+    names : sequence of str
+        Map names (columns).
+    xlabel : str
+        What the x axis holds.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     return plot_truth_vs_estimate(reference, estimates, names, xlabel=xlabel)
 
 
 def plot_runtime(rows):
-    """Horizontal bars of voxels per second (log scale), fitting and learning coloured."""
-    fig = Figure(figsize=(6.5, 0.45 * len(rows) + 1.2))
+    """Horizontal bars of steady voxels per second (log scale), the set-up written beside.
+
+    ``vox_per_s`` is the throughput once set up; ``setup_s`` (imports, compiled-kernel
+    loading, tables) is printed next to each bar when it was timed apart, so a method that
+    paid its compilation in this run is not shown at a fraction of its true rate.
+
+    Parameters
+    ----------
+    rows : list of dict
+        :attr:`microlearn.compare.Comparison.rows` (``method``, ``kind``, ``vox_per_s``,
+        ``setup_s``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = Figure(figsize=(6.5, 0.45 * len(rows) + 1.4))
     ax = fig.subplots()
     names = [r["method"] for r in rows]
     speed = [r["vox_per_s"] for r in rows]
     colours = ["tab:blue" if r.get("kind") == "fit" else "tab:orange" for r in rows]
     ax.barh(names, speed, color=colours)
     ax.set_xscale("log")
-    ax.set_xlabel("voxels per second (blue: fitting, orange: learned; training not included)")
-    for y, v in enumerate(speed):
-        ax.text(v, y, f" {v:,.0f}", va="center", fontsize=8)
+    ax.set_xlabel("steady voxels per second, set-up apart (blue: fitting, orange: learned;\n"
+                  "training not included)")
+    for y, (v, r) in enumerate(zip(speed, rows)):
+        setup = r.get("setup_s", "")
+        note = f" + set-up {setup:.2f} s" if isinstance(setup, float) else " (whole call)"
+        ax.text(v, y, f" {v:,.0f}{note}", va="center", fontsize=8)
     ax.invert_yaxis()
     fig.tight_layout()
     return fig
@@ -44,7 +78,24 @@ def _middle_slice(mask):
 
 
 def show_slice(ax, values, name, mask, z, title):
-    """One map's axial slice ``z`` (NaN outside the mask) in its usual colour range."""
+    """One map's axial slice ``z`` (NaN outside the mask) in its usual colour range.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    values : ndarray, shape (X, Y, Z)
+    name : str
+        Map name (chooses the colour range).
+    mask : ndarray of bool, shape (X, Y, Z)
+        Brain voxels; outside is shown blank.
+    z : int
+        Slice index.
+    title : str
+
+    Returns
+    -------
+    matplotlib.image.AxesImage
+    """
     img = np.where(mask[..., z], np.asarray(values, float)[..., z], np.nan)
     lo, hi = MAP_RANGES.get(name, (np.nanmin(img), np.nanmax(img)))
     im = ax.imshow(img.T, origin="lower", cmap="viridis", vmin=lo, vmax=hi)
@@ -54,7 +105,22 @@ def show_slice(ax, values, name, mask, z, title):
 
 
 def plot_map_slices(truth, maps: dict, names, mask):
-    """The fullest axial slice of each map: truth (if known) then one row per method."""
+    """The fullest axial slice of each map: truth (if known) then one row per method.
+
+    Parameters
+    ----------
+    truth : dict of str to ndarray, shape (X, Y, Z), or None
+    maps : dict of str to dict of str to ndarray, shape (X, Y, Z)
+        ``{method: {map: volume}}``.
+    names : sequence of str
+        Map names (columns).
+    mask : ndarray of bool, shape (X, Y, Z)
+        Brain voxels; outside is shown blank.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     z = _middle_slice(mask)
     rows = ([("truth", truth)] if truth is not None else []) + list(maps.items())
     fig = Figure(figsize=(2.4 * len(names), 2.2 * len(rows)))
@@ -67,7 +133,22 @@ def plot_map_slices(truth, maps: dict, names, mask):
 
 
 def plot_error_maps(truth, maps: dict, names, mask):
-    """Estimate minus truth on the fullest slice, one row per method (diverging colours)."""
+    """Estimate minus truth on the fullest slice, one row per method (diverging colours).
+
+    Parameters
+    ----------
+    truth : dict of str to ndarray, shape (X, Y, Z)
+    maps : dict of str to dict of str to ndarray, shape (X, Y, Z)
+        ``{method: {map: volume}}``.
+    names : sequence of str
+        Map names (columns).
+    mask : ndarray of bool, shape (X, Y, Z)
+        Brain voxels; outside is shown blank.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     z = _middle_slice(mask)
     fig = Figure(figsize=(2.4 * len(names), 2.2 * len(maps)))
     axes = fig.subplots(len(maps), len(names), squeeze=False)

@@ -2,7 +2,7 @@
 
 :func:`glyph_specs` turns parameters into glyphs (numerics only): one elongated superquadric
 per fibre population — long axis along ``mu``, width growing with dispersion (ODI) or axon
-diameter, size with the population's signal fraction, colour by direction (RGB = |x, y, z|)
+diameter, size with the population's signal fraction, colour by direction (``RGB = |x, y, z|``)
 — and one grey sphere for the isotropic compartment (free water, dot, IVIM pools) with a
 size set by its fraction. :func:`render_glyphs` draws them with FURY 2 (WebGPU; on a
 headless machine a software Vulkan device such as Mesa's lavapipe) and returns an RGB image.
@@ -108,6 +108,24 @@ def render_glyphs(specs, *, size: int = 400, timeout: float = 180.0) -> np.ndarr
 
     Rendering runs in a separate, reused process: a WebGPU driver that fails (or crashes)
     cannot take the notebook kernel or dashboard down with it.
+
+    Parameters
+    ----------
+    specs : list of dict
+        Glyphs from :func:`glyph_specs`.
+    size : int
+        Image width and height in pixels.
+    timeout : float
+        Seconds to wait for the renderer.
+
+    Returns
+    -------
+    ndarray of uint8, shape (size, size, 3)
+
+    Raises
+    ------
+    RuntimeError
+        When the renderer process crashed (no WebGPU/Vulkan device).
     """
     from concurrent.futures.process import BrokenProcessPool
 
@@ -122,7 +140,21 @@ def render_glyphs(specs, *, size: int = 400, timeout: float = 180.0) -> np.ndarr
 
 
 def glyph_png(model, params, *, size: int = 400) -> bytes:
-    """PNG bytes of :func:`render_glyphs` for one voxel (for widgets and reports)."""
+    """PNG bytes of :func:`render_glyphs` for one voxel (for widgets and reports).
+
+    Parameters
+    ----------
+    model : MultiCompartmentModel
+    params : ndarray, shape (size,)
+        Packed free parameters of one voxel, in SI units.
+    size : int
+        Image width and height in pixels.
+
+    Returns
+    -------
+    bytes
+        A PNG image.
+    """
     import io
 
     from PIL import Image

@@ -31,7 +31,24 @@ def _shell_curves(model, acq, params, n_angles=61):
 
 
 def plot_signal_vs_angle(model, acq, params, *, ax=None, title=None):
-    """S/S0 against the angle between gradient and (first) fibre, one line per shell."""
+    """S/S0 against the angle between gradient and (first) fibre, one line per shell.
+
+    Parameters
+    ----------
+    model : MultiCompartmentModel
+    acq : Acquisition
+        Its shells (b in s/m²) give one line each.
+    params : ndarray, shape (size,) or (1, size)
+        Packed free parameters in SI units (one voxel).
+    ax : matplotlib.axes.Axes, optional
+        Draw into this axes instead of a new figure.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        A new figure, or None when drawing into ``ax``.
+    """
     fig = None
     if ax is None:
         fig = Figure(figsize=(5, 3.5))
@@ -48,7 +65,24 @@ def plot_signal_vs_angle(model, acq, params, *, ax=None, title=None):
 
 
 def plot_signal_vs_b(model, acq, params, *, ax=None, title=None):
-    """S/S0 against b for gradients parallel and perpendicular to the fibre."""
+    """S/S0 against b for gradients parallel and perpendicular to the fibre.
+
+    Parameters
+    ----------
+    model : MultiCompartmentModel
+    acq : Acquisition
+        Its shells (b in s/m²) give one line each.
+    params : ndarray, shape (size,) or (1, size)
+        Packed free parameters in SI units (one voxel).
+    ax : matplotlib.axes.Axes, optional
+        Draw into this axes instead of a new figure.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        A new figure, or None when drawing into ``ax``.
+    """
     fig = None
     if ax is None:
         fig = Figure(figsize=(5, 3.5))

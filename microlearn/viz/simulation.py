@@ -7,7 +7,22 @@ from matplotlib.figure import Figure
 
 
 def plot_noisy_vs_clean(acq, clean, noisy, *, voxel: int = 0):
-    """One voxel's signal per measurement, ordered by shell: noiseless line, noisy dots."""
+    """One voxel's signal per measurement, ordered by shell: noiseless line, noisy dots.
+
+    Parameters
+    ----------
+    acq : Acquisition
+    clean : ndarray, shape (n_voxels, n_measurements)
+        Noiseless signals (S/S0).
+    noisy : ndarray, shape (n_voxels, n_measurements)
+        The same signals with noise.
+    voxel : int
+        Row of ``clean`` and ``noisy`` to show.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     fig = Figure(figsize=(6.5, 3.0))
     ax = fig.subplots()
     order = np.lexsort((np.arange(acq.n_measurements), acq.bvals))
@@ -21,7 +36,22 @@ def plot_noisy_vs_clean(acq, clean, noisy, *, voxel: int = 0):
 
 
 def plot_noise_histogram(acq, clean, noisy):
-    """Histogram of noisy minus noiseless signal at b = 0 and at the highest shell."""
+    """Histogram of noisy minus noiseless signal at b = 0 and at the highest shell.
+
+    The second panel shows the Rician floor: at high b the differences are skewed upwards.
+
+    Parameters
+    ----------
+    acq : Acquisition
+    clean : ndarray, shape (n_voxels, n_measurements)
+        Noiseless signals (S/S0).
+    noisy : ndarray, shape (n_voxels, n_measurements)
+        The same signals with noise.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     fig = Figure(figsize=(6.5, 3.0))
     axes = fig.subplots(1, 2)
     high = acq.bvals >= acq.bvals.max() * 0.95

@@ -65,9 +65,12 @@ def test_signal_simulator_noise_follows_snr():
 
 def test_fit_or_learn_on_the_phantom(tmp_path):
     p = FitOrLearn(data_root=tmp_path, phantom_shape=(8, 8, 2))
+    p._prepared.join(120)  # the background preparation built the phantom before any click
+    assert ("noddi", (8, 8, 2), "brain") in p.source._cache
     p.run(wait=True)
     assert not p.errors.value, p.errors.value
     assert p.status.value == "done" and "vox/s" in p.runtime.value
+    assert "set-up" in p.runtime.value  # the fit shows set-up apart from the steady rate
     assert np.isfinite(p.maps["odi"][p.mask]).all() and len(p.maps_image.value) > 1000
     p.mode.value = "learn"
     p.estimator.value = "boosted-trees"
@@ -103,3 +106,23 @@ def test_data_path_restriction(tmp_path):
         resolve_data_path("../", tmp_path)
     with pytest.raises(FileNotFoundError):
         resolve_data_path("missing", tmp_path)
+
+
+def test_fit_or_learn_swaps_one_result_and_draws_the_run_model(tmp_path):
+    import dataclasses
+
+    from microlearn.panels.fit_or_learn import RunResult
+
+    p = FitOrLearn(data_root=tmp_path, phantom_shape=(8, 8, 2))
+    p.run(wait=True)
+    first = p.result
+    assert isinstance(first, RunResult) and first.model == "noddi"
+    assert first.maps["odi"].shape == first.mask.shape and first.truth is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.model = "ivim"
+    p.model.value = "ivim"  # changed after the run: the redraw still shows the run's maps
+    p.maps_image.value = b""
+    p._draw()
+    assert not p.errors.value and len(p.maps_image.value) > 1000
+    p.run(wait=True)  # the new run replaces the whole result at once
+    assert p.result is not first and p.result.model == "ivim" and "d_star" in p.maps

@@ -1,0 +1,104 @@
+"""Load (or compile and cache) the compiled fitting kernels before they are needed.
+
+A fresh process pays, on its first compiled fit, numba's one-off start (its CPU target's
+typing and lowering registries, ~0.3-0.6 s) and the loading of each cached kernel
+(~20-50 ms each); without a cache, compilation (seconds to minutes). :func:`warm_up`
+pays these on a few simulated voxels; :func:`prewarm` does it in a background thread (a
+command reading its data, a dashboard panel being shown), and ``python -m
+microlearn.fitting.warm`` compiles and caches every kernel once (``make install``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+#: Built-in scheme each model family is warmed on.
+WARM_SCHEME = {"noddi": "hcp", "activeax": "activeax", "zcd": "activeax", "ivim": "ivim"}
+#: (model, n_fibres, method) compiled and cached at install time.
+INSTALL_JOBS = (("noddi", 1, "mix"), ("noddi", 1, "interior-point"), ("noddi", 1, "dictionary"),
+                ("noddi", 2, "mix"), ("noddi", 3, "mix"), ("activeax", 1, "mix"),
+                ("activeax", 1, "dictionary"), ("ivim", 0, "dictionary"))
+#: Voxels fitted by a warm-up.
+WARM_VOXELS = 4
+
+
+def warm_up(model: str = "noddi", n_fibres: int = 1, method: str = "mix", *, acq=None) -> float:
+    """Fit ``WARM_VOXELS`` simulated voxels so the engine's kernels are loaded; seconds.
+
+    Parameters
+    ----------
+    model : str
+        Model family (``noddi``, ``activeax``, ``zcd``, ``ivim``).
+    n_fibres : int
+    method : str
+        Fitting engine.
+    acq : Acquisition, optional
+        Acquisition to warm on (default: the family's built-in scheme).
+    """
+    import numpy as np
+
+    from ..acquisition import Acquisition
+    from ..models import get_model
+    from ..simulate import simulate_dataset
+    from .base import fit
+
+    t0 = time.perf_counter()
+    m = get_model(model, n_fibres)
+    acq = acq if acq is not None else Acquisition.scheme(WARM_SCHEME[model])
+    _, _, y = simulate_dataset(m, acq, WARM_VOXELS, snr=30, random_state=0)
+    fit(m, acq, 1000.0 * np.asarray(y), method=method, sigma=1000.0 / 30, workers=1)
+    return time.perf_counter() - t0
+
+
+def warm_jobs(model: str, n_fibres, method: str) -> tuple:
+    """The warm-up jobs of a fit: ``n_fibres`` "auto" warms the 1-3 fibre fits."""
+    if model == "ivim":
+        return ((model, 0, method),)
+    if n_fibres == "auto":
+        return tuple((model, n, method) for n in (1, 2, 3))
+    return ((model, int(n_fibres), method),)
+
+
+def prewarm(jobs=(("noddi", 1, "mix"),)) -> threading.Thread:
+    """Run :func:`warm_up` for each ``(model, n_fibres, method)`` in a daemon thread.
+
+    Returns the started thread; its ``seconds`` attribute holds the time spent once it
+    has finished (``None`` before). Failures are logged, never raised: the real fit will
+    meet and report them.
+    """
+
+    def work():
+        t0 = time.perf_counter()
+        for job in jobs:
+            try:
+                warm_up(*job)
+            except Exception as err:  # noqa: BLE001 - best effort, the fit reports errors
+                log.debug("pre-warming %s failed: %s", job, err)
+        thread.seconds = time.perf_counter() - t0
+
+    thread = threading.Thread(target=work, name="microlearn-prewarm", daemon=True)
+    thread.seconds = None
+    thread.start()
+    return thread
+
+
+def main() -> None:
+    """Compile and cache every kernel of ``INSTALL_JOBS`` (fast when already cached)."""
+    import warnings
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    log.setLevel(logging.INFO)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for job in INSTALL_JOBS:
+            log.info("warm-up %-28s %6.2f s", "/".join(map(str, job)), warm_up(*job))
+    log.info("compiled fitting kernels ready (%.1f s)", time.perf_counter() - t0)
+
+
+if __name__ == "__main__":
+    main()
