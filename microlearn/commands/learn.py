@@ -32,9 +32,8 @@ def add_parser(sub) -> None:
                         "network / boosted trees (default: Adam 1e-3, Ftrl and "
                         "ProximalAdagrad 0.05, boosted trees 0.1)")
     p.add_argument("--uncertainty", action="store_true",
-                   help="also learn a calibrated per-voxel std (polynomial, boosted-trees, "
-                        "linear-sdca; always on for bayesian and bayesian-dnn): predict "
-                        "writes <map>_std")
+                   help="also learn a calibrated per-voxel std (any estimator; always on "
+                        "for bayesian and bayesian-dnn): predict writes <map>_std")
     p.add_argument("--features", default="rotation-invariant",
                    help="rotation-invariant | signal | hybrid")
     p.add_argument("--prior", default="auto", choices=("auto", "data", "model"),
@@ -82,7 +81,8 @@ def _prior_signals(args):
     from ..io import load_dataset
     from ..parallel import sample_voxels
 
-    return sample_voxels(load_dataset(args.acquisition), max_voxels=20 * args.prior_voxels)
+    ds = load_dataset(args.acquisition, bvals_unit=args.bvals_unit)
+    return sample_voxels(ds, max_voxels=20 * args.prior_voxels)
 
 
 def _fibres(text):
@@ -96,20 +96,17 @@ def _fibres(text):
 
 
 def run(args) -> int:
-    from ..learning import train
+    from ..learning import make_estimator, train
     from ..learning.persistence import ESTIMATOR_FILES
 
+    options = {} if args.epochs is None else {"epochs": args.epochs}
+    if args.uncertainty and args.estimator != "bayesian-dnn":  # always on for it
+        options["uncertainty"] = True
+    # bad names and options fail here, before any output folder is made
+    make_estimator(args.estimator, args.optimizer, learning_rate=args.learning_rate,
+                   **options)
     prepare_out(args, ESTIMATOR_FILES, inputs=[args.acquisition])
     acq = _acquisition(args)
-    options = {} if args.epochs is None else {"epochs": args.epochs}
-    if args.uncertainty:
-        if args.estimator not in ("polynomial", "boosted-trees", "linear-sdca", "bayesian",
-                                  "bayesian-dnn"):
-            raise ValueError(f"--uncertainty: {args.estimator!r} gives no std; use "
-                             "bayesian-dnn for a network, or polynomial, boosted-trees, "
-                             "linear-sdca, bayesian.")
-        if args.estimator != "bayesian-dnn":
-            options["uncertainty"] = True
     prior = _prior_signals(args)
     if prior is not None:
         options["prior_signals"] = prior

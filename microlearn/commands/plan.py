@@ -16,6 +16,8 @@ def add_parser(sub) -> None:
     src.add_argument("--scheme", help="built-in acquisition: hcp | activeax | ivim")
     src.add_argument("--acquisition", type=Path, metavar="DIR",
                      help="folder with bvals/bvecs (and acquisition.json timings)")
+    p.add_argument("--bvals-unit", default=None, choices=("s/mm2", "s/m2", "ms/um2"),
+                   help="unit of the b-values in the folder's files (default s/mm2)")
     p.add_argument("--snr", type=float, default=30.0, help="b0 signal over noise σ")
     p.add_argument("--n-fibres", type=int, default=1, help="fibre populations (1-3)")
     p.add_argument("--n-voxels", type=int, default=500, help="Monte-Carlo voxels")

@@ -40,7 +40,7 @@ def run(args) -> int:
     parallel._ESTIMATORS[path] = est  # in-process blocks use (and time) this very copy
     ds = load_input(args)
     est.check_acquisition(ds.acq, where=str(ds.path))
-    prepare_out(args, map_files(est.target_names) + ["predict.json"],
+    prepare_out(args, map_files(est.map_names()) + ["predict.json"],
                 inputs=input_paths(args) + [args.estimator])
     t0 = time.perf_counter()
     done = {}

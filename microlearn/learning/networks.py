@@ -119,6 +119,24 @@ class KerasRegressor(ScaledRegressor):
             raise ValueError(f"{type(self).__name__}: unknown activation "
                              f"{self.activation!r}; use e.g. 'relu', 'tanh', 'gelu'.") from None
 
+    def _fit_std_head(self, Xs, ys):
+        """σ head on the validation samples (never trained on; used for early stopping).
+
+        Cheaper than cross-fitting networks; the residuals are slightly optimistic, which
+        the conformal scale of :func:`~microlearn.learning.uncertainty.fit_residual_head`
+        (on a part of them the head did not see) corrects.
+        """
+        from .uncertainty import fit_residual_head
+
+        n_val = int(len(Xs) * float(self.validation_fraction or 0.0))
+        if n_val < 200:
+            raise ValueError(f"{type(self).__name__}: uncertainty=True needs at least 200 "
+                             f"validation samples (validation_fraction x n), not {n_val}.")
+        resid = ys[-n_val:] - self._predict_scaled(Xs[-n_val:])
+        seed = self.random_state if self.random_state is not None else 0
+        self.std_heads_, self.std_scale_ = fit_residual_head(Xs[-n_val:], resid,
+                                                             random_state=seed)
+
     def _dense_stack(self, x, prefix, centred=False):
         keras = _keras()
         layer = centered_dense_class() if centred else keras.layers.Dense
@@ -182,19 +200,25 @@ class DNNRegressor(KerasRegressor):
         Epochs without validation improvement before stopping.
     random_state : int, optional
     verbose : bool
+    uncertainty : bool
+        Also learn a calibrated per-sample std from the validation residuals
+        (:meth:`KerasRegressor._fit_std_head`); ``predict(X, return_std=True)``.
     """
 
     _parameter_constraints = {**_COMMON, "optimizer": [GRADIENT_OPTIMIZERS],
-                              "l1": [NON_NEGATIVE], "l2": [NON_NEGATIVE]}
+                              "l1": [NON_NEGATIVE], "l2": [NON_NEGATIVE],
+                              "uncertainty": ["boolean"]}
 
     def __init__(self, hidden_units=(128, 128, 64), activation="relu", optimizer="adam",
                  learning_rate=None, l1=0.0, l2=0.0, epochs=60, batch_size=256,
-                 validation_fraction=0.1, patience=6, random_state=None, verbose=False):
+                 validation_fraction=0.1, patience=6, random_state=None, verbose=False,
+                 uncertainty=False):
         self._common_init(hidden_units, activation, learning_rate, epochs, batch_size,
                           validation_fraction, patience, random_state, verbose)
         self.optimizer = optimizer
         self.l1 = l1
         self.l2 = l2
+        self.uncertainty = uncertainty
 
     def _fit_scaled(self, X, y):
         keras = _keras()
@@ -225,7 +249,7 @@ class WideDeepRegressor(KerasRegressor):
         Wide-part penalties (Ftrl/ProximalAdagrad; ``l2`` is SDCA's λ).
     sdca_rounds : int
         Alternating rounds when ``wide_optimizer="sdca"``.
-    epochs, batch_size, validation_fraction, patience, random_state, verbose
+    epochs, batch_size, validation_fraction, patience, random_state, verbose, uncertainty
         As :class:`DNNRegressor`.
     """
 
@@ -233,12 +257,14 @@ class WideDeepRegressor(KerasRegressor):
         **_COMMON, "wide_optimizer": [StrOptions({*DEFAULT_LEARNING_RATES, "sdca"})],
         "deep_optimizer": [GRADIENT_OPTIMIZERS], "wide_learning_rate": [POSITIVE, None],
         "l1": [NON_NEGATIVE], "l2": [NON_NEGATIVE], "sdca_rounds": [POSITIVE_INT],
+        "uncertainty": ["boolean"],
     }
 
     def __init__(self, hidden_units=(128, 64), activation="relu", wide_optimizer="ftrl",
                  deep_optimizer="adam", learning_rate=None, wide_learning_rate=None,
                  l1=0.0, l2=1e-4, sdca_rounds=4, epochs=60, batch_size=256,
-                 validation_fraction=0.1, patience=6, random_state=None, verbose=False):
+                 validation_fraction=0.1, patience=6, random_state=None, verbose=False,
+                 uncertainty=False):
         self._common_init(hidden_units, activation, learning_rate, epochs, batch_size,
                           validation_fraction, patience, random_state, verbose)
         self.wide_optimizer = wide_optimizer
@@ -247,6 +273,7 @@ class WideDeepRegressor(KerasRegressor):
         self.l1 = l1
         self.l2 = l2
         self.sdca_rounds = sdca_rounds
+        self.uncertainty = uncertainty
 
     def _fit_scaled(self, X, y):
         keras = _keras()

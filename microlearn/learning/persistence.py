@@ -11,7 +11,8 @@ An estimator is a folder:
   skops builds a single object;
 * Keras networks: ``network.keras`` loaded with ``safe_mode=True`` (no lambda layers, no
   arbitrary code; only registered microlearn layers) plus ``scaling.npz`` with the
-  feature/target standardisation.
+  feature/target standardisation (and σ calibration), and for networks trained with
+  ``uncertainty=True`` their σ head in ``std_head.skops`` (same allow-list).
 
 The files are written to a staging folder and moved in together, so a crash never
 leaves half an estimator; other files in the folder are never touched, and an existing
@@ -58,10 +59,13 @@ def written_types() -> frozenset[str]:
 
     ours = tuple(f"{cls.__module__}.{cls.__name__}" for cls in estimators.ESTIMATORS.values())
     return frozenset(ours + _SKLEARN_WRITTEN + _CONTAINERS)
+
+
 _SCALING = ("x_mean_", "x_scale_", "y_mean_", "y_scale_")
 _OPTIONAL = ("std_scale_",)  # GaussianDNNRegressor's interval calibration
 #: Files an estimator folder may hold (all written together).
-ESTIMATOR_FILES = ("estimator.json", "estimator.skops", "network.keras", "scaling.npz")
+ESTIMATOR_FILES = ("estimator.json", "estimator.skops", "network.keras", "scaling.npz",
+                   "std_head.skops")
 
 
 def _versions() -> dict:
@@ -117,6 +121,10 @@ def save_estimator(trained, path, *, force: bool = False) -> Path:
             meta["keras"] = {"n_features_in": int(est.n_features_in_),
                              "n_outputs": int(est.n_outputs_),
                              "single_target": bool(est.single_target_)}
+            if hasattr(est, "std_heads_"):  # a network's σ head (scikit-learn trees)
+                import skops.io
+
+                skops.io.dump(list(est.std_heads_), tmp / "std_head.skops")
         else:
             import skops.io
 
@@ -241,6 +249,19 @@ def _load_network(path: Path, meta: dict):
     except Exception as err:
         raise ValueError(f"{file}: cannot be loaded safely ({type(err).__name__}: {err}); "
                          "train the estimator again.") from None
+    head = path / "std_head.skops"
+    if est.get_params().get("uncertainty"):  # a stale head of an earlier save is ignored
+        if not head.is_file():
+            raise FileNotFoundError(f"{path}: std_head.skops is missing; train it again.")
+        import skops.io
+
+        try:
+            est.std_heads_ = skops.io.load(head, trusted=_trusted_types(head))
+        except ValueError:
+            raise
+        except Exception as err:
+            raise ValueError(f"{head}: cannot be read ({type(err).__name__}: {err}); train "
+                             "the estimator again.") from None
     info = meta["keras"]
     est.n_features_in_ = info["n_features_in"]
     est.n_outputs_ = info["n_outputs"]

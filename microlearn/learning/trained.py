@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 ESTIMATOR_NAMES = tuple(ESTIMATORS) + tuple(NETWORKS)
 #: Estimators whose ``predict`` can return a standard deviation: always (``bayesian``,
 #: ``bayesian-dnn``), or when trained with ``uncertainty=True`` (``learn --uncertainty``).
-UNCERTAIN = ("bayesian", "bayesian-dnn", "polynomial", "boosted-trees", "linear-sdca")
+UNCERTAIN = ESTIMATOR_NAMES
 #: Default fibre mixture of the training set per family: NODDI includes pure free water
 #: (0 fibres, fiso = 1: CSF lies outside the single-fibre fiso prior) at a small share, since
 #: those samples differ only by noise.
@@ -214,6 +214,12 @@ class TrainedEstimator:
                                           + time.perf_counter() - t0)
         return out
 
+    def map_names(self) -> list[str]:
+        """Every map :meth:`predict_maps` returns: targets, ``<t>_std``, ``out_of_prior``."""
+        names = list(self.target_names)
+        names += [f"{t}_std" for t in self.target_names] if self.uncertain else []
+        return names + (["out_of_prior"] if "feature_range" in self.info else [])
+
     def _out_of_prior(self, feats) -> np.ndarray:
         lo, hi = np.asarray(self.info["feature_range"], dtype=float)
         pad = PRIOR_MARGIN * (hi - lo)
@@ -243,9 +249,7 @@ class TrainedEstimator:
         spatial = data.shape[:-1]
         idx = np.flatnonzero(mask.ravel())
         flat = data.reshape(-1, data.shape[-1])
-        names = list(self.target_names) + ([f"{t}_std" for t in self.target_names]
-                                           if self.uncertain else [])
-        names += ["out_of_prior"] if "feature_range" in self.info else []
+        names = self.map_names()
         out = {k: np.full(int(np.prod(spatial)), np.nan) for k in names}
         starts = range(0, idx.size, PREDICT_BLOCK)
         if progress:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from microlearn.learning import FeatureSpec, make_training_set
+from microlearn.learning import FeatureSpec, make_training_set, train
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +15,12 @@ def noddi_split(hcp):
     X, _ = spec.compute(train.signal, hcp)
     Xt, _ = spec.compute(test.signal, hcp)
     return X, train.targets, Xt, test.targets
+
+
+@pytest.fixture(scope="session")
+def poly(hcp, tmp_path_factory):
+    """A saved polynomial NODDI estimator: (TrainedEstimator, folder)."""
+    est = train("noddi", hcp, estimator="polynomial", n_samples=3000)
+    path = tmp_path_factory.mktemp("est") / "poly"
+    est.save(path)
+    return est, path

@@ -13,7 +13,7 @@ def test_learn_defaults_recover_csf_and_tissue(tmp_path):
     assert p.estimator.value == "polynomial" and p.n_samples.value == 20_000
     p.run(wait=True)
     assert not p.errors.value, p.errors.value
-    truth, maps, mask = p.truth, p.maps, p.mask
+    truth, maps, mask = p.result.truth, p.maps, p.mask
     csf = mask & (truth["fiso"] > 0.99)
     assert csf.sum() >= 20
     # trained on one fibre only, the polynomial gave FISO ~0 here (truth 1)

@@ -45,14 +45,6 @@ def test_round_trip_gives_identical_predictions(estimator, options, hcp, signals
     assert again.describe() == est.describe()
 
 
-@pytest.fixture(scope="module")
-def poly(hcp, tmp_path_factory):
-    est = train("noddi", hcp, estimator="polynomial", n_samples=3000)
-    path = tmp_path_factory.mktemp("est") / "poly"
-    est.save(path)
-    return est, path
-
-
 def test_acquisition_mismatch_is_refused(poly, signals):
     est, _ = poly
     other = Acquisition.scheme("hcp").subset(np.arange(287))

@@ -71,6 +71,12 @@ def test_plan_cli(tmp_path, capsys):
     assert code == 0 and "crb_sd" in text and "verdict" in text
     report = json.loads(out.read_text())
     assert {r["name"] for r in report["rows"]} == {"odi", "icvf", "fiso"}
+    from microlearn.phantom import make_phantom
+
+    folder = make_phantom(shape=(4, 4, 2), seed=0).save(tmp_path / "ph")
+    code = main(["plan", "--acquisition", str(folder), "--bvals-unit", "s/mm2",
+                 "--n-voxels", "50", "--no-learn"])
+    assert code == 0 and "verdict" in capsys.readouterr().out
     code = main(["plan", "--scheme", "hcp", "--snr", "-3", "--n-voxels", "100"])
     err = capsys.readouterr().err
     assert code == 2 and "snr" in err and len(err.strip().splitlines()) == 1

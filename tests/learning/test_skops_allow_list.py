@@ -9,14 +9,6 @@ from microlearn.learning import load_estimator, train
 from microlearn.learning.persistence import _schema_types, written_types
 
 
-@pytest.fixture(scope="module")
-def saved_poly(hcp, tmp_path_factory):
-    est = train("noddi", hcp, estimator="polynomial", n_samples=1500)
-    path = tmp_path_factory.mktemp("allow") / "poly"
-    est.save(path)
-    return est, path
-
-
 def _forge(est, path, **attrs):
     """Save ``est`` with some fitted attributes replaced (as an attacker would)."""
     import copy
@@ -30,12 +22,12 @@ def _forge(est, path, **attrs):
     skops.io.dump(evil, path / "estimator.skops")
 
 
-def test_function_transformer_with_a_numpy_function_is_refused(saved_poly, tmp_path):
+def test_function_transformer_with_a_numpy_function_is_refused(poly, tmp_path):
     """numpy/scipy/sklearn types were all trusted before: a FunctionTransformer holding any
     numpy function (here one that writes files) would have been built and run at predict."""
     from sklearn.preprocessing import FunctionTransformer
 
-    est, _ = saved_poly
+    est, _ = poly
     marker = tmp_path / "pwned.txt"
     _forge(est, tmp_path / "evil",
            poly_=FunctionTransformer(np.savetxt, kw_args={"fname": str(marker)}))
@@ -45,10 +37,10 @@ def test_function_transformer_with_a_numpy_function_is_refused(saved_poly, tmp_p
 
 
 @pytest.mark.parametrize("replacement", ["scaler", "linalg"])
-def test_other_numpy_and_sklearn_types_are_refused(saved_poly, tmp_path, replacement):
+def test_other_numpy_and_sklearn_types_are_refused(poly, tmp_path, replacement):
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    est, _ = saved_poly
+    est, _ = poly
     obj = (StandardScaler().fit(np.ones((3, 2))) if replacement == "scaler"
            else FunctionTransformer(np.linalg.inv))
     _forge(est, tmp_path / "evil", poly_=obj)
