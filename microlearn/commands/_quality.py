@@ -43,3 +43,11 @@ def quality_summary(maps, mask) -> dict:
     from ..fitting.quality import summarise
 
     return summarise(maps, mask)
+
+
+def identifiability(model, maps, mask) -> dict:
+    """See :func:`microlearn.fitting.quality.identifiability` (fit.json's
+    ``identifiability``)."""
+    from ..fitting.quality import identifiability as check
+
+    return check(model, maps, mask)

@@ -18,7 +18,7 @@ from ._common import (
     prepare_out,
     scale_options,
 )
-from ._quality import check_sigma_map, noise_record, quality_summary
+from ._quality import check_sigma_map, identifiability, noise_record, quality_summary
 
 
 def add_parser(sub) -> None:
@@ -118,6 +118,7 @@ def run(args) -> int:
                 "success_fraction": float(ok.mean()) if ok.size else 0.0,
                 "convergence": describe_convergence(ok, answered, engine),
                 "noise": noise, "quality": quality_summary(maps, ds.mask),
+                "identifiability": identifiability(model, maps, ds.mask),
                 "maps": sorted(maps), "input": str(ds.path), "versions": _versions()}
 
     from ..parallel import AutoFitBlock, FitBlock, run_chunked, sample_sigma
@@ -159,6 +160,12 @@ def run(args) -> int:
     if bids:
         write_dataset_description(args.out)
     info = done["info"]
+    for name, row in info["identifiability"].items():
+        if not row["determined"]:
+            warn(f"{name}: median Cramér–Rao std {row['std_median']:.3g} is "
+                 f"{row['ratio']:.1f} x the spread of its prior: this acquisition does not "
+                 f"determine it (see `microlearn plan --model {args.model}`); read that map "
+                 "with care")
     echo(f"fitted {info['n_voxels']} voxels with {args.method} in {info['fit_seconds']:.2f} s "
          f"(set-up {info['setup_seconds']:.2f} s, then {info['vox_per_s']:,.0f} vox/s); "
          f"whole command {info['seconds']:.2f} s; maps in {out_dir}")

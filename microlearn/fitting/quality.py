@@ -151,3 +151,48 @@ def summarise(maps, mask) -> dict:
     if std:
         out["std_median"] = std
     return out
+
+
+#: Median Cramér–Rao std / prior spread at or above which a map is reported as not
+#: determined by the acquisition (the ``weak`` limit of :mod:`microlearn.planning`).
+NOT_DETERMINED = 0.8
+
+
+def identifiability(model, maps, mask) -> dict:
+    """Which maps the acquisition determines, from the fit's own Cramér–Rao std maps.
+
+    A map whose median std over the fitted voxels reaches :data:`NOT_DETERMINED` times the
+    spread of its prior (the standard deviation of a uniform over the prior bounds) is
+    ``not determined``: its values lean on the start and the bounds, not on the data (e.g.
+    ICVF and FISO of NODDI on one shell). Maps without a finite std (multi-fibre models:
+    redundant fibre fractions) are left out.
+
+    Parameters
+    ----------
+    model : MultiCompartmentModel
+    maps : dict of str to ndarray, shape (*spatial[, k])
+        Maps of a fit, with ``<name>_std``.
+    mask : ndarray of bool, shape (*spatial)
+
+    Returns
+    -------
+    dict
+        name -> ``{"std_median", "prior_std", "ratio", "determined"}``.
+    """
+    mask = np.asarray(mask, bool)
+    out = {}
+    for p in model.parameters:
+        std = maps.get(f"{p.name}_std")
+        if p.kind == "orientation" or std is None:
+            continue
+        v = np.asarray(std, float)[mask]
+        v = v[~np.isnan(v)]
+        if v.size == 0:
+            continue
+        lo, hi = p.prior_bounds
+        prior = (hi - lo) / np.sqrt(12.0)
+        median = float(np.median(v))
+        ratio = median / prior if prior > 0 else float("inf")
+        out[p.name] = {"std_median": median, "prior_std": float(prior), "ratio": ratio,
+                       "determined": bool(ratio < NOT_DETERMINED)}
+    return out
