@@ -2,73 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
-
-from microlearn.commands.dashboard import voila_command
+from voila_server import ROOT, serve_voila
 
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DASHBOARDS = ("model_composer", "signal_simulator", "fit_or_learn", "compare", "workshop")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 voila_pids: dict = {}
 
 
 @pytest.fixture(scope="module")
 def voila(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is missing: run `make system-deps` (apt-get install "
-                    "chromium) before the browser tests.")
-    port = _free_port()
-    data = tmp_path_factory.mktemp("data")
-    env = {**os.environ, "MICROLEARN_DATA": str(data), "MPLBACKEND": "Agg"}
-    log = open(tmp_path_factory.mktemp("log") / "voila.log", "w")
-    proc = subprocess.Popen(voila_command(ROOT / "widgets", port), env=env, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"voila exited: {open(log.name).read()[-2000:]}")
-            time.sleep(0.5)
-    voila_pids[url] = proc.pid
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu",
-                                    "--disable-dev-shm-usage",
-                                    "--disable-background-networking"])
-        yield b
-        b.close()
+    for url, proc in serve_voila(ROOT / "widgets", tmp_path_factory):
+        voila_pids[url] = proc.pid
+        yield url
 
 
 def _open(browser, url, name):

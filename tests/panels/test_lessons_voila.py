@@ -2,53 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
-import urllib.request
-from pathlib import Path
 
 import nbformat
 import pytest
-from test_browser import CHROMIUM, _free_port, browser  # noqa: F401  (browser is a fixture)
-
-from microlearn.commands.dashboard import voila_command
+from voila_server import ROOT, serve_voila
 
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parents[2]
 LESSONS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")
                  if p.stem != "06_real_scan")
 
 
 @pytest.fixture(scope="module")
 def lessons_server(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is missing: run `make system-deps` first.")
-    port = _free_port()
-    env = {**os.environ, "MICROLEARN_DATA": str(tmp_path_factory.mktemp("data")),
-           "MPLBACKEND": "Agg"}
-    log = open(tmp_path_factory.mktemp("log") / "voila.log", "w")
-    proc = subprocess.Popen(voila_command(ROOT / "notebooks", port), env=env, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"voila exited: {open(log.name).read()[-2000:]}")
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    for url, _ in serve_voila(ROOT / "notebooks", tmp_path_factory):
+        yield url
 
 
 @pytest.mark.parametrize("name", LESSONS)
-def test_lesson_opens_in_voila(lessons_server, browser, name):  # noqa: F811
+def test_lesson_opens_in_voila(lessons_server, browser, name):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
