@@ -334,8 +334,7 @@ def _fit_from(model, acq, y, sigma, dirs, fit_options):
 
         workers = opts.get("workers") or default_workers()
         opts["block_size"] = int(min(BLOCK_SIZE, max(MIN_BLOCK, -(-len(y) // workers))))
-    r = fit(model, acq, y, sigma=0 if sigma is None else sigma, directions=dirs,
-            quality=False, **opts)  # candidates only: no quality maps
+    r = fit(model, acq, y, sigma=0 if sigma is None else sigma, directions=dirs, **opts)
     if setup is not None:
         setup.append(r.setup_seconds)
     pred = r.predict()
