@@ -50,3 +50,13 @@ def test_crb_std_within_20_percent_of_the_spread_of_repeated_fits(hcp, method):
     # the maps fit() writes are the bound at each voxel's own solution
     for k in ("odi", "icvf", "fiso"):
         assert np.median(maps[f"{k}_std"]) == pytest.approx(crb[k][0], rel=0.1), k
+
+
+def test_packaged_rician_factor_table_is_the_quadrature():
+    from microlearn.fitting import uncertainty
+
+    s, f = uncertainty.compute_factor_table()
+    stored = np.load(uncertainty.FACTOR_TABLE_FILE, allow_pickle=False)
+    np.testing.assert_allclose(stored, f, rtol=0, atol=1e-12)
+    uncertainty._factor_table.cache_clear()
+    np.testing.assert_array_equal(uncertainty._factor_table()[1], stored)
