@@ -467,7 +467,7 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     if n_bad:
         import warnings
 
-        warnings.warn(f"{n_bad} voxel(s) have NaN/inf/negative signal or a zero b0; they get "
+        warnings.warn(f"{n_bad} voxel(s) have NaN/infinite samples or a b0 mean <= 0; they get "
                       "NaN maps.", RuntimeWarning, stacklevel=2)
     maps.update(extra_maps or {})
     result = {"maps": maps, "n_voxels": int(mask.sum()), "seconds": time.perf_counter() - t0,

@@ -108,10 +108,11 @@ class Voxels:
         b0 = vox[:, acq.b0_mask].mean(1)
         use = ~bad[mask] & (b0 > 0) & np.isfinite(b0)
         if not use.any():
-            raise ValueError("no voxel has a valid signal (NaN/negative values or zero b0).")
+            raise ValueError("no voxel has a valid signal (NaN/infinite samples or a b0 mean "
+                             "<= 0).")
         if not use.all():
-            warnings.warn(f"{int((~use).sum())} voxel(s) have NaN/inf/negative signal or a zero "
-                          "b0; they get 0 fibres and NaN maps.", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"{int((~use).sum())} voxel(s) have NaN/infinite samples or a b0 mean "
+                          "<= 0; they get 0 fibres and NaN maps.", RuntimeWarning, stacklevel=3)
         return cls(vox[use], b0[use], np.flatnonzero(mask.ravel())[use], mask)
 
     def to_volume(self, values, fill=np.nan, dtype=float) -> np.ndarray:

@@ -58,7 +58,9 @@ def tensor_eigen(acq, signal, *, b_max=1.6e9):
     if np.count_nonzero(keep & ~acq.b0_mask) < 6:
         keep = np.ones(acq.n_measurements, bool)
     X = tensor_design(acq.bvals[keep] / 1e6, acq.bvecs[keep])  # DIPY's design, s/mm²
-    logs = np.log(np.clip(np.asarray(signal, float)[:, keep], 1e-6, None))
+    sig = np.asarray(signal, float)[:, keep]
+    valid = np.all(np.isfinite(sig), axis=1)  # NaN/inf voxels take no part (FA 0)
+    logs = np.log(np.clip(np.where(valid[:, None], sig, 1.0), 1e-6, None))
     beta = logs @ np.linalg.pinv(X).T  # (V, 7): one small pseudo-inverse for all voxels
     dxx, dxy, dyy, dxz, dyz, dzz = beta[:, :6].T
     D = np.stack([np.stack([dxx, dxy, dxz], -1), np.stack([dxy, dyy, dyz], -1),
@@ -70,7 +72,7 @@ def tensor_eigen(acq, signal, *, b_max=1.6e9):
     norm = np.sqrt((evals**2).sum(-1))
     with np.errstate(invalid="ignore", divide="ignore"):
         fa = np.sqrt(1.5 * ((evals - mean) ** 2).sum(-1)) / norm
-    return e1, np.nan_to_num(np.clip(fa, 0, 1))
+    return e1, np.where(valid, np.nan_to_num(np.clip(fa, 0, 1)), 0.0)
 
 
 def candidate_tables():
