@@ -179,6 +179,25 @@ def _fisher(S, J, amp, sig, fit_s0, table_f, snr_max):
     return out
 
 
+def _fisher_numpy(S, J, amp, sig, fit_s0):
+    """:func:`_fisher` in numpy, for small blocks.
+
+    The compiled kernel pays numba's one-off start (~0.2 s) in a process that has not
+    loaded a compiled kernel yet (generic engines: IVIM, ZCD, composed models), which is
+    more than these blocks' whole computation.
+    """
+    snr = np.abs(amp[:, None] * S) / sig
+    w = rician_fisher_factor(snr) / sig ** 2  # (v, N)
+    rows = amp[:, None, None] * J  # (v, P, N)
+    if fit_s0:
+        rows = np.concatenate([rows, S[:, None, :]], axis=1)
+    return np.einsum("vkn,vn,vmn->vkm", rows, w, rows, optimize=True)
+
+
+#: Blocks with fewer multiply-adds than this use :func:`_fisher_numpy`.
+NUMPY_FISHER_BELOW = 2e7
+
+
 def _orientation_slices(model):
     space = model.parameters
     return {name: space.slice(name) for name in model.orientation_names}
@@ -253,9 +272,12 @@ def cramer_rao_std(model, acquisition, params, sigma, *, s0=1.0, fit_s0=True,
         if signal is not None:
             signal[rows] = S
         table_s, table_f = _factor_table()
-        fisher = _fisher(np.ascontiguousarray(S), np.ascontiguousarray(J),
-                         np.ascontiguousarray(amp[rows]), np.ascontiguousarray(sig[rows]),
-                         fit_s0, table_f, SNR_TABLE_MAX)
+        if len(rows) * N * K * K < NUMPY_FISHER_BELOW:
+            fisher = _fisher_numpy(S, J, amp[rows], sig[rows], fit_s0)
+        else:
+            fisher = _fisher(np.ascontiguousarray(S), np.ascontiguousarray(J),
+                             np.ascontiguousarray(amp[rows]), np.ascontiguousarray(sig[rows]),
+                             fit_s0, table_f, SNR_TABLE_MAX)
         # scale to unit diagonal so that the conditioning test means something
         col = np.sqrt(np.abs(np.einsum("vkk->vk", fisher))) + 1e-300
         with np.errstate(invalid="ignore", over="ignore"):

@@ -60,3 +60,19 @@ def test_packaged_rician_factor_table_is_the_quadrature():
     np.testing.assert_allclose(stored, f, rtol=0, atol=1e-12)
     uncertainty._factor_table.cache_clear()
     np.testing.assert_array_equal(uncertainty._factor_table()[1], stored)
+
+
+@pytest.mark.parametrize("per_measurement", [False, True])
+@pytest.mark.parametrize("fit_s0", [True, False])
+def test_numpy_and_compiled_fisher_agree(per_measurement, fit_s0):
+    from microlearn.fitting import uncertainty
+
+    rng = np.random.default_rng(1)
+    V, P, N = 40, 4, 21
+    S, J = rng.uniform(0.05, 1, (V, N)), rng.normal(size=(V, P, N))
+    amp = rng.uniform(0.5, 2, V)
+    sig = rng.uniform(0.01, 0.2, (V, N if per_measurement else 1))
+    compiled = uncertainty._fisher(S, J, amp, sig, fit_s0, uncertainty._factor_table()[1],
+                                   uncertainty.SNR_TABLE_MAX)
+    np.testing.assert_allclose(uncertainty._fisher_numpy(S, J, amp, sig, fit_s0), compiled,
+                               rtol=1e-12, atol=1e-12 * np.abs(compiled).max())
