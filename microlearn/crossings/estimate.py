@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.voxels import Voxels
 from .dipy_tools import (
     COUNT_THRESHOLD,
     FA_ZERO,
@@ -17,7 +18,6 @@ from .dipy_tools import (
     tensor_scalars,
     tissue_classes,
 )
-from .selection import Voxels
 
 log = logging.getLogger(__name__)
 

@@ -43,15 +43,14 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..data.voxels import Voxels
 from ..fitting import FitResult, fit
 from ..fitting.noise import estimate_sigma
 from ..fitting.search import nnls_two, outer_fraction_name, tensor_directions
-from ..io import validate_signal
 from ..models import D_PAR_NODDI, get_model
 from ..parameters import angles_to_cartesian
 from .dipy_tools import CANDIDATE_THRESHOLD, MIN_SEPARATION, csd_peaks, ssst_response
@@ -69,58 +68,6 @@ MIN_TISSUE_FRACTION = 0.05
 ODI_ISOTROPIC = 0.6
 #: ICVF grid of the isotropic-tissue (0-fibre) fit.
 ISOTROPIC_ICVF = np.linspace(0.0, 1.0, 41)
-
-
-@dataclass
-class Voxels:
-    """The valid voxels of a masked volume and the way back to the volume.
-
-    Attributes
-    ----------
-    signal : ndarray, shape (V, N)
-        Raw signals of the voxels with finite, non-negative data and a positive b0.
-    b0 : ndarray, shape (V,)
-        Their b0 means.
-    flat : ndarray of int, shape (V,)
-        Their flat indices in the volume.
-    mask : ndarray of bool, shape (*spatial,)
-        The mask given (valid or not).
-    """
-
-    signal: np.ndarray
-    b0: np.ndarray
-    flat: np.ndarray
-    mask: np.ndarray
-
-    @property
-    def shape(self) -> tuple:
-        """Spatial shape."""
-        return self.mask.shape
-
-    @classmethod
-    def extract(cls, acq, data, mask) -> Voxels:
-        """Validate ``data`` (*spatial, N) and ``mask`` and keep the usable voxels."""
-        from ..fitting.base import _check_data
-
-        data, mask = _check_data(acq, data, mask)
-        bad, _ = validate_signal(data, mask)
-        vox = np.asarray(data[mask], dtype=float)
-        b0 = vox[:, acq.b0_mask].mean(1)
-        use = ~bad[mask] & (b0 > 0) & np.isfinite(b0)
-        if not use.any():
-            raise ValueError("no voxel has a valid signal (NaN/infinite samples or a b0 mean "
-                             "<= 0).")
-        if not use.all():
-            warnings.warn(f"{int((~use).sum())} voxel(s) have NaN/infinite samples or a b0 mean "
-                          "<= 0; they get 0 fibres and NaN maps.", RuntimeWarning, stacklevel=3)
-        return cls(vox[use], b0[use], np.flatnonzero(mask.ravel())[use], mask)
-
-    def to_volume(self, values, fill=np.nan, dtype=float) -> np.ndarray:
-        """Voxel values (V, ...) as a volume (*spatial, ...) filled with ``fill`` elsewhere."""
-        values = np.asarray(values)
-        out = np.full((int(np.prod(self.shape)),) + values.shape[1:], fill, dtype)
-        out[self.flat] = values
-        return out.reshape(self.shape + values.shape[1:])
 
 
 def n_free(model) -> int:

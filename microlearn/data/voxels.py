@@ -8,6 +8,9 @@ sample is NaN/infinite or the b0 mean of some TE group is not positive.
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -97,3 +100,83 @@ def estimate_sigma_by_te(signal, acq) -> float | None:
             num += n_b0 * s * s
             den += n_b0
     return float(np.sqrt(num / den)) if den else None
+
+
+def check_fit_input(acq, data, mask):
+    """The signal array and its mask, checked against the acquisition before a fit.
+
+    Parameters
+    ----------
+    acq : Acquisition
+    data : ndarray, shape (*spatial, N)
+    mask : ndarray of bool, shape (*spatial), or None (all voxels)
+
+    Raises
+    ------
+    ValueError
+        A wrong measurement count, a mask of another shape or empty, no b0, or an echo
+        time without b0 (each naming the fix).
+    """
+    from ..io import check_data_and_mask
+
+    data, mask = check_data_and_mask(data, acq.n_measurements, mask,
+                                     expected="the acquisition",
+                                     fix="pass the bvals/bvecs of this data")
+    if not mask.any():
+        raise ValueError("mask is empty: there are no voxels to fit.")
+    if acq.n_b0 == 0:
+        raise ValueError("the acquisition has no b0 measurement; one is needed to normalise.")
+    acq.check_te_groups()
+    return data, mask
+
+
+@dataclass
+class Voxels:
+    """The valid voxels of a masked volume and the way back to the volume.
+
+    Attributes
+    ----------
+    signal : ndarray, shape (V, N)
+        Raw signals of the voxels with finite, non-negative data and a positive b0.
+    b0 : ndarray, shape (V,)
+        Their b0 means.
+    flat : ndarray of int, shape (V,)
+        Their flat indices in the volume.
+    mask : ndarray of bool, shape (*spatial,)
+        The mask given (valid or not).
+    """
+
+    signal: np.ndarray
+    b0: np.ndarray
+    flat: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def shape(self) -> tuple:
+        """Spatial shape."""
+        return self.mask.shape
+
+    @classmethod
+    def extract(cls, acq, data, mask) -> Voxels:
+        """Validate ``data`` (*spatial, N) and ``mask`` and keep the usable voxels."""
+        from ..io import validate_signal
+
+        data, mask = check_fit_input(acq, data, mask)
+        bad, _ = validate_signal(data, mask)
+        vox = np.asarray(data[mask], dtype=float)
+        b0 = vox[:, acq.b0_mask].mean(1)
+        use = ~bad[mask] & (b0 > 0) & np.isfinite(b0)
+        if not use.any():
+            raise ValueError("no voxel has a valid signal (NaN/infinite samples or a b0 mean "
+                             "<= 0).")
+        if not use.all():
+            warnings.warn(f"{int((~use).sum())} voxel(s) have NaN/infinite samples or a b0 mean "
+                          "<= 0; they get 0 fibres and NaN maps.", RuntimeWarning, stacklevel=3)
+        return cls(vox[use], b0[use], np.flatnonzero(mask.ravel())[use], mask)
+
+    def to_volume(self, values, fill=np.nan, dtype=float) -> np.ndarray:
+        """Voxel values (V, ...) as a volume (*spatial, ...) filled with ``fill`` elsewhere."""
+        values = np.asarray(values)
+        out = np.full((int(np.prod(self.shape)),) + values.shape[1:], fill, dtype)
+        out[self.flat] = values
+        return out.reshape(self.shape + values.shape[1:])

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..io import check_data_and_mask
+from ..data.voxels import check_fit_input
 from .quality import quality_maps
 
 log = logging.getLogger(__name__)
@@ -163,18 +163,6 @@ def throughput(n_voxels: int, seconds: float, setup_seconds: float) -> float:
     return float(n_voxels / steady) if steady > 0 and n_voxels > 0 else float("nan")
 
 
-def _check_data(acq, data, mask):
-    data, mask = check_data_and_mask(data, acq.n_measurements, mask,
-                                     expected="the acquisition",
-                                     fix="pass the bvals/bvecs of this data")
-    if not mask.any():
-        raise ValueError("mask is empty: there are no voxels to fit.")
-    if acq.n_b0 == 0:
-        raise ValueError("the acquisition has no b0 measurement; one is needed to normalise.")
-    acq.check_te_groups()
-    return data, mask
-
-
 def _run_blocks(engine, y, sigma, directions, block, progress, workers):
     V = y.shape[0]
     starts = list(range(0, V, block))
@@ -270,7 +258,7 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
 
     t0 = time.perf_counter()
     engine_cls = FITTERS[method]  # the first call imports the engines: set-up
-    data, mask = _check_data(acq, data, mask)
+    data, mask = check_fit_input(acq, data, mask)
     vox = np.asarray(data[mask], dtype=float)
     y_all, scale, usable = normalise(vox, acq)
     sigma_vox = _sigma_per_voxel(sigma, mask)
