@@ -243,7 +243,8 @@ def read_slab(image_path, z0: int, z1: int, dtype=np.float32, ndim=4, *,
     """``data[:, :, z0:z1, ...]`` read lazily from a NIfTI file (4-D, or 3-D maps).
 
     ``keep=True`` keeps the array for the next read of the same slab of the unchanged file
-    (a small volume sampled for σ and then fitted is decompressed once).
+    (a small volume checked, sampled for σ and then fitted is decompressed once); a read
+    without ``keep`` takes it.
     """
     import nibabel as nib
 
@@ -252,6 +253,8 @@ def read_slab(image_path, z0: int, z1: int, dtype=np.float32, ndim=4, *,
     key = _read_key(image_path, z0, z1, dtype, ndim)
     kept = _READ_ONCE.pop(key, None)
     if kept is not None:
+        if keep:  # another reader of the same slab still follows
+            _READ_ONCE[key] = kept
         return kept
     _READ_ONCE.clear()
     with nifti_errors(image_path):

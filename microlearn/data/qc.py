@@ -280,7 +280,7 @@ def input_warnings(dataset, *, data=None) -> list[str]:
 
 def _central_slabs(dataset, mask, max_voxels: int = 20_000):
     """Signals and mask of the fullest z-slabs (about ``max_voxels`` brain voxels)."""
-    from ..parallel import read_slab
+    from ..parallel import SMALL_VOLUME, read_slab
 
     per_z = mask.reshape(-1, mask.shape[2]).sum(0)
     centre = int(np.argmax(per_z))
@@ -293,5 +293,9 @@ def _central_slabs(dataset, mask, max_voxels: int = 20_000):
         if z1 < mask.shape[2] - 1:
             z1 += 1
             total += per_z[z1]
-    data = read_slab(dataset.image.get_filename(), z0, z1 + 1)
+    path = dataset.image.get_filename()
+    if np.prod(dataset.image.shape, dtype=float) <= SMALL_VOLUME:  # read once for QC, σ, fit
+        data = read_slab(path, 0, mask.shape[2], keep=True)[:, :, z0:z1 + 1]
+    else:
+        data = read_slab(path, z0, z1 + 1)
     return data, mask[..., z0:z1 + 1]
