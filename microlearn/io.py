@@ -327,7 +327,19 @@ def check_existing(out_dir, names, *, force: bool = False) -> None:
 
 
 def current_umask() -> int:
-    """The process umask (read without changing it for long)."""
+    """The process umask.
+
+    Read from ``/proc/self/status`` where the kernel offers it: setting and restoring the
+    umask to read it would, for that instant, give files created by other threads (a
+    dashboard's background run) the wrong mode.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
