@@ -25,9 +25,9 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 # Compile the numba fitting kernels into their on-disk cache once, so that the first fit
 # of a fresh process loads them (~0.5 s) instead of compiling them (~1 min). Re-run only
 # when a kernel source changes; a no-op (make sees the stamp) otherwise.
-KERNEL_SOURCES := $(wildcard microlearn/fitting/*.py microlearn/compartments/*.py)
+KERNEL_SOURCES := $(wildcard microlearn/fitting/*.py microlearn/fitting/*/*.py microlearn/compartments/*.py)
 $(VENV)/.warm: $(VENV)/.synced $(KERNEL_SOURCES)
-	$(BIN)/python -m microlearn.fitting.warm
+	$(BIN)/python -m microlearn.fitting.compiled.warm
 	touch $@
 
 install: $(VENV)/.synced $(VENV)/.warm

@@ -134,8 +134,8 @@ def main(quick: bool = False) -> None:
 def oracle_recall3(acq, cs) -> float:
     """Share of 3-fibre voxels where AIC prefers 3 fibres to the best 2 of the true ones."""
     from microlearn import noddi
-    from microlearn.crossings.selection import floor_cost, information_criterion, n_free
     from microlearn.fitting import fit
+    from microlearn.fitting.selection import floor_cost, information_criterion, n_free
 
     rows = cs.n_fibres == 3
     y, d = cs.signal[rows], cs.directions[rows]

@@ -194,7 +194,7 @@ def _speedup(rows, learned: str, fitted: str):
 
 
 def _n_slabs(mask, chunk_voxels: int):
-    from .parallel import plan_slabs
+    from .run.chunked import plan_slabs
 
     return len(plan_slabs(np.asarray(mask, bool), chunk_voxels))
 
@@ -222,7 +222,7 @@ EXERCISES: dict[str, Exercise] = {
     "07-speedup": Exercise("learned vs fitted voxels per second", _speedup, rtol=1e-6,
                            hint="divide the vox_per_s of the two rows."),
     "08-slabs": Exercise("slabs of a chunked run", _n_slabs, rtol=0,
-                         hint="microlearn.parallel.plan_slabs(mask, chunk_voxels)."),
+                         hint="microlearn.run.chunked.plan_slabs(mask, chunk_voxels)."),
 }
 
 

@@ -11,7 +11,7 @@ from microlearn.data.brain_phantom import (
     brain_layout,
     segment_b0,
 )
-from microlearn.phantom import make_phantom
+from microlearn.data.phantom import make_phantom
 
 SHAPE = (36, 44, 8)
 
@@ -163,8 +163,8 @@ def test_cli_default_is_brain(tmp_path):
 
 
 def test_slabwise_brain_matches_layout(tmp_path):
+    from microlearn.data.phantom import save_phantom_slabwise
     from microlearn.io import load_maps
-    from microlearn.phantom import save_phantom_slabwise
 
     out = save_phantom_slabwise(tmp_path / "s", shape=(16, 20, 6), slab=4, kind="brain",
                                 snr=np.inf)

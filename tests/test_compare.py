@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from microlearn.cli import main
-from microlearn.compare import compare
+from microlearn.data.phantom import make_phantom
 from microlearn.io import load_dataset, load_maps
-from microlearn.phantom import make_phantom
+from microlearn.run.compare import compare
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ from microlearn.crossings import (
     tensor_scalars,
     tissue_classes,
 )
-from microlearn.crossings.selection import embed, information_criterion, residual_directions
+from microlearn.data.phantom import LABELS, make_phantom
+from microlearn.fitting.selection import embed, information_criterion, residual_directions
 from microlearn.models import get_model
-from microlearn.phantom import LABELS, make_phantom
 from microlearn.simulate import sample_parameters
 
 
@@ -282,8 +282,8 @@ def test_fit_auto_cli_resumes_slab_by_slab(small_phantom, tmp_path):
     assert main(args) == 0
     first = load_maps(out)
     # as if a run had stopped after its first slab: keep that slab's work, resume
-    from microlearn import parallel
     from microlearn.io import load_dataset
+    from microlearn.run import chunked as parallel
 
     ds = load_dataset(tmp_path / "ph")
     block = parallel.AutoFitBlock(model="noddi", method="mix", acq=ds.acq.to_dict(),

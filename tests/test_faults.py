@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from microlearn.data.phantom import make_phantom
 from microlearn.io import load_dataset, load_maps
-from microlearn.parallel import FitBlock, run_chunked
-from microlearn.phantom import make_phantom
+from microlearn.run.chunked import FitBlock, run_chunked
 
 EXE = str(Path(sys.executable).parent / "microlearn")
 

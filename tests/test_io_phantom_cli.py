@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from microlearn.cli import main
+from microlearn.data.phantom import LABELS, make_phantom
 from microlearn.io import load_dataset, load_maps, validate_signal, write_maps
-from microlearn.phantom import LABELS, make_phantom
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_nan_voxels_are_marked(phantom_dir, tmp_path, capsys):
 
 
 def test_slab_wise_phantom_matches_in_memory(tmp_path):
-    from microlearn.phantom import save_phantom_slabwise
+    from microlearn.data.phantom import save_phantom_slabwise
 
     out = save_phantom_slabwise(tmp_path / "p", shape=(12, 14, 7), slab=3, radius=1.0,
                                 snr=np.inf)

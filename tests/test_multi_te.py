@@ -9,9 +9,9 @@ import pytest
 
 from microlearn import Acquisition
 from microlearn.cli import main
+from microlearn.data.phantom import make_phantom
 from microlearn.fitting import fit
 from microlearn.models import get_model
-from microlearn.phantom import make_phantom
 from microlearn.schemes import with_echo_times
 from microlearn.simulate import simulate
 

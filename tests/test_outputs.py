@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from microlearn.cli import main
+from microlearn.data.phantom import make_phantom
 from microlearn.io import load_maps, staged_output
-from microlearn.phantom import make_phantom
 
 
 @pytest.fixture(scope="module")
@@ -133,11 +133,11 @@ def test_resume_records_the_version_and_options(phantom, tmp_path, capsys, monke
     argv = ["fit", str(phantom), "--out", str(out), "--chunk-voxels", "20"]
     assert main(argv + ["--work-dir", str(tmp_path / "wd")]) == 0
     assert not (tmp_path / "wd").exists()  # removed after success
-    from microlearn.parallel import MANIFEST
+    from microlearn.run.chunked import MANIFEST
 
     work = tmp_path / "kept"
     from microlearn.io import load_dataset
-    from microlearn.parallel import FitBlock, run_chunked
+    from microlearn.run.chunked import FitBlock, run_chunked
 
     ds = load_dataset(phantom)
     block = FitBlock(model="noddi", n_fibres=1, method="mix", acq=ds.acq.to_dict(), sigma=30.0)
@@ -153,7 +153,7 @@ def test_resume_records_the_version_and_options(phantom, tmp_path, capsys, monke
 
 
 def test_unconverged_fits_are_counted_in_fit_json(phantom, tmp_path, monkeypatch):
-    from microlearn.fitting.noddi_fast import NoddiMixEngine
+    from microlearn.fitting.compiled.noddi_fast import NoddiMixEngine
 
     out = tmp_path / "maps"
     assert main(["fit", str(phantom), "--out", str(out)]) == 0
@@ -231,8 +231,8 @@ class _Gappy:
 
 
 def test_compare_counts_no_answer_and_scores_common_voxels(phantom):
-    from microlearn.compare import compare
     from microlearn.io import load_dataset
+    from microlearn.run.compare import compare
 
     ds = load_dataset(phantom)
     truth = load_maps(phantom / "truth")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from microlearn.cli import main
+from microlearn.data.phantom import make_phantom
 from microlearn.io import load_dataset, load_maps
-from microlearn.parallel import FitBlock, PredictBlock, plan_slabs, run_chunked
-from microlearn.phantom import make_phantom
+from microlearn.run.chunked import FitBlock, PredictBlock, plan_slabs, run_chunked
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_cli_resume(phantom, tmp_path, capsys):
     # a work folder left by an interrupted run with one slab done
     ds = load_dataset(phantom)
     with pytest.raises(KeyboardInterrupt):
-        from microlearn.parallel import sample_sigma
+        from microlearn.run.chunked import sample_sigma
 
         blk = FitBlock(model="noddi", n_fibres=1, method="mix", acq=ds.acq.to_dict(),
                        sigma=sample_sigma(ds))

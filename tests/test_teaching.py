@@ -74,7 +74,7 @@ def test_speedup_and_slabs_use_context():
     assert not check("07-speedup", 1 / 50, rows=rows, learned="dnn (learned)", fitted="mix")
     with pytest.raises(ValueError, match="not in the comparison"):
         check("07-speedup", 1.0, rows=rows, learned="polynomial", fitted="mix")
-    from microlearn.parallel import plan_slabs
+    from microlearn.run.chunked import plan_slabs
 
     mask = np.zeros((6, 6, 10), bool)
     mask[1:5, 1:5, :] = True

@@ -60,7 +60,7 @@ def add_scale_arguments(p) -> None:
 
 
 def scale_options(args) -> dict:
-    """Keyword arguments of :func:`microlearn.parallel.run_chunked` from the CLI."""
+    """Keyword arguments of :func:`microlearn.run.chunked.run_chunked` from the CLI."""
     if args.chunk_voxels < 1:
         raise ValueError(f"--chunk-voxels must be positive, not {args.chunk_voxels}.")
     if args.workers is not None and args.workers < 1:

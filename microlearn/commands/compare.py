@@ -34,8 +34,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..compare import compare
     from ..io import load_maps, staged_output
+    from ..run.compare import compare
 
     prepare_out(args, REPORT_FILES, inputs=input_paths(args) + [args.truth])
     ds = load_input(args)

@@ -49,10 +49,10 @@ def _signal_figure():
 
 
 def run(args) -> int:
-    from ..compare import compare
+    from ..data.phantom import make_phantom
     from ..io import load_dataset, load_maps, staged_output
     from ..learning import train
-    from ..phantom import make_phantom
+    from ..run.compare import compare
 
     def command(*argv):  # the real parser: the demo runs exactly what a user would type
         from ..cli import build_parser

@@ -60,7 +60,7 @@ def timing_fields(timing: dict, n_voxels: int, fit_seconds: float) -> dict:
     set-up. After a Dask run the workers' timings are not seen here: the slab loop's time
     (reading included) stands in and the set-up is not separated.
     """
-    from ..fitting.base import throughput
+    from ..fitting.api import throughput
 
     if timing.get("n_voxels"):
         fit_s, setup = timing["fit_seconds"], timing["setup_seconds"]
@@ -106,7 +106,7 @@ def run(args) -> int:
         warn(line)
 
     def describe(maps, n, loop_seconds, sigma):
-        from ..fitting.base import describe_convergence, engine_class
+        from ..fitting.api import describe_convergence, engine_class
 
         ok = maps["success"][ds.mask] > 0
         answered = np.isfinite(maps["s0"][ds.mask]) if "s0" in maps else ok
@@ -121,7 +121,7 @@ def run(args) -> int:
                 "identifiability": identifiability(model, maps, ds.mask),
                 "maps": sorted(maps), "input": str(ds.path), "versions": _versions()}
 
-    from ..parallel import AutoFitBlock, FitBlock, run_chunked, sample_sigma
+    from ..run.chunked import AutoFitBlock, FitBlock, run_chunked, sample_sigma
 
     if auto and ds.acq.n_te > 1:
         raise ValueError(f"--n-fibres auto does not handle {ds.acq.n_te} echo times yet; give "

@@ -79,7 +79,7 @@ def _prior_signals(args):
                              "(data.nii.gz); use --prior model with --scheme.")
         return None
     from ..io import load_dataset
-    from ..parallel import sample_voxels
+    from ..run.chunked import sample_voxels
 
     ds = load_dataset(args.acquisition, bvals_unit=args.bvals_unit)
     return sample_voxels(ds, max_voxels=20 * args.prior_voxels)

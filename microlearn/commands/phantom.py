@@ -48,9 +48,9 @@ SLAB_WISE_ABOVE = 2e8
 
 
 def run(args) -> int:
+    from ..data.phantom import make_phantom
     from ..io import load_maps
     from ..models import MODELS
-    from ..phantom import make_phantom
     from ..schemes import SCHEMES
 
     if args.model not in MODELS:
@@ -59,7 +59,7 @@ def run(args) -> int:
         raise ValueError(f"--scheme {args.scheme!r} is unknown; choose one of {sorted(SCHEMES)}.")
     prepare_out(args, PHANTOM_FILES, inputs=[args.acquisition])
     from ..acquisition import Acquisition
-    from ..phantom import DEFAULT_SCHEME, save_phantom_slabwise
+    from ..data.phantom import DEFAULT_SCHEME, save_phantom_slabwise
 
     acq, t2 = _acquisition_and_t2(args, Acquisition, DEFAULT_SCHEME)
     n_meas = acq.n_measurements
@@ -81,7 +81,7 @@ def run(args) -> int:
 
 def _acquisition_and_t2(args, Acquisition, default_scheme):
     """The acquisition to simulate (scheme or dataset folder, optionally at several echo
-    times) and the T2 option of :func:`microlearn.phantom.make_phantom`."""
+    times) and the T2 option of :func:`microlearn.data.phantom.make_phantom`."""
     from ..data.readers import acquisition_from_folder
     from ..schemes import with_echo_times
 

@@ -56,7 +56,7 @@ def _jsonable(report):
 
 def run(args) -> int:
     from ..io import write_json
-    from ..planning import plan
+    from ..run.plan import plan
     from .learn import _acquisition
 
     if args.json is not None and args.json.is_dir():

@@ -28,10 +28,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import parallel
     from ..io import write_json
     from ..learning import load_estimator
-    from ..parallel import PredictBlock, run_chunked
+    from ..run import chunked as parallel
+    from ..run.chunked import PredictBlock, run_chunked
     from .fit import _versions
 
     t_start = time.perf_counter()

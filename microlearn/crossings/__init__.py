@@ -11,6 +11,7 @@
 * :func:`cramer_rao_per_fibre` — how precisely per-fibre ODI/ICVF can be known at all.
 """
 
+from ..fitting.selection import AutoFitResult, check_fibre_model, fit_auto, select_fibres
 from .bounds import cramer_rao_per_fibre
 from .dipy_tools import csd_peaks, msmt_peaks, shore_features, tensor_scalars, tissue_classes
 from .estimate import METHODS, FibreEstimate, estimate_fibres
@@ -22,7 +23,6 @@ from .evaluation import (
     evaluate_fibres,
     match_fibres,
 )
-from .selection import AutoFitResult, check_fibre_model, fit_auto, select_fibres
 
 __all__ = ["AutoFitResult", "CrossingSet", "FibreEstimate", "METHODS", "check_fibre_model",
            "confusion_matrix", "count_scores", "cramer_rao_per_fibre", "crossing_dataset",

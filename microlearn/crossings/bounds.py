@@ -95,8 +95,8 @@ def kernel_fisher(acq, rows: np.ndarray, k: int, sigma: float) -> np.ndarray:
 
     ``sigma`` is the noise relative to S0 = 1.
     """
-    from ..fitting.noddi_fast import NoddiMixEngine
-    from ..fitting.noddi_multi_kernel import signals
+    from ..fitting.compiled.noddi_fast import NoddiMixEngine
+    from ..fitting.compiled.noddi_multi_kernel import signals
     from ..fitting.uncertainty import rician_fisher_factor
 
     e = NoddiMixEngine(noddi(), acq)

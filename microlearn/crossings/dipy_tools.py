@@ -73,7 +73,7 @@ def tensor_scalars(acq, y) -> tuple[np.ndarray, np.ndarray]:
     fa : ndarray, shape (V,)
     md : ndarray, shape (V,)
     """
-    from ..fitting.search import tensor_fit
+    from ..fitting.engines.search import tensor_fit
 
     fit = tensor_fit(acq, y, b_max=DTI_B_MAX)
     fa = np.nan_to_num(np.asarray(fit.fa))

@@ -107,7 +107,7 @@ def estimate_fibres(acq, data, *, mask=None, method: str = "select", model: str 
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     t0 = time.perf_counter()
     if method == "select":
-        from .selection import fit_auto
+        from ..fitting.selection import fit_auto
 
         engine = options.pop("engine", "mix")
         res = fit_auto(model, acq, data, mask=mask, method=engine, sigma=sigma,

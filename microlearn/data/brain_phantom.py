@@ -50,7 +50,7 @@ from scipy import ndimage as ndi
 
 log = logging.getLogger(__name__)
 
-#: Labels shared with :mod:`microlearn.phantom` (same codes as the ring phantom).
+#: Labels shared with :mod:`microlearn.data.phantom` (same codes as the ring phantom).
 LABELS = {"background": 0, "csf": 1, "gm": 2, "wm": 3, "cross2": 4, "cross3": 5}
 #: Bit of each tract system in the ``tracts`` map.
 TRACTS = {"callosal": 1, "corticospinal": 2, "association": 4}

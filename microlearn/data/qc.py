@@ -52,7 +52,7 @@ def tensor_eigen(acq, signal, *, b_max=1.6e9):
     fa : ndarray, shape (V,)
         Fractional anisotropy (0 where the fit failed).
     """
-    from ..fitting.search import tensor_design
+    from ..fitting.engines.search import tensor_design
 
     keep = acq.bvals <= b_max
     if np.count_nonzero(keep & ~acq.b0_mask) < 6:
@@ -280,7 +280,7 @@ def input_warnings(dataset, *, data=None) -> list[str]:
 
 def _central_slabs(dataset, mask, max_voxels: int = 20_000):
     """Signals and mask of the fullest z-slabs (about ``max_voxels`` brain voxels)."""
-    from ..parallel import SMALL_VOLUME, read_slab
+    from ..run.chunked import SMALL_VOLUME, read_slab
 
     per_z = mask.reshape(-1, mask.shape[2]).sum(0)
     centre = int(np.argmax(per_z))

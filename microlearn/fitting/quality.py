@@ -154,7 +154,7 @@ def summarise(maps, mask) -> dict:
 
 
 #: Median Cramér–Rao std / prior spread at or above which a map is reported as not
-#: determined by the acquisition (the ``weak`` limit of :mod:`microlearn.planning`).
+#: determined by the acquisition (the ``weak`` limit of :mod:`microlearn.run.plan`).
 NOT_DETERMINED = 0.8
 
 

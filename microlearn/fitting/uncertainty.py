@@ -121,11 +121,11 @@ def _signal_jacobian(model, acq, x, lower, upper, steps):
 
 def _analytic_jacobian(model, acq):
     """``fn(x (V, P)) -> (S (V, N), dS/dx (V, P, N))`` from a compiled kernel, or None."""
-    from .noddi_fast import NoddiMixEngine
+    from .compiled.noddi_fast import NoddiMixEngine
 
     if not NoddiMixEngine.applies(model, acq):
         return None
-    from .noddi_kernel import signals
+    from .compiled.noddi_kernel import signals
 
     engine = NoddiMixEngine(model, acq)
     tables = engine._tables()[:12]

@@ -41,7 +41,7 @@ def fit_sample(family: str, acq, signals, *, n_fit: int = N_FIT, method: str = "
     family : {"noddi", "activeax", "zcd", "ivim"}
     acq : Acquisition
     signals : ndarray, shape (n, N)
-        Raw voxel signals (e.g. :func:`microlearn.parallel.sample_voxels`).
+        Raw voxel signals (e.g. :func:`microlearn.run.chunked.sample_voxels`).
     n_fit : int
         Voxels to fit (all when fewer).
     method : str

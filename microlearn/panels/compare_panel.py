@@ -9,7 +9,7 @@ from .fit_or_learn import PHANTOM_SHAPE, DataSource, data_widgets
 
 
 class ComparePanel(widgets.VBox):
-    """Run :func:`microlearn.compare.compare` for chosen methods; show table and figures.
+    """Run :func:`microlearn.run.compare.compare` for chosen methods; show table and figures.
 
     Parameters
     ----------
@@ -56,7 +56,7 @@ class ComparePanel(widgets.VBox):
         self.task.start(lambda task: self._work(task, s), 2, wait=wait)
 
     def _work(self, task, s):
-        from ..compare import compare
+        from ..run.compare import compare
 
         task.stage("loading data", 0)
         ds, truth = self.source.load(s["data"], s["folder"], s["model"])

@@ -73,7 +73,7 @@ class DataSource:
                 if key not in self._cache:
                     import tempfile
 
-                    from ..phantom import make_phantom
+                    from ..data.phantom import make_phantom
 
                     tmp = Path(tempfile.mkdtemp(prefix="microlearn-phantom-"))
                     phantom = make_phantom(model=model, shape=self.phantom_shape, seed=0,
@@ -213,8 +213,7 @@ class FitOrLearn(widgets.VBox):
         try:
             from matplotlib.figure import Figure
 
-            from ..fitting.warm import warm_up
-            from ..viz import maps  # noqa: F401 - imports matplotlib's pyplot-free parts
+            from ..fitting.compiled.warm import warm_up
 
             self.source.load(PHANTOM, "", self.model.value)
             warm_up(self.model.value, 0 if self.model.value == "ivim" else 1, self.engine.value)
@@ -292,7 +291,7 @@ class FitOrLearn(widgets.VBox):
         return None if self.result is None else self.result.mask
 
     def _draw(self):
-        from ..compare import COMPARED_MAPS
+        from ..run.compare import COMPARED_MAPS
         from ..viz.maps import plot_maps_slice
 
         result = self.result  # read once: a run finishing meanwhile swaps in a new object

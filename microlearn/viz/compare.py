@@ -47,7 +47,7 @@ def plot_runtime(rows):
     Parameters
     ----------
     rows : list of dict
-        :attr:`microlearn.compare.Comparison.rows` (``method``, ``kind``, ``vox_per_s``,
+        :attr:`microlearn.run.compare.Comparison.rows` (``method``, ``kind``, ``vox_per_s``,
         ``setup_s``).
 
     Returns

@@ -172,7 +172,7 @@ def test_bids_input_gives_a_bids_derivatives_layout(tmp_path):
     """A phantom moved into BIDS: fit writes entity-named maps and a settings sidecar."""
     import shutil
 
-    from microlearn.phantom import make_phantom
+    from microlearn.data.phantom import make_phantom
 
     src = make_phantom(shape=(6, 6, 2), seed=2).save(tmp_path / "ph")
     dwi = tmp_path / "bids" / "sub-07" / "ses-a" / "dwi"

@@ -5,10 +5,10 @@ import pytest
 
 from microlearn import activeax, noddi, simulate_dataset, zcd
 from microlearn.compartments.cylinder import van_gelderen_coefficient
-from microlearn.fitting.activeax_fast import ActiveAxMixEngine, timing_index
-from microlearn.fitting.activeax_kernel import signals, van_gelderen_slope
-from microlearn.fitting.mix import MixEngine
-from microlearn.fitting.noddi_fast import make_mix
+from microlearn.fitting.compiled.activeax_fast import ActiveAxMixEngine, timing_index
+from microlearn.fitting.compiled.activeax_kernel import signals, van_gelderen_slope
+from microlearn.fitting.compiled.noddi_fast import make_mix
+from microlearn.fitting.engines.mix import MixEngine
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 from microlearn import Acquisition
 from microlearn.compartments.dispersion import odi_to_kappa, watson_stick_signal
 from microlearn.fitting import fit
-from microlearn.fitting.mix import MixEngine
-from microlearn.fitting.noddi_fast import ODI_GRID, NoddiMixEngine
+from microlearn.fitting.compiled.noddi_fast import ODI_GRID, NoddiMixEngine
+from microlearn.fitting.engines.mix import MixEngine
 from microlearn.models import get_model
 from microlearn.schemes import hemisphere_directions
 from microlearn.simulate import simulate_dataset

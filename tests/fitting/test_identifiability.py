@@ -8,7 +8,7 @@ import numpy as np
 
 from microlearn.acquisition import Acquisition
 from microlearn.cli import main
-from microlearn.phantom import make_phantom
+from microlearn.data.phantom import make_phantom
 
 
 def _phantom(tmp_path, acq, name):

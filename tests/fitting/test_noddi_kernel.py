@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from microlearn import Acquisition, noddi
-from microlearn.fitting.noddi_fast import NoddiMixEngine
-from microlearn.fitting.noddi_kernel import exp_neg, exp_squarings, signals
+from microlearn.fitting.compiled.noddi_fast import NoddiMixEngine
+from microlearn.fitting.compiled.noddi_kernel import exp_neg, exp_squarings, signals
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_interior_point_agrees_with_mix_and_stays_inside():
                                        "fiso": (0.0, 0.3)})
     mix = fit(m, acq, 1000 * y, method="mix", workers=1)
     ip = fit(m, acq, 1000 * y, method="interior-point", workers=1)
-    from microlearn.fitting.base import FITTERS
+    from microlearn.fitting.api import FITTERS
 
     assert type(FITTERS["interior-point"](m, acq)).__name__ == "NoddiInteriorPointEngine"
     for k in ("odi", "icvf", "fiso"):
@@ -83,7 +83,7 @@ def test_interior_point_agrees_with_mix_and_stays_inside():
 
 def test_tensor_directions_equal_dipy_ols():
     from microlearn import simulate_dataset
-    from microlearn.fitting.search import tensor_directions, tensor_fit
+    from microlearn.fitting.engines.search import tensor_directions, tensor_fit
 
     acq = Acquisition.scheme("hcp")
     _, _, y = simulate_dataset(noddi(), acq, 500, snr=30, random_state=3)
@@ -97,8 +97,8 @@ def test_tensor_directions_equal_dipy_ols():
 def test_second_pass_from_the_refined_orientation_only_lowers_costs(engine):
     """Voxels whose orientation moved by > 8° are searched again; the better fit is kept."""
     from microlearn import simulate_dataset
-    from microlearn.fitting.noddi_kernel import fit_voxels
-    from microlearn.fitting.search import tensor_directions
+    from microlearn.fitting.compiled.noddi_kernel import fit_voxels
+    from microlearn.fitting.engines.search import tensor_directions
     from microlearn.parameters import cartesian_to_angles
 
     acq = engine.acq

@@ -5,9 +5,9 @@ import pytest
 
 from microlearn import Acquisition, noddi
 from microlearn.fitting import fit
-from microlearn.fitting.base import FITTERS
-from microlearn.fitting.noddi_multi import NoddiMultiMixEngine
-from microlearn.fitting.noddi_multi_kernel import signals
+from microlearn.fitting.api import FITTERS
+from microlearn.fitting.compiled.noddi_multi import NoddiMultiMixEngine
+from microlearn.fitting.compiled.noddi_multi_kernel import signals
 from microlearn.parameters import angles_to_cartesian
 
 

@@ -7,8 +7,9 @@ import pytest
 
 from microlearn import ivim, noddi, simulate_dataset
 from microlearn.cli import main
-from microlearn.fitting import base, fit
-from microlearn.phantom import make_phantom
+from microlearn.data.phantom import make_phantom
+from microlearn.fitting import api as base
+from microlearn.fitting import fit
 
 
 @pytest.mark.parametrize("method", ["mix", "dictionary"])
@@ -45,7 +46,7 @@ def test_tensor_design_is_dipys(scheme):
     from dipy.reconst.dti import design_matrix
 
     from microlearn import Acquisition
-    from microlearn.fitting.search import tensor_design
+    from microlearn.fitting.engines.search import tensor_design
 
     acq = Acquisition.scheme(scheme)
     ours = tensor_design(np.where(acq.b0_mask, 0.0, acq.bvals) / 1e6, acq.bvecs)
@@ -66,7 +67,7 @@ def test_fit_path_does_not_import_dipy_reconst():
 
 
 def test_dictionary_is_kept_and_cache_state_does_not_change_results(hcp, monkeypatch):
-    from microlearn.fitting import dictionary
+    from microlearn.fitting.engines import dictionary
 
     monkeypatch.setattr(dictionary, "_CACHE", {})
     _, _, y = simulate_dataset(noddi(), hcp, 60, snr=30, random_state=4)
@@ -82,7 +83,7 @@ def test_dictionary_is_kept_and_cache_state_does_not_change_results(hcp, monkeyp
 
 
 def test_prewarm_thread_loads_kernels_and_reports_time():
-    from microlearn.fitting.warm import prewarm, warm_jobs
+    from microlearn.fitting.compiled.warm import prewarm, warm_jobs
 
     assert warm_jobs("noddi", "auto", "mix") == tuple(("noddi", n, "mix") for n in (1, 2, 3))
     assert warm_jobs("ivim", 1, "mix") == (("ivim", 0, "mix"),)
@@ -96,8 +97,8 @@ def test_small_volume_is_read_once_and_never_stale(tmp_path):
 
     import nibabel as nib
 
-    from microlearn import parallel
     from microlearn.io import load_dataset
+    from microlearn.run import chunked as parallel
 
     make_phantom(shape=(6, 6, 2), seed=3).save(tmp_path / "ph")
     ds = load_dataset(tmp_path / "ph")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from microlearn.compare import _std_metrics, compare
-from microlearn.phantom import make_phantom
+from microlearn.data.phantom import make_phantom
+from microlearn.run.compare import _std_metrics, compare
 
 
 def test_std_metrics_by_hand():

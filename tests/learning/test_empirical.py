@@ -48,7 +48,7 @@ def test_learn_cli_prior_choice(tmp_path, capsys):
     import json
 
     from microlearn.cli import main
-    from microlearn.phantom import make_phantom
+    from microlearn.data.phantom import make_phantom
 
     code = main(["learn", "--scheme", "hcp", "--prior", "data", "--out", str(tmp_path / "e")])
     err = capsys.readouterr().err

@@ -10,9 +10,9 @@ import pytest
 
 from microlearn import Acquisition
 from microlearn.cli import main
+from microlearn.data.phantom import make_phantom
 from microlearn.io import load_maps
 from microlearn.learning import load_estimator, train
-from microlearn.phantom import make_phantom
 
 
 def run_cli(capsys, *argv):

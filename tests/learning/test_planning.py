@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from microlearn.cli import main
-from microlearn.planning import plan
+from microlearn.run.plan import plan
 
 TISSUE = {"odi": (0.05, 0.7), "icvf": (0.2, 0.8), "fiso": (0.0, 0.3)}
 
@@ -71,7 +71,7 @@ def test_plan_cli(tmp_path, capsys):
     assert code == 0 and "crb_sd" in text and "verdict" in text
     report = json.loads(out.read_text())
     assert {r["name"] for r in report["rows"]} == {"odi", "icvf", "fiso"}
-    from microlearn.phantom import make_phantom
+    from microlearn.data.phantom import make_phantom
 
     folder = make_phantom(shape=(4, 4, 2), seed=0).save(tmp_path / "ph")
     code = main(["plan", "--acquisition", str(folder), "--bvals-unit", "s/mm2",

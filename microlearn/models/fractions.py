@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .parameters import Parameter
+from ..parameters import Parameter
 
 
 def fraction_param(name: str, description: str, prior=(0.0, 1.0)) -> Parameter:

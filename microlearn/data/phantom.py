@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .acquisition import Acquisition
-from .io import PHANTOM_AFFINE
-from .models import get_model
-from .parameters import cartesian_to_angles
-from .simulate import add_noise, as_rng
+from ..acquisition import Acquisition
+from ..io import PHANTOM_AFFINE
+from ..models import get_model
+from ..parameters import cartesian_to_angles
+from ..simulate import add_noise, as_rng
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Phantom:
         All files appear together; files of the same name already in ``out_dir`` are
         replaced only with ``force``, other files there are kept.
         """
-        from .io import staged_output, write_hcp_folder, write_maps
+        from ..io import staged_output, write_hcp_folder, write_maps
 
         with staged_output(out_dir, force=force) as staging:
             write_hcp_folder(staging, self.data, self.acq, self.mask, self.affine)
@@ -238,7 +238,7 @@ def _layout(model, scheme, shape, acq, radius=1.0, *, kind="rings"):
     dirs, extra = None, {}
     affine = PHANTOM_AFFINE
     if kind == "brain":
-        from .data.brain_phantom import brain_layout
+        from .brain_phantom import brain_layout
 
         layout = brain_layout(shape)
         labels, dirs, affine = layout.labels, layout.directions, layout.affine
@@ -304,7 +304,7 @@ def _fill(model, acq, labels, s0_map, snr, rng, dirs=None, t2=None):
             group_truth["n_fibres"] = np.full(n, n_fib)
         t2_vox = _t2_values(t2, int(label), n, rng)
         if t2_vox is not None:
-            from .simulate import t2_weighting
+            from ..simulate import t2_weighting
 
             signal = signal * t2_weighting(acq, t2_vox)
             group_truth["t2"] = t2_vox
@@ -337,7 +337,7 @@ def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None =
     ~0.86 M brain voxels at that size. Files appear together, as in
     :meth:`Phantom.save`.
     """
-    from .io import staged_output
+    from ..io import staged_output
 
     with staged_output(out_dir, force=force) as staging:
         _write_slabwise(staging, model, scheme, shape, snr, seed, slab, radius, progress, kind,
@@ -352,7 +352,7 @@ def _write_slabwise(out, model, scheme, shape, snr, seed, slab, radius, progress
                     t2) -> None:
     import nibabel as nib
 
-    from .io import _atomic_replace, save_nifti_atomic, write_acquisition_files, write_maps
+    from ..io import _atomic_replace, save_nifti_atomic, write_acquisition_files, write_maps
 
     acq, labels, s0_map, dirs, extra, affine = _layout(model, scheme, shape, acq, radius,
                                                        kind=kind)

@@ -5,7 +5,7 @@ typing and lowering registries, ~0.3-0.6 s) and the loading of each cached kerne
 (~20-50 ms each); without a cache, compilation (seconds to minutes). :func:`warm_up`
 pays these on a few simulated voxels; :func:`prewarm` does it in a background thread (a
 command reading its data, a dashboard panel being shown), and ``python -m
-microlearn.fitting.warm`` compiles and caches every kernel once (``make install``).
+microlearn.fitting.compiled.warm`` compiles and caches every kernel once (``make install``).
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ def warm_up(model: str = "noddi", n_fibres: int = 1, method: str = "mix", *, acq
     """
     import numpy as np
 
-    from ..acquisition import Acquisition
-    from ..models import get_model
-    from ..simulate import simulate_dataset
-    from .base import fit
+    from ...acquisition import Acquisition
+    from ...models import get_model
+    from ...simulate import simulate_dataset
+    from ..api import fit
 
     t0 = time.perf_counter()
     m = get_model(model, n_fibres)

@@ -1,6 +1,6 @@
 """Compiled NODDI kernels (numba): signal with analytic Jacobian, grid search and LM.
 
-Used by :class:`~microlearn.fitting.noddi_fast.NoddiMixEngine` for the single-fibre NODDI
+Used by :class:`~microlearn.fitting.compiled.noddi_fast.NoddiMixEngine` for the single-fibre NODDI
 model with fixed d∥ and d_iso. The Watson-stick series is tabulated on a fine ODI grid per
 distinct b-value (power basis in c² = (g·μ)²), so a voxel's signal and its derivatives are
 a table lookup, a Horner evaluation and one exponential per measurement.

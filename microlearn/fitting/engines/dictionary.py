@@ -5,7 +5,7 @@ fixed set of hemisphere directions. For every direction the candidate atoms (tis
 of the search grid, plus the distinct isotropic atoms) form one dictionary, and all voxels
 sharing that direction are solved together by non-negative least squares (on the
 shared Gram matrix with a small ridge on the tissue atoms; exact active-set NNLS,
-compiled and parallel over voxels, see :mod:`microlearn.fitting.nnls`). Parameters are
+compiled and parallel over voxels, see :mod:`microlearn.fitting.compiled.nnls`). Parameters are
 the coefficient-weighted means of the atoms' parameters (ODI through the mean κ), as in
 AMICO; the isotropic fraction is the isotropic coefficients' share. For oriented models the
 coefficients are AMICO's: free water from the NNLS fit, a non-negative lasso on the tissue
@@ -19,10 +19,10 @@ import time
 import numpy as np
 from numba import parallel_chunksize
 
-from ..compartments.dispersion import kappa_to_odi, odi_to_kappa
-from ..schemes import hemisphere_directions
-from .engine import Engine
-from .nnls import nnls_gram
+from ...compartments.dispersion import kappa_to_odi, odi_to_kappa
+from ...schemes import hemisphere_directions
+from ..compiled.nnls import nnls_gram
+from .base import Engine
 from .search import outer_fraction_name
 
 #: Directions the voxel orientations are snapped to (AMICO uses ~500).
@@ -76,7 +76,7 @@ class _Dictionaries:
 
     def ensure(self, used):
         """Build the dictionaries of the directions ``used`` (int array) not built yet."""
-        from .dictionary_kernel import gram_matrices
+        from ..compiled.dictionary_kernel import gram_matrices
 
         new = used[~self.built[used]]
         if not new.size:
@@ -160,7 +160,7 @@ class DictionaryEngine(Engine):
         return np.sort(first)
 
     def fit_block(self, y, sigma=None, directions=None):
-        from .dictionary_kernel import project
+        from ..compiled.dictionary_kernel import project
 
         dic = self.dictionaries
         tab = dic.table
@@ -215,7 +215,7 @@ class DictionaryEngine(Engine):
         ``lasso``, λ2 = 1e-3: an NNLS in Gram form with Dᵀy − λ1), and the chosen atoms plus
         the isotropic ones are refitted by NNLS (debiasing).
         """
-        from .dictionary_kernel import combine, project
+        from ..compiled.dictionary_kernel import combine, project
 
         C = dic.tissue_first.size
         rest = np.maximum(y - combine(dic.D, snap, np.ascontiguousarray(x[:, C:]), C), 0.0)

@@ -25,8 +25,8 @@ WARM_VOXELS = 4
 
 
 def _registry():
-    from .dictionary import DictionaryEngine
-    from .noddi_fast import make_interior_point, make_mix
+    from .compiled.noddi_fast import make_interior_point, make_mix
+    from .engines.dictionary import DictionaryEngine
 
     return {"mix": make_mix, "interior-point": make_interior_point,
             "dictionary": DictionaryEngine}
@@ -51,7 +51,7 @@ FITTERS = _Fitters()
 
 def engine_class(method: str, model, acq, **options):
     """The engine class ``fit(..., method=method)`` runs for ``model`` on ``acq``."""
-    from .noddi_fast import interior_point_class, mix_class
+    from .compiled.noddi_fast import interior_point_class, mix_class
 
     fast = options.get("fast", True)
     choose = {"mix": mix_class, "interior-point": interior_point_class}.get(method)
@@ -185,7 +185,7 @@ def _run_blocks(engine, y, sigma, directions, block, progress, workers):
         if engine.n_orient <= 1 and engine.model.name != "ivim":
             _ = engine.table  # build once here, not in every worker
 
-        from .parallel_blocks import discard_pool, fit_block_job, process_pool
+        from .engines.pool import discard_pool, fit_block_job, process_pool
 
         pool = process_pool(workers)
         futures = [pool.submit(fit_block_job, engine, y[s:s + block],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import parallel_chunksize
 
-from ..parameters import cartesian_to_angles
+from ...parameters import cartesian_to_angles
 from .noddi_fast import (
     ICVF_GRID,
     ODI_GRID,
@@ -42,7 +42,7 @@ class NoddiMultiMixEngine(NoddiMixEngine):
         n = getattr(model, "n_fibres", 0)
         if n not in (2, 3) or fixed_noddi_diffusivities(model, n) is None:
             return False
-        from ..compartments.dispersion import HORNER_MAX_ORDER, series_order
+        from ...compartments.dispersion import HORNER_MAX_ORDER, series_order
 
         x = float(np.max(acq.bvals)) * fixed_noddi_diffusivities(model, n)[0]
         return series_order(round(x, 1) + 0.1) <= HORNER_MAX_ORDER

@@ -41,7 +41,7 @@ S0 = 1000.0
 
 
 def _family(model_name: str) -> str:
-    from .learning.trained import model_family
+    from ..learning.trained import model_family
 
     return model_family(model_name)
 
@@ -58,7 +58,7 @@ def crb_std(model, acq, params, sigma: float) -> dict[str, np.ndarray]:
     sigma : float
         Noise relative to S0 = 1.
     """
-    from .crossings.bounds import fisher_std, kernel_fisher, kernel_rows_from
+    from ..crossings.bounds import fisher_std, kernel_fisher, kernel_rows_from
 
     if model.name.startswith("noddi") and model.n_fibres > 1:
         k = model.n_fibres
@@ -70,7 +70,7 @@ def crb_std(model, acq, params, sigma: float) -> dict[str, np.ndarray]:
             out[f"odi_{i + 1}"], out[f"icvf_{i + 1}"] = sd[:, 5 * i + 2], sd[:, 5 * i + 3]
         out["fiso"] = sd[:, 5 * k]
         return out
-    from .fitting.uncertainty import cramer_rao_std
+    from ..fitting.uncertainty import cramer_rao_std
 
     std = cramer_rao_std(model, acq, params, sigma)
     scalar = [p.name for p in model.parameters if p.kind != "orientation"]
@@ -162,9 +162,9 @@ def plan(model: str, acq, *, snr: float = 30.0, n_fibres: int = 1, n_voxels: int
         bound), ``fit_rmse``, ``fit_bias``, ``learn_rmse``, ``learn_bias``,
         ``verdict``, ``resolvable_from`` (lengths); plus the settings and seconds.
     """
-    from .fitting import fit
-    from .models import get_model
-    from .simulate import add_noise, as_rng, sample_parameters, simulate
+    from ..fitting import fit
+    from ..models import get_model
+    from ..simulate import add_noise, as_rng, sample_parameters, simulate
 
     if not snr > 0 or not np.isfinite(snr):
         raise ValueError(f"snr must be a positive number, not {snr}.")
@@ -176,7 +176,7 @@ def plan(model: str, acq, *, snr: float = 30.0, n_fibres: int = 1, n_voxels: int
     k = mdl.n_fibres
     rng = as_rng(random_state)
     t0 = time.perf_counter()
-    from .learning.datasets import _ranges_for
+    from ..learning.datasets import _ranges_for
 
     params = sample_parameters(mdl, int(n_voxels), random_state=rng,
                                ranges=_ranges_for(mdl, ranges))
@@ -189,7 +189,7 @@ def plan(model: str, acq, *, snr: float = 30.0, n_fibres: int = 1, n_voxels: int
     t_fit = time.perf_counter() - t0 - t_crb
     learned, est = {}, None
     if learn:
-        from .learning import train
+        from ..learning import train
 
         est = train(family, acq, estimator=estimator, n_samples=int(n_train), snr=snr,
                     n_fibres=k, ranges=ranges, random_state=int(rng.integers(2**31)))

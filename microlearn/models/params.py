@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .compartments.base import MU as _MU
-from .compartments.base import ODI as _ODI
+from ..compartments.base import MU as _MU
+from ..compartments.base import ODI as _ODI
+from ..parameters import Parameter
 from .fractions import fraction_param
-from .parameters import Parameter
 
 MU = _MU
 ODI = _ODI.renamed("odi")

@@ -47,13 +47,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..crossings.dipy_tools import CANDIDATE_THRESHOLD, MIN_SEPARATION, csd_peaks, ssst_response
 from ..data.voxels import Voxels
-from ..fitting import FitResult, fit
-from ..fitting.noise import estimate_sigma
-from ..fitting.search import nnls_two, outer_fraction_name, tensor_directions
 from ..models import D_PAR_NODDI, get_model
 from ..parameters import angles_to_cartesian
-from .dipy_tools import CANDIDATE_THRESHOLD, MIN_SEPARATION, csd_peaks, ssst_response
+from . import FitResult, fit
+from .engines.search import nnls_two, outer_fraction_name, tensor_directions
+from .noise import estimate_sigma
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ def _fit_from(model, acq, y, sigma, dirs, fit_options):
     setup = opts.pop("setup_acc", None)  # a list collecting each fit's set-up seconds
     opts.setdefault("quality", False)  # candidate fits: their std/residual maps are unused
     if "block_size" not in opts:  # one block per worker, so both cores share small groups
-        from ..fitting.base import BLOCK_SIZE, default_workers
+        from .api import BLOCK_SIZE, default_workers
 
         workers = opts.get("workers") or default_workers()
         opts["block_size"] = int(min(BLOCK_SIZE, max(MIN_BLOCK, -(-len(y) // workers))))
@@ -504,7 +504,7 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
     -------
     AutoFitResult
     """
-    from ..fitting.base import FITTERS
+    from .api import FITTERS
 
     check_fibre_model(model_name)
     if max_fibres not in (1, 2, 3):

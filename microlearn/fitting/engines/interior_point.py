@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import BARRIER_CRITERION, Engine
+from .base import BARRIER_CRITERION, Engine
 from .lm import interior_point
 
 

@@ -10,7 +10,7 @@ sqrt(S² + σ²).
 
 from __future__ import annotations
 
-from .engine import LM_CRITERION, Engine
+from .base import LM_CRITERION, Engine
 from .lm import levenberg_marquardt
 
 

@@ -1,6 +1,6 @@
 """Compiled ActiveAx kernels (numba): signal with analytic Jacobian, grid search and LM.
 
-Used by :class:`~microlearn.fitting.activeax_fast.ActiveAxMixEngine` for the single-fibre
+Used by :class:`~microlearn.fitting.compiled.activeax_fast.ActiveAxMixEngine` for the single-fibre
 ActiveAx model (CylinderGPD + tortuous zeppelin + ball, fixed d∥ and d_iso). The Van
 Gelderen coefficient C(diameter) of every distinct pulse timing (δ, Δ) is tabulated with
 its slope on a fine diameter grid and read back by cubic Hermite interpolation, so a
@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..compartments.cylinder import N_ROOTS, bessel_roots
-from ..units import GAMMA
+from ...compartments.cylinder import N_ROOTS, bessel_roots
+from ...units import GAMMA
 from .kernel_tools import damped_trial, hold_active_bounds, rician_cost
 
 N_PARAMS = 6  # theta, phi, diameter, icvf, fiso, s0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..acquisition import Acquisition
+from ...acquisition import Acquisition
 
 #: Points of the c² grid used to tabulate candidate signals.
 C2_GRID = 129
@@ -39,7 +39,7 @@ def _axis_values(p, n, interior=False):
     if p.name.startswith("ffib"):
         lo, hi = 0.25, 1.0
     if p.kind == "length":
-        from .engine import min_length_bound
+        from .base import min_length_bound
 
         return np.geomspace(min_length_bound(p), hi, n)
     if p.kind == "diffusivity" and lo > 0:
@@ -247,11 +247,11 @@ def tensor_directions(acq, y, *, b_max=3.5e9) -> np.ndarray:
 
     The same estimate as :func:`tensor_fit` (DIPY's design matrix, measurements with
     b <= ``b_max``, signals clipped at 1e-6), with the principal eigenvector computed by
-    the compiled :mod:`~microlearn.fitting.tensor_kernel`. The start is refined by the fit
+    the compiled :mod:`~microlearn.fitting.compiled.tensor_kernel`. The start is refined by the fit
     anyway (median angle to the truth 6.0° with OLS vs 5.7° with WLS on HCP-like NODDI
     voxels at SNR 30).
     """
-    from .tensor_kernel import principal_directions_ols
+    from ..compiled.tensor_kernel import principal_directions_ols
 
     keep = acq.bvals <= b_max
     if np.count_nonzero(keep & ~acq.b0_mask) < 6:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import parallel_chunksize
 
-from ..compartments.cylinder import van_gelderen_coefficient
-from .engine import LM_CRITERION, Engine
+from ...compartments.cylinder import van_gelderen_coefficient
+from ..engines.base import LM_CRITERION, Engine
 from .noddi_fast import PARALLEL_CHUNK
 
 #: Spacing of the diameter table in m (cubic Hermite interpolation: error ~1e-13).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..parameters import angles_to_cartesian, cartesian_to_angles
+from ...parameters import angles_to_cartesian, cartesian_to_angles
 from .search import CandidateTable, nnls_two, outer_fraction_name, search_names, tensor_directions
 
 #: Voxels per stage-1 sub-block (keeps the (V, C, N) candidate arrays small).

@@ -79,7 +79,7 @@ class Comparison:
 
     def to_csv(self, path) -> Path:
         """Write the table (atomically)."""
-        from .io import _atomic_replace
+        from ..io import _atomic_replace
 
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -93,7 +93,7 @@ class Comparison:
 
     def make_figures(self) -> dict:
         """Matplotlib figures: scatter, runtime bars, map slices, error maps."""
-        from .viz.compare import plot_error_maps, plot_map_slices, plot_runtime, plot_scatter
+        from ..viz.compare import plot_error_maps, plot_map_slices, plot_runtime, plot_scatter
 
         estimates = {n: {k: r.maps[k][self.mask] for k in self.names}
                      for n, r in self.runs.items()}
@@ -118,7 +118,7 @@ class Comparison:
 
         ``extra_figures`` (name -> Figure) are added to the page after the comparison's.
         """
-        from .io import _atomic_replace, check_writable
+        from ..io import _atomic_replace, check_writable
 
         folder = check_writable(folder)
         self.to_csv(folder / "table.csv")
@@ -178,7 +178,7 @@ def _answered(maps, names, evaluate) -> np.ndarray:
 
 def _timing_row(run: MethodRun, n_vox: int) -> dict:
     """``seconds``, ``setup_s``, steady ``vox_per_s`` and what was measured, for one run."""
-    from .fitting.base import throughput
+    from ..fitting.api import throughput
 
     if run.setup_seconds is None:
         return {"seconds": round(run.seconds, 4), "setup_s": "",
@@ -218,8 +218,8 @@ def _std_metrics(name, estimate, std, truth) -> dict:
 
 
 def _parse_method(spec: str):
-    from .fitting import FITTERS
-    from .learning import ESTIMATOR_NAMES
+    from ..fitting import FITTERS
+    from ..learning import ESTIMATOR_NAMES
 
     if spec in FITTERS.names():
         return "fit", spec, None
@@ -236,9 +236,9 @@ def _parse_method(spec: str):
 def run_method(spec, model_name, acq, data, mask, *, n_fibres=1, learn_options=None,
                progress=False) -> MethodRun:
     """Run one method on ``data[mask]``; maps are spatial arrays."""
-    from .fitting import fit
-    from .learning import load_estimator, train
-    from .models import get_model
+    from ..fitting import fit
+    from ..learning import load_estimator, train
+    from ..models import get_model
 
     if isinstance(spec, tuple):  # (label, TrainedEstimator)
         label, est = spec
@@ -303,7 +303,7 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
     learn_options : dict, optional
         Passed to :func:`microlearn.learning.train` (e.g. ``n_samples``, ``epochs``).
     """
-    from .io import Dataset, load_maps
+    from ..io import Dataset, load_maps
 
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]

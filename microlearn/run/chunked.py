@@ -87,9 +87,9 @@ class FitBlock:
         import warnings
 
         t0 = time.perf_counter()
-        from .acquisition import Acquisition
-        from .fitting import fit
-        from .models import get_model
+        from ..acquisition import Acquisition
+        from ..fitting import fit
+        from ..models import get_model
 
         model = get_model(self.model, self.n_fibres)
         sigma = 0 if self.sigma is None else self.sigma
@@ -151,8 +151,8 @@ class AutoFitBlock:
         import warnings
 
         t0 = time.perf_counter()
-        from .acquisition import Acquisition
-        from .crossings import fit_auto
+        from ..acquisition import Acquisition
+        from ..crossings import fit_auto
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # bad voxels are counted later
@@ -201,7 +201,7 @@ _ESTIMATORS: dict = {}
 
 def _cached_estimator(path):
     if path not in _ESTIMATORS:
-        from .learning import load_estimator
+        from ..learning import load_estimator
 
         _ESTIMATORS[path] = load_estimator(path)
     return _ESTIMATORS[path]
@@ -248,7 +248,7 @@ def read_slab(image_path, z0: int, z1: int, dtype=np.float32, ndim=4, *,
     """
     import nibabel as nib
 
-    from .io import nifti_errors
+    from ..io import nifti_errors
 
     key = _read_key(image_path, z0, z1, dtype, ndim)
     kept = _READ_ONCE.pop(key, None)
@@ -311,7 +311,7 @@ def _run_local(block_fn, image_path, mask, slabs, todo, work_dir, bar) -> None:
 
 # ------------------------------------------------------------------ work folder
 def _manifest(dataset, block_fn, slabs) -> dict:
-    from . import __version__
+    from .. import __version__
 
     img = Path(dataset.image.get_filename())
     st = img.stat()
@@ -425,7 +425,7 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     dict
         ``maps`` (name -> spatial array), ``n_voxels``, ``seconds``, ``slabs``, ``resumed``.
     """
-    from .io import check_writable, staged_output, write_maps
+    from ..io import check_writable, staged_output, write_maps
 
     out_dir = check_writable(out_dir)
     work_dir = Path(work_dir) if work_dir else out_dir.with_name(out_dir.name + ".work")
@@ -525,7 +525,7 @@ def sample_voxels(dataset, max_voxels: int = 20_000) -> np.ndarray:
     else:
         vox = np.concatenate([read_slab(path, z, z + 1)[mask[..., z:z + 1]]
                               for z in sorted(take)])
-    from .data.voxels import usable_voxels
+    from ..data.voxels import usable_voxels
 
     return vox[usable_voxels(vox, dataset.acq)].astype(float)
 
@@ -533,7 +533,7 @@ def sample_voxels(dataset, max_voxels: int = 20_000) -> np.ndarray:
 def sample_sigma(dataset, max_voxels: int = 20_000):
     """Noise σ (signal units) from the b0 repeats (of each TE) of brain voxels in the
     fullest slices."""
-    from .data.voxels import estimate_sigma_by_te
+    from ..data.voxels import estimate_sigma_by_te
 
     sigma = estimate_sigma_by_te(sample_voxels(dataset, max_voxels), dataset.acq)
     return None if sigma is None else float(sigma)
@@ -542,7 +542,7 @@ def sample_sigma(dataset, max_voxels: int = 20_000):
 def sample_response(dataset, max_voxels: int = 100_000) -> tuple:
     """DIPY single-fibre response ``(evals, S0)`` from the brain voxels of the fullest
     slices (one response for the whole volume, as CSD expects)."""
-    from .crossings.dipy_tools import ssst_response
+    from ..crossings.dipy_tools import ssst_response
 
     vox = sample_voxels(dataset, max_voxels)
     b0 = vox[:, dataset.acq.b0_mask].mean(1)

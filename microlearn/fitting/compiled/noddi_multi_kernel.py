@@ -1,6 +1,6 @@
 """Compiled kernels for NODDI with several fibre populations (numba).
 
-Same tables and vectorised loops as :mod:`microlearn.fitting.noddi_kernel`, with the
+Same tables and vectorised loops as :mod:`microlearn.fitting.compiled.noddi_kernel`, with the
 signal written linearly in the compartment amplitudes,
 
     S = Σ_i a_i [icvf_i WS(odi_i, c_i) + (1 − icvf_i) WZ(odi_i, icvf_i, c_i)] + b B,

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..compartments.dispersion import (
+from ...compartments.dispersion import (
     HORNER_MAX_ORDER,
     _legendre_power_coefficients,
     odi_to_kappa,
@@ -21,7 +21,7 @@ from ..compartments.dispersion import (
     watson_even_moments,
     watson_legendre_moments,
 )
-from .engine import BARRIER_CRITERION, LM_CRITERION, Engine
+from ..engines.base import BARRIER_CRITERION, LM_CRITERION, Engine
 from .noddi_kernel import exp_squarings
 
 #: Points of the ODI table.
@@ -184,8 +184,8 @@ class NoddiInteriorPointEngine(NoddiMixEngine):
 def mix_class(model, acq, *, fast: bool = True):
     """The MIX engine class for ``model`` on ``acq``: a compiled path (NODDI 1–3 fibres,
     ActiveAx) when one applies, else the generic one."""
+    from ..engines.mix import MixEngine
     from .activeax_fast import ActiveAxMixEngine
-    from .mix import MixEngine
     from .noddi_multi import NoddiMultiMixEngine
 
     if fast:
@@ -197,7 +197,7 @@ def mix_class(model, acq, *, fast: bool = True):
 
 def interior_point_class(model, acq, *, fast: bool = True):
     """The interior-point engine class for ``model``: compiled for single-fibre NODDI."""
-    from .interior_point import InteriorPointEngine
+    from ..engines.interior_point import InteriorPointEngine
 
     if fast and NoddiMixEngine.applies(model, acq):
         return NoddiInteriorPointEngine

@@ -1,0 +1,1 @@
+"""Compiled (numba) kernels and the accelerated engines built on them."""

@@ -1,0 +1,1 @@
+"""Generic fitting engines by method: MIX, interior point, dictionary."""

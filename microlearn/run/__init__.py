@@ -1,0 +1,1 @@
+"""Run-level calls, one per user action: chunked whole-brain fits, compare, plan."""
