@@ -18,14 +18,17 @@ from ._common import (
     prepare_out,
     scale_options,
 )
+from ._model import add_model_arguments, model_from_args, model_record
 from ._quality import check_sigma_map, identifiability, noise_record, quality_summary
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("fit", help="fit a model voxel-wise (MIX, interior point, dictionary)")
     add_input_arguments(p)
-    p.add_argument("--model", default="noddi", help="noddi | activeax | zcd | ivim")
+    add_model_arguments(p)
     p.add_argument("--method", default="mix", help="mix | interior-point | dictionary")
+    p.add_argument("--explain", action="store_true",
+                   help="print which engine runs for this model and acquisition, and why")
     p.add_argument("--n-fibres", default="1",
                    help="fibre populations per voxel: 0, 1, 2, 3 or auto (chosen per voxel)")
     add_scale_arguments(p)
@@ -80,7 +83,6 @@ def run(args) -> int:
     t_start = time.perf_counter()
     from ..fitting import FITTERS
     from ..io import write_json
-    from ..models import get_model
 
     if args.method not in FITTERS.names():
         raise ValueError(f"--method {args.method!r} is unknown; choose one of "
@@ -88,11 +90,12 @@ def run(args) -> int:
     if args.n_fibres not in ("0", "1", "2", "3", "auto"):
         raise ValueError(f"--n-fibres {args.n_fibres!r}: give 0, 1, 2, 3 or auto.")
     auto = args.n_fibres == "auto"
+    model = model_from_args(args, 1 if auto else int(args.n_fibres))
     if auto:
         from ..crossings import check_fibre_model
 
-        check_fibre_model(args.model)
-    model = get_model(args.model, 3 if auto else int(args.n_fibres))
+        check_fibre_model(model)
+        model = model.with_fibres(3)
     from ..fitting.quality import quality_map_names
 
     names = model.map_names + ["s0", "success"] + (["n_fibres"] if auto else [])
@@ -104,14 +107,21 @@ def run(args) -> int:
 
     for line in input_warnings(ds):
         warn(line)
+    if args.explain:
+        from ..fitting.compiled import explain
+
+        for line in [model.describe()] + explain(args.method, model.with_fibres(1) if auto
+                                                 else model, ds.acq):
+            echo(line)
 
     def describe(maps, n, loop_seconds, sigma):
         from ..fitting.api import describe_convergence, engine_class
 
         ok = maps["success"][ds.mask] > 0
         answered = np.isfinite(maps["s0"][ds.mask]) if "s0" in maps else ok
-        engine = engine_class(args.method, get_model(args.model, 1) if auto else model, ds.acq)
-        return {"model": args.model if auto else model.name, "method": args.method,
+        engine = engine_class(args.method, model.with_fibres(1) if auto else model, ds.acq)
+        return {"model": model.family if auto else model.name, "method": args.method,
+                "model_record": model_record(model),
                 "n_fibres": "auto" if auto else model.n_fibres,
                 "n_voxels": n, "seconds": time.perf_counter() - t_start,
                 **timing_fields(block.timing, n, loop_seconds), "sigma": sigma,
@@ -121,6 +131,7 @@ def run(args) -> int:
                 "identifiability": identifiability(model, maps, ds.mask),
                 "maps": sorted(maps), "input": str(ds.path), "versions": _versions()}
 
+    from ..models.spec import model_reference
     from ..run.chunked import AutoFitBlock, FitBlock, run_chunked, sample_sigma
 
     if auto and ds.acq.n_te > 1:
@@ -134,10 +145,10 @@ def run(args) -> int:
     noise = noise_record(args, sigma, ds.acq)
     workers = 1 if (args.scheduler or args.workers) else None
     if auto:  # slab by slab like any fit (greedy starts: no CSD response needed)
-        block = AutoFitBlock(model=args.model, method=args.method, acq=ds.acq.to_dict(),
+        block = AutoFitBlock(model=model_reference(model), method=args.method, acq=ds.acq.to_dict(),
                              sigma=sigma, workers=workers)
     else:
-        block = FitBlock(model=args.model, n_fibres=model.n_fibres, method=args.method,
+        block = FitBlock(model=model_reference(model), n_fibres=model.n_fibres, method=args.method,
                          acq=ds.acq.to_dict(), sigma=sigma, workers=workers,
                          sigma_map=sigma_map)
     done = {}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data.voxels import check_fit_input
+from ..models.registry import uses_segmented_start
 from .quality import quality_maps
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,10 @@ FITTERS = _Fitters()
 
 def engine_class(method: str, model, acq, **options):
     """The engine class ``fit(..., method=method)`` runs for ``model`` on ``acq``."""
-    from .compiled.noddi_fast import interior_point_class, mix_class
+    from .compiled import choose
 
-    fast = options.get("fast", True)
-    choose = {"mix": mix_class, "interior-point": interior_point_class}.get(method)
-    return choose(model, acq, fast=fast) if choose else FITTERS[method]
+    FITTERS[method]  # unknown names raise here
+    return choose(method, model, acq, fast=options.get("fast", True))
 
 
 def describe_convergence(success, params_finite, engine) -> dict:
@@ -182,7 +182,7 @@ def _run_blocks(engine, y, sigma, directions, block, progress, workers):
 
         bar = tqdm(total=V, desc=f"fit {engine.name}", unit="vox")
     if workers > 1 and len(starts) > 1:
-        if engine.n_orient <= 1 and engine.model.name != "ivim":
+        if engine.n_orient <= 1 and not uses_segmented_start(engine.model):
             _ = engine.table  # build once here, not in every worker
 
         from .engines.pool import discard_pool, fit_block_job, process_pool

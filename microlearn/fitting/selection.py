@@ -49,7 +49,8 @@ import numpy as np
 
 from ..crossings.dipy_tools import CANDIDATE_THRESHOLD, MIN_SEPARATION, csd_peaks, ssst_response
 from ..data.voxels import Voxels
-from ..models import D_PAR_NODDI, get_model
+from ..models import D_PAR_NODDI
+from ..models.spec import resolve_model as get_model
 from ..parameters import angles_to_cartesian
 from . import FitResult, fit
 from .engines.search import nnls_two, outer_fraction_name, tensor_directions
@@ -458,12 +459,17 @@ class AutoFitResult(FitResult):
         return out
 
 
-def check_fibre_model(model_name: str) -> None:
-    """Raise a ValueError unless ``model_name`` is a built-in model with 0–3 fibres."""
-    get_model(model_name)  # unknown names raise here
-    if model_name == "ivim":
-        raise ValueError("--n-fibres auto needs a fibre model (noddi, activeax, zcd), got "
-                         "'ivim'.")
+def check_fibre_model(model_name) -> None:
+    """Raise a ValueError unless ``model_name`` is a registered fibre model (name, spec or
+    model) that can be rebuilt with 0–3 fibres."""
+    from ..models.registry import FAMILIES, family_of
+
+    model = get_model(model_name)  # unknown names raise here
+    record = family_of(model)
+    if record is None or not record.has_fibres:
+        fibre = [n for n, r in FAMILIES.items() if r.has_fibres]
+        raise ValueError(f"--n-fibres auto needs a fibre model family ({', '.join(fibre)}, "
+                         f"with any settings), got {model.name!r}.")
 
 
 def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, progress=False,

@@ -12,11 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..models import get_model
+from ..models.registry import FAMILIES, family_of
+from ..models.spec import resolve_model
 from ..simulate import add_noise, as_rng, sample_parameters, simulate
 
-#: Fibre counts a model family supports.
-FIBRE_COUNTS = {"noddi": (0, 1, 2, 3), "activeax": (1, 2, 3), "zcd": (1, 2, 3), "ivim": (0,)}
+
+def fibre_counts(model) -> tuple[int, ...]:
+    """Fibre counts a training set of ``model`` may hold: its family's (registry), or the
+    composed model's own count."""
+    m = resolve_model(model)
+    record = family_of(m)
+    return tuple(record.fibre_counts) if record is not None else (m.n_fibres,)
 
 
 @dataclass
@@ -43,19 +49,23 @@ class TrainingSet:
         return self.signal.shape[0]
 
 
-def default_targets(model_name: str) -> tuple[str, ...]:
-    """The maps a learned estimator predicts for a model family (single-fibre names)."""
-    return get_model(model_name).targets
+def default_targets(model) -> tuple[str, ...]:
+    """The maps a learned estimator predicts for a model (its default-fibre names)."""
+    m = resolve_model(model)
+    record = family_of(m)
+    if record is not None and m.n_fibres != record.default_fibres:
+        m = m.with_fibres(record.default_fibres)
+    return m.targets
 
 
-def parse_fibre_mixture(model_name: str, n_fibres) -> dict[int, float]:
+def parse_fibre_mixture(model, n_fibres) -> dict[int, float]:
     """Proportions of each fibre count: an int, a sequence or a ``{count: weight}`` dict."""
-    allowed = FIBRE_COUNTS.get(model_name)
-    if allowed is None:
-        raise ValueError(f"model: unknown model {model_name!r}; choose one of "
-                         f"{sorted(FIBRE_COUNTS)}.")
+    m = resolve_model(model)
+    allowed = fibre_counts(m)
+    name = m.family if m.family in FAMILIES else m.name
     if n_fibres is None:
-        n_fibres = (0,) if model_name == "ivim" else (1,)
+        record = family_of(m)
+        n_fibres = (record.default_fibres,) if record is not None else (m.n_fibres,)
     if isinstance(n_fibres, (int, np.integer)):
         mix = {int(n_fibres): 1.0}
     elif isinstance(n_fibres, dict):
@@ -64,7 +74,7 @@ def parse_fibre_mixture(model_name: str, n_fibres) -> dict[int, float]:
         mix = {int(k): 1.0 for k in n_fibres}
     bad = sorted(set(mix) - set(allowed))
     if bad or not mix:
-        raise ValueError(f"n_fibres: {model_name} supports {list(allowed)} fibre populations, "
+        raise ValueError(f"n_fibres: {name} supports {list(allowed)} fibre populations, "
                          f"not {bad or 'an empty list'}.")
     if any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
         raise ValueError("n_fibres: proportions must be non-negative with a positive sum.")
@@ -88,15 +98,17 @@ def _targets_for(model, params, names) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
-def make_training_set(model_name: str, acq, n_samples: int, *, n_fibres=None,
+def make_training_set(model, acq, n_samples: int, *, n_fibres=None,
                       snr: float = 30.0, targets=None, ranges=None,
                       min_crossing_angle: float = 45.0, random_state=None,
                       progress: bool = False, empirical=None) -> TrainingSet:
-    """Simulate a training set for a model family.
+    """Simulate a training set for a model.
 
     Parameters
     ----------
-    model_name : {"noddi", "activeax", "zcd", "ivim"}
+    model : str, dict or MultiCompartmentModel
+        A family name, a model spec or a model (see :func:`~microlearn.models.resolve_model`);
+        fibre counts other than its own rebuild it with :meth:`with_fibres`.
     acq : Acquisition
     n_samples : int
         Number of simulated voxels.
@@ -123,8 +135,9 @@ def make_training_set(model_name: str, acq, n_samples: int, *, n_fibres=None,
         raise ValueError(f"snr must be positive (or inf for noiseless signals), not {snr}.")
     if empirical is not None and n_fibres is None:
         n_fibres = {k: len(v) for k, v in empirical.items() if len(v)}
-    mix = parse_fibre_mixture(model_name, n_fibres)
-    names = tuple(targets) if targets is not None else default_targets(model_name)
+    base = resolve_model(model)
+    mix = parse_fibre_mixture(base, n_fibres)
+    names = tuple(targets) if targets is not None else default_targets(base)
     rng = as_rng(random_state)
     counts = np.floor(np.array(list(mix.values())) * n_samples).astype(int)
     counts[0] += n_samples - counts.sum()
@@ -132,7 +145,7 @@ def make_training_set(model_name: str, acq, n_samples: int, *, n_fibres=None,
     for (k, _), m in zip(mix.items(), counts):
         if m == 0:
             continue
-        model = get_model(model_name, k)
+        model = base.with_fibres(k)
         model_ranges = _ranges_for(model, ranges)
         if empirical is not None and len(empirical.get(k, ())):
             from .empirical import sample_empirical

@@ -38,7 +38,8 @@ def fit_sample(family: str, acq, signals, *, n_fit: int = N_FIT, method: str = "
 
     Parameters
     ----------
-    family : {"noddi", "activeax", "zcd", "ivim"}
+    family : str, dict or MultiCompartmentModel
+        The model (family name, spec or object).
     acq : Acquisition
     signals : ndarray, shape (n, N)
         Raw voxel signals (e.g. :func:`microlearn.run.chunked.sample_voxels`).
@@ -57,7 +58,8 @@ def fit_sample(family: str, acq, signals, *, n_fit: int = N_FIT, method: str = "
         Packed parameters of ``get_model(family, k)`` for every fibre count found.
     """
     from ..fitting import fit
-    from ..models import get_model
+    from ..models.registry import family_of
+    from ..models.spec import resolve_model
 
     signals = np.asarray(signals, dtype=float)
     b0 = signals[:, acq.b0_mask].mean(axis=1)
@@ -68,21 +70,22 @@ def fit_sample(family: str, acq, signals, *, n_fit: int = N_FIT, method: str = "
     rng = np.random.default_rng(random_state)
     take = rng.choice(good, size=min(int(n_fit), good.size), replace=False)
     sample = signals[take]
-    if family == "ivim" or not crossings:
-        model = get_model(family, 0 if family == "ivim" else 1)
+    base = resolve_model(family)
+    record = family_of(base)
+    if record is None or not record.has_fibres or not crossings:
+        model = base if record is None or not record.has_fibres else base.with_fibres(1)
         res = fit(model, acq, sample, method=method, sigma=sigma, quality=False)
         params = res.params[np.all(np.isfinite(res.params), axis=1)]
         return {model.n_fibres: params}
     from ..crossings import fit_auto
-    from .datasets import FIBRE_COUNTS
 
-    res = fit_auto(family, acq, sample, method=method, sigma=sigma)
+    res = fit_auto(base, acq, sample, method=method, sigma=sigma)
     maps, nf = res.maps(), np.asarray(res.n_fibres).astype(int)
     out = {}
     for k in np.unique(nf):
-        if k not in FIBRE_COUNTS[family]:  # e.g. free water for ActiveAx: not in the model
+        if k not in record.fibre_counts:  # e.g. free water for ActiveAx: not in the model
             continue
-        model = get_model(family, int(k))
+        model = base.with_fibres(int(k))
         rows = nf == k
         values = {}
         for p in model.parameters:

@@ -144,7 +144,7 @@ class FeatureSpec:
     lmax: int = 6
     shore: bool = False
     hybrid_method: str = "mix"
-    model: str = "noddi"
+    model: str | dict = "noddi"
 
     def __post_init__(self):
         if self.kind not in FEATURE_KINDS:
@@ -194,9 +194,9 @@ class FeatureSpec:
 
     def _fitted(self, norm, bad, acq, progress):
         from ..fitting import fit
-        from ..models import get_model
+        from ..models.spec import resolve_model
 
-        model = get_model(self.model)
+        model = resolve_model(self.model)
         data = np.where(bad[:, None], 1.0, norm)
         res = fit(model, acq, data, method=self.hybrid_method, progress=progress)
         maps = res.maps()
@@ -210,8 +210,8 @@ class FeatureSpec:
         else:
             base = rotation_invariant_names(acq, lmax=self.lmax)
         if self.kind == "hybrid":
-            from ..models import get_model
+            from ..models.spec import resolve_model
 
-            model = get_model(self.model)
+            model = resolve_model(self.model)
             base = [f"fit_{t}" for t in model.targets] + base
         return base + (["log_rtop", "log_msd"] if self.shore else [])

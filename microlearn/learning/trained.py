@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..models import get_model
-from .datasets import FIBRE_COUNTS, make_training_set, parse_fibre_mixture
+from ..models.registry import family_of
+from ..models.spec import model_reference, resolve_model
+from .datasets import make_training_set, parse_fibre_mixture
 from .estimators import ESTIMATORS
 from .features import FeatureSpec
 from .networks import NETWORKS
@@ -28,11 +29,6 @@ ESTIMATOR_NAMES = tuple(ESTIMATORS) + tuple(NETWORKS)
 #: Estimators whose ``predict`` can return a standard deviation: always (``bayesian``,
 #: ``bayesian-dnn``), or when trained with ``uncertainty=True`` (``learn --uncertainty``).
 UNCERTAIN = ESTIMATOR_NAMES
-#: Default fibre mixture of the training set per family: NODDI includes pure free water
-#: (0 fibres, fiso = 1: CSF lies outside the single-fibre fiso prior) at a small share, since
-#: those samples differ only by noise.
-DEFAULT_FIBRES = {"noddi": {0: 0.1, 1: 0.3, 2: 0.3, 3: 0.3}, "activeax": (1, 2, 3),
-                  "zcd": (1, 2, 3), "ivim": (0,)}
 #: Voxels per prediction block.
 PREDICT_BLOCK = 200_000
 #: Training-feature quantiles that bound the prior, and the margin (share of the range)
@@ -41,13 +37,18 @@ PRIOR_QUANTILES, PRIOR_MARGIN = (0.001, 0.999), 0.1
 
 
 def model_family(model) -> str:
-    """``"noddi"`` for a model name or a NODDI model object (``noddi2`` -> ``noddi``)."""
-    name = model if isinstance(model, str) else getattr(model, "name", "")
-    for family in FIBRE_COUNTS:
-        if name == family or (name.startswith(family) and name[len(family):].isdigit()):
-            return family
-    raise ValueError(f"model: learned estimators exist for {sorted(FIBRE_COUNTS)}, "
-                     f"not {name!r}.")
+    """The registry family of a model (name, spec or object; ``noddi2`` -> ``noddi``), or
+    ``"custom"`` for a composed model."""
+    return resolve_model(model).family
+
+
+def default_fibres(model) -> dict[int, float]:
+    """Default fibre mixture of a training set: the family's (registry: NODDI mixes 1–3
+    fibres plus 10 % pure free water, since CSF lies outside the single-fibre fiso prior),
+    or a composed model's own fibre count."""
+    m = resolve_model(model)
+    record = family_of(m)
+    return dict(record.training_fibres) if record is not None else {m.n_fibres: 1.0}
 
 
 def make_estimator(name: str, optimizer=None, *, learning_rate=None, random_state=0,
@@ -147,7 +148,7 @@ class TrainedEstimator:
                 or bool(getattr(self.estimator, "uncertainty", False)))
 
     def _bounds(self):
-        space = get_model(self.model).parameters
+        space = resolve_model(self.model).parameters
         out = {}
         for t in self.target_names:
             try:
@@ -293,8 +294,9 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
 
     Parameters
     ----------
-    model : str or MultiCompartmentModel
-        Model family (``noddi``, ``activeax``, ``zcd``, ``ivim``).
+    model : str, dict or MultiCompartmentModel
+        A family name (``noddi``...), a model spec or a model (built-in with changed
+        settings, or composed); saved with the estimator.
     acq : Acquisition
         The acquisition of the data the estimator will be applied to.
     estimator : str
@@ -311,7 +313,7 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
     n_fibres : int, sequence or dict, optional
         Fibre populations of the training voxels (see ``make_training_set``); for NODDI the
         default mixes 1, 2 and 3 fibres so that crossings are handled without orientations,
-        plus 10 % pure free water (:data:`DEFAULT_FIBRES`).
+        plus 10 % pure free water (the family's registry record, :func:`default_fibres`).
     targets : sequence of str, optional
     ranges : dict, optional
         Prior ranges (SI) per parameter name.
@@ -331,26 +333,29 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
     estimator_options
         Passed to the estimator's constructor (e.g. ``epochs``, ``hidden_units``).
     """
-    family = model_family(model)
+    base = resolve_model(model)
+    reference = model_reference(base)
+    if base.spherical_mean:
+        lmax = 0  # direction-averaged model: only the shells' mean signals are features
     empirical, t_prior = None, 0.0
     if prior_signals is not None:
         from .empirical import fit_sample
 
         t0 = time.perf_counter()
-        empirical = fit_sample(family, acq, prior_signals, random_state=random_state,
+        empirical = fit_sample(base, acq, prior_signals, random_state=random_state,
                                **(prior_fit or {}))
         t_prior = time.perf_counter() - t0
         if n_fibres is None:
             n_fibres = {k: len(v) for k, v in empirical.items() if len(v)}
     if n_fibres is None:
-        n_fibres = DEFAULT_FIBRES.get(family, (0,))
-    mix = parse_fibre_mixture(family, n_fibres)
+        n_fibres = default_fibres(base)
+    mix = parse_fibre_mixture(base, n_fibres)
     spec = FeatureSpec(kind=features, lmax=int(lmax), shore=bool(shore),
-                       hybrid_method=hybrid_method, model=family)
+                       hybrid_method=hybrid_method, model=reference)
     est = make_estimator(estimator, optimizer, learning_rate=learning_rate,
                          random_state=random_state, progress=progress, **estimator_options)
     t0 = time.perf_counter()
-    ts = make_training_set(family, acq, n_samples, n_fibres=mix, snr=snr, targets=targets,
+    ts = make_training_set(base, acq, n_samples, n_fibres=mix, snr=snr, targets=targets,
                            ranges=ranges, random_state=random_state, progress=progress,
                            empirical=empirical)
     t_sim = time.perf_counter() - t0
@@ -367,7 +372,7 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
             "prior": "model" if empirical is None else {
                 "kind": "empirical", "fit_seconds": round(t_prior, 3),
                 "fitted_voxels": {str(k): int(len(v)) for k, v in empirical.items()}}}
-    return TrainedEstimator(model=family, n_fibres={str(k): v for k, v in mix.items()},
+    return TrainedEstimator(model=reference, n_fibres={str(k): v for k, v in mix.items()},
                             acq=acq, features=spec, target_names=ts.target_names,
                             estimator=est, estimator_name=estimator,
                             optimizer=getattr(est, "wide_optimizer", None)

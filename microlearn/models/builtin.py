@@ -32,7 +32,7 @@ def _suffix(i: int, n: int) -> str:
 
 
 def _fibre_model(name, n_fibres, fibre_parts, iso_parts, fibre_params, derived_maps,
-                 iso_name="fiso"):
+                 iso_name="fiso", *, family: str, settings: dict):
     """Assemble a fibre model: per fibre ``fibre_parts``, plus isotropic ``iso_parts``.
 
     fibre_parts : list of (base instance name, Compartment)
@@ -65,6 +65,7 @@ def _fibre_model(name, n_fibres, fibre_parts, iso_parts, fibre_params, derived_m
     model = MultiCompartmentModel(
         name=name, compartments=tuple(comps), links=links, free_parameters=tuple(free),
         fractions=rule, n_fibres=n_fibres, fibres=tuple(fibres), targets=tuple(targets),
+        family=family, recipe={"family": family, "n_fibres": n_fibres, "settings": settings},
     )
     return replace(model, derived=derived_maps(model))
 
@@ -147,7 +148,8 @@ def noddi(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI, d_iso: float = D_ISO
     iso = [("ball", Ball(), {"ball.d_iso": Link("fixed", value=d_iso)})]
     return _fibre_model(f"noddi{n_fibres}" if n_fibres != 1 else "noddi", n_fibres,
                         [("stick", WatsonStick()), ("zeppelin", WatsonZeppelin())], iso,
-                        fibre_params, derived)
+                        fibre_params, derived, family="noddi",
+                        settings={"d_par": d_par, "d_iso": d_iso})
 
 
 def activeax(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI, d_iso: float = D_ISO_CSF):
@@ -191,7 +193,8 @@ def activeax(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI, d_iso: float = D_
     iso = [("ball", Ball(), {"ball.d_iso": Link("fixed", value=d_iso)})]
     return _fibre_model(f"activeax{n_fibres}" if n_fibres != 1 else "activeax", n_fibres,
                         [("cylinder", CylinderGPD()), ("zeppelin", Zeppelin())], iso,
-                        fibre_params, derived)
+                        fibre_params, derived, family="activeax",
+                        settings={"d_par": d_par, "d_iso": d_iso})
 
 
 def zcd(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI):
@@ -235,7 +238,8 @@ def zcd(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI):
     iso = [("dot", Dot(), {})]
     model = _fibre_model(f"zcd{n_fibres}" if n_fibres != 1 else "zcd", n_fibres,
                          [("cylinder", CylinderGPD()), ("zeppelin", Zeppelin())], iso,
-                         fibre_params, derived, iso_name="f_dot")
+                         fibre_params, derived, iso_name="f_dot", family="zcd",
+                         settings={"d_par": d_par})
     return model
 
 
@@ -255,6 +259,7 @@ def ivim():
     return MultiCompartmentModel(
         name="ivim", compartments=comps, links=links, free_parameters=(D_TISSUE, D_STAR),
         fractions=rule, n_fibres=0, fibres=(), targets=("f", "d", "d_star"),
+        family="ivim", recipe={"family": "ivim", "n_fibres": 0, "settings": {}},
     )
 
 
@@ -262,13 +267,14 @@ MODELS = {"noddi": noddi, "activeax": activeax, "zcd": zcd, "ivim": ivim}
 
 
 def get_model(name: str, n_fibres: int = 1) -> MultiCompartmentModel:
-    """A built-in model by name (``noddi``, ``activeax``, ``zcd``, ``ivim``).
+    """A built-in model by family name (see :mod:`microlearn.models.registry`).
 
     Parameters
     ----------
-    name : {"noddi", "activeax", "zcd", "ivim"}
+    name : str
+        A registered family (``noddi``, ``activeax``, ``zcd``, ``ivim``...).
     n_fibres : {0, 1, 2, 3}
-        Fibre populations; ignored for ``ivim``, which has none.
+        Fibre populations; ignored by families without fibres (``ivim``).
 
     Returns
     -------
@@ -279,11 +285,9 @@ def get_model(name: str, n_fibres: int = 1) -> MultiCompartmentModel:
     ValueError
         For an unknown name.
     """
-    try:
-        factory = MODELS[name]
-    except KeyError:
-        raise ValueError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.") from None
-    return factory() if name == "ivim" else factory(n_fibres)
+    from .registry import family
+
+    return family(name).build(n_fibres)
 
 
 __all__ = ["D_ISO_CSF", "D_PAR_NODDI", "MODELS", "activeax", "get_model", "ivim", "noddi", "zcd"]

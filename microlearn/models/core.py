@@ -73,6 +73,15 @@ class MultiCompartmentModel:
         Derived maps (e.g. ``kappa``, fibre-weighted means) from the free values.
     targets : tuple of str
         Maps a learned estimator predicts by default.
+    family : str
+        Registry family (``"noddi"``...) of a built-in, ``"custom"`` for a composed model.
+    recipe : mapping
+        How the base model was built (family, fibre count and settings, or the composed
+        compartments): with ``steps``, what :meth:`to_spec` saves.
+    steps : tuple of tuple
+        Constraints applied after the base, in order (``("fix", name, value)``...).
+    spherical_mean : bool
+        True when the model describes direction-averaged (powder-averaged) signals.
     """
 
     name: str
@@ -84,6 +93,10 @@ class MultiCompartmentModel:
     fibres: tuple[tuple[str, ...], ...] = ()
     derived: Mapping[str, Callable] = field(default_factory=dict)
     targets: tuple[str, ...] = ()
+    family: str = "custom"
+    recipe: Mapping = field(default_factory=dict)
+    steps: tuple[tuple, ...] = ()
+    spherical_mean: bool = False
 
     # ----------------------------------------------------------------- structure
     @property
@@ -168,7 +181,8 @@ class MultiCompartmentModel:
         p = self._free(name)
         if p.kind == "orientation":
             raise ValueError(f"fix: orientation {name!r} cannot be fixed to a scalar.")
-        return self._relink(name, Link("fixed", value=float(value)))
+        return replace(self._relink(name, Link("fixed", value=float(value))),
+                       steps=self.steps + (("fix", name, float(value)),))
 
     def tie(self, name: str, to: str) -> MultiCompartmentModel:
         """A new model where one free parameter takes the value of another.
@@ -185,7 +199,8 @@ class MultiCompartmentModel:
         MultiCompartmentModel
         """
         self._free(to)
-        return self._relink(name, Link("free", source=to))
+        return replace(self._relink(name, Link("free", source=to)),
+                       steps=self.steps + (("tie", name, to),))
 
     def tortuosity(self, d_perp: str, *, d_par: str, intra: str, extra: str):
         """A new model with d⊥ = d∥ (1 - f_intra / (f_intra + f_extra)).
@@ -204,7 +219,124 @@ class MultiCompartmentModel:
                 raise ValueError(f"tortuosity: unknown compartment {inst!r}.")
         if d_par not in self.links:
             raise ValueError(f"tortuosity: unknown compartment parameter {d_par!r}.")
-        return self._relink(d_perp, Link("tortuosity", source=d_par, intra=intra, extra=extra))
+        model = self._relink(d_perp, Link("tortuosity", source=d_par, intra=intra, extra=extra))
+        return replace(model, steps=self.steps + (("tortuosity", d_perp, d_par, intra, extra),))
+
+    # ----------------------------------------------------------------- settings
+    @property
+    def fixed_values(self) -> dict[str, float]:
+        """Every fixed compartment parameter ``"<instance>.<param>"`` and its SI value."""
+        return {k: float(v.value) for k, v in self.links.items() if v.kind == "fixed"}
+
+    @property
+    def setting_names(self) -> list[str]:
+        """Names :meth:`set` and :meth:`free` accept for fixed parameters: the compartment
+        parameter name (all instances) and each ``"<instance>.<param>"`` key."""
+        keys = list(self.fixed_values)
+        return sorted({k.split(".", 1)[1] for k in keys}) + keys
+
+    def parameter_record(self, name: str) -> Parameter:
+        """The :class:`Parameter` of a free parameter or of a fixed setting (its
+        compartment parameter's record: unit, bounds, display unit)."""
+        if name in self.parameters:
+            return self.parameters[name]
+        keys = self._fixed_keys(name)
+        if not keys:
+            raise self._unknown("parameter", name, self.parameter_names + self.setting_names)
+        inst, pname = keys[0].split(".", 1)
+        return next(p for p in dict(self.compartments)[inst].parameters if p.name == pname)
+
+    def _fixed_keys(self, name: str) -> list[str]:
+        return [k for k in self.fixed_values if k == name or k.split(".", 1)[1] == name]
+
+    def _unknown(self, what: str, name: str, valid: list[str]):
+        return ValueError(f"{what}: {name!r} is not a parameter of model {self.name!r}; "
+                          f"valid names: {', '.join(valid) or 'none'}.")
+
+    def set(self, name: str, value: float) -> MultiCompartmentModel:
+        """A new model with ``name`` held at ``value`` (SI units).
+
+        A free parameter is fixed (as :meth:`fix`); a fixed setting (e.g. ``d_par``, every
+        compartment's d∥, or one key such as ``"ball.d_iso"``) gets the new value.
+
+        Parameters
+        ----------
+        name : str
+            Free parameter or fixed setting.
+        value : float
+            Value in SI units.
+
+        Returns
+        -------
+        MultiCompartmentModel
+        """
+        free = [p.name for p in self.free_parameters if p.kind != "orientation"]
+        if name in free:
+            return self.fix(name, value)
+        keys = self._fixed_keys(name)
+        if not keys:
+            raise self._unknown("set", name, free + self.setting_names)
+        if not np.isfinite(value):
+            raise ValueError(f"set: {name} must be a finite number, got {value!r}.")
+        links = dict(self.links)
+        links.update({k: Link("fixed", value=float(value)) for k in keys})
+        return replace(self, links=links, steps=self.steps + (("set", name, float(value)),))
+
+    def free(self, name: str) -> MultiCompartmentModel:
+        """A new model where the fixed setting ``name`` becomes one free parameter.
+
+        Parameters
+        ----------
+        name : str
+            A compartment parameter name (every fixed instance of it, e.g. ``d_par``) or one
+            key ``"<instance>.<param>"``. The new free parameter is called ``name`` (dots
+            become underscores) with the compartment parameter's bounds.
+
+        Returns
+        -------
+        MultiCompartmentModel
+        """
+        keys = self._fixed_keys(name)
+        if not keys:
+            raise self._unknown("free", name, self.setting_names)
+        new_name = name.replace(".", "_")
+        if new_name in self.parameter_names:
+            raise ValueError(f"free: {new_name!r} is already a free parameter of {self.name!r}.")
+        inst, pname = keys[0].split(".", 1)
+        proto = next(p for p in dict(self.compartments)[inst].parameters if p.name == pname)
+        links = dict(self.links)
+        links.update({k: Link("free", source=new_name) for k in keys})
+        return replace(self, links=links,
+                       free_parameters=self.free_parameters + (proto.renamed(new_name),),
+                       targets=self.targets + (new_name,),
+                       steps=self.steps + (("free", name),))
+
+    # ----------------------------------------------------------------- specs
+    def to_spec(self) -> dict:
+        """The model as a JSON-ready recipe (see :func:`microlearn.models.spec.load_model`)."""
+        from .spec import model_to_spec
+
+        return model_to_spec(self)
+
+    def to_json(self, path=None) -> str:
+        """The model's spec as JSON text; written atomically to ``path`` when given."""
+        from .spec import save_model
+
+        return save_model(self, path)
+
+    def with_fibres(self, n_fibres: int) -> MultiCompartmentModel:
+        """The same model (settings and constraints) with ``n_fibres`` fibre populations.
+
+        Raises
+        ------
+        ValueError
+            For a composed model, whose fibre count is its composition.
+        """
+        if int(n_fibres) == self.n_fibres:
+            return self
+        from .spec import model_with_fibres
+
+        return model_with_fibres(self, int(n_fibres))
 
     # ----------------------------------------------------------------- evaluation
     def as_dict(self, params) -> dict[str, np.ndarray]:
@@ -382,6 +514,12 @@ def compose(compartments: Sequence[Compartment], *, names: Sequence[str] | None 
             links[f"{inst}.{p.name}"] = Link("free", source=fname)
             free.append(p.renamed(fname))
     oriented = [n for n, c in zip(names, compartments) if c.oriented]
+    averaged = [bool(getattr(c, "spherical_mean", False)) for c in compartments]
+    if any(averaged) and oriented:
+        raise ValueError(f"compose: spherical-mean compartments describe direction-averaged "
+                         f"signals and cannot be mixed with oriented ones ({oriented}).")
+    recipe = {"name": name, "compose": [{"compartment": type(c).__name__, "name": n}
+                                        for n, c in zip(names, compartments)]}
     return MultiCompartmentModel(
         name=name,
         compartments=tuple(zip(names, compartments)),
@@ -391,6 +529,8 @@ def compose(compartments: Sequence[Compartment], *, names: Sequence[str] | None 
         n_fibres=1 if oriented else 0,
         fibres=(tuple(oriented),) if oriented else (),
         targets=tuple(p.name for p in free if p.kind != "orientation"),
+        recipe=recipe,
+        spherical_mean=any(averaged),
     )
 
 

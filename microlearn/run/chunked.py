@@ -45,11 +45,14 @@ def _add_timing(timing: dict, n_voxels: int, seconds: float, setup_seconds: floa
 
 @dataclass
 class FitBlock:
-    """Fit a built-in model to a block of raw signals (picklable for Dask workers).
+    """Fit a model to a block of raw signals (picklable for Dask workers).
 
     Attributes
     ----------
-    model, n_fibres : str, int
+    model : str or dict
+        Family name or model spec (:func:`~microlearn.models.spec.model_reference`): a
+        composed model or changed settings reach every slab and Dask worker.
+    n_fibres : int
     method : str
         Fitting engine.
     acq : dict
@@ -68,7 +71,7 @@ class FitBlock:
         A σ map NIfTI (signal units, the image's spatial shape); overrides ``sigma``.
     """
 
-    model: str
+    model: str | dict
     n_fibres: int
     method: str
     acq: dict
@@ -89,9 +92,9 @@ class FitBlock:
         t0 = time.perf_counter()
         from ..acquisition import Acquisition
         from ..fitting import fit
-        from ..models import get_model
+        from ..models.spec import resolve_model
 
-        model = get_model(self.model, self.n_fibres)
+        model = resolve_model(self.model, self.n_fibres)
         sigma = 0 if self.sigma is None else self.sigma
         if self.sigma_map is not None:
             (z0, z1), mask_slab = slab
@@ -138,7 +141,7 @@ class AutoFitBlock:
         As :attr:`FitBlock.timing`.
     """
 
-    model: str
+    model: str | dict
     method: str
     acq: dict
     sigma: float | None

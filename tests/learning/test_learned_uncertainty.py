@@ -14,14 +14,14 @@ from microlearn.learning import (
     PolynomialRegressor,
     make_training_set,
 )
-from microlearn.learning.trained import DEFAULT_FIBRES
+from microlearn.learning.trained import default_fibres
 
 
 @pytest.fixture(scope="module")
 def mixture_split(hcp):
     """Training and held-out sets from the default NODDI mixture (0-3 fibres), SNR 30."""
     spec = FeatureSpec()
-    mix = DEFAULT_FIBRES["noddi"]
+    mix = default_fibres("noddi")
     train = make_training_set("noddi", hcp, 8000, n_fibres=mix, snr=30, random_state=0)
     test = make_training_set("noddi", hcp, 3000, n_fibres=mix, snr=30, random_state=1)
     X, _ = spec.compute(train.signal, hcp)

@@ -90,6 +90,8 @@ class ActiveAxMixEngine(Engine):
     """
 
     name = "mix"
+    REQUIRES = ("the built-in activeax(1): cylinder + tortuous zeppelin + ball with fixed, "
+                "shared d∥ and fixed d_iso")
     convergence = LM_CRITERION
     threaded = True  # parallel over voxels with numba threads
 

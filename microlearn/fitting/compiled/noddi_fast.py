@@ -104,6 +104,8 @@ class NoddiMixEngine(Engine):
     """MIX for NODDI with compiled kernels (grid search, analytic-Jacobian LM)."""
 
     name = "mix"
+    REQUIRES = ("the built-in noddi(1): Watson stick + tortuous Watson zeppelin + ball with "
+                "fixed, shared d∥ and fixed d_iso (any values)")
     convergence = LM_CRITERION
     threaded = True  # parallel over voxels with numba threads
 
@@ -182,26 +184,18 @@ class NoddiInteriorPointEngine(NoddiMixEngine):
 
 
 def mix_class(model, acq, *, fast: bool = True):
-    """The MIX engine class for ``model`` on ``acq``: a compiled path (NODDI 1–3 fibres,
-    ActiveAx) when one applies, else the generic one."""
-    from ..engines.mix import MixEngine
-    from .activeax_fast import ActiveAxMixEngine
-    from .noddi_multi import NoddiMultiMixEngine
+    """The MIX engine class for ``model`` on ``acq``: the first registered compiled path
+    that applies (:data:`microlearn.fitting.compiled.COMPILED_ENGINES`), else the generic one."""
+    from . import choose
 
-    if fast:
-        for cls in (NoddiMixEngine, NoddiMultiMixEngine, ActiveAxMixEngine):
-            if cls.applies(model, acq):
-                return cls
-    return MixEngine
+    return choose("mix", model, acq, fast=fast)
 
 
 def interior_point_class(model, acq, *, fast: bool = True):
     """The interior-point engine class for ``model``: compiled for single-fibre NODDI."""
-    from ..engines.interior_point import InteriorPointEngine
+    from . import choose
 
-    if fast and NoddiMixEngine.applies(model, acq):
-        return NoddiInteriorPointEngine
-    return InteriorPointEngine
+    return choose("interior-point", model, acq, fast=fast)
 
 
 def make_mix(model, acq, **options):

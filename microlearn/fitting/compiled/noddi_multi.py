@@ -26,6 +26,7 @@ class NoddiMultiMixEngine(NoddiMixEngine):
     """MIX for ``noddi(n)``, n = 2 or 3, with compiled kernels."""
 
     name = "mix"
+    REQUIRES = "the built-in noddi(2) or noddi(3) with fixed, shared d∥ and d_iso"
 
     def __init__(self, model, acq, *, max_iter: int = 60, tol: float = 1e-5, **kw):
         super().__init__(model, acq, max_iter=max_iter, tol=tol, **kw)

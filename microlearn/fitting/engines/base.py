@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...models.registry import uses_segmented_start
 from ...parameters import angles_to_cartesian, cartesian_to_angles
 from .search import CandidateTable, nnls_two, outer_fraction_name, search_names, tensor_directions
 
@@ -108,7 +109,7 @@ class Engine:
     def global_search(self, y, directions):
         """Stage 1: best candidate per voxel with NNLS fractions; returns x0 (V, P+1)."""
         dirs = self.initial_directions(y, directions)
-        if self.model.name == "ivim":
+        if uses_segmented_start(self.model):
             from .ivim_start import segmented_start
 
             grid = np.geomspace(*self.space["d_star"].bounds, 40)
@@ -237,7 +238,7 @@ class Engine:
         pools on noisy data); f, D* and S0 are refined.
         """
         keep = np.zeros(self.space.size + 1, bool)
-        if self.model.name == "ivim":
+        if uses_segmented_start(self.model):
             keep[self.space.slice("d")] = True
         return keep
 
