@@ -112,9 +112,3 @@ def _has_fibres(model) -> bool:
 
     record = family_of(model)
     return record is not None and record.has_fibres
-
-
-def model_record(model) -> dict:
-    """What fit.json / learn records of the model: name, family, spec and fixed values."""
-    return {"name": model.name, "family": model.family, "spec": model.to_spec(),
-            "fixed": model.fixed_values, "parameters": model.parameter_names}

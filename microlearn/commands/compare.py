@@ -12,6 +12,7 @@ from ._common import (
     load_input,
     prepare_out,
 )
+from ._model import add_model_arguments, model_from_args
 
 #: Files of a report folder that the --out check protects.
 REPORT_FILES = ("table.csv", "index.html")
@@ -20,7 +21,7 @@ REPORT_FILES = ("table.csv", "index.html")
 def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="compare fitting and learning: accuracy, runtime, report")
     add_input_arguments(p)
-    p.add_argument("--model", default="noddi", help="noddi | activeax | zcd | ivim")
+    add_model_arguments(p)
     p.add_argument("--methods", default="mix,interior-point,dictionary,dnn",
                    help="comma-separated: fitting engines, learned estimators "
                         "(estimator[/optimizer]) or saved estimator folders")
@@ -45,11 +46,12 @@ def run(args) -> int:
             raise FileNotFoundError(f"--truth {args.truth}: not a folder of maps; give the "
                                     "phantom's truth/ folder.")
         truth = load_maps(args.truth)
-    n_fibres = 0 if args.model == "ivim" else 1
+    model = model_from_args(args)
+    n_fibres = model.n_fibres
     options = {"n_samples": args.n_samples, "n_fibres": n_fibres}
     if args.epochs is not None:
         options["epochs"] = args.epochs
-    result = compare(ds, args.model, args.methods, truth=truth, learn_options=options,
+    result = compare(ds, model, args.methods, truth=truth, learn_options=options,
                      progress=True)
     with staged_output(args.out, force=args.force) as staging:
         result.save_html(staging)

@@ -6,11 +6,12 @@ from pathlib import Path
 
 from ..cli import echo
 from ._common import add_output_arguments, prepare_out
+from ._model import add_model_arguments, model_from_args
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("learn", help="train a learned estimator on simulated signals")
-    p.add_argument("--model", default="noddi", help="noddi | activeax | zcd | ivim")
+    add_model_arguments(p)
     p.add_argument("--n-fibres", default=None,
                    help="fibre populations of the training voxels: one count or a "
                         "comma-separated list mixed equally (default: 1,2,3 and, for "
@@ -65,11 +66,15 @@ def _acquisition(args):
     return acquisition_from_folder(folder, bvals_unit=args.bvals_unit)
 
 
-def _prior_signals(args):
+def _prior_signals(args, model):
     """Raw voxels of the --acquisition folder for the empirical prior, or None."""
+    from ..models.registry import family_of
+
     if args.prior_voxels < 20:
         raise ValueError(f"--prior-voxels {args.prior_voxels}: give 20 or more.")
-    if args.prior == "model" or (args.prior == "auto" and args.model == "ivim"):
+    record = family_of(model)
+    fibres = record is not None and record.has_fibres
+    if args.prior == "model" or (args.prior == "auto" and not fibres):
         # IVIM fits of D* scatter widely at clinical SNR: as a prior they are worse than
         # the model's (phantom D* RMSE 8.2e-9 vs < 4e-9 m²/s)
         return None
@@ -105,13 +110,14 @@ def run(args) -> int:
     # bad names and options fail here, before any output folder is made
     make_estimator(args.estimator, args.optimizer, learning_rate=args.learning_rate,
                    **options)
+    model = model_from_args(args)
     prepare_out(args, ESTIMATOR_FILES, inputs=[args.acquisition])
     acq = _acquisition(args)
-    prior = _prior_signals(args)
+    prior = _prior_signals(args, model)
     if prior is not None:
         options["prior_signals"] = prior
         options["prior_fit"] = {"n_fit": args.prior_voxels}
-    est = train(args.model, acq, estimator=args.estimator, optimizer=args.optimizer,
+    est = train(model, acq, estimator=args.estimator, optimizer=args.optimizer,
                 learning_rate=args.learning_rate, features=args.features,
                 n_samples=args.n_samples, snr=args.snr,
                 n_fibres=_fibres(args.n_fibres), random_state=args.seed, progress=True,

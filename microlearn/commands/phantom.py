@@ -8,6 +8,7 @@ import numpy as np
 
 from ..cli import echo
 from ._common import add_output_arguments, prepare_out
+from ._model import add_model_arguments, model_from_args
 
 #: Files and folders a phantom writes (the --out check).
 PHANTOM_FILES = ("data.nii.gz", "data.nii", "bvals", "bvecs", "nodif_brain_mask.nii.gz",
@@ -17,7 +18,7 @@ PHANTOM_FILES = ("data.nii.gz", "data.nii", "bvals", "bvecs", "nodif_brain_mask.
 def add_parser(sub) -> None:
     p = sub.add_parser("phantom", help="write a phantom with known truth (HCP layout)")
     add_output_arguments(p, "output folder")
-    p.add_argument("--model", default="noddi", help="noddi | activeax | zcd | ivim")
+    add_model_arguments(p)
     p.add_argument("--scheme", default=None, help="hcp | activeax | ivim (default by model)")
     p.add_argument("--kind", default="brain", choices=("brain", "rings"),
                    help="brain: tissue classes from real anatomy, fibres along known tracts "
@@ -50,27 +51,26 @@ SLAB_WISE_ABOVE = 2e8
 def run(args) -> int:
     from ..data.phantom import make_phantom
     from ..io import load_maps
-    from ..models import MODELS
+    from ..models.spec import model_reference
     from ..schemes import SCHEMES
 
-    if args.model not in MODELS:
-        raise ValueError(f"--model {args.model!r} is unknown; choose one of {sorted(MODELS)}.")
+    model = model_reference(model_from_args(args))
     if args.scheme is not None and args.scheme not in SCHEMES:
         raise ValueError(f"--scheme {args.scheme!r} is unknown; choose one of {sorted(SCHEMES)}.")
     prepare_out(args, PHANTOM_FILES, inputs=[args.acquisition])
     from ..acquisition import Acquisition
-    from ..data.phantom import DEFAULT_SCHEME, save_phantom_slabwise
+    from ..data.phantom import save_phantom_slabwise
 
-    acq, t2 = _acquisition_and_t2(args, Acquisition, DEFAULT_SCHEME)
+    acq, t2 = _acquisition_and_t2(args, Acquisition, model)
     n_meas = acq.n_measurements
     size = float(np.prod(args.shape)) * n_meas
     if args.slab_wise or size > SLAB_WISE_ABOVE:
-        out = save_phantom_slabwise(args.out, model=args.model, shape=tuple(args.shape),
+        out = save_phantom_slabwise(args.out, model=model, shape=tuple(args.shape),
                                     snr=args.snr, seed=args.seed, progress=True, acq=acq,
                                     t2=t2, kind=args.kind, force=args.force)
         n_brain = int((load_maps(out / "truth", names=("labels",))["labels"] > 0).sum())
     else:
-        ph = make_phantom(model=args.model, shape=tuple(args.shape), snr=args.snr,
+        ph = make_phantom(model=model, shape=tuple(args.shape), snr=args.snr,
                           seed=args.seed, acq=acq, t2=t2, kind=args.kind)
         out = ph.save(args.out, force=args.force)
         n_brain = int(ph.mask.sum())
@@ -79,7 +79,7 @@ def run(args) -> int:
     return 0
 
 
-def _acquisition_and_t2(args, Acquisition, default_scheme):
+def _acquisition_and_t2(args, Acquisition, model):
     """The acquisition to simulate (scheme or dataset folder, optionally at several echo
     times) and the T2 option of :func:`microlearn.data.phantom.make_phantom`."""
     from ..data.readers import acquisition_from_folder
@@ -90,7 +90,10 @@ def _acquisition_and_t2(args, Acquisition, default_scheme):
             raise ValueError("give --scheme or --acquisition, not both.")
         acq = acquisition_from_folder(args.acquisition, bvals_unit=args.bvals_unit)
     else:
-        acq = Acquisition.scheme(args.scheme or default_scheme[args.model])
+        from ..models.registry import default_scheme
+        from ..models.spec import resolve_model
+
+        acq = Acquisition.scheme(args.scheme or default_scheme(resolve_model(model)))
     if args.echo_times:
         acq = with_echo_times(acq, [te * 1e-3 for te in args.echo_times])
     t2 = args.t2 if args.t2 is not None else ("tissue" if acq.n_te > 1 else None)

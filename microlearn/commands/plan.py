@@ -6,12 +6,13 @@ import math
 from pathlib import Path
 
 from ..cli import echo
+from ._model import add_model_arguments, model_from_args
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("plan", help="per parameter: Cramér–Rao bound, expected fit and "
                                     "learning error, and whether the protocol supports it")
-    p.add_argument("--model", default="noddi", help="noddi | activeax | zcd | ivim")
+    add_model_arguments(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--scheme", help="built-in acquisition: hcp | activeax | ivim")
     src.add_argument("--acquisition", type=Path, metavar="DIR",
@@ -62,7 +63,7 @@ def run(args) -> int:
     if args.json is not None and args.json.is_dir():
         raise ValueError(f"--json {args.json}: is a folder; give a file name.")
     acq = _acquisition(args)
-    report = plan(args.model, acq, snr=args.snr, n_fibres=args.n_fibres,
+    report = plan(model_from_args(args), acq, snr=args.snr, n_fibres=args.n_fibres,
                   n_voxels=args.n_voxels, method=args.method, learn=not args.no_learn,
                   estimator=args.estimator, n_train=args.n_train, random_state=args.seed)
     echo(f"{report['model']} on {report['n_measurements']} measurements (b = "

@@ -32,7 +32,7 @@ def run(args) -> int:
     from ..learning import load_estimator
     from ..run import chunked as parallel
     from ..run.chunked import PredictBlock, run_chunked
-    from .fit import _versions
+    from ..run.fit_volume import versions as _versions
 
     t_start = time.perf_counter()
     path = str(Path(args.estimator).resolve())

@@ -28,7 +28,8 @@ import numpy as np
 
 from ..acquisition import Acquisition
 from ..io import PHANTOM_AFFINE
-from ..models import get_model
+from ..models.registry import FIBRE_TISSUE, IVIM_TISSUE, default_scheme, family_of
+from ..models.spec import resolve_model
 from ..parameters import cartesian_to_angles
 from ..simulate import add_noise, as_rng
 
@@ -36,32 +37,14 @@ log = logging.getLogger(__name__)
 
 LABELS = {"background": 0, "csf": 1, "gm": 2, "wm": 3, "cross2": 4, "cross3": 5}
 FIBRES_PER_LABEL = {1: 0, 2: 1, 3: 1, 4: 2, 5: 3}
-DEFAULT_SCHEME = {"noddi": "hcp", "activeax": "activeax", "zcd": "activeax", "ivim": "ivim"}
 S0 = 1000.0
 D_CSF = 3.0e-9
 #: Per-label T2 ranges in s (3 T): CSF, cortical GM, WM (also the crossing regions).
 T2_TISSUE = {1: (0.8, 1.2), 2: (0.08, 0.10), 3: (0.065, 0.075), 4: (0.065, 0.075),
              5: (0.065, 0.075)}
 
-#: Per-label uniform ranges of the fibre-model parameters (SI).
-TISSUE = {
-    2: {"odi": (0.40, 0.70), "icvf": (0.25, 0.45), "fiso": (0.05, 0.20), "diameter": (2e-6, 4e-6),
-        "d_perp": (0.6e-9, 1.0e-9)},
-    3: {"odi": (0.05, 0.15), "icvf": (0.55, 0.75), "fiso": (0.00, 0.10), "diameter": (3e-6, 8e-6),
-        "d_perp": (0.3e-9, 0.7e-9)},
-    4: {"odi": (0.05, 0.20), "icvf": (0.50, 0.70), "fiso": (0.00, 0.10), "diameter": (3e-6, 7e-6),
-        "d_perp": (0.3e-9, 0.7e-9)},
-    5: {"odi": (0.05, 0.20), "icvf": (0.50, 0.70), "fiso": (0.00, 0.10), "diameter": (3e-6, 7e-6),
-        "d_perp": (0.3e-9, 0.7e-9)},
-}
-#: Per-label IVIM ranges: perfusion fraction, tissue and pseudo-diffusivity (SI).
-IVIM_TISSUE = {
-    1: {"f": (0.00, 0.03), "d": (2.8e-9, 3.0e-9), "d_star": (8e-9, 12e-9)},
-    2: {"f": (0.10, 0.20), "d": (0.8e-9, 1.0e-9), "d_star": (8e-9, 15e-9)},
-    3: {"f": (0.03, 0.10), "d": (0.6e-9, 0.8e-9), "d_star": (8e-9, 15e-9)},
-    4: {"f": (0.20, 0.30), "d": (1.0e-9, 1.5e-9), "d_star": (10e-9, 20e-9)},
-    5: {"f": (0.15, 0.25), "d": (1.5e-9, 2.0e-9), "d_star": (5e-9, 10e-9)},
-}
+#: Per-label parameter ranges (SI) of the fibre models and of IVIM: the registry's.
+TISSUE, IVIM_TISSUE = FIBRE_TISSUE, IVIM_TISSUE
 
 
 @dataclass
@@ -74,7 +57,7 @@ class Phantom:
     labels: np.ndarray
     truth: dict
     affine: np.ndarray
-    model: str
+    model: str | dict
     snr: float
 
     def save(self, out_dir, *, force: bool = False) -> Path:
@@ -89,6 +72,7 @@ class Phantom:
             write_hcp_folder(staging, self.data, self.acq, self.mask, self.affine)
             write_maps(staging / "truth",
                        {**self.truth, "labels": self.labels.astype(np.float32)}, self.affine)
+            _write_model(staging / "truth", self.model)
         return Path(out_dir)
 
 
@@ -136,14 +120,15 @@ def _fibre_directions(label: int, n: int, rng) -> np.ndarray:
     return dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)
 
 
-def _fibre_group(model_name, n_fib, label, n, acq, rng, base_dirs=None):
+def _fibre_group(model, label, ranges, n, acq, rng, base_dirs=None):
     """Signals (n, N) and truth dict for one group of voxels of one label.
 
-    ``base_dirs`` (n, >= n_fib, 3), when given, are the voxels' fibre directions (the
-    brain phantom's tracts); they get the same small jitter as the ring phantom's.
+    ``model`` has the label's fibre count; parameters are drawn uniformly from ``ranges``
+    (by base name: ``odi`` also for ``odi_2``), else from their priors. ``base_dirs``
+    (n, >= n_fib, 3), when given, are the voxels' fibre directions (the brain phantom's
+    tracts); they get the same small jitter as the ring phantom's.
     """
-    ranges = TISSUE[label]
-    model = get_model(model_name, n_fib)
+    n_fib = model.n_fibres
     if base_dirs is None:
         dirs = _fibre_directions(label, n, rng)
     else:
@@ -163,7 +148,7 @@ def _fibre_group(model_name, n_fib, label, n, acq, rng, base_dirs=None):
             values[p.name] = w[:, int(idx) - 1]
         elif base in ranges:
             values[p.name] = rng.uniform(*ranges[base], n)
-        elif p.name in ("fiso", "f_dot"):
+        elif p.name in ("fiso", "f_dot") and "fiso" in ranges:
             values[p.name] = rng.uniform(*ranges["fiso"], n)
         else:
             values[p.name] = rng.uniform(*p.prior_bounds, n)
@@ -193,7 +178,10 @@ def make_phantom(*, model: str = "noddi", scheme: str | None = None, shape=(24, 
 
     Parameters
     ----------
-    model : {"noddi", "activeax", "zcd", "ivim"}
+    model : str, dict or MultiCompartmentModel
+        A registered family (``noddi``, ``activeax``, ``zcd``, ``ivim``...), a model spec or
+        a model: its registry record gives the tissue ranges per region; a composed model
+        draws its parameters from those ranges by name, else from its priors.
     kind : {"rings", "brain"}
         ``"brain"``: tissue classes from real anatomy and fibres along known tracts
         (:mod:`microlearn.data.brain_phantom`; the default of the CLI, the demo and the
@@ -228,12 +216,12 @@ KINDS = ("brain", "rings")
 
 def _layout(model, scheme, shape, acq, radius=1.0, *, kind="rings"):
     """Acquisition, labels, S0, fibre directions (or None), extra truth maps and affine."""
-    get_model(model)  # validates the name
+    model = resolve_model(model)  # validates the name or spec
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is unknown; choose one of {list(KINDS)}.")
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape must be three positive integers, got {tuple(shape)}.")
-    acq = acq or Acquisition.scheme(scheme or DEFAULT_SCHEME[model])
+    acq = acq or Acquisition.scheme(scheme or default_scheme(model))
     shape = tuple(int(s) for s in shape)
     dirs, extra = None, {}
     affine = PHANTOM_AFFINE
@@ -272,6 +260,8 @@ def _fill(model, acq, labels, s0_map, snr, rng, dirs=None, t2=None):
     """
     shape = labels.shape
     mask = labels > 0
+    base = resolve_model(model)
+    record = family_of(base)
     data = np.zeros(shape + (acq.n_measurements,), np.float32)
     truth: dict[str, np.ndarray] = {}
 
@@ -285,22 +275,21 @@ def _fill(model, acq, labels, s0_map, snr, rng, dirs=None, t2=None):
     for label in sorted(set(np.unique(labels)) - {0}):
         idx = np.nonzero(labels == label)
         n = idx[0].size
-        if model == "ivim":
-            r = IVIM_TISSUE[label]
-            vals = {k: rng.uniform(*r[k], n) for k in ("f", "d", "d_star")}
-            m = get_model("ivim")
-            signal = m.signal(acq, m.parameters.pack(vals))
-            group_truth = dict(vals)
-            group_truth["n_fibres"] = np.zeros(n)
-        elif label == LABELS["csf"]:
+        label_dirs = None if dirs is None else dirs[idx]
+        if record is None or not record.has_fibres:  # IVIM, SANDI, a composed model
+            tissue = record.phantom_tissue if record is not None else FIBRE_TISSUE
+            signal, group_truth = _fibre_group(base, label, tissue.get(label, {}), n, acq, rng,
+                                               label_dirs)
+            group_truth["n_fibres"] = np.full(n, base.n_fibres)
+        elif label == LABELS["csf"] and record.phantom_csf is not None:
             signal = np.exp(-acq.bvals * D_CSF)[None, :].repeat(n, 0)
-            group_truth = {"fiso": np.ones(n), "n_fibres": np.zeros(n)}
-            if model == "zcd":
-                group_truth = {"f_dot": np.zeros(n), "n_fibres": np.zeros(n)}
+            group_truth = {k: np.full(n, v) for k, v in record.phantom_csf.items()}
+            group_truth["n_fibres"] = np.zeros(n)
         else:
             n_fib = FIBRES_PER_LABEL[label]
-            signal, group_truth = _fibre_group(model, n_fib, label, n, acq, rng,
-                                               None if dirs is None else dirs[idx])
+            signal, group_truth = _fibre_group(base.with_fibres(n_fib), label,
+                                               record.phantom_tissue.get(label, {}), n, acq,
+                                               rng, label_dirs)
             group_truth["n_fibres"] = np.full(n, n_fib)
         t2_vox = _t2_values(t2, int(label), n, rng)
         if t2_vox is not None:
@@ -397,6 +386,14 @@ def _write_slabwise(out, model, scheme, shape, snr, seed, slab, radius, progress
     save_nifti_atomic((labels > 0).astype(np.uint8), affine, out / "nodif_brain_mask.nii.gz")
     write_acquisition_files(out, acq)
     write_maps(out / "truth", {**truth, **extra, "labels": labels.astype(np.float32)}, affine)
+    _write_model(out / "truth", model)
+
+
+def _write_model(folder: Path, model) -> None:
+    """``model.json``: the spec of the model that made the phantom (``--model`` accepts it)."""
+    from ..io import write_json
+
+    write_json(folder / "model.json", resolve_model(model).to_spec())
 
 
 __all__ = ["KINDS", "LABELS", "Phantom", "label_volume", "make_phantom", "save_phantom_slabwise"]

@@ -153,7 +153,7 @@ class MultiCompartmentModel:
                 return p
         raise ValueError(
             f"{name!r} is not a free compartment parameter of {self.name!r}; "
-            f"choose from {[p.name for p in self.free_parameters]}."
+            f"valid names: {', '.join(p.name for p in self.free_parameters)}."
         )
 
     def _relink(self, name: str, new: Link) -> MultiCompartmentModel:
@@ -470,6 +470,12 @@ class MultiCompartmentModel:
         for p in self.parameters:
             v = np.asarray(values[p.name])
             out[p.name] = angles_to_cartesian(v) if p.kind == "orientation" else v
+        rule = self.fractions
+        if isinstance(rule, FreeFractions) and rule.single is None:
+            # free weights are defined up to a common scale: report the volume fractions
+            shares = rule(values)
+            for i, inst in enumerate(rule.compartments):
+                out[f"f_{inst}"] = shares[..., i]
         for name, fn in self.derived.items():
             out[name] = fn(values)
             if batch is not None and np.ndim(out[name]) == 0:
@@ -528,7 +534,8 @@ def compose(compartments: Sequence[Compartment], *, names: Sequence[str] | None 
         fractions=FreeFractions(tuple(names)),
         n_fibres=1 if oriented else 0,
         fibres=(tuple(oriented),) if oriented else (),
-        targets=tuple(p.name for p in free if p.kind != "orientation"),
+        targets=tuple(p.name for p in free if p.kind != "orientation")
+        + tuple(f"f_{n}" for n in names),
         recipe=recipe,
         spherical_mean=any(averaged),
     )

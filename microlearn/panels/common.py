@@ -192,3 +192,47 @@ def resolve_data_path(text: str, data_root) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"{text}: no such folder inside {root}.")
     return path
+
+
+#: Folder inside the data root where the ModelComposer saves model specs (``NAME.json``).
+MODELS_DIR = "models"
+
+
+def model_choices(data_root) -> tuple[str, ...]:
+    """Model dropdown options: the registered families, then the saved specs
+    (``models/NAME.json`` inside ``data_root``, as ``"models/NAME.json"``)."""
+    from ..models.registry import family_names
+
+    folder = Path(data_root) / MODELS_DIR if data_root is not None else None
+    specs = sorted(f"{MODELS_DIR}/{p.name}" for p in folder.glob("*.json")) \
+        if folder is not None and folder.is_dir() else []
+    return tuple(family_names()) + tuple(specs)
+
+
+def model_from_choice(choice: str, data_root, n_fibres=None):
+    """The model a dropdown choice stands for: a family or a saved spec in the data root."""
+    from ..models.spec import resolve_model
+
+    if choice.endswith(".json"):
+        return resolve_model(resolve_spec_path(choice, data_root), n_fibres)
+    return resolve_model(choice, n_fibres)
+
+
+def resolve_spec_path(text: str, data_root) -> Path:
+    """A spec file inside ``data_root`` (dashboards serve files only from there)."""
+    root = Path(data_root).resolve()
+    path = (root / text).resolve()
+    if root not in path.parents:
+        raise ValueError(f"{text}: model specs are read only from {root}/{MODELS_DIR}.")
+    if not path.is_file():
+        raise FileNotFoundError(f"{text}: no such model spec in {root}.")
+    return path
+
+
+def refresh_models(dropdown, data_root) -> None:
+    """Re-read the model choices (families and saved specs) into a dropdown, keeping its
+    value when still offered."""
+    value = dropdown.value
+    options = model_choices(data_root)
+    dropdown.options = options
+    dropdown.value = value if value in options else options[0]

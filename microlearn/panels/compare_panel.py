@@ -56,13 +56,16 @@ class ComparePanel(widgets.VBox):
         self.task.start(lambda task: self._work(task, s), 2, wait=wait)
 
     def _work(self, task, s):
+        from ..models.spec import model_reference
         from ..run.compare import compare
+        from .common import model_from_choice
 
         task.stage("loading data", 0)
-        ds, truth = self.source.load(s["data"], s["folder"], s["model"])
+        model = model_from_choice(s["model"], self.source.data_root)
+        ds, truth = self.source.load(s["data"], s["folder"], model_reference(model))
         task.stage(f"running {', '.join(s['methods'])}", 1)
-        n_fibres = 0 if s["model"] == "ivim" else 1
-        result = compare(ds, s["model"], s["methods"], truth=truth,
+        n_fibres = model.n_fibres
+        result = compare(ds, model, s["methods"], truth=truth,
                          learn_options={"n_samples": s["n_samples"], "n_fibres": n_fibres})
         figs = result.make_figures()
         self.result = result

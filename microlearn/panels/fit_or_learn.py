@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -11,7 +12,16 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from .common import BackgroundTask, ErrorBox, figure_png, guarded, image_widget, resolve_data_path
+from .common import (
+    BackgroundTask,
+    ErrorBox,
+    figure_png,
+    guarded,
+    image_widget,
+    model_choices,
+    model_from_choice,
+    resolve_data_path,
+)
 
 PHANTOM = "built-in phantom"
 #: Grid of the dashboards' built-in brain phantom (HCP field of view, ~5.7 mm voxels).
@@ -56,8 +66,8 @@ class DataSource:
             :data:`PHANTOM` or ``"folder..."``.
         folder_text : str
             Folder inside the data root (when not the phantom).
-        model : str
-            Model family of the phantom to build.
+        model : str or dict
+            Family name or model spec of the phantom to build.
 
         Returns
         -------
@@ -68,7 +78,8 @@ class DataSource:
         from ..io import load_dataset, load_maps
 
         if choice == PHANTOM:
-            key = (model, self.phantom_shape, self.phantom_kind)
+            ref = model if isinstance(model, str) else json.dumps(model, sort_keys=True)
+            key = (ref, self.phantom_shape, self.phantom_kind)
             with self._lock:
                 if key not in self._cache:
                     import tempfile
@@ -102,7 +113,7 @@ def data_widgets(source: DataSource):
     data = widgets.Dropdown(options=(PHANTOM, "folder..."), value=PHANTOM, description="data")
     folder = widgets.Text(placeholder=f"dataset (HCP, BIDS, scheme) in {source.data_root}",
                           description="folder")
-    model = widgets.Dropdown(options=("noddi", "activeax", "zcd", "ivim"), value="noddi",
+    model = widgets.Dropdown(options=model_choices(source.data_root), value="noddi",
                              description="model")
     return data, folder, model
 
@@ -216,7 +227,8 @@ class FitOrLearn(widgets.VBox):
             from ..fitting.compiled.warm import warm_up
 
             self.source.load(PHANTOM, "", self.model.value)
-            warm_up(self.model.value, 0 if self.model.value == "ivim" else 1, self.engine.value)
+            model = model_from_choice(self.model.value, self.source.data_root)
+            warm_up(model, model.n_fibres, self.engine.value)
             figure_png(Figure(figsize=(1, 1)))  # font cache and the Agg canvas
         except Exception as err:  # noqa: BLE001 - the real run reports errors
             log.debug("pre-warming the fit-or-learn panel failed: %s", err)
@@ -239,25 +251,25 @@ class FitOrLearn(widgets.VBox):
     def _work(self, task, s):
         from ..fitting import fit
         from ..learning import train
-        from ..models import get_model
+        from ..models.spec import model_reference
 
         task.stage("loading data", 0)
         if self._prepared is not None:  # a click during the preparation waits for it
             self._prepared.join()
-        ds, truth = self.source.load(s["data"], s["folder"], s["model"])
+        model = model_from_choice(s["model"], self.source.data_root)
+        ds, truth = self.source.load(s["data"], s["folder"], model_reference(model))
         data = ds.load_data()
         n_vox = int(ds.mask.sum())
         t0 = time.perf_counter()
         if s["mode"] == "fit":
             task.stage(f"fitting {n_vox} voxels with {s['engine']}", 1)
-            model = get_model(s["model"])
             res = fit(model, ds.acq, data, method=s["engine"], mask=ds.mask)
             maps = res.maps()
             seconds, train_s = time.perf_counter() - t0, 0.0
             setup = res.setup_seconds + max(seconds - res.seconds, 0.0)
         else:
             task.stage(f"training {s['estimator']} on {s['n_samples']} simulated voxels", 1)
-            est = train(s["model"], ds.acq, estimator=s["estimator"],
+            est = train(model, ds.acq, estimator=s["estimator"],
                         optimizer=s["optimizer"], features=s["features"],
                         n_samples=s["n_samples"],
                         n_fibres=None)  # the family mixture: free water (CSF) included
@@ -267,7 +279,7 @@ class FitOrLearn(widgets.VBox):
             maps = est.predict_maps(data, ds.mask, acq=ds.acq)
             seconds = time.perf_counter() - t1
             setup = None
-        result = RunResult(model=s["model"], maps=maps, mask=ds.mask, truth=truth,
+        result = RunResult(model=model_reference(model), maps=maps, mask=ds.mask, truth=truth,
                            n_voxels=n_vox, seconds=seconds, train_seconds=train_s)
         self.result = result  # one assignment: a redraw sees the old run or the new one
         self.runtime.value = runtime_html(n_vox, seconds, setup, train_s)
@@ -291,12 +303,13 @@ class FitOrLearn(widgets.VBox):
         return None if self.result is None else self.result.mask
 
     def _draw(self):
-        from ..run.compare import COMPARED_MAPS
+        from ..models.registry import compared_maps
+        from ..models.spec import resolve_model
         from ..viz.maps import plot_maps_slice
 
         result = self.result  # read once: a run finishing meanwhile swaps in a new object
         if result is None:
             return
-        fig = plot_maps_slice(result.maps, COMPARED_MAPS[result.model], result.mask,
+        fig = plot_maps_slice(result.maps, compared_maps(resolve_model(result.model)), result.mask,
                               int(self.slice.value), truth=result.truth)
         self.maps_image.value = figure_png(fig)

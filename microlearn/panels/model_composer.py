@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ipywidgets as widgets
 import numpy as np
 
@@ -10,9 +12,6 @@ from .common import ErrorBox, figure_png, guarded, image_widget, parameter_slide
 #: Compartments offered for composing a custom model.
 COMPARTMENT_CHOICES = ("stick", "zeppelin", "ball", "dot", "cylinder", "watson stick",
                        "watson zeppelin")
-BUILT_IN = ("noddi", "activeax", "zcd", "ivim")
-DEFAULT_SCHEME = {"noddi": "hcp", "activeax": "activeax", "zcd": "activeax", "ivim": "ivim",
-                  "custom": "hcp"}
 
 
 def build_model(kind: str, n_fibres: int, compartments=()):
@@ -40,10 +39,11 @@ def build_model(kind: str, n_fibres: int, compartments=()):
         WatsonZeppelin,
         Zeppelin,
     )
-    from ..models import compose, get_model
+    from ..models import compose
+    from ..models.registry import family
 
     if kind != "custom":
-        return get_model(kind, n_fibres)
+        return family(kind).build(n_fibres)
     parts = {"stick": Stick, "zeppelin": Zeppelin, "ball": Ball, "dot": Dot,
              "cylinder": CylinderGPD, "watson stick": WatsonStick,
              "watson zeppelin": WatsonZeppelin}
@@ -62,19 +62,35 @@ class ModelComposer(widgets.VBox):
     n_fibres : int
     glyphs : bool
         Draw the FURY superquadric glyph (needs an offscreen WebGPU/Vulkan device).
+    data_root : str or Path, optional
+        Where "save" writes the model spec (``models/NAME.json``), for the fit-or-learn and
+        compare panels and ``microlearn fit --model``; default ``$MICROLEARN_DATA``.
     """
 
-    def __init__(self, model: str = "noddi", n_fibres: int = 1, *, glyphs: bool = True):
+    def __init__(self, model: str = "noddi", n_fibres: int = 1, *, glyphs: bool = True,
+                 data_root=None):
+        from ..models.registry import family_names
+        from .fit_or_learn import data_root_default
+
         self.errors = ErrorBox()
-        self.kind = widgets.Dropdown(options=BUILT_IN + ("custom",), value=model,
+        self.data_root = Path(data_root) if data_root is not None else data_root_default()
+        self.kind = widgets.Dropdown(options=tuple(family_names()) + ("custom",), value=model,
                                      description="model")
         self.n_fibres = widgets.IntSlider(value=n_fibres, min=0, max=3, description="fibres",
                                           continuous_update=False)
         self.parts = widgets.SelectMultiple(options=COMPARTMENT_CHOICES,
                                             value=("stick", "zeppelin", "ball"),
                                             description="compartments", rows=4)
-        self.scheme = widgets.Dropdown(options=("hcp", "activeax", "ivim"), value="hcp",
+        from ..schemes import SCHEMES
+
+        self.scheme = widgets.Dropdown(options=tuple(SCHEMES), value="hcp",
                                        description="scheme")
+        self.spec_name = widgets.Text(value="my_model", description="save as",
+                                      layout=widgets.Layout(width="260px"))
+        self.save_button = widgets.Button(description="save spec")
+        self.saved = widgets.HTML()
+        self.on_save: list = []  # callbacks(path) after a spec is saved
+        self.save_button.on_click(lambda _: guarded(self.errors)(self.save)())
         self.sliders_box = widgets.VBox()
         self.signal_b = image_widget("48%")
         self.signal_angle = image_widget("48%")
@@ -84,8 +100,10 @@ class ModelComposer(widgets.VBox):
         self.sliders: dict = {}
         header = widgets.HBox([self.kind, self.n_fibres, self.scheme])
         plots = widgets.HBox([self.signal_b, self.signal_angle])
+        saving = widgets.HBox([self.spec_name, self.save_button, self.saved])
         super().__init__([widgets.HTML("<h3>Model composer</h3>"), header, self.parts,
-                          widgets.HBox([self.sliders_box, self.glyph]), plots, self.errors])
+                          widgets.HBox([self.sliders_box, self.glyph]), plots, saving,
+                          self.errors])
         self.add_class("ml-model-composer")
         self._rebuild = guarded(self.errors)(self._rebuild_impl)
         self.refresh = guarded(self.errors)(self._refresh_impl)
@@ -98,11 +116,14 @@ class ModelComposer(widgets.VBox):
     def _rebuild_impl(self):
         kind = self.kind.value
         self.parts.layout.display = "" if kind == "custom" else "none"
-        self.n_fibres.disabled = kind in ("ivim", "custom")
+        from ..models.registry import default_scheme, family_of
+
+        record = family_of(kind)
+        self.n_fibres.disabled = record is None or not record.has_fibres
         self.model = build_model(kind, self.n_fibres.value, self.parts.value)
         self._building = True
         try:
-            self.scheme.value = DEFAULT_SCHEME[kind]
+            self.scheme.value = default_scheme(self.model)
         finally:
             self._building = False
         self.sliders = {}
@@ -127,6 +148,30 @@ class ModelComposer(widgets.VBox):
             w.observe(lambda change: self.refresh(), names="value")
         self.sliders_box.children = rows
         self._refresh_impl()
+
+    def save(self) -> Path:
+        """Write the current model's spec to ``<data_root>/models/<name>.json``; its path."""
+        import re
+
+        from .common import MODELS_DIR
+
+        name = self.spec_name.value.strip()
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            raise ValueError(f"save as {name!r}: use 1-64 letters, digits, '_' or '-'.")
+        path = self.data_root / MODELS_DIR / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model = self.model
+        if "compose" in model.recipe:  # a composed model is named after its file
+            from dataclasses import replace
+
+            model = replace(model, name=name, recipe={**model.recipe, "name": name})
+        model.to_json(path)
+        self.saved.value = (f"saved <code>{MODELS_DIR}/{name}.json</code>: choose it in the "
+                            "fit-or-learn panel, or <code>microlearn fit --model "
+                            f"{path}</code>")
+        for callback in self.on_save:
+            callback(path)
+        return path
 
     def values(self) -> dict:
         """Current parameter values in SI (orientations as (θ, φ) in radians)."""

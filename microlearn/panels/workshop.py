@@ -26,15 +26,22 @@ def workshop(*, data_root=None, phantom_shape=None, glyphs: bool = True) -> widg
     from .fit_or_learn import PHANTOM_SHAPE, FitOrLearn
 
     phantom_shape = PHANTOM_SHAPE if phantom_shape is None else phantom_shape
+    from .common import refresh_models
     from .model_composer import ModelComposer
     from .signal_simulator import SignalSimulator
 
-    composer = ModelComposer(glyphs=glyphs)
+    composer = ModelComposer(glyphs=glyphs, data_root=data_root)
+    fit_or_learn = FitOrLearn(data_root=data_root, phantom_shape=phantom_shape)
+    compare = ComparePanel(data_root=data_root, phantom_shape=phantom_shape)
+    # a spec saved in the composer appears in the other tabs' model lists at once
+    composer.on_save.append(lambda path: refresh_models(fit_or_learn.model,
+                                                        fit_or_learn.source.data_root))
+    composer.on_save.append(lambda path: refresh_models(compare.model, compare.source.data_root))
     tabs = widgets.Tab(children=[
         composer,
         SignalSimulator(composer, data_root=data_root),
-        FitOrLearn(data_root=data_root, phantom_shape=phantom_shape),
-        ComparePanel(data_root=data_root, phantom_shape=phantom_shape),
+        fit_or_learn,
+        compare,
     ])
     for i, title in enumerate(("1 compose", "2 simulate", "3 fit or learn", "4 compare")):
         tabs.set_title(i, title)

@@ -26,8 +26,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: Maps compared per model family.
-COMPARED_MAPS = {"noddi": ("odi", "icvf", "fiso"), "activeax": ("diameter", "icvf", "fiso"),
-                 "zcd": ("diameter", "icvf", "f_dot"), "ivim": ("f", "d", "d_star")}
 
 
 @dataclass
@@ -235,10 +233,11 @@ def _parse_method(spec: str):
 
 def run_method(spec, model_name, acq, data, mask, *, n_fibres=1, learn_options=None,
                progress=False) -> MethodRun:
-    """Run one method on ``data[mask]``; maps are spatial arrays."""
+    """Run one method on ``data[mask]``; maps are spatial arrays. ``model_name`` is a family
+    name, a spec or a model."""
     from ..fitting import fit
     from ..learning import load_estimator, train
-    from ..models import get_model
+    from ..models.spec import resolve_model
 
     if isinstance(spec, tuple):  # (label, TrainedEstimator)
         label, est = spec
@@ -250,7 +249,7 @@ def run_method(spec, model_name, acq, data, mask, *, n_fibres=1, learn_options=N
     kind, name, optimizer = _parse_method(spec)
     train_seconds = 0.0
     if kind == "fit":
-        model = get_model(model_name, n_fibres)
+        model = resolve_model(model_name, n_fibres)
         t0 = time.perf_counter()
         res = fit(model, acq, data, method=name, mask=mask, progress=progress)
         seconds = time.perf_counter() - t0
@@ -282,8 +281,9 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
     ----------
     data : Dataset or ndarray, shape (*spatial, N)
         A dataset from :func:`microlearn.io.load_dataset` or raw signals.
-    model : str
-        Model family: ``noddi``, ``activeax``, ``zcd``, ``ivim``.
+    model : str, dict or MultiCompartmentModel
+        A family name (``noddi``...), a model spec or a model: fitted by the engines and
+        learned by the estimators alike.
     methods : sequence of str or comma-separated str
         Method names (see the module docstring), or ``(label, TrainedEstimator)`` pairs
         for estimators already trained (their training time is taken from ``info``).
@@ -294,7 +294,7 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
     truth : dict or path, optional
         True maps (e.g. the phantom's ``truth/`` folder).
     names : sequence of str, optional
-        Maps to compare (default per model, :data:`COMPARED_MAPS`).
+        Maps to compare (default: the family's, :func:`~microlearn.models.registry.compared_maps`).
     evaluate : ndarray of bool, optional
         Voxels the metrics are computed on (default: the mask; with a truth that has
         ``n_fibres``, the voxels whose fibre count matches ``n_fibres``).
@@ -312,8 +312,11 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
     for m in methods:
         if not isinstance(m, tuple):
             _parse_method(m)
-    if model not in COMPARED_MAPS:
-        raise ValueError(f"model: choose one of {sorted(COMPARED_MAPS)}, not {model!r}.")
+    from ..models.registry import compared_maps, family_of
+    from ..models.spec import model_reference, resolve_model
+
+    base = resolve_model(model, n_fibres)
+    model = model_reference(base)
     if isinstance(data, Dataset):
         acq = data.acq
         mask = data.mask if mask is None else mask
@@ -325,10 +328,11 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
     mask = np.ones(spatial, bool) if mask is None else np.asarray(mask, bool)
     if isinstance(truth, (str, Path)):
         truth = load_maps(truth)
-    names = tuple(names or COMPARED_MAPS[model])
+    names = tuple(names or compared_maps(base))
     if evaluate is None:
         evaluate = mask.copy()
-        if truth is not None and "n_fibres" in truth and model != "ivim":
+        record = family_of(base)
+        if truth is not None and "n_fibres" in truth and record is not None and record.has_fibres:
             evaluate &= np.asarray(truth["n_fibres"]) == n_fibres
     evaluate = np.asarray(evaluate, bool) & mask
     runs = {}
@@ -363,4 +367,4 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
                 row.update({f"rmsd_{k}": met["rmse"], f"corr_{k}": met["corr"]})
         rows.append(row)
     return Comparison(rows=rows, runs=runs, truth=truth, names=names, mask=evaluate,
-                      model=model, reference=None if truth is not None else reference)
+                      model=base.name, reference=None if truth is not None else reference)

@@ -40,12 +40,6 @@ RESOLVABLE = 0.5
 S0 = 1000.0
 
 
-def _family(model_name: str) -> str:
-    from ..learning.trained import model_family
-
-    return model_family(model_name)
-
-
 def crb_std(model, acq, params, sigma: float) -> dict[str, np.ndarray]:
     """Per-voxel Cramér–Rao std of every scalar parameter, ``inf`` where unidentifiable.
 
@@ -60,7 +54,7 @@ def crb_std(model, acq, params, sigma: float) -> dict[str, np.ndarray]:
     """
     from ..crossings.bounds import fisher_std, kernel_fisher, kernel_rows_from
 
-    if model.name.startswith("noddi") and model.n_fibres > 1:
+    if model.family == "noddi" and not model.steps and model.n_fibres > 1:
         k = model.n_fibres
         maps = model.maps(params)
         directions = np.stack([maps[f"mu_{i + 1}"] for i in range(k)], axis=1)
@@ -163,7 +157,6 @@ def plan(model: str, acq, *, snr: float = 30.0, n_fibres: int = 1, n_voxels: int
         ``verdict``, ``resolvable_from`` (lengths); plus the settings and seconds.
     """
     from ..fitting import fit
-    from ..models import get_model
     from ..simulate import add_noise, as_rng, sample_parameters, simulate
 
     if not snr > 0 or not np.isfinite(snr):
@@ -171,8 +164,9 @@ def plan(model: str, acq, *, snr: float = 30.0, n_fibres: int = 1, n_voxels: int
     if int(n_voxels) < 20:
         raise ValueError(f"n_voxels must be at least 20 for a Monte-Carlo estimate, not "
                          f"{n_voxels}.")
-    family = _family(model)
-    mdl = get_model(family, int(n_fibres))
+    from ..models.spec import resolve_model
+
+    mdl = resolve_model(model, int(n_fibres))
     k = mdl.n_fibres
     rng = as_rng(random_state)
     t0 = time.perf_counter()
@@ -191,7 +185,7 @@ def plan(model: str, acq, *, snr: float = 30.0, n_fibres: int = 1, n_voxels: int
     if learn:
         from ..learning import train
 
-        est = train(family, acq, estimator=estimator, n_samples=int(n_train), snr=snr,
+        est = train(mdl, acq, estimator=estimator, n_samples=int(n_train), snr=snr,
                     n_fibres=k, ranges=ranges, random_state=int(rng.integers(2**31)))
         learned = est.predict_maps(noisy, acq=acq)
     t_learn = time.perf_counter() - t0 - t_crb - t_fit
@@ -226,7 +220,7 @@ def plan(model: str, acq, *, snr: float = 30.0, n_fibres: int = 1, n_voxels: int
             row["reason"] += (f"; resolvable from {lo * 1e6:.1f} µm" if lo is not None
                               else "; not resolvable anywhere in the prior")
         rows.append(row)
-    return {"model": mdl.name, "family": family, "n_fibres": k, "snr": float(snr),
+    return {"model": mdl.name, "family": mdl.family, "n_fibres": k, "snr": float(snr),
             "n_voxels": int(n_voxels), "method": method,
             "estimator": estimator if learn else None, "n_train": int(n_train) if learn else 0,
             "n_measurements": int(acq.n_measurements),

@@ -126,3 +126,28 @@ def test_fit_or_learn_swaps_one_result_and_draws_the_run_model(tmp_path):
     assert not p.errors.value and len(p.maps_image.value) > 1000
     p.run(wait=True)  # the new run replaces the whole result at once
     assert p.result is not first and p.result.model == "ivim" and "d_star" in p.maps
+
+
+def test_a_model_saved_in_the_composer_is_fitted_and_learned_in_the_workshop(tmp_path):
+    """Compose stick + ball, save its spec, fit and learn it on the phantom it describes."""
+    from microlearn.panels.workshop import workshop
+
+    tabs = workshop(data_root=tmp_path, phantom_shape=(8, 8, 2), glyphs=False)
+    composer, _, panel, _ = tabs.children
+    composer.kind.value = "custom"
+    composer.parts.value = ("stick", "ball")
+    composer.spec_name.value = "stick_ball"
+    path = composer.save()
+    assert path == tmp_path / "models" / "stick_ball.json"
+    assert "models/stick_ball.json" in panel.model.options
+    panel.model.value = "models/stick_ball.json"
+    panel.run(wait=True)
+    assert not panel.errors.value, panel.errors.value
+    truth, maps, mask = panel.result.truth, panel.maps, panel.mask
+    assert np.nanmedian(np.abs(maps["f_stick"] - truth["f_stick"])[mask]) < 0.1
+    panel.mode.value = "learn"
+    panel.estimator.value = "polynomial"
+    panel.n_samples.value = 3000
+    panel.run(wait=True)
+    assert not panel.errors.value, panel.errors.value
+    assert np.isfinite(panel.maps["f_stick"][panel.mask]).mean() > 0.9

@@ -17,7 +17,6 @@ import time
 log = logging.getLogger(__name__)
 
 #: Built-in scheme each model family is warmed on.
-WARM_SCHEME = {"noddi": "hcp", "activeax": "activeax", "zcd": "activeax", "ivim": "ivim"}
 #: (model, n_fibres, method) compiled and cached at install time.
 INSTALL_JOBS = (("noddi", 1, "mix"), ("noddi", 1, "interior-point"), ("noddi", 1, "dictionary"),
                 ("noddi", 2, "mix"), ("noddi", 3, "mix"), ("activeax", 1, "mix"),
@@ -31,8 +30,8 @@ def warm_up(model: str = "noddi", n_fibres: int = 1, method: str = "mix", *, acq
 
     Parameters
     ----------
-    model : str
-        Model family (``noddi``, ``activeax``, ``zcd``, ``ivim``).
+    model : str, dict or MultiCompartmentModel
+        Family name, model spec or model.
     n_fibres : int
     method : str
         Fitting engine.
@@ -42,13 +41,14 @@ def warm_up(model: str = "noddi", n_fibres: int = 1, method: str = "mix", *, acq
     import numpy as np
 
     from ...acquisition import Acquisition
-    from ...models import get_model
+    from ...models.registry import default_scheme
+    from ...models.spec import resolve_model
     from ...simulate import simulate_dataset
     from ..api import fit
 
     t0 = time.perf_counter()
-    m = get_model(model, n_fibres)
-    acq = acq if acq is not None else Acquisition.scheme(WARM_SCHEME[model])
+    m = resolve_model(model, n_fibres)
+    acq = acq if acq is not None else Acquisition.scheme(default_scheme(m))
     _, _, y = simulate_dataset(m, acq, WARM_VOXELS, snr=30, random_state=0)
     fit(m, acq, 1000.0 * np.asarray(y), method=method, sigma=1000.0 / 30, workers=1)
     return time.perf_counter() - t0
@@ -56,8 +56,11 @@ def warm_up(model: str = "noddi", n_fibres: int = 1, method: str = "mix", *, acq
 
 def warm_jobs(model: str, n_fibres, method: str) -> tuple:
     """The warm-up jobs of a fit: ``n_fibres`` "auto" warms the 1-3 fibre fits."""
-    if model == "ivim":
-        return ((model, 0, method),)
+    from ...models.registry import family_of
+
+    record = family_of(model)
+    if record is not None and not record.has_fibres:
+        return ((model, record.default_fibres, method),)
     if n_fibres == "auto":
         return tuple((model, n, method) for n in (1, 2, 3))
     return ((model, int(n_fibres), method),)

@@ -1,0 +1,215 @@
+"""``fit_volume``: one call that fits a model to a dataset and writes its maps and fit.json.
+
+The ``fit`` command parses its arguments and calls this; so can a script or a panel. It
+chooses the block (fixed fibre count or per-voxel model selection), σ, runs the chunked
+slab loop (resumable, Dask optional) and records what ran in ``fit.json``: the model's spec
+and fixed values, the engine and its convergence, noise, timing, quality, identifiability.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class NoiseChoice:
+    """Where σ comes from: ``sigma`` given (signal units; 0 = Gaussian) or a σ map."""
+
+    sigma: float | None = None
+    sigma_map: Path | None = None
+
+
+def versions() -> dict:
+    """Versions of microlearn and the libraries a fit depends on (for the records)."""
+    import dipy
+    import nibabel
+    import numpy
+    import scipy
+
+    from .. import __version__
+
+    return {"microlearn": __version__, "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "dipy": dipy.__version__, "nibabel": nibabel.__version__,
+            "python": platform.python_version()}
+
+
+def timing_fields(timing: dict, n_voxels: int, fit_seconds: float) -> dict:
+    """fit.json's fit timings from a block function's ``timing`` (see ``FitBlock``).
+
+    ``fit_seconds`` spans the signals in memory to the maps in memory with every first-call
+    cost included; ``setup_seconds`` is its part that does not scale with the voxels
+    (engine imports, compiled-kernel loading or compilation, dictionaries, tables), timed
+    by fitting the first few voxels alone; ``vox_per_s`` is the steady throughput after
+    set-up. After a Dask run the workers' timings are not seen here: the slab loop's time
+    (reading included) stands in and the set-up is not separated.
+    """
+    from ..fitting.api import throughput
+
+    if timing.get("n_voxels"):
+        fit_s, setup = timing["fit_seconds"], timing["setup_seconds"]
+        how = ("fit_seconds: signals in memory -> maps in memory, first-call costs included; "
+               "setup_seconds: imports, kernel loading/compilation, tables, timed by fitting "
+               "the first voxels alone; vox_per_s: voxels / (fit_seconds - setup_seconds)")
+    else:
+        fit_s, setup = fit_seconds, 0.0
+        how = "Dask workers: fit_seconds is the slab loop (reading included); set-up not split"
+    steady = throughput(n_voxels, fit_s, setup)
+    return {"fit_seconds": fit_s, "setup_seconds": setup,
+            "vox_per_s": steady if np.isfinite(steady) else n_voxels / max(fit_s, 1e-9),
+            "overall_vox_per_s": n_voxels / max(fit_s, 1e-9), "timing": how}
+
+
+def check_sigma_map(path, dataset) -> str:
+    """The σ map's path after checking it is a 3-D map of the DWI's spatial shape."""
+    from ..io import load_nifti
+
+    path = Path(path)
+    img = load_nifti(path)
+    shape = tuple(img.shape)
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if shape != tuple(dataset.shape):
+        raise ValueError(f"{path}: σ map shape {tuple(img.shape)} does not match the DWI's "
+                         f"spatial shape {tuple(dataset.shape)}; give the σ map computed on "
+                         "this image (e.g. by MP-PCA denoising of it).")
+    return str(path.resolve())
+
+
+def noise_record(noise: NoiseChoice, sigma, acq) -> dict:
+    """What noise model the fit used, for ``fit.json``."""
+    if noise.sigma_map is not None:
+        return {"model": "rician", "sigma": "map", "source": str(noise.sigma_map)}
+    if sigma is None or float(sigma) == 0:
+        return {"model": "gaussian", "sigma": None,
+                "source": "--sigma 0" if noise.sigma is not None else
+                "fewer than 2 b0 per echo time: no Rician floor"}
+    if noise.sigma is not None:
+        return {"model": "rician", "sigma": float(sigma), "source": "--sigma"}
+    from ..fitting.noise import SIGMA_METHOD
+
+    source = "b0 repeats" + (" of each echo time, pooled" if acq.n_te > 1 else "")
+    return {"model": "rician", "sigma": float(sigma), "source": source,
+            "estimator": SIGMA_METHOD}
+
+
+def model_record(model) -> dict:
+    """What fit.json and saved estimators record of the model: name, family, its spec (to
+    rebuild it with ``--model``), the fixed values (SI) and the free parameters."""
+    return {"name": model.name, "family": model.family, "spec": model.to_spec(),
+            "fixed": model.fixed_values, "parameters": model.parameter_names}
+
+
+def output_names(model, auto: bool) -> list[str]:
+    """The maps a fit of ``model`` writes (checked against ``--force`` before any work)."""
+    from ..fitting.quality import quality_map_names
+
+    names = model.map_names + ["s0", "success"] + (["n_fibres"] if auto else [])
+    if not auto:
+        names += quality_map_names(model)
+    return names
+
+
+def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
+               noise: NoiseChoice = NoiseChoice(), force: bool = False, scale=None,
+               started: float | None = None) -> tuple[dict, Path]:
+    """Fit ``model`` to every voxel of ``ds`` and write the maps and ``fit.json`` to ``out``.
+
+    Parameters
+    ----------
+    ds : Dataset
+        From :func:`microlearn.io.load_dataset`.
+    model : MultiCompartmentModel
+        The model (any settings, or composed); with ``auto`` its 3-fibre version, whose
+        0–3 fibre variants are selected per voxel.
+    out : Path
+        Output folder (a BIDS input writes a BIDS-derivatives folder inside it).
+    method : str
+        Fitting engine.
+    auto : bool
+        Choose the fibre count per voxel (model selection).
+    noise : NoiseChoice
+        σ given, a σ map, or neither (σ from the b0 repeats).
+    force : bool
+        Replace this run's files already in ``out``.
+    scale : dict, optional
+        Whole-brain options of :func:`~microlearn.run.chunked.run_chunked`.
+    started : float, optional
+        ``time.perf_counter()`` at the start of the command (for ``seconds``).
+
+    Returns
+    -------
+    info : dict
+        What ``fit.json`` holds.
+    out_dir : Path
+        Where the maps are.
+    """
+    from ..fitting.api import describe_convergence, engine_class
+    from ..fitting.quality import identifiability, summarise
+    from ..io import write_json
+    from ..models.spec import model_reference
+    from .chunked import AutoFitBlock, FitBlock, run_chunked, sample_sigma
+
+    started = time.perf_counter() if started is None else started
+    if auto and ds.acq.n_te > 1:
+        raise ValueError(f"--n-fibres auto does not handle {ds.acq.n_te} echo times yet; give "
+                         "a fixed fibre count (each TE is then normalised by its own b0s).")
+    if noise.sigma_map is not None and auto:
+        raise ValueError("--sigma-map is not supported with --n-fibres auto yet; give --sigma "
+                         "(e.g. the map's median) or a fixed fibre count.")
+    sigma_map = check_sigma_map(noise.sigma_map, ds) if noise.sigma_map is not None else None
+    sigma = noise.sigma if noise.sigma is not None or sigma_map else sample_sigma(ds)
+    record_noise = noise_record(noise, sigma, ds.acq)
+    scale = dict(scale or {})
+    # on Dask (a scheduler or local workers) each block uses one core
+    workers = 1 if (scale.get("scheduler") or scale.get("workers")) else None
+    reference = model_reference(model)
+    if auto:  # slab by slab like any fit (greedy starts: no CSD response needed)
+        block = AutoFitBlock(model=reference, method=method, acq=ds.acq.to_dict(),
+                             sigma=sigma, workers=workers)
+    else:
+        block = FitBlock(model=reference, n_fibres=model.n_fibres, method=method,
+                         acq=ds.acq.to_dict(), sigma=sigma, workers=workers,
+                         sigma_map=sigma_map)
+
+    def describe(maps, n, loop_seconds):
+        ok = maps["success"][ds.mask] > 0
+        answered = np.isfinite(maps["s0"][ds.mask]) if "s0" in maps else ok
+        engine = engine_class(method, model.with_fibres(1) if auto else model, ds.acq)
+        return {"model": model.family if auto else model.name, "method": method,
+                "model_record": model_record(model),
+                "n_fibres": "auto" if auto else model.n_fibres,
+                "n_voxels": n, "seconds": time.perf_counter() - started,
+                **timing_fields(block.timing, n, loop_seconds), "sigma": sigma,
+                "success_fraction": float(ok.mean()) if ok.size else 0.0,
+                "convergence": describe_convergence(ok, answered, engine),
+                "noise": record_noise, "quality": summarise(maps, ds.mask),
+                "identifiability": identifiability(model, maps, ds.mask),
+                "maps": sorted(maps), "input": str(ds.path), "versions": versions()}
+
+    bids = ds.source.get("form") == "bids"  # BIDS in: BIDS-derivatives layout out
+    out_dir = Path(out)
+    if bids:
+        from ..data.bids import derivative_dir, rename_outputs, write_dataset_description
+
+        out_dir = derivative_dir(out, ds.source)
+    done = {}
+
+    def finish(staging, run):
+        done["info"] = describe(run["maps"], run["n_voxels"], run["seconds"])
+        write_json(staging / "fit.json", done["info"])
+        if bids:
+            rename_outputs(staging, ds.source, done["info"]["model"])
+
+    run_chunked(block, ds, out_dir, on_complete=finish, force=force, **scale)
+    if bids:
+        write_dataset_description(out)
+    return done["info"], out_dir
+
+
+__all__ = ["NoiseChoice", "check_sigma_map", "fit_volume", "model_record", "noise_record",
+           "output_names", "timing_fields", "versions"]
