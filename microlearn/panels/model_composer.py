@@ -9,9 +9,23 @@ import numpy as np
 
 from .common import ErrorBox, figure_png, guarded, image_widget, parameter_slider, slider_si
 
-#: Compartments offered for composing a custom model.
-COMPARTMENT_CHOICES = ("stick", "zeppelin", "ball", "dot", "cylinder", "watson stick",
-                       "watson zeppelin")
+
+def compartment_classes() -> dict:
+    """Every compartment the package exports, by display name (``"watson stick"``): a new
+    compartment module appears here with no change to the panel."""
+    from .. import compartments
+
+    out = {}
+    for name in compartments.__all__:
+        cls = getattr(compartments, name)
+        if isinstance(cls, type) and issubclass(cls, compartments.Compartment) \
+                and cls is not compartments.Compartment:
+            out[cls.name.replace("_", " ")] = cls
+    return out
+
+
+#: Compartments offered for composing a custom model (display names).
+COMPARTMENT_CHOICES = tuple(compartment_classes())
 
 
 def build_model(kind: str, n_fibres: int, compartments=()):
@@ -30,23 +44,12 @@ def build_model(kind: str, n_fibres: int, compartments=()):
     -------
     MultiCompartmentModel
     """
-    from ..compartments import (
-        Ball,
-        CylinderGPD,
-        Dot,
-        Stick,
-        WatsonStick,
-        WatsonZeppelin,
-        Zeppelin,
-    )
     from ..models import compose
     from ..models.registry import family
 
     if kind != "custom":
         return family(kind).build(n_fibres)
-    parts = {"stick": Stick, "zeppelin": Zeppelin, "ball": Ball, "dot": Dot,
-             "cylinder": CylinderGPD, "watson stick": WatsonStick,
-             "watson zeppelin": WatsonZeppelin}
+    parts = compartment_classes()
     if not compartments:
         raise ValueError("choose at least one compartment to compose a model.")
     return compose([parts[c]() for c in compartments])

@@ -22,12 +22,15 @@ class SignalSimulator(widgets.VBox):
         self.composer = composer
         self.data_root = data_root
         self.errors = ErrorBox()
-        self.scheme = widgets.Dropdown(options=("hcp", "activeax", "ivim", "folder..."),
+        from ..schemes import SCHEMES
+        from .common import model_choices
+
+        self.scheme = widgets.Dropdown(options=tuple(SCHEMES) + ("folder...",),
                                        value="hcp", description="scheme")
         self.folder = widgets.Text(placeholder="HCP folder inside the data folder",
                                    description="folder")
-        self.model = widgets.Dropdown(options=("noddi", "activeax", "zcd", "ivim"),
-                                      value="noddi", description="model")
+        self.model = widgets.Dropdown(options=model_choices(data_root), value="noddi",
+                                      description="model")
         self.snr = widgets.FloatSlider(value=30, min=5, max=100, step=1, description="SNR",
                                        continuous_update=False)
         self.n_voxels = widgets.IntSlider(value=500, min=10, max=5000, step=10,
@@ -63,7 +66,6 @@ class SignalSimulator(widgets.VBox):
         return acquisition_from_folder(folder)
 
     def _simulate(self):
-        from ..models import get_model
         from ..simulate import add_noise, sample_parameters, simulate
         from ..viz.simulation import plot_noise_histogram, plot_noisy_vs_clean
 
@@ -73,7 +75,9 @@ class SignalSimulator(widgets.VBox):
             model = self.composer.model
             params = self.composer.params()[None].repeat(n, 0)
         else:
-            model = get_model(self.model.value)
+            from .common import model_from_choice
+
+            model = model_from_choice(self.model.value, self.data_root)
             params = sample_parameters(model, n, random_state=0)
         clean = simulate(model, acq, params)
         noisy = add_noise(clean, float(self.snr.value), kind=self.noise.value, random_state=1)

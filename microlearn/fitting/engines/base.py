@@ -134,9 +134,9 @@ class Engine:
                 I = tab.atoms(tab.iso, d)
                 a, b, sse = nnls_two(T, I, y[sl])
             else:
-                from .search import nnls_one
+                from .search import nonnegative_scale
 
-                a, sse = nnls_one(T, y[sl])
+                a, sse = nonnegative_scale(T, y[sl])
                 b = np.zeros_like(a)
             best = np.argmin(np.where(np.isfinite(sse), sse, np.inf), axis=1)
             rows = np.arange(best.size)
@@ -192,9 +192,9 @@ class Engine:
                 vals[outer] = np.where(a + b > 0, b / np.maximum(a + b, 1e-30), 0.0)
                 s0 = a + b
             else:
-                from .search import nnls_one
+                from .search import nonnegative_scale
 
-                a, sse = nnls_one(S[:, None], y)
+                a, sse = nonnegative_scale(S[:, None], y)
                 s0, sse = a[:, 0], sse[:, 0]
             x = self._pack(vals, dirs, s0)
             better = sse < best_sse

@@ -196,7 +196,7 @@ def nnls_two(a, b, y):
     return alpha, beta, sse
 
 
-def nnls_one(a, y):
+def nonnegative_scale(a, y):
     """Batched y ≈ α a with α >= 0; a (V or 1, C, N), y (V, N) -> alpha, sse (V, C)."""
     aa = np.einsum("vcn,vcn->vc", a, a)
     ay = np.einsum("vcn,vn->vc", a, y) if a.shape[0] == y.shape[0] else y @ a[0].T
