@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from microlearn.cli import main
+from microlearn.data.dataset import load_dataset, load_maps
 from microlearn.data.phantom import make_phantom
-from microlearn.io import load_dataset, load_maps
 
 
 @pytest.fixture(scope="module")

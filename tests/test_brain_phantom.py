@@ -154,7 +154,7 @@ def test_bad_kind_and_shape():
 
 def test_cli_default_is_brain(tmp_path):
     from microlearn.cli import main
-    from microlearn.io import load_maps
+    from microlearn.data.dataset import load_maps
 
     assert main(["phantom", "--out", str(tmp_path / "p"), "--shape", "20", "24", "4"]) == 0
     truth = load_maps(tmp_path / "p" / "truth")
@@ -163,8 +163,8 @@ def test_cli_default_is_brain(tmp_path):
 
 
 def test_slabwise_brain_matches_layout(tmp_path):
+    from microlearn.data.dataset import load_maps
     from microlearn.data.phantom import save_phantom_slabwise
-    from microlearn.io import load_maps
 
     out = save_phantom_slabwise(tmp_path / "s", shape=(16, 20, 6), slab=4, kind="brain",
                                 snr=np.inf)

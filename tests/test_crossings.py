@@ -243,7 +243,7 @@ def test_shore_features_match_dipy(crossing_set, hcp):
 
 # ---------------------------------------------------------------------- CLI and errors
 def test_fit_auto_cli_on_the_phantom(small_phantom, tmp_path):
-    from microlearn.io import load_maps
+    from microlearn.data.dataset import load_maps
 
     ph = small_phantom
     ph.save(tmp_path / "ph")
@@ -261,7 +261,7 @@ def test_fit_auto_cli_on_the_phantom(small_phantom, tmp_path):
     info = json.loads((out / "fit.json").read_text())
     assert info["n_fibres"] == "auto" and info["model"] == "noddi"
     # slab by slab (one sigma per volume) = the in-memory fit_auto
-    from microlearn.io import load_dataset
+    from microlearn.data.dataset import load_dataset
 
     ds = load_dataset(tmp_path / "ph")
     ref = fit_auto("noddi", ds.acq, ds.load_data(), mask=ds.mask).maps()
@@ -272,7 +272,7 @@ def test_fit_auto_cli_on_the_phantom(small_phantom, tmp_path):
 
 
 def test_fit_auto_cli_resumes_slab_by_slab(small_phantom, tmp_path):
-    from microlearn.io import load_maps
+    from microlearn.data.dataset import load_maps
 
     ph = small_phantom
     ph.save(tmp_path / "ph")
@@ -282,7 +282,7 @@ def test_fit_auto_cli_resumes_slab_by_slab(small_phantom, tmp_path):
     assert main(args) == 0
     first = load_maps(out)
     # as if a run had stopped after its first slab: keep that slab's work, resume
-    from microlearn.io import load_dataset
+    from microlearn.data.dataset import load_dataset
     from microlearn.run import chunked as parallel
 
     ds = load_dataset(tmp_path / "ph")

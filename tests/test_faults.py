@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from microlearn.data.dataset import load_dataset, load_maps
 from microlearn.data.phantom import make_phantom
-from microlearn.io import load_dataset, load_maps
 from microlearn.run.chunked import FitBlock, run_chunked
 
 EXE = str(Path(sys.executable).parent / "microlearn")

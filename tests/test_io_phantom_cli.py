@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from microlearn.cli import main
+from microlearn.data.dataset import load_dataset, load_maps
 from microlearn.data.phantom import LABELS, make_phantom
-from microlearn.io import load_dataset, load_maps, validate_signal, write_maps
+from microlearn.data.voxels import validate_signal
+from microlearn.data.writers import write_maps
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from microlearn import Acquisition
 from microlearn.cli import main
 from microlearn.compartments import Ball, Stick, Zeppelin
-from microlearn.io import load_maps
+from microlearn.data.dataset import load_maps
 from microlearn.models import FAMILIES, compose, get_model, load_model, resolve_model
 from microlearn.models.spec import model_reference
 from microlearn.simulate import sample_parameters
@@ -48,7 +48,7 @@ def test_every_family_record_is_consistent():
 def test_spec_round_trip_gives_the_same_signals(make, tmp_path):
     model = make()
     path = tmp_path / "m.json"
-    model.to_json(path)
+    path.write_text(model.to_json())
     again = load_model(path)
     assert again.parameter_names == model.parameter_names
     assert again.fixed_values == model.fixed_values
@@ -136,7 +136,7 @@ def test_set_d_par_from_the_cli_fits_the_tissue_it_describes(tmp_path):
 
 def test_composed_spec_fits_learns_predicts_and_compares_from_the_cli(tmp_path, capsys):
     spec = tmp_path / "stick_ball.json"
-    _stick_ball().to_json(spec)
+    spec.write_text(_stick_ball().to_json())
     ph = tmp_path / "ph"
     assert _run(["phantom", "--out", ph, "--kind", "rings", "--shape", 10, 10, 2,
                  "--snr", 80, "--model", spec]) == 0

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from microlearn.cli import main
+from microlearn.data.dataset import load_maps
 from microlearn.data.phantom import make_phantom
-from microlearn.io import load_maps, staged_output
+from microlearn.data.writers import staged_output
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +137,7 @@ def test_resume_records_the_version_and_options(phantom, tmp_path, capsys, monke
     from microlearn.run.chunked import MANIFEST
 
     work = tmp_path / "kept"
-    from microlearn.io import load_dataset
+    from microlearn.data.dataset import load_dataset
     from microlearn.run.chunked import FitBlock, run_chunked
 
     ds = load_dataset(phantom)
@@ -231,7 +232,7 @@ class _Gappy:
 
 
 def test_compare_counts_no_answer_and_scores_common_voxels(phantom):
-    from microlearn.io import load_dataset
+    from microlearn.data.dataset import load_dataset
     from microlearn.run.compare import compare
 
     ds = load_dataset(phantom)

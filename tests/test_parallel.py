@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from microlearn.cli import main
+from microlearn.data.dataset import load_dataset, load_maps
 from microlearn.data.phantom import make_phantom
-from microlearn.io import load_dataset, load_maps
 from microlearn.run.chunked import FitBlock, PredictBlock, plan_slabs, run_chunked
 
 

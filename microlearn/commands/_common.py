@@ -33,8 +33,8 @@ def add_gradient_arguments(p) -> None:
 
 
 def load_input(args):
-    """The :class:`~microlearn.io.Dataset` named by the input arguments."""
-    from ..io import load_dataset
+    """The :class:`~microlearn.data.dataset.Dataset` named by the input arguments."""
+    from ..data.dataset import load_dataset
 
     if args.input is None and args.dwi is None:
         raise ValueError("give an INPUT folder or --dwi/--bvals/--bvecs.")
@@ -85,8 +85,8 @@ def input_paths(args) -> list:
 
 
 def prepare_out(args, names, *, inputs=None):
-    """Check ``args.out`` before any work (see :func:`microlearn.io.prepare_output`)."""
-    from ..io import prepare_output
+    """Check ``args.out`` before any work (see :func:`microlearn.data.writers.prepare_output`)."""
+    from ..data.writers import prepare_output
 
     return prepare_output(args.out, inputs=input_paths(args) if inputs is None else inputs,
                           names=names, force=getattr(args, "force", False))

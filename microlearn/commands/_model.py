@@ -92,9 +92,9 @@ def model_from_args(args, n_fibres=None):
 
 
 def _constrained(model, kind: str, name: str, text: str | None = None):
-    from ..models.spec import _expanded
+    from ..models.steps import expand_name
 
-    targets = _expanded(model, name) or [name]  # unknown: model.set/free raise, listing names
+    targets = expand_name(model, name) or [name]  # unknown: model.set/free raise, listing names
     for target in targets:
         try:
             if kind == "set":

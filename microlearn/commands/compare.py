@@ -35,7 +35,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..io import load_maps, staged_output
+    from ..data.dataset import load_maps
+    from ..data.writers import staged_output
     from ..run.compare import compare
 
     prepare_out(args, REPORT_FILES, inputs=input_paths(args) + [args.truth])

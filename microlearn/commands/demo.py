@@ -49,8 +49,9 @@ def _signal_figure():
 
 
 def run(args) -> int:
+    from ..data.dataset import load_dataset, load_maps
     from ..data.phantom import make_phantom
-    from ..io import load_dataset, load_maps, staged_output
+    from ..data.writers import staged_output
     from ..learning import train
     from ..run.compare import compare
 

@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..io import validate_signal
+    from ..data.voxels import validate_signal
 
     ds = load_input(args)
     acq = ds.acq

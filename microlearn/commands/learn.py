@@ -83,7 +83,7 @@ def _prior_signals(args, model):
             raise ValueError("--prior data needs --acquisition DIR with a dataset "
                              "(data.nii.gz); use --prior model with --scheme.")
         return None
-    from ..io import load_dataset
+    from ..data.dataset import load_dataset
     from ..run.chunked import sample_voxels
 
     ds = load_dataset(args.acquisition, bvals_unit=args.bvals_unit)

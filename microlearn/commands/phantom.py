@@ -49,8 +49,8 @@ SLAB_WISE_ABOVE = 2e8
 
 
 def run(args) -> int:
+    from ..data.dataset import load_maps
     from ..data.phantom import make_phantom
-    from ..io import load_maps
     from ..models.spec import model_reference
     from ..schemes import SCHEMES
 

@@ -56,7 +56,7 @@ def _jsonable(report):
 
 
 def run(args) -> int:
-    from ..io import write_json
+    from ..data.writers import write_json
     from ..run.plan import plan
     from .learn import _acquisition
 

@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..io import write_json
+    from ..data.writers import write_json
     from ..learning import load_estimator
     from ..run import chunked as parallel
     from ..run.chunked import PredictBlock, run_chunked

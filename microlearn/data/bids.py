@@ -80,7 +80,7 @@ def write_dataset_description(out) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=out)
     with os.fdopen(fd, "w") as fh:
         json.dump(desc, fh, indent=2)
-    from ..io import honour_umask
+    from .writers import honour_umask
 
     honour_umask(tmp)
     os.replace(tmp, path)

@@ -36,10 +36,10 @@ def dipy_scan_files(name: str = "small_101D") -> dict[str, Path]:
 
 
 def dipy_scan(name: str = "small_101D", **kwargs):
-    """A DIPY-shipped real scan as a :class:`~microlearn.io.Dataset` (FSL form, s/mm²).
+    """A DIPY-shipped real scan as a :class:`~microlearn.data.dataset.Dataset` (FSL form, s/mm²).
 
-    ``kwargs`` go to :func:`microlearn.io.load_dataset` (e.g. timings in s).
+    ``kwargs`` go to :func:`microlearn.data.dataset.load_dataset` (e.g. timings in s).
     """
-    from ..io import load_dataset
+    from .dataset import load_dataset
 
     return load_dataset(**dipy_scan_files(name), **kwargs)

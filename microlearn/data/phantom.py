@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from ..acquisition import Acquisition
-from ..io import PHANTOM_AFFINE
 from ..models.registry import FIBRE_TISSUE, IVIM_TISSUE, default_scheme, family_of
 from ..models.spec import resolve_model
 from ..parameters import cartesian_to_angles
 from ..simulate import add_noise, as_rng
+from .dataset import PHANTOM_AFFINE
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Phantom:
         All files appear together; files of the same name already in ``out_dir`` are
         replaced only with ``force``, other files there are kept.
         """
-        from ..io import staged_output, write_hcp_folder, write_maps
+        from .writers import staged_output, write_hcp_folder, write_maps
 
         with staged_output(out_dir, force=force) as staging:
             write_hcp_folder(staging, self.data, self.acq, self.mask, self.affine)
@@ -326,7 +326,7 @@ def save_phantom_slabwise(out_dir, *, model: str = "noddi", scheme: str | None =
     ~0.86 M brain voxels at that size. Files appear together, as in
     :meth:`Phantom.save`.
     """
-    from ..io import staged_output
+    from .writers import staged_output
 
     with staged_output(out_dir, force=force) as staging:
         _write_slabwise(staging, model, scheme, shape, snr, seed, slab, radius, progress, kind,
@@ -341,7 +341,7 @@ def _write_slabwise(out, model, scheme, shape, snr, seed, slab, radius, progress
                     t2) -> None:
     import nibabel as nib
 
-    from ..io import _atomic_replace, save_nifti_atomic, write_acquisition_files, write_maps
+    from .writers import _atomic_replace, save_nifti_atomic, write_acquisition_files, write_maps
 
     acq, labels, s0_map, dirs, extra, affine = _layout(model, scheme, shape, acq, radius,
                                                        kind=kind)
@@ -391,7 +391,7 @@ def _write_slabwise(out, model, scheme, shape, snr, seed, slab, radius, progress
 
 def _write_model(folder: Path, model) -> None:
     """``model.json``: the spec of the model that made the phantom (``--model`` accepts it)."""
-    from ..io import write_json
+    from .writers import write_json
 
     write_json(folder / "model.json", resolve_model(model).to_spec())
 

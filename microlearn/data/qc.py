@@ -263,7 +263,7 @@ def input_warnings(dataset, *, data=None) -> list[str]:
     Parameters
     ----------
     dataset : Dataset
-        From :func:`microlearn.io.load_dataset`.
+        From :func:`microlearn.data.dataset.load_dataset`.
     data : ndarray, shape (X, Y, Z, N), optional
         The signals when already in memory (otherwise the central slabs are read).
     """

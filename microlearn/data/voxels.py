@@ -117,7 +117,6 @@ def check_fit_input(acq, data, mask):
         A wrong measurement count, a mask of another shape or empty, no b0, or an echo
         time without b0 (each naming the fix).
     """
-    from ..io import check_data_and_mask
 
     data, mask = check_data_and_mask(data, acq.n_measurements, mask,
                                      expected="the acquisition",
@@ -159,7 +158,6 @@ class Voxels:
     @classmethod
     def extract(cls, acq, data, mask) -> Voxels:
         """Validate ``data`` (*spatial, N) and ``mask`` and keep the usable voxels."""
-        from ..io import validate_signal
 
         data, mask = check_fit_input(acq, data, mask)
         bad, _ = validate_signal(data, mask)
@@ -180,3 +178,48 @@ class Voxels:
         out = np.full((int(np.prod(self.shape)),) + values.shape[1:], fill, dtype)
         out[self.flat] = values
         return out.reshape(self.shape + values.shape[1:])
+
+
+def check_data_and_mask(data, n_measurements: int, mask=None, *, expected: str, fix: str):
+    """The signal array and a boolean mask of its spatial shape (all voxels by default).
+
+    Raises ``ValueError`` when the last axis is not ``n_measurements`` long (saying what
+    ``expected`` it and the ``fix``) or when the mask has another shape.
+    """
+    data = np.asarray(data)
+    if data.shape[-1] != n_measurements:
+        raise ValueError(f"data has {data.shape[-1]} measurements on its last axis but "
+                         f"{expected} has {n_measurements}; {fix}.")
+    spatial = data.shape[:-1]
+    mask = np.ones(spatial, bool) if mask is None else np.asarray(mask, bool)
+    if mask.shape != spatial:
+        raise ValueError(f"mask shape {mask.shape} does not match the data's {spatial}.")
+    return data, mask
+
+
+def validate_signal(data, mask=None, acq=None):
+    """Find voxels that cannot be fitted: a NaN/infinite sample, or (with ``acq``) a b0 mean
+    that is not positive at some echo time.
+
+    Negative and zero diffusion-weighted samples are data, not errors (denoised and
+    eddy-corrected scans have them; the Rician model explains them).
+
+    Returns
+    -------
+    bad : ndarray of bool, shape (*spatial)
+        Voxels to skip (inside ``mask`` when given).
+    message : str
+        Empty when all voxels are fine, else a one-line summary.
+    """
+    data = np.asarray(data)
+    bad = ~np.all(np.isfinite(data), axis=-1)
+    if acq is not None:
+
+        flat = data.reshape(-1, data.shape[-1])
+        bad |= ~usable_voxels(flat, acq).reshape(data.shape[:-1])
+    if mask is not None:
+        bad &= np.asarray(mask, bool)
+    n = int(bad.sum())
+    what = "NaN/infinite samples" + (" or a b0 mean <= 0" if acq is not None else "")
+    msg = "" if n == 0 else f"{n} voxel(s) have {what}; they get NaN maps."
+    return bad, msg

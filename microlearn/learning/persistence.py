@@ -95,7 +95,7 @@ def save_estimator(trained, path, *, force: bool = False) -> Path:
     force : bool
         Replace an estimator already saved in ``path`` (otherwise ``ValueError``).
     """
-    from ..io import check_existing, staged_output
+    from ..data.writers import check_existing, staged_output
     from .networks import KerasRegressor
 
     path = Path(path)

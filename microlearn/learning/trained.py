@@ -242,7 +242,7 @@ class TrainedEstimator:
         dict of str -> ndarray, shape (*spatial,), NaN outside the mask
         """
         self.check_acquisition(acq)
-        from ..io import check_data_and_mask
+        from ..data.voxels import check_data_and_mask
 
         data, mask = check_data_and_mask(
             data, self.acq.n_measurements, mask, expected="this estimator's acquisition",

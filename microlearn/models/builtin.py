@@ -32,7 +32,7 @@ def _suffix(i: int, n: int) -> str:
 
 
 def _fibre_model(name, n_fibres, fibre_parts, iso_parts, fibre_params, derived_maps,
-                 iso_name="fiso", *, family: str, settings: dict):
+                 iso_name="fiso", *, family: str, settings: dict, factory):
     """Assemble a fibre model: per fibre ``fibre_parts``, plus isotropic ``iso_parts``.
 
     fibre_parts : list of (base instance name, Compartment)
@@ -66,6 +66,7 @@ def _fibre_model(name, n_fibres, fibre_parts, iso_parts, fibre_params, derived_m
         name=name, compartments=tuple(comps), links=links, free_parameters=tuple(free),
         fractions=rule, n_fibres=n_fibres, fibres=tuple(fibres), targets=tuple(targets),
         family=family, recipe={"family": family, "n_fibres": n_fibres, "settings": settings},
+        rebuild=partial(factory, **settings),
     )
     return replace(model, derived=derived_maps(model))
 
@@ -149,7 +150,7 @@ def noddi(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI, d_iso: float = D_ISO
     return _fibre_model(f"noddi{n_fibres}" if n_fibres != 1 else "noddi", n_fibres,
                         [("stick", WatsonStick()), ("zeppelin", WatsonZeppelin())], iso,
                         fibre_params, derived, family="noddi",
-                        settings={"d_par": d_par, "d_iso": d_iso})
+                        settings={"d_par": d_par, "d_iso": d_iso}, factory=noddi)
 
 
 def activeax(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI, d_iso: float = D_ISO_CSF):
@@ -194,7 +195,7 @@ def activeax(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI, d_iso: float = D_
     return _fibre_model(f"activeax{n_fibres}" if n_fibres != 1 else "activeax", n_fibres,
                         [("cylinder", CylinderGPD()), ("zeppelin", Zeppelin())], iso,
                         fibre_params, derived, family="activeax",
-                        settings={"d_par": d_par, "d_iso": d_iso})
+                        settings={"d_par": d_par, "d_iso": d_iso}, factory=activeax)
 
 
 def zcd(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI):
@@ -239,7 +240,7 @@ def zcd(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI):
     model = _fibre_model(f"zcd{n_fibres}" if n_fibres != 1 else "zcd", n_fibres,
                          [("cylinder", CylinderGPD()), ("zeppelin", Zeppelin())], iso,
                          fibre_params, derived, iso_name="f_dot", family="zcd",
-                         settings={"d_par": d_par})
+                         settings={"d_par": d_par}, factory=zcd)
     return model
 
 
@@ -266,28 +267,4 @@ def ivim():
 MODELS = {"noddi": noddi, "activeax": activeax, "zcd": zcd, "ivim": ivim}
 
 
-def get_model(name: str, n_fibres: int = 1) -> MultiCompartmentModel:
-    """A built-in model by family name (see :mod:`microlearn.models.registry`).
-
-    Parameters
-    ----------
-    name : str
-        A registered family (``noddi``, ``activeax``, ``zcd``, ``ivim``...).
-    n_fibres : {0, 1, 2, 3}
-        Fibre populations; ignored by families without fibres (``ivim``).
-
-    Returns
-    -------
-    MultiCompartmentModel
-
-    Raises
-    ------
-    ValueError
-        For an unknown name.
-    """
-    from .registry import family
-
-    return family(name).build(n_fibres)
-
-
-__all__ = ["D_ISO_CSF", "D_PAR_NODDI", "MODELS", "activeax", "get_model", "ivim", "noddi", "zcd"]
+__all__ = ["D_ISO_CSF", "D_PAR_NODDI", "MODELS", "activeax", "ivim", "noddi", "zcd"]

@@ -9,6 +9,7 @@ names written by ``fit``/``predict``. Constraints return new models.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -17,6 +18,7 @@ import numpy as np
 from ..compartments import Compartment, Dot
 from ..parameters import Parameter, ParameterSpace, angles_to_cartesian
 from .fractions import FractionRule, FreeFractions
+from .steps import apply_steps, model_to_spec
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ class MultiCompartmentModel:
         Constraints applied after the base, in order (``("fix", name, value)``...).
     spherical_mean : bool
         True when the model describes direction-averaged (powder-averaged) signals.
+    rebuild : callable, optional
+        ``rebuild(n_fibres)`` -> the base model with another fibre count (family factories
+        set it with their settings); :meth:`with_fibres` replays ``steps`` on it.
     """
 
     name: str
@@ -97,6 +102,7 @@ class MultiCompartmentModel:
     recipe: Mapping = field(default_factory=dict)
     steps: tuple[tuple, ...] = ()
     spherical_mean: bool = False
+    rebuild: Callable | None = field(default=None, compare=False, repr=False)
 
     # ----------------------------------------------------------------- structure
     @property
@@ -314,15 +320,11 @@ class MultiCompartmentModel:
     # ----------------------------------------------------------------- specs
     def to_spec(self) -> dict:
         """The model as a JSON-ready recipe (see :func:`microlearn.models.spec.load_model`)."""
-        from .spec import model_to_spec
-
         return model_to_spec(self)
 
-    def to_json(self, path=None) -> str:
-        """The model's spec as JSON text; written atomically to ``path`` when given."""
-        from .spec import save_model
-
-        return save_model(self, path)
+    def to_json(self) -> str:
+        """The model's spec as JSON text (``load_model`` reads it back)."""
+        return json.dumps(self.to_spec(), indent=2) + "\n"
 
     def with_fibres(self, n_fibres: int) -> MultiCompartmentModel:
         """The same model (settings and constraints) with ``n_fibres`` fibre populations.
@@ -330,13 +332,16 @@ class MultiCompartmentModel:
         Raises
         ------
         ValueError
-            For a composed model, whose fibre count is its composition.
+            For a model without a family factory (composed), whose fibre count is its
+            composition.
         """
-        if int(n_fibres) == self.n_fibres:
+        n_fibres = int(n_fibres)
+        if n_fibres == self.n_fibres:
             return self
-        from .spec import model_with_fibres
-
-        return model_with_fibres(self, int(n_fibres))
+        if self.rebuild is None:
+            raise ValueError(f"model {self.name!r} is composed with {self.n_fibres} fibre "
+                             f"population(s); it cannot be rebuilt with {n_fibres}.")
+        return apply_steps(self.rebuild(n_fibres), self.steps, strict=False)
 
     # ----------------------------------------------------------------- evaluation
     def as_dict(self, params) -> dict[str, np.ndarray]:

@@ -224,7 +224,30 @@ def _register_builtins() -> None:
         ("f", "d", "d_star"), {0: 1.0}, phantom_tissue=IVIM_TISSUE, start="segmented"))
 
 
+def get_model(name: str, n_fibres: int = 1) -> MultiCompartmentModel:
+    """A built-in model by family name (see :mod:`microlearn.models.registry`).
+
+    Parameters
+    ----------
+    name : str
+        A registered family (``noddi``, ``activeax``, ``zcd``, ``ivim``...).
+    n_fibres : {0, 1, 2, 3}
+        Fibre populations; ignored by families without fibres (``ivim``).
+
+    Returns
+    -------
+    MultiCompartmentModel
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    """
+    return family(name).build(n_fibres)
+
+
 _register_builtins()
 
 __all__ = ["FAMILIES", "FIBRE_TISSUES", "ModelFamily", "compared_maps", "default_scheme",
-           "family", "family_names", "family_of", "register", "uses_segmented_start"]
+           "family", "family_names", "family_of", "get_model", "register",
+           "uses_segmented_start"]

@@ -75,7 +75,7 @@ class DataSource:
         truth : dict of str to ndarray, or None
             The phantom's true maps (None for a folder without ``truth/``).
         """
-        from ..io import load_dataset, load_maps
+        from ..data.dataset import load_dataset, load_maps
 
         if choice == PHANTOM:
             ref = model if isinstance(model, str) else json.dumps(model, sort_keys=True)

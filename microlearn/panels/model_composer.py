@@ -168,7 +168,9 @@ class ModelComposer(widgets.VBox):
             from dataclasses import replace
 
             model = replace(model, name=name, recipe={**model.recipe, "name": name})
-        model.to_json(path)
+        from ..data.writers import write_json
+
+        write_json(path, model.to_spec())
         self.saved.value = (f"saved <code>{MODELS_DIR}/{name}.json</code>: choose it in the "
                             "fit-or-learn panel, or <code>microlearn fit --model "
                             f"{path}</code>")

@@ -251,7 +251,7 @@ def read_slab(image_path, z0: int, z1: int, dtype=np.float32, ndim=4, *,
     """
     import nibabel as nib
 
-    from ..io import nifti_errors
+    from ..data.dataset import nifti_errors
 
     key = _read_key(image_path, z0, z1, dtype, ndim)
     kept = _READ_ONCE.pop(key, None)
@@ -398,7 +398,7 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     block_fn : callable
         ``fn(signal (n, N)) -> {name: (n,) | (n, 3)}`` with a ``key()`` describing the job.
     dataset : Dataset
-        From :func:`microlearn.io.load_dataset` (the image is read lazily).
+        From :func:`microlearn.data.dataset.load_dataset` (the image is read lazily).
     out_dir : path
         Output folder for ``<map>.nii.gz``.
     work_dir : path, optional
@@ -421,14 +421,14 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
         together with the maps.
     force : bool
         Replace maps that already exist in ``out_dir`` (other files there are never
-        touched; see :func:`microlearn.io.staged_output`).
+        touched; see :func:`microlearn.data.writers.staged_output`).
 
     Returns
     -------
     dict
         ``maps`` (name -> spatial array), ``n_voxels``, ``seconds``, ``slabs``, ``resumed``.
     """
-    from ..io import check_writable, staged_output, write_maps
+    from ..data.writers import check_writable, staged_output, write_maps
 
     out_dir = check_writable(out_dir)
     work_dir = Path(work_dir) if work_dir else out_dir.with_name(out_dir.name + ".work")

@@ -77,7 +77,7 @@ class Comparison:
 
     def to_csv(self, path) -> Path:
         """Write the table (atomically)."""
-        from ..io import _atomic_replace
+        from ..data.writers import _atomic_replace
 
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -116,7 +116,7 @@ class Comparison:
 
         ``extra_figures`` (name -> Figure) are added to the page after the comparison's.
         """
-        from ..io import _atomic_replace, check_writable
+        from ..data.writers import _atomic_replace, check_writable
 
         folder = check_writable(folder)
         self.to_csv(folder / "table.csv")
@@ -280,7 +280,7 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
     Parameters
     ----------
     data : Dataset or ndarray, shape (*spatial, N)
-        A dataset from :func:`microlearn.io.load_dataset` or raw signals.
+        A dataset from :func:`microlearn.data.dataset.load_dataset` or raw signals.
     model : str, dict or MultiCompartmentModel
         A family name (``noddi``...), a model spec or a model: fitted by the engines and
         learned by the estimators alike.
@@ -303,7 +303,7 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
     learn_options : dict, optional
         Passed to :func:`microlearn.learning.train` (e.g. ``n_samples``, ``epochs``).
     """
-    from ..io import Dataset, load_maps
+    from ..data.dataset import Dataset, load_maps
 
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]

@@ -66,7 +66,7 @@ def timing_fields(timing: dict, n_voxels: int, fit_seconds: float) -> dict:
 
 def check_sigma_map(path, dataset) -> str:
     """The σ map's path after checking it is a 3-D map of the DWI's spatial shape."""
-    from ..io import load_nifti
+    from ..data.dataset import load_nifti
 
     path = Path(path)
     img = load_nifti(path)
@@ -122,7 +122,7 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
     Parameters
     ----------
     ds : Dataset
-        From :func:`microlearn.io.load_dataset`.
+        From :func:`microlearn.data.dataset.load_dataset`.
     model : MultiCompartmentModel
         The model (any settings, or composed); with ``auto`` its 3-fibre version, whose
         0–3 fibre variants are selected per voxel.
@@ -148,9 +148,9 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
     out_dir : Path
         Where the maps are.
     """
+    from ..data.writers import write_json
     from ..fitting.api import describe_convergence, engine_class
     from ..fitting.quality import identifiability, summarise
-    from ..io import write_json
     from ..models.spec import model_reference
     from .chunked import AutoFitBlock, FitBlock, run_chunked, sample_sigma
 

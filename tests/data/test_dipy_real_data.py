@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from microlearn.data.dataset import load_dataset
 from microlearn.fitting import fit
-from microlearn.io import load_dataset
 from microlearn.models import get_model
 
 dipy = pytest.importorskip("dipy")

@@ -11,13 +11,13 @@ import pytest
 from microlearn import Acquisition
 from microlearn.acquisition import check_bvals_unit
 from microlearn.cli import main
+from microlearn.data.dataset import load_dataset
 from microlearn.data.readers import (
     acquisition_from_folder,
     find_inputs,
     image_to_scanner,
     read_sidecar,
 )
-from microlearn.io import load_dataset
 from microlearn.schemes import hemisphere_directions
 from microlearn.units import GAMMA
 

@@ -97,7 +97,7 @@ def test_small_volume_is_read_once_and_never_stale(tmp_path):
 
     import nibabel as nib
 
-    from microlearn.io import load_dataset
+    from microlearn.data.dataset import load_dataset
     from microlearn.run import chunked as parallel
 
     make_phantom(shape=(6, 6, 2), seed=3).save(tmp_path / "ph")

@@ -71,8 +71,8 @@ def test_std_needs_uncertainty(mixture_split):
 
 def test_predict_writes_std_and_out_of_prior_maps(tmp_path, capsys):
     from microlearn.cli import main
+    from microlearn.data.dataset import load_maps
     from microlearn.data.phantom import make_phantom
-    from microlearn.io import load_maps
 
     ph = make_phantom(shape=(8, 8, 2), seed=3)
     # one voxel whose signal rises with b: no NODDI prior produces it

@@ -10,8 +10,8 @@ import pytest
 
 from microlearn import Acquisition
 from microlearn.cli import main
+from microlearn.data.dataset import load_maps
 from microlearn.data.phantom import make_phantom
-from microlearn.io import load_maps
 from microlearn.learning import load_estimator, train
 
 

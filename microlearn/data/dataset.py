@@ -1,0 +1,218 @@
+"""Datasets on disk: the Dataset record, NIfTI + gradient loading (every input form),
+signal validation, and map folders read back."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..acquisition import Acquisition
+
+log = logging.getLogger(__name__)
+
+#: Affine of written phantoms: 1.25 mm voxels, radiological like HCP's (a negative
+#: determinant), so FSL's convention reads their bvecs in voxel axes without an x flip.
+PHANTOM_AFFINE = np.diag([-1.25, 1.25, 1.25, 1.0])
+
+HCP_FILES = {"dwi": "data.nii.gz", "bvals": "bvals", "bvecs": "bvecs",
+             "mask": "nodif_brain_mask.nii.gz", "acquisition": "acquisition.json"}
+
+
+@dataclass
+class Dataset:
+    """A diffusion dataset: lazy image, acquisition and brain mask.
+
+    Attributes
+    ----------
+    image : nibabel image
+        The 4-D DWI image (data read lazily through ``image.dataobj``).
+    acq : Acquisition
+    mask : ndarray of bool, shape (X, Y, Z)
+    affine : ndarray, shape (4, 4)
+    path : Path
+        Folder or DWI file the data came from.
+    source : dict
+        ``form`` (hcp, fsl, bids, camino, mrtrix) and, for BIDS, ``bids`` (root, entities).
+    """
+
+    image: object
+    acq: Acquisition
+    mask: np.ndarray
+    affine: np.ndarray
+    path: Path
+    source: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Spatial shape (X, Y, Z)."""
+        return tuple(self.image.shape[:3])
+
+    def load_data(self, dtype=np.float32) -> np.ndarray:
+        """The whole 4-D signal array, shape (X, Y, Z, N)."""
+        with nifti_errors(self.image.get_filename()):
+            return np.asarray(self.image.dataobj, dtype=dtype)
+
+
+@contextmanager
+def nifti_errors(path):
+    """Turn a failure to read a NIfTI file into one clear ``ValueError`` naming it."""
+    try:
+        yield
+    except (FileNotFoundError, PermissionError):
+        raise
+    except Exception as err:
+        detail = " ".join(str(err).split())  # one line, whatever the reader's message
+        raise ValueError(f"{path}: cannot be read as NIfTI ({type(err).__name__}: {detail}); the "
+                         "file is truncated or corrupt, copy or export it again.") from None
+
+
+def load_nifti(path):
+    """``nibabel.load`` with a clear error for missing, truncated or corrupt files."""
+    path = _exists(Path(path), "NIfTI")
+    with nifti_errors(path):
+        img = nib.load(path)
+        img.header.get_data_shape()
+    return img
+
+
+def _exists(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    return path
+
+
+def read_bvals_bvecs(bvals_path, bvecs_path):
+    """Read FSL-style bvals (as written) and bvecs (3 rows or N x 3) text files."""
+    from .readers import read_fsl
+
+    return read_fsl(bvals_path, bvecs_path)
+
+
+def read_acquisition_json(path) -> dict:
+    """Timings from acquisition.json or a BIDS sidecar: delta, Delta, TE in s, G in T/m.
+
+    BIDS keys (``EchoTime``, ...) are accepted; other keys are ignored (logged).
+    """
+    from .readers import read_sidecar
+
+    return read_sidecar(path)[0]
+
+
+def load_acquisition(bvals_path=None, bvecs_path=None, *, acquisition=None, delta=None,
+                     Delta=None, TE=None, n_volumes=None, bvals_unit=None, scheme=None,
+                     grad=None, affine=None) -> Acquisition:
+    """Acquisition from bvals/bvecs files (bvals in s/mm² unless ``bvals_unit``), a Camino
+    ``scheme`` file or an MRtrix ``grad`` table, and timings.
+
+    Timing priority: the scheme file, then ``acquisition`` (acquisition.json or a BIDS
+    sidecar path) when it exists, then the explicit ``delta``/``Delta``/``TE`` (s), else
+    the HCP timings (logged). See :mod:`microlearn.data.readers`.
+    """
+    from .readers import InputFiles, read_acquisition
+
+    form = "camino" if scheme is not None else "mrtrix" if grad is not None else "fsl"
+    sidecars = []
+    for side in ([] if acquisition is None else
+                 acquisition if isinstance(acquisition, (list, tuple)) else [acquisition]):
+        if Path(side).exists():
+            sidecars.append(Path(side))
+    files = InputFiles(form=form, bvals=None if bvals_path is None else Path(bvals_path),
+                       bvecs=None if bvecs_path is None else Path(bvecs_path),
+                       scheme=None if scheme is None else Path(scheme),
+                       grad=None if grad is None else Path(grad), sidecars=sidecars)
+    return read_acquisition(files, bvals_unit=bvals_unit, affine=affine, n_volumes=n_volumes,
+                            delta=delta, Delta=Delta, TE=TE)
+
+
+def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acquisition=None,
+                 delta=None, Delta=None, TE=None, bvals_unit=None, scheme=None,
+                 grad=None) -> Dataset:
+    """Load a dataset folder of any supported form, or explicit files.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A folder in HCP layout (data.nii.gz, bvals, bvecs, nodif_brain_mask.nii.gz,
+        optionally acquisition.json), a folder with data.nii.gz and a Camino ``*.scheme``
+        or MRtrix ``*.b`` file, or BIDS (a dataset/subject/dwi folder with one run, or a
+        ``*_dwi.nii.gz``). Explicit file arguments override its files.
+    dwi, bvals, bvecs, mask, acquisition, scheme, grad : str or Path, optional
+        Explicit files (``acquisition``: acquisition.json or a BIDS JSON sidecar).
+        Without a mask every voxel with a positive b0 is used.
+    delta, Delta, TE : float, optional
+        Timings in s when neither scheme nor sidecar gives them.
+    bvals_unit : str, optional
+        Unit of the b-values in the file: ``"s/mm2"`` (FSL, BIDS, MRtrix default),
+        ``"s/m2"`` (Camino default) or ``"ms/um2"``.
+    """
+    from .readers import InputFiles, find_inputs, read_acquisition
+
+    if path is not None:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"input folder not found: {path}")
+        files = find_inputs(path)
+    else:
+        files = InputFiles(form="fsl")
+    if scheme is not None or grad is not None:
+        files.bvals = files.bvecs = None
+        files.scheme = None if scheme is None else Path(scheme)
+        files.grad = None if grad is None else Path(grad)
+        files.form = "camino" if scheme is not None else "mrtrix"
+    for name, value in (("dwi", dwi), ("bvals", bvals), ("bvecs", bvecs), ("mask", mask)):
+        if value is not None:
+            setattr(files, name, Path(value))
+    if acquisition is not None:
+        files.sidecars = [Path(acquisition)]
+    if files.dwi is None or (files.scheme is None and files.grad is None
+                             and (files.bvals is None or files.bvecs is None)):
+        raise ValueError("give an input folder (HCP, BIDS) or --dwi with --bvals/--bvecs, "
+                         "--scheme-file or --grad.")
+    dwi_p = files.dwi
+    image = load_nifti(_exists(dwi_p, "DWI"))
+    if len(image.shape) != 4:
+        raise ValueError(f"{dwi_p}: expected a 4-D image, got shape {image.shape}.")
+    acq = read_acquisition(files, bvals_unit=bvals_unit, affine=image.affine,
+                           n_volumes=image.shape[3], delta=delta, Delta=Delta, TE=TE,
+                           name=Path(path).name if path is not None else None)
+    mask_p = files.mask
+    if mask_p is not None and (mask is not None or mask_p.exists()):
+        mask_img = load_nifti(_exists(mask_p, "mask"))
+        with nifti_errors(mask_p):
+            m = np.asarray(mask_img.dataobj)
+        if m.ndim == 4 and m.shape[3] == 1:
+            m = m[..., 0]
+        if m.shape != tuple(image.shape[:3]):
+            raise ValueError(
+                f"{mask_p}: mask shape {m.shape} does not match the DWI's spatial shape "
+                f"{tuple(image.shape[:3])}; use the mask made for this image."
+            )
+        m = m > 0
+        if not m.any():
+            raise ValueError(f"{mask_p}: the mask is empty; give a mask with brain voxels.")
+    else:
+        with nifti_errors(dwi_p):
+            b0 = np.asarray(image.dataobj[..., int(np.flatnonzero(acq.b0_mask)[0])])
+        m = np.isfinite(b0) & (b0 > 0)
+        log.info("No mask given: using the %d voxels with a positive b0.", int(m.sum()))
+    source = {"form": files.form}
+    if files.bids:
+        source["bids"] = {"root": str(files.bids["root"]), "entities": files.bids["entities"]}
+    return Dataset(image=image, acq=acq, mask=m, affine=image.affine,
+                   path=Path(path) if path is not None else dwi_p, source=source)
+
+
+def load_maps(folder, names=None) -> dict[str, np.ndarray]:
+    """The ``<name>.nii.gz`` maps of a folder as arrays (all, or only ``names``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"maps folder not found: {folder}")
+    return {p.name[: -len(".nii.gz")]: np.asarray(nib.load(p).dataobj)
+            for p in sorted(folder.glob("*.nii.gz")) if not p.name.startswith(".tmp-")
+            and (names is None or p.name[: -len(".nii.gz")] in names)}
+
+
