@@ -67,6 +67,9 @@ CHUNK = 20000
 MIN_TISSUE_FRACTION = 0.05
 #: A 1-fibre fit at least this dispersed (Watson κ <= 0.73) has no preferred direction.
 ODI_ISOTROPIC = 0.6
+#: A 2-fibre fit is tried only where the best stick atom's drop of the 1-fibre residual's
+#: sum of squares exceeds this many σ² (see "Gating" in the module docstring).
+SCORE_MIN = 4.0
 #: ICVF grid of the isotropic-tissue (0-fibre) fit.
 ISOTROPIC_ICVF = np.linspace(0.0, 1.0, 41)
 
@@ -130,7 +133,8 @@ def _stick_atoms(acq):
     return _STICK_ATOMS[key]
 
 
-def residual_directions(acq, residual, previous, *, exclude_deg=MIN_SEPARATION):
+def residual_directions(acq, residual, previous, *, exclude_deg=MIN_SEPARATION,
+                        return_score=False):
     """Greedy next-fibre direction from a fit residual.
 
     Parameters
@@ -141,18 +145,27 @@ def residual_directions(acq, residual, previous, *, exclude_deg=MIN_SEPARATION):
     previous : ndarray, shape (V, n−1, 3)
         Directions already in the model; candidates within ``exclude_deg`` are skipped.
 
+    return_score : bool
+        Also return the best score.
+
     Returns
     -------
     ndarray, shape (V, 3)
-        The hemisphere direction whose stick atom (d∥ = 1.7e-9 m²/s, demeaned per shell)
-        correlates best with the residual.
+        The hemisphere direction whose stick atom (d∥ = 1.7e-9 m²/s, demeaned per shell,
+        unit norm) correlates best with the residual.
+    score : ndarray, shape (V,)
+        (With ``return_score``.) That correlation, residual · atom: the drop of the sum of
+        squares were the atom added with a free amplitude is its square.
     """
     U, K = _stick_atoms(acq)
     score = np.asarray(residual, dtype=float) @ K
     near = np.abs(np.einsum("vkc,dc->vkd", np.nan_to_num(previous), U))
     close = np.any(near > np.cos(np.deg2rad(exclude_deg)), axis=1)
     score = np.where(close, -np.inf, score)
-    return U[np.argmax(score, axis=1)]
+    best = np.argmax(score, axis=1)
+    if return_score:
+        return U[best], score[np.arange(len(best)), best]
+    return U[best]
 
 
 def complete_directions(dirs, fallback=None):
@@ -193,10 +206,18 @@ class _Candidate:
     params: np.ndarray
     s0: np.ndarray
     success: np.ndarray
-    pred: np.ndarray
+    pred: np.ndarray | None
     cost: np.ndarray
     index: np.ndarray
     layout: int = -1
+    #: Raw predictions of rows ``pos`` when ``pred`` is not kept (compiled path).
+    predictor: object = None
+    #: The engine's own rows (compiled path), a warm start for the next count.
+    state: np.ndarray | None = None
+
+    def prediction(self, pos):
+        """Raw predicted signals (len(pos), N) of candidate rows ``pos``."""
+        return self.pred[pos] if self.pred is not None else self.predictor(pos)
 
 
 def _fit_fixed(model, acq, y, sigma):
@@ -275,6 +296,8 @@ def _fit_zero(model_name, acq, y, sigma, criterion, sigma_known):
 
 
 def _fit_from(model, acq, y, sigma, dirs, fit_options):
+    """One selection fit through :func:`microlearn.fitting.fit`: (params, s0, success,
+    predictor, cost, None), cost inf where not successful."""
     opts = dict(fit_options)
     setup = opts.pop("setup_acc", None)  # a list collecting each fit's set-up seconds
     opts.setdefault("quality", False)  # candidate fits: their std/residual maps are unused
@@ -288,7 +311,35 @@ def _fit_from(model, acq, y, sigma, dirs, fit_options):
         setup.append(r.setup_seconds)
     pred = r.predict()
     cost = floor_cost(pred, y, sigma)
-    return r.params, r.s0, r.success, pred, np.where(r.success, cost, np.inf)
+    return (r.params, r.s0, r.success, lambda pos: pred[pos],
+            np.where(r.success, cost, np.inf), None)
+
+
+def _fitter(model_name, acq, max_fibres, fit_options):
+    """``run(n, y, b0, sigma, dirs, previous)`` -> (params, s0, success, predictor, cost,
+    state) for every fibre count: the compiled engines called directly when they cover the
+    model (:mod:`microlearn.fitting.compiled.noddi_select`; ``previous``, the (n−1)-fibre
+    ``state`` of the same voxels, is then the warm start), else :func:`fit` per group."""
+    from .compiled import noddi_select
+
+    if noddi_select.applies(model_name, acq, max_fibres, fit_options):
+        fits = noddi_select.CompiledFibreFits(acq, max_fibres,
+                                              workers=fit_options.get("workers"),
+                                              setup_acc=fit_options.get("setup_acc"))
+
+        def run(n, y, b0, sigma, dirs, previous=None):
+            params, s0, ok, cost, rows = fits.fit(n, y, b0, sigma, dirs, previous)
+            return params, s0, ok, lambda pos: fits.predict(n, rows[pos], b0[pos]), cost, rows
+
+        return run
+    models = {n: get_model(model_name, n) for n in range(1, max_fibres + 1)}
+    return lambda n, y, b0, sigma, dirs, previous=None: _fit_from(models[n], acq, y, sigma,
+                                                                  dirs, fit_options)
+
+
+def _floor_residual(y, pred, sigma):
+    """``y`` minus the Rician-floor expectation sqrt(pred² + σ²) (minus ``pred`` without σ)."""
+    return y - (pred if sigma is None else np.sqrt(pred * pred + sigma * sigma))
 
 
 def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="aic",
@@ -328,6 +379,7 @@ def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="ai
     if peaks is None and max_fibres and csd_starts:
         peaks, _ = csd_peaks(acq, y / b0[:, None], relative_peak_threshold=CANDIDATE_THRESHOLD,
                              npeaks=max_fibres, response=response)
+    run = _fitter(model_name, acq, max_fibres, fit_options)
     ic = np.full((V, max_fibres + 1), np.inf)
     known = sigma is not None
     cands = {}
@@ -336,6 +388,16 @@ def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="ai
         t0 = time.perf_counter()
         rows = (np.arange(V) if n == 1 else
                 np.flatnonzero(ic[:, n - 1] < ic[:, n - 2]))
+        if n > 1 and rows.size:
+            prev = cands[n - 1]
+            pos = np.searchsorted(prev.index, rows)
+            prev_dirs = _orientations(models[n - 1], prev.params[pos])
+            resid = _floor_residual(y[rows], prev.prediction(pos), sigma)
+            extra, score = residual_directions(acq, resid, prev_dirs, return_score=True)
+            if n == 2:  # see "Gating" above
+                scale = sigma if known else np.sqrt(prev.cost[pos] / N)
+                keep = np.maximum(score, 0.0) ** 2 > SCORE_MIN * scale**2
+                rows, prev_dirs, extra = rows[keep], prev_dirs[keep], extra[keep]
         if rows.size == 0:
             break
         model = models[n]
@@ -343,34 +405,51 @@ def select_fibres(model_name, acq, y, *, sigma=None, max_fibres=3, criterion="ai
         starts = [] if peaks is None else [complete_directions(peaks[rows, :n], fallback)]
         if n == 1 and not starts:
             starts = [fallback[:, None]]
-        if n > 1:
-            prev = cands[n - 1]
-            pos = np.searchsorted(prev.index, rows)
-            prev_dirs = _orientations(models[n - 1], prev.params[pos])
-            extra = residual_directions(acq, y[rows] - prev.pred[pos], prev_dirs)
+        warm = None
+        if n > 1:  # the greedy start: the (n−1)-fibre fit plus the residual's direction
             starts.append(np.concatenate([prev_dirs, extra[:, None]], axis=1))
+            if prev.state is not None:
+                warm = prev.state[np.searchsorted(prev.index, rows)]
         best = None
-        for dirs in starts:
-            out = _fit_from(model, acq, y[rows], sigma, dirs, fit_options)
+        for i, dirs in enumerate(starts):
+            out = run(n, y[rows], b0[rows], sigma, dirs, warm if i == len(starts) - 1 else None)
             if best is None:
                 best = list(out)
                 continue
             better = out[4] < best[4]
-            for k in range(5):
-                best[k][better] = out[k][better]
-        cands[n] = _Candidate(*best, index=rows, layout=n)
+            for k in (0, 1, 2, 4, 5):
+                if best[k] is not None:
+                    best[k][better] = out[k][better]
+            best[3] = _merged(best[3], out[3], better)
+        cands[n] = _Candidate(best[0], best[1], best[2], None, best[4], index=rows, layout=n,
+                              predictor=best[3], state=best[5])
         ic[rows, n] = information_criterion(best[4], n_free(model), N, criterion,
                                             sigma_known=known)
         if n == 1 and "fiso" in model.parameter_names:  # see "Free water" above
             fiso = model.parameters.unpack(best[0])["fiso"]
             ic[rows[fiso > 1 - MIN_TISSUE_FRACTION], 1] = np.inf
-        log.info("%d-fibre fits: %d voxels, %d start(s), %.1f s", n, rows.size, len(starts),
+        log.info("%d-fibre fits: %d voxels, %d start(s), %.2f s", n, rows.size, len(starts),
                  time.perf_counter() - t0)
     n_sel = np.argmin(ic, axis=1)
     if 1 in cands and "odi" in models[1].parameter_names:  # see "Isotropic tissue" above
         odi = models[1].parameters.unpack(cands[1].params)["odi"]
         n_sel[cands[1].index[(odi >= ODI_ISOTROPIC) & (n_sel[cands[1].index] == 1)]] = 0
     return n_sel, cands, ic
+
+
+def _merged(first, second, use_second):
+    """Predictor of rows taken from ``second`` where ``use_second``, else from ``first``."""
+    use_second = np.array(use_second)
+
+    def predict(pos):
+        pos = np.asarray(pos)
+        out = first(pos)
+        sel = use_second[pos]
+        if sel.any():
+            out[sel] = second(pos[sel])
+        return out
+
+    return predict
 
 
 # ---------------------------------------------------------------------- assembled result

@@ -140,15 +140,40 @@ class NoddiMixEngine(Engine):
         return series_order(round(x, 1) + 0.1) <= HORNER_MAX_ORDER
 
     def fit_block(self, y, sigma=None, directions=None):
+        return self.finish(*self.solve(y, sigma, directions))
+
+    def solve(self, y, sigma=None, directions=None):
+        """Fit normalised signals ``y`` (V, N) and keep the costs.
+
+        Returns
+        -------
+        X : ndarray, shape (V, size + 1)
+            Packed parameters with S0 (relative to the normalisation) appended.
+        cost : ndarray, shape (V,)
+            Σ (sqrt(S² + σ²) − y)² at the solution (normalised units; plain SSE where σ = 0).
+        converged : ndarray of bool, shape (V,)
+        """
         sig = np.zeros(y.shape[0]) if sigma is None else np.asarray(sigma, dtype=float)
         theta, phi = self.start_angles(y, directions)
         from numba import parallel_chunksize
 
         # voxels cost 1-2 passes: hand them out in small chunks so both threads finish together
         with parallel_chunksize(PARALLEL_CHUNK):
-            X, cost, converged = self._solve(np.ascontiguousarray(y[:, self.order], dtype=float),
-                                             sig, theta, phi)
-        return self.finish(X, cost, converged)
+            return self._solve(np.ascontiguousarray(y[:, self.order], dtype=float), sig,
+                               theta, phi)
+
+    def predict(self, X) -> np.ndarray:
+        """Signals (V, N) in acquisition order of rows ``X`` as returned by :meth:`solve`
+        (the compiled model the kernels fit)."""
+        from .noddi_kernel import signals
+
+        S, _ = signals(np.ascontiguousarray(X, dtype=float), *self._tables()[:12], False)
+        return self._unsort(S)
+
+    def _unsort(self, S):
+        out = np.empty_like(S)
+        out[:, self.order] = S
+        return out
 
     def _tables(self):
         """The acquisition and series tables, in the kernels' argument order."""

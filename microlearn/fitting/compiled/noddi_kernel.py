@@ -418,7 +418,7 @@ def signals(X, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step
     V = X.shape[0]
     N = bvals.shape[0]
     S = np.empty((V, N))
-    JJ = np.zeros((V, N_PARAMS, N))
+    JJ = np.zeros((V if want_jac else 0, N_PARAMS, N))
     for v in prange(V):
         c = np.empty(N)
         c2 = np.empty(N)
