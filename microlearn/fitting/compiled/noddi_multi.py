@@ -27,6 +27,8 @@ class NoddiMultiMixEngine(NoddiMixEngine):
 
     name = "mix"
     REQUIRES = "the built-in noddi(2) or noddi(3) with fixed, shared d∥ and d_iso"
+    #: No fused quality pass for several fibres (the generic path computes the maps).
+    quality_arrays = None
 
     def __init__(self, model, acq, *, max_iter: int = 60, tol: float = 1e-5, **kw):
         super().__init__(model, acq, max_iter=max_iter, tol=tol, **kw)
