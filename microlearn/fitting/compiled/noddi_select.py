@@ -25,6 +25,8 @@ SELECT_TOL = 1e-4
 HONOURED = {"method", "progress", "workers", "setup_acc", "quality", "block_size"}
 #: Voxels fitted first, alone, to time the set-up (kernel loading) apart.
 WARM_VOXELS = 4
+#: Fibre counts whose kernels this process has run (later fits need no warm split).
+_RUN: set = set()
 #: Warm start of an n-fibre fit from the (n−1)-fibre solution: the new fibre's share of
 #: the tissue amplitude, its ODI, and the largest ODI the earlier fibres start from (a
 #: fit with one fibre too few spreads the missing one into dispersion).
@@ -126,7 +128,8 @@ class CompiledFibreFits:
             The engine's rows, for :meth:`predict`.
         """
         t0 = time.perf_counter()
-        first = n not in self._engines
+        first = n not in _RUN
+        _RUN.add(n)
         eng = self.engine(n)
         self._threads()
         yn = y / b0[:, None]
