@@ -468,6 +468,22 @@ class AutoFitResult(FitResult):
         return out
 
 
+def _one_blas_thread():
+    """A context with one BLAS thread (threadpoolctl), or a no-op without threadpoolctl.
+
+    The selection's matrix products are small, and BLAS threads spinning after each of them
+    take the cores from the compiled kernels' threads that follow (see
+    :func:`microlearn._numba_cache.passive_openmp`).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def check_fibre_model(model_name) -> None:
     """Raise a ValueError unless ``model_name`` is a registered fibre model (name, spec or
     model) that can be rebuilt with 0–3 fibres."""
@@ -549,11 +565,12 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
     ic = np.full((V, max_fibres + 1), np.inf)
     for start in range(0, V, CHUNK):
         part = slice(start, start + CHUNK)
-        n_sel[part], cands, ic[part] = select_fibres(
-            model_name, acq, y[part], sigma=sigma, max_fibres=max_fibres, criterion=criterion,
-            peaks=None if cand_peaks is None else cand_peaks[part], response=response,
-            csd_starts=csd_starts,
-            fit_options=opts)
+        with _one_blas_thread():
+            n_sel[part], cands, ic[part] = select_fibres(
+                model_name, acq, y[part], sigma=sigma, max_fibres=max_fibres, criterion=criterion,
+                peaks=None if cand_peaks is None else cand_peaks[part], response=response,
+                csd_starts=csd_starts,
+                fit_options=opts)
         for n, c in cands.items():
             pos = np.flatnonzero(n_sel[part][c.index] == n)
             rows = start + c.index[pos]
