@@ -153,9 +153,19 @@ class CompiledFibreFits:
         return params, s0 * b0, ok, cost, X
 
     def predict(self, n, rows, b0):
-        """Raw signals (V, N) of rows returned by :meth:`fit` (``b0`` their b0 means)."""
+        """Raw signals (V, N) of rows returned by :meth:`fit` (``b0`` their b0 means).
+
+        One fibre goes through the multi-fibre signal kernel too (its layout with one
+        fibre): one compiled kernel fewer to load in a fresh process.
+        """
         self._threads()
-        return self.engine(n).predict(rows) * b0[:, None]
+        if n > 1:
+            return self.engine(n).predict(rows) * b0[:, None]
+        from .noddi_multi_kernel import signals
+
+        eng = self.engine(1)
+        S, _ = signals(_one_fibre_rows(rows), 1, *eng._tables()[:12], False)
+        return eng._unsort(S) * b0[:, None]
 
 
 def warm_start(previous, direction, m, engine):
@@ -183,11 +193,8 @@ def warm_start(previous, direction, m, engine):
     from ...parameters import cartesian_to_angles
 
     V = previous.shape[0]
-    if m == 1:  # θ, φ, odi, icvf, fiso, s0
-        k = np.empty((V, 6))
-        k[:, :4] = previous[:, :4]
-        k[:, 4] = previous[:, 5] * (1.0 - previous[:, 4])
-        k[:, 5] = previous[:, 5] * previous[:, 4]
+    if m == 1:
+        k = _one_fibre_rows(previous)
     else:
         k = engine.kernel_rows(previous)
     x = np.empty((V, 5 * (m + 1) + 1))
@@ -203,3 +210,13 @@ def warm_start(previous, direction, m, engine):
     bad = ~np.all(np.isfinite(x), axis=1)
     x[bad, 0] = np.nan  # the grid search starts these
     return x
+
+
+def _one_fibre_rows(rows):
+    """Single-fibre engine rows (θ, φ, ODI, ICVF, FISO, S0) in the multi-fibre kernels'
+    layout with one fibre (θ, φ, ODI, ICVF, fibre amplitude, ball amplitude)."""
+    k = np.empty((len(rows), 6))
+    k[:, :4] = rows[:, :4]
+    k[:, 4] = rows[:, 5] * (1.0 - rows[:, 4])
+    k[:, 5] = rows[:, 5] * rows[:, 4]
+    return k
