@@ -88,11 +88,17 @@ def quality_maps(engine, acq, params, s0, y, sigma) -> dict[str, np.ndarray]:
     out = {"residual_rms": np.full(len(y), np.nan), "at_bound": np.zeros(len(y), np.float32)}
     if not ok.any():
         return out
-    p, z, yy = params[ok], s0[ok], y[ok]
-    sg = None if sigma is None else sigma[ok]
+    if ok.all():  # no copies of the (V, N) arrays
+        p, z, yy, sg = params, s0, y, sigma
+    else:
+        p, z, yy = params[ok], s0[ok], y[ok]
+        sg = None if sigma is None else sigma[ok]
     out["at_bound"][ok] = at_bound(p, engine.lower[:-1], engine.upper[:-1],
                                    engine.orientation_mask[:-1])
-    if sg is None:  # σ from each voxel's residuals
+    fused = getattr(engine, "quality_arrays", None)  # one compiled pass (NODDI, 1 fibre)
+    if fused is not None:
+        out["residual_rms"][ok], std = fused(p, z, yy, sg)
+    elif sg is None:  # σ from each voxel's residuals
         out["residual_rms"][ok] = residual_rms(model, acq, p, z, yy)
         n, k = yy.shape[1], p.shape[1] + 1
         std = cramer_rao_std(model, acq, p, (out["residual_rms"][ok]

@@ -85,7 +85,7 @@ def test_dictionary_is_kept_and_cache_state_does_not_change_results(hcp, monkeyp
 def test_prewarm_thread_loads_kernels_and_reports_time():
     from microlearn.fitting.compiled.warm import prewarm, warm_jobs
 
-    assert warm_jobs("noddi", "auto", "mix") == tuple(("noddi", n, "mix") for n in (1, 2, 3))
+    assert warm_jobs("noddi", "auto", "mix") == (("noddi", "auto", "mix"),)
     assert warm_jobs("ivim", 1, "mix") == (("ivim", 0, "mix"),)
     thread = prewarm((("ivim", 0, "mix"), ("nomodel", 1, "mix")))  # a bad job is skipped
     thread.join(60)

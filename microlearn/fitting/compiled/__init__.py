@@ -3,7 +3,8 @@
 Each accelerated engine class declares what it can fit — ``applies(model, acq)`` and a
 one-line ``REQUIRES`` — and is listed here under its method. ``fit`` runs the first engine
 of the list that applies, else the generic engine of :mod:`microlearn.fitting.engines`; a
-new compiled path is one module plus one entry here.
+new compiled path is one module plus one entry here. Their OpenMP threads wait passively
+(see :func:`microlearn._numba_cache.passive_openmp`).
 """
 
 from __future__ import annotations

@@ -140,15 +140,80 @@ class NoddiMixEngine(Engine):
         return series_order(round(x, 1) + 0.1) <= HORNER_MAX_ORDER
 
     def fit_block(self, y, sigma=None, directions=None):
+        return self.finish(*self.solve(y, sigma, directions))
+
+    def solve(self, y, sigma=None, directions=None):
+        """Fit normalised signals ``y`` (V, N) and keep the costs.
+
+        Returns
+        -------
+        X : ndarray, shape (V, size + 1)
+            Packed parameters with S0 (relative to the normalisation) appended.
+        cost : ndarray, shape (V,)
+            Σ (sqrt(S² + σ²) − y)² at the solution (normalised units; plain SSE where σ = 0).
+        converged : ndarray of bool, shape (V,)
+        """
         sig = np.zeros(y.shape[0]) if sigma is None else np.asarray(sigma, dtype=float)
         theta, phi = self.start_angles(y, directions)
         from numba import parallel_chunksize
 
         # voxels cost 1-2 passes: hand them out in small chunks so both threads finish together
         with parallel_chunksize(PARALLEL_CHUNK):
-            X, cost, converged = self._solve(np.ascontiguousarray(y[:, self.order], dtype=float),
-                                             sig, theta, phi)
-        return self.finish(X, cost, converged)
+            return self._solve(np.ascontiguousarray(y[:, self.order], dtype=float), sig,
+                               theta, phi)
+
+    def predict(self, X) -> np.ndarray:
+        """Signals (V, N) in acquisition order of rows ``X`` as returned by :meth:`solve`
+        (the compiled model the kernels fit)."""
+        from .noddi_kernel import signals
+
+        S, _ = signals(np.ascontiguousarray(X, dtype=float), *self._tables()[:12], False)
+        return self._unsort(S)
+
+    def quality_arrays(self, params, s0, y, sigma):
+        """``residual_rms`` and Cramér–Rao std of fitted voxels in one compiled pass.
+
+        The same maps as the numpy path of :func:`microlearn.fitting.quality.quality_maps`
+        (see :mod:`.noddi_quality`), for voxels with finite parameters.
+
+        Parameters
+        ----------
+        params : ndarray, shape (V, size)
+        s0 : ndarray, shape (V,)
+            Relative S0.
+        y : ndarray, shape (V, N)
+            Normalised signals (acquisition order).
+        sigma : ndarray, shape (V, N) or (V, 1), or None
+            Normalised σ (one value per voxel is used: the compiled engines fit one TE).
+
+        Returns
+        -------
+        rms : ndarray, shape (V,)
+        std : dict of str to ndarray, shape (V,)
+            ``mu`` (angular, rad), ``odi``, ``icvf``, ``fiso`` and ``s0``.
+        """
+        from ..uncertainty import MAX_CONDITION, SNR_TABLE_MAX, _factor_table
+        from .noddi_quality import quality_voxels
+
+        X = np.ascontiguousarray(np.concatenate([params, s0[:, None]], axis=1), dtype=float)
+        sig = (np.full(len(X), np.nan) if sigma is None
+               else np.ascontiguousarray(np.asarray(sigma, dtype=float)[:, 0]))
+        from numba import parallel_chunksize
+
+        with parallel_chunksize(PARALLEL_CHUNK):
+            rms, var = quality_voxels(
+                np.ascontiguousarray(y, dtype=float), self.order, sig, X, sigma is None,
+                *self._tables()[:12], _factor_table()[1], SNR_TABLE_MAX, MAX_CONDITION)
+        theta = X[:, 0]
+        std = {"mu": np.sqrt(var[:, 0] + np.sin(theta) ** 2 * var[:, 1])}
+        for k, name in enumerate(("odi", "icvf", "fiso", "s0"), start=2):
+            std[name] = np.sqrt(var[:, k])
+        return rms, std
+
+    def _unsort(self, S):
+        out = np.empty_like(S)
+        out[:, self.order] = S
+        return out
 
     def _tables(self):
         """The acquisition and series tables, in the kernels' argument order."""

@@ -27,6 +27,8 @@ class NoddiMultiMixEngine(NoddiMixEngine):
 
     name = "mix"
     REQUIRES = "the built-in noddi(2) or noddi(3) with fixed, shared d∥ and d_iso"
+    #: No fused quality pass for several fibres (the generic path computes the maps).
+    quality_arrays = None
 
     def __init__(self, model, acq, *, max_iter: int = 60, tol: float = 1e-5, **kw):
         super().__init__(model, acq, max_iter=max_iter, tol=tol, **kw)
@@ -48,7 +50,13 @@ class NoddiMultiMixEngine(NoddiMixEngine):
         x = float(np.max(acq.bvals)) * fixed_noddi_diffusivities(model, n)[0]
         return series_order(round(x, 1) + 0.1) <= HORNER_MAX_ORDER
 
-    def fit_block(self, y, sigma=None, directions=None):
+    def solve(self, y, sigma=None, directions=None, start=None):
+        """Fit normalised signals ``y`` (V, N); see :meth:`NoddiMixEngine.solve`.
+
+        ``start`` (V, 5 nf + 1), optional: kernel-layout starting points (θ, φ, odi, icvf,
+        amplitude per fibre, then the ball amplitude) used instead of the grid search
+        (rows starting with NaN use the grid).
+        """
         from .noddi_multi_kernel import fit_voxels
 
         V = y.shape[0]
@@ -62,8 +70,35 @@ class NoddiMultiMixEngine(NoddiMixEngine):
                 np.ascontiguousarray(angles), nf, self.bvals, self.bvecs, self.shell_start,
                 self.qtab, self.dqtab, self.tautab, self.dtautab, self.odi_nodes[0],
                 self.step, self.d, self.b_iso, self.n_square, ODI_GRID, ICVF_GRID,
-                self.lower_m, self.upper_m, self.max_iter, self.tol)
-        return self.finish(self.pack_kernel(X), cost, converged)
+                self.lower_m, self.upper_m, self.max_iter, self.tol,
+                np.zeros((0, 5 * nf + 1)) if start is None else np.ascontiguousarray(start))
+        return self.pack_kernel(X), cost, converged
+
+    def predict(self, X) -> np.ndarray:
+        """Signals (V, N) in acquisition order of packed rows ``X`` (with S0) as returned
+        by :meth:`solve`."""
+        from .noddi_multi_kernel import signals
+
+        S, _ = signals(self.kernel_rows(X), self.model.n_fibres, self.bvals, self.bvecs,
+                       self.shell_start, self.qtab, self.dqtab, self.tautab, self.dtautab,
+                       self.odi_nodes[0], self.step, self.d, self.b_iso, self.n_square, False)
+        return self._unsort(S)
+
+    def kernel_rows(self, X) -> np.ndarray:
+        """Inverse of :meth:`pack_kernel`: packed parameters + S0 as kernel-layout rows."""
+        nf = self.model.n_fibres
+        vals = self.space.unpack(X[:, :-1])
+        s0 = X[:, -1]
+        tissue = s0 * (1.0 - vals["fiso"])
+        out = np.empty((X.shape[0], 5 * nf + 1))
+        for i in range(nf):
+            k = i + 1
+            out[:, 5 * i:5 * i + 2] = vals[f"mu_{k}"]
+            out[:, 5 * i + 2] = vals[f"odi_{k}"]
+            out[:, 5 * i + 3] = vals[f"icvf_{k}"]
+            out[:, 5 * i + 4] = tissue * vals[f"ffib_{k}"]
+        out[:, 5 * nf] = s0 * vals["fiso"]
+        return out
 
     def pack_kernel(self, X) -> np.ndarray:
         """Kernel-layout rows (θ, φ, odi, icvf, a per fibre, then b) as packed

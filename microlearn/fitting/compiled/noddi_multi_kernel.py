@@ -132,7 +132,8 @@ def _grid_search(y, x, nf, bvals, bvecs, shell_start, qtab, tautab, lo, step, d,
 
 @njit(parallel=True, cache=True)
 def fit_voxels(Y, sigma, angles, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab,
-               lo, step, d, b_iso, n_square, odi_grid, icvf_grid, lower, upper, max_iter, tol):
+               lo, step, d, b_iso, n_square, odi_grid, icvf_grid, lower, upper, max_iter, tol,
+               x0):
     """Grid search + Levenberg–Marquardt for ``nf``-fibre NODDI, in parallel over voxels.
 
     Parameters
@@ -145,6 +146,10 @@ def fit_voxels(Y, sigma, angles, nf, bvals, bvecs, shell_start, qtab, dqtab, tau
         Starting (θ, φ) of every fibre.
     lower, upper : ndarray, shape (5 nf + 1,)
         Bounds in the kernel layout.
+    x0 : ndarray, shape (V, 5 nf + 1) or (0, 5 nf + 1)
+        Starting points in the kernel layout that replace the grid search (rows whose first
+        entry is NaN, and all voxels when ``x0`` has no rows, start from the grid at
+        ``angles``).
 
     Returns
     -------
@@ -185,11 +190,15 @@ def fit_voxels(Y, sigma, angles, nf, bvals, bvecs, shell_start, qtab, dqtab, tau
         gc2 = np.empty((nf, N))
         gws = np.empty((nf, N))
         gwz = np.empty((nf, N))
-        for f in range(nf):
-            x[5 * f] = angles[v, f, 0]
-            x[5 * f + 1] = angles[v, f, 1]
-        _grid_search(y, x, nf, bvals, bvecs, shell_start, qtab, tautab, lo, step, d, b_iso,
-                     n_square, odi_grid, icvf_grid, gc2, gws, arg, gwz)
+        if x0.shape[0] > 0 and not np.isnan(x0[v, 0]):
+            for p in range(P):
+                x[p] = min(max(x0[v, p], lower[p]), upper[p])
+        else:
+            for f in range(nf):
+                x[5 * f] = angles[v, f, 0]
+                x[5 * f + 1] = angles[v, f, 1]
+            _grid_search(y, x, nf, bvals, bvecs, shell_start, qtab, tautab, lo, step, d,
+                         b_iso, n_square, odi_grid, icvf_grid, gc2, gws, arg, gwz)
         _model(x, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, step, d,
                b_iso, n_square, True, c, c2, ws, d1, d2, arg, wz, T, s, J)
         cost = rician_cost(y, sg, s, r)
@@ -237,7 +246,7 @@ def signals(X, nf, bvals, bvecs, shell_start, qtab, dqtab, tautab, dtautab, lo, 
     N = bvals.shape[0]
     P = 5 * nf + 1
     S = np.empty((V, N))
-    JJ = np.zeros((V, P, N))
+    JJ = np.zeros((V if want_jac else 0, P, N))
     for v in prange(V):
         c = np.empty(N)
         c2 = np.empty(N)

@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 #: Built-in scheme each model family is warmed on.
 #: (model, n_fibres, method) compiled and cached at install time.
 INSTALL_JOBS = (("noddi", 1, "mix"), ("noddi", 1, "interior-point"), ("noddi", 1, "dictionary"),
-                ("noddi", 2, "mix"), ("noddi", 3, "mix"), ("activeax", 1, "mix"),
+                ("noddi", 2, "mix"), ("noddi", 3, "mix"), ("noddi", "auto", "mix"),
+                ("activeax", 1, "mix"),
                 ("activeax", 1, "dictionary"), ("ivim", 0, "dictionary"))
 #: Voxels fitted by a warm-up.
 WARM_VOXELS = 4
@@ -32,7 +33,9 @@ def warm_up(model: str = "noddi", n_fibres: int = 1, method: str = "mix", *, acq
     ----------
     model : str, dict or MultiCompartmentModel
         Family name, model spec or model.
-    n_fibres : int
+    n_fibres : int or "auto"
+        ``"auto"`` warms :func:`~microlearn.fitting.selection.fit_auto` (0-3 fibres per
+        voxel: its compiled NODDI path and tables).
     method : str
         Fitting engine.
     acq : Acquisition, optional
@@ -47,6 +50,15 @@ def warm_up(model: str = "noddi", n_fibres: int = 1, method: str = "mix", *, acq
     from ..api import fit
 
     t0 = time.perf_counter()
+    if n_fibres == "auto":
+        from ...crossings import fit_auto
+
+        m = resolve_model(model, 2)
+        acq = acq if acq is not None else Acquisition.scheme(default_scheme(m))
+        _, _, y = simulate_dataset(m, acq, WARM_VOXELS, snr=30, random_state=0)
+        fit_auto(model, acq, 1000.0 * np.asarray(y), method=method, sigma=1000.0 / 30,
+                 workers=1)
+        return time.perf_counter() - t0
     m = resolve_model(model, n_fibres)
     acq = acq if acq is not None else Acquisition.scheme(default_scheme(m))
     _, _, y = simulate_dataset(m, acq, WARM_VOXELS, snr=30, random_state=0)
@@ -55,14 +67,14 @@ def warm_up(model: str = "noddi", n_fibres: int = 1, method: str = "mix", *, acq
 
 
 def warm_jobs(model: str, n_fibres, method: str) -> tuple:
-    """The warm-up jobs of a fit: ``n_fibres`` "auto" warms the 1-3 fibre fits."""
+    """The warm-up jobs of a fit (``n_fibres`` "auto": one :func:`fit_auto` warm-up)."""
     from ...models.registry import family_of
 
     record = family_of(model)
     if record is not None and not record.has_fibres:
         return ((model, record.default_fibres, method),)
     if n_fibres == "auto":
-        return tuple((model, n, method) for n in (1, 2, 3))
+        return ((model, "auto", method),)
     return ((model, int(n_fibres), method),)
 
 
