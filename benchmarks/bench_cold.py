@@ -52,7 +52,7 @@ def _job_folder(name, model, acq, n, snr, ranges, seed):
     """Simulated voxels as an HCP-layout folder (n x 1 x 1 volume, full mask), cached."""
     import nibabel as nib
 
-    from microlearn.io import write_acquisition_files
+    from microlearn.data.writers import write_acquisition_files
 
     folder = CACHE / f"{name}_{n}"
     p, _, y = simulate_dataset(model, acq, n, snr=snr, random_state=seed, ranges=ranges)
