@@ -5,6 +5,9 @@ from .cylinder import CylinderGPD
 from .dispersion import WatsonStick, WatsonZeppelin, kappa_to_odi, odi_to_kappa, watson
 from .gaussian import Ball, Stick, Zeppelin
 from .restricted import Dot
+from .sphere import SphereGPD
+from .spherical_mean import SphericalMeanStick, SphericalMeanZeppelin
 
-__all__ = ["Ball", "Compartment", "CylinderGPD", "Dot", "Stick", "WatsonStick",
-           "WatsonZeppelin", "Zeppelin", "kappa_to_odi", "odi_to_kappa", "watson"]
+__all__ = ["Ball", "Compartment", "CylinderGPD", "Dot", "SphereGPD", "SphericalMeanStick",
+           "SphericalMeanZeppelin", "Stick", "WatsonStick", "WatsonZeppelin", "Zeppelin",
+           "kappa_to_odi", "odi_to_kappa", "watson"]
