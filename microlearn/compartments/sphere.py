@@ -24,8 +24,9 @@ from ..parameters import Parameter
 from ..units import GAMMA
 from .base import D_BOUNDS, Compartment
 
-#: Number of j₁' roots in the series (terms decay like m⁻⁸ at long times).
-N_ROOTS = 40
+#: Number of j₁' roots in the series: ln E within 3e-5 (relative) of 2000 roots for
+#: diameters 0.5–40 µm, δ 1–40 ms, D 0.5–3 µm²/ms.
+N_ROOTS = 24
 
 SPHERE_DIAMETER = Parameter("diameter", "m", (0.2e-6, 40e-6), 1e-5, kind="length",
                             description="Sphere (soma) diameter.", display_unit="µm")
@@ -84,8 +85,9 @@ def sphere_gpd_coefficient(diameter, d_intra, delta, Delta, n_roots: int = N_ROO
     Delta = np.asarray(Delta, dtype=float)[:, None]
     alpha = sphere_roots(n_roots) / radius  # (*batch, 1, M)
     a = d * alpha**2
-    num = (2 * a * delta - 2 + 2 * np.exp(-a * delta) + 2 * np.exp(-a * Delta)
-           - np.exp(-a * (Delta - delta)) - np.exp(-a * (Delta + delta)))
+    e_d = np.exp(-a * delta)  # e^{-aΔ} = e_d e_g and e^{-a(Δ+δ)} = e_d² e_g: two exps
+    e_g = np.exp(-a * (Delta - delta))
+    num = 2 * a * delta - 2 + 2 * e_d + 2 * e_d * e_g - e_g - e_d * e_d * e_g
     den = d**2 * alpha**6 * (radius**2 * alpha**2 - 2.0)
     return -2.0 * GAMMA**2 * np.sum(num / den, axis=-1)
 
@@ -121,7 +123,10 @@ def sphere_signal(acq, diameter, d_intra):
     shells, first = _shell_firsts(acq)
     diameter, d_intra = np.broadcast_arrays(np.asarray(diameter, dtype=float),
                                             np.asarray(d_intra, dtype=float))
-    coef = sphere_gpd_coefficient(diameter, d_intra, acq.delta[first], acq.Delta[first])
+    weighted = acq.G[first] > 0  # b0 shells: no attenuation, no series
+    coef = np.zeros(diameter.shape + (first.size,))
+    coef[..., weighted] = sphere_gpd_coefficient(diameter, d_intra, acq.delta[first[weighted]],
+                                                 acq.Delta[first[weighted]])
     return np.exp(coef[..., shells] * acq.G**2)
 
 

@@ -89,6 +89,8 @@ class SphericalMeanStick(Compartment):
 
     name = "sm_stick"
     parameters = (D_PAR,)
+    #: Describes direction-averaged signals (fitted on powder averages).
+    spherical_mean = True
 
     def signal(self, acq, *, d_par):
         """Spherical-mean stick signal (see :func:`spherical_mean_stick_signal`).
@@ -112,6 +114,8 @@ class SphericalMeanZeppelin(Compartment):
 
     name = "sm_zeppelin"
     parameters = (D_PAR, D_PERP)
+    #: Describes direction-averaged signals (fitted on powder averages).
+    spherical_mean = True
 
     def signal(self, acq, *, d_par, d_perp):
         """Spherical-mean zeppelin signal (see :func:`spherical_mean_zeppelin_signal`).

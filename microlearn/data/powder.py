@@ -78,8 +78,12 @@ def spherical_mean_acquisition(acq: Acquisition) -> Acquisition:
     bvecs[b0] = 0.0
     G = np.sqrt((acq.G**2) @ w)
     te = None if acq.TE is None else acq.TE @ w
-    return Acquisition(bvals, bvecs, acq.delta[first], acq.Delta[first], TE=te, G=G,
-                       name=f"{acq.name}-powder", b0_threshold=acq.b0_threshold)
+    out = Acquisition(bvals, bvecs, acq.delta[first], acq.Delta[first], TE=te, G=G,
+                      name=f"{acq.name}-powder", b0_threshold=acq.b0_threshold)
+    counts = np.bincount(index, minlength=n_groups).astype(float)
+    counts.setflags(write=False)
+    out._cache["powder_counts"] = counts  # directions per row: the noise of each mean
+    return out
 
 
 def powder_average(acq: Acquisition, signals) -> np.ndarray:
