@@ -6,8 +6,8 @@ from .dispersion import WatsonStick, WatsonZeppelin, kappa_to_odi, odi_to_kappa,
 from .gaussian import Ball, Stick, Zeppelin
 from .restricted import Dot
 from .sphere import SphereGPD
-from .spherical_mean import SphericalMeanStick, SphericalMeanZeppelin
+from .spherical_mean import SphericalMeanStick, SphericalMeanTensor, SphericalMeanZeppelin
 
 __all__ = ["Ball", "Compartment", "CylinderGPD", "Dot", "SphereGPD", "SphericalMeanStick",
-           "SphericalMeanZeppelin", "Stick", "WatsonStick", "WatsonZeppelin", "Zeppelin",
-           "kappa_to_odi", "odi_to_kappa", "watson"]
+           "SphericalMeanTensor", "SphericalMeanZeppelin", "Stick", "WatsonStick",
+           "WatsonZeppelin", "Zeppelin", "kappa_to_odi", "odi_to_kappa", "watson"]

@@ -16,7 +16,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import dawsn, erf
 
+from ..parameters import Parameter
 from .base import D_PAR, D_PERP, Compartment, as_batch
+
+D_RATIO = Parameter("d_ratio", "", (0.0, 1.0), 1.0, kind="other",
+                    description="d⊥ / d∥ of the microscopic tensor (0: stick, 1: isotropic).")
 
 #: Below this |x| the Taylor series of F is used (truncation error < 1e-14).
 _SERIES_LIMIT = 1e-3
@@ -132,3 +136,35 @@ class SphericalMeanZeppelin(Compartment):
         ndarray, shape (*batch, n_measurements)
         """
         return spherical_mean_zeppelin_signal(acq.bvals, d_par, d_perp)
+
+
+class SphericalMeanTensor(Compartment):
+    """Direction-averaged microscopic tensor with d⊥ = r d∥, 0 <= r <= 1 (SMT).
+
+    A prolate zeppelin by construction: at moderate b the spherical means of a prolate
+    and an oblate tensor nearly coincide, so SMT (Kaden et al. 2016) keeps d⊥ <= d∥.
+    """
+
+    name = "sm_tensor"
+    parameters = (D_PAR, D_RATIO)
+    #: Describes direction-averaged signals (fitted on powder averages).
+    spherical_mean = True
+
+    def signal(self, acq, *, d_par, d_ratio):
+        """Spherical-mean tensor signal: the zeppelin's with d⊥ = ``d_ratio`` · d∥.
+
+        Parameters
+        ----------
+        acq : Acquisition
+            The measurements (b-values in s/m²; directions are not used).
+        d_par : float or ndarray, shape (*batch,)
+            Diffusivity along the fibre in m²/s.
+        d_ratio : float or ndarray, shape (*batch,)
+            d⊥ / d∥ in [0, 1].
+
+        Returns
+        -------
+        ndarray, shape (*batch, n_measurements)
+        """
+        d_par = np.asarray(d_par, dtype=float)
+        return spherical_mean_zeppelin_signal(acq.bvals, d_par, d_par * np.asarray(d_ratio))

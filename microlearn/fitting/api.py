@@ -352,7 +352,12 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     success = to_map(ok, 0).astype(bool)
     extra = {}
     if quality and len(y):
-        for name, value in quality_maps(engine, acq, p, s0, y, sig_n).items():
+        sig_q = sig_n
+        if sig_n is not None and acq is not full_acq:  # a powder mean of n directions
+            from .engines.posterior import powder_counts
+
+            sig_q = sig_n / np.sqrt(powder_counts(acq))
+        for name, value in quality_maps(engine, acq, p, s0, y, sig_q).items():
             extra[name] = to_map(value * (b0[:, 0] if name == "s0_std" else 1.0))
     if sigma_vox is not None and map_given:
         sigma_used = to_map(sigma_vox[use])

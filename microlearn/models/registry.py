@@ -50,9 +50,9 @@ SANDI_TISSUE = {
         "soma_diameter": (12e-6, 20e-6), "d_in": (2.0e-9, 3.0e-9), "d_e": (0.8e-9, 1.4e-9)},
     3: _WM_SANDI, 4: _WM_SANDI, 5: _WM_SANDI,
 }
-_WM_SMT = {"d_par": (2.0e-9, 2.6e-9), "d_perp": (0.2e-9, 0.5e-9)}
-SMT_TISSUE = {1: {"d_par": (2.9e-9, 3.0e-9), "d_perp": (2.9e-9, 3.0e-9)},
-              2: {"d_par": (1.6e-9, 2.2e-9), "d_perp": (0.5e-9, 0.8e-9)},
+_WM_SMT = {"d_par": (2.0e-9, 2.6e-9), "d_ratio": (0.08, 0.25)}
+SMT_TISSUE = {1: {"d_par": (2.9e-9, 3.0e-9), "d_ratio": (0.97, 1.0)},
+              2: {"d_par": (1.6e-9, 2.2e-9), "d_ratio": (0.25, 0.45)},
               3: _WM_SMT, 4: _WM_SMT, 5: _WM_SMT}
 _WM_MCSMT = {"icvf": (0.55, 0.75), "d_par": (2.0e-9, 2.6e-9), "fiso": (0.0, 0.10)}
 MCSMT_TISSUE = {2: {"icvf": (0.30, 0.50), "d_par": (1.6e-9, 2.2e-9), "fiso": (0.05, 0.20)},
@@ -96,6 +96,9 @@ class ModelFamily:
         How fitting starts: a global search (MIX stage 1) or IVIM's segmented fit.
     tissues : mapping of str to mapping
         Tissue presets: settings (SI) applied with :meth:`MultiCompartmentModel.set`.
+    method : str
+        The fitting method ``microlearn fit`` uses when none is given: ``mix``, or
+        ``posterior`` for a family whose least-squares optimum is poorly determined.
     """
 
     name: str
@@ -110,6 +113,7 @@ class ModelFamily:
     phantom_csf: Mapping[str, float] | None = None
     start: str = "search"
     tissues: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    method: str = "mix"
 
     @property
     def has_fibres(self) -> bool:
@@ -215,6 +219,12 @@ def uses_segmented_start(model) -> bool:
             and {"d", "d_star", "f"} <= names)
 
 
+def default_method(model) -> str:
+    """The fitting method used for a model when none is given (its family's, else mix)."""
+    record = family_of(model)
+    return record.method if record is not None else "mix"
+
+
 def default_scheme(model) -> str:
     """The built-in scheme a model is simulated on when none is given."""
     record = family_of(model)
@@ -255,10 +265,11 @@ def _register_builtins() -> None:
     register(ModelFamily(
         "sandi", sandi, "SANDI: neurites (sticks) + soma (sphere) + extra-cellular ball, "
         "on powder averages", (0,), "sandi", ("f_neurite", "f_soma", "f_extra", "rs", "d_in"),
-        {0: 1.0}, phantom_tissue=SANDI_TISSUE))
+        {0: 1.0}, phantom_tissue=SANDI_TISSUE, method="posterior"))
 
 
 _register_builtins()
 
-__all__ = ["FAMILIES", "FIBRE_TISSUES", "ModelFamily", "compared_maps", "default_scheme",
-           "family", "family_names", "family_of", "register", "uses_segmented_start"]
+__all__ = ["FAMILIES", "FIBRE_TISSUES", "ModelFamily", "compared_maps", "default_method",
+           "default_scheme", "family", "family_names", "family_of", "register",
+           "uses_segmented_start"]

@@ -6,7 +6,8 @@ They are fitted to powder-averaged data (one signal per shell and echo time, see
 acquisition first.
 
 - :func:`smt` (Kaden et al., MRM 2016): one spherical-mean microscopic tensor with free
-  d∥ and d⊥; maps ``d_par``, ``d_perp`` and the microscopic ``micro_fa``, ``micro_md``.
+  d∥ and d⊥ = r d∥ (0 <= r <= 1); maps ``d_par``, ``d_ratio``, ``d_perp`` and the
+  microscopic ``micro_fa``, ``micro_md``.
 - :func:`mcsmt` (Kaden et al., NeuroImage 2016): spherical-mean stick (intra-neurite,
   d∥) + spherical-mean zeppelin with the same d∥ and tortuous d⊥ = (1 - v_int) d∥, plus a
   CSF ball (d_iso = 3 µm²/ms); maps ``icvf`` (v_int), ``d_par``, ``fiso``.
@@ -22,7 +23,13 @@ from functools import partial
 
 import numpy as np
 
-from ..compartments import Ball, SphereGPD, SphericalMeanStick, SphericalMeanZeppelin
+from ..compartments import (
+    Ball,
+    SphereGPD,
+    SphericalMeanStick,
+    SphericalMeanTensor,
+    SphericalMeanZeppelin,
+)
 from ..parameters import Parameter
 from .core import Link, MultiCompartmentModel
 from .fractions import FractionRule, NestedFractions, fraction_param
@@ -35,9 +42,9 @@ D_CSF = 3.0e-9
 D_PAR_SMT = Parameter("d_par", "m²/s", (0.1e-9, 3.5e-9), 1e-9, kind="diffusivity",
                       description="Microscopic diffusivity along the neurites.",
                       display_unit="µm²/ms", prior_bounds=(0.5e-9, 3.0e-9))
-D_PERP_SMT = Parameter("d_perp", "m²/s", (0.0, 3.0e-9), 1e-9, kind="diffusivity",
-                       description="Microscopic diffusivity across the neurites.",
-                       display_unit="µm²/ms", prior_bounds=(0.0, 1.5e-9))
+D_RATIO_SMT = Parameter("d_ratio", "", (0.0, 1.0), 1.0, kind="other",
+                        description="d⊥ / d∥ of the microscopic tensor (0: stick, 1: "
+                        "isotropic).", prior_bounds=(0.0, 0.6))
 D_IN = Parameter("d_in", "m²/s", (0.1e-9, 3.5e-9), 1e-9, kind="diffusivity",
                  description="Intra-neurite axial diffusivity.", display_unit="µm²/ms",
                  prior_bounds=(0.25e-9, 3.0e-9))
@@ -93,12 +100,16 @@ class CellFractions(FractionRule):
         return {"f_neurite_ic": share, "f_extra": f[..., 2]}
 
 
+def _d_perp(v):
+    return np.asarray(v["d_par"], dtype=float) * np.asarray(v["d_ratio"], dtype=float)
+
+
 def _micro_md(v):
-    return (np.asarray(v["d_par"]) + 2 * np.asarray(v["d_perp"])) / 3.0
+    return (np.asarray(v["d_par"]) + 2 * _d_perp(v)) / 3.0
 
 
 def _micro_fa(v):
-    dpar, dperp = np.asarray(v["d_par"], float), np.asarray(v["d_perp"], float)
+    dpar, dperp = np.asarray(v["d_par"], float), _d_perp(v)
     md = (dpar + 2 * dperp) / 3.0
     num = np.sqrt(1.5 * ((dpar - md) ** 2 + 2 * (dperp - md) ** 2))
     den = np.sqrt(dpar**2 + 2 * dperp**2)
@@ -109,24 +120,25 @@ def _micro_fa(v):
 def smt() -> MultiCompartmentModel:
     """SMT: one spherical-mean microscopic tensor (Kaden et al., MRM 2016).
 
-    Maps ``d_par``, ``d_perp`` (m²/s), ``micro_fa`` and ``micro_md`` (m²/s).
+    Free ``d_par`` (m²/s) and ``d_ratio`` = d⊥/d∥ in [0, 1] (the microscopic tensor is
+    prolate); maps ``d_perp`` (m²/s), ``micro_fa`` and ``micro_md`` (m²/s) besides.
 
     Returns
     -------
     MultiCompartmentModel
         Flagged ``spherical_mean``; no fractions, no orientation.
     """
-    comps = (("tensor", SphericalMeanZeppelin()),)
-    links = {"tensor.d_par": Link("free", "d_par"), "tensor.d_perp": Link("free", "d_perp")}
+    comps = (("tensor", SphericalMeanTensor()),)
+    links = {"tensor.d_par": Link("free", "d_par"), "tensor.d_ratio": Link("free", "d_ratio")}
     rule = NestedFractions(compartments=("tensor",), fibres=(), isotropic=("tensor",),
                            fiso_name=None)
-    model = MultiCompartmentModel(
-        name="smt", compartments=comps, links=links, free_parameters=(D_PAR_SMT, D_PERP_SMT),
+    return MultiCompartmentModel(
+        name="smt", compartments=comps, links=links, free_parameters=(D_PAR_SMT, D_RATIO_SMT),
         fractions=rule, n_fibres=0, fibres=(), targets=("d_par", "d_perp", "micro_fa"),
-        derived={"micro_fa": _micro_fa, "micro_md": _micro_md}, family="smt",
-        recipe={"family": "smt", "n_fibres": 0, "settings": {}}, spherical_mean=True,
+        derived={"d_perp": _d_perp, "micro_fa": _micro_fa, "micro_md": _micro_md},
+        family="smt", recipe={"family": "smt", "n_fibres": 0, "settings": {}},
+        spherical_mean=True,
     )
-    return model
 
 
 def mcsmt(*, d_iso: float = D_CSF) -> MultiCompartmentModel:
