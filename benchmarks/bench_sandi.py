@@ -235,7 +235,7 @@ def main(quick: bool = False) -> None:
             runs = [microlearn_fresh(bvals, bvecs, 1000.0 * data, work, extra)
                     for _ in range(1 if quick or label == "mix" else 3)]
             wall = float(np.median([r[0] for r in runs]))
-            info, maps = runs[-1][1], runs[-1][2]
+            maps = runs[-1][2]
             rows.append(_row(f"microlearn fit --model sandi ({label}, fresh)", truth, maps,
                              seconds=float(np.median([r[1]["fit_seconds"] for r in runs])),
                              kernels_s=float(np.median([r[1]["setup_seconds"] for r in runs])),

@@ -25,8 +25,8 @@ from .base import Engine
 #: Samples in the dictionary.
 N_SAMPLES = 96_000
 #: Fraction draws per nonlinear sample (separable models).
-FRACTIONS_PER_SAMPLE = 24
-#: Voxels per likelihood block (keeps the (V, M) weight array near 100 MB in float32).
+FRACTIONS_PER_SAMPLE = 16
+#: Voxels per block sharing one noise level (the block's median σ).
 VOXEL_BLOCK = 256
 
 
@@ -55,6 +55,7 @@ class PosteriorEngine(Engine):
         self.n_samples = int(n_samples)
         self.random_state = random_state
         self._dict = None
+        self._weights = {}
         is_fraction = np.zeros(self.space.size, bool)
         for p in model.fractions.parameters:
             is_fraction[self.space.slice(p.name)] = True
@@ -105,6 +106,20 @@ class PosteriorEngine(Engine):
             [params[:, self._other], fractions], axis=1)
         return params, signals.astype(np.float32), averaged.astype(np.float32)
 
+    def _weighted(self, sigma, counts):
+        """(W·F)ᵀ (N, M) and 1 / (2 F·W·F) (M,) for noise σ, float32, cached per σ."""
+        key = float(f"{sigma:.2g}")  # blocks with nearly the same σ share the arrays
+        if key not in self._weights:
+            sigma = key
+            signals = self.table[1]
+            floor = np.sqrt(signals * signals + np.float32(sigma**2))  # (M, N)
+            fw = floor * (counts / np.float32(sigma**2))  # / variance of each group mean
+            ff = np.einsum("mn,mn->m", floor, fw)
+            if len(self._weights) > 4:
+                self._weights.clear()
+            self._weights[key] = (np.ascontiguousarray(fw.T), (0.5 / ff).astype(np.float32))
+        return self._weights[key]
+
     def _from_average(self, mean):
         """Free parameters (V, P) from the averaged columns (see :meth:`_build`)."""
         if self._invert is None:
@@ -124,7 +139,7 @@ class PosteriorEngine(Engine):
             Posterior mean S0 relative to the b0 mean.
         success : ndarray of bool, shape (V,)
         """
-        _, signals, averaged = self.table
+        averaged = self.table[2]
         y = np.asarray(y, dtype=float)
         V = y.shape[0]
         counts = powder_counts(self.acq).astype(np.float32)
@@ -134,27 +149,18 @@ class PosteriorEngine(Engine):
             sig = np.asarray(sigma, dtype=float)
             sig = np.median(sig, axis=1) if sig.ndim == 2 else sig
             sig = np.where(np.isfinite(sig) & (sig > 0), sig, 0.02)
-        # the averaged columns and a column of ones: one product gives sums and means
-        avg1 = np.concatenate([averaged, np.ones((averaged.shape[0], 1), np.float32)], 1)
+        from ..compiled.posterior_kernel import weighted_means
+
         params = np.empty((V, self.space.size))
         ok = np.empty(V, bool)
+        y32 = np.ascontiguousarray(y, dtype=np.float32)
         for a in range(0, V, VOXEL_BLOCK):
             b = min(V, a + VOXEL_BLOCK)
             s_blk = float(np.median(sig[a:b]))
-            floor = np.sqrt(signals * signals + np.float32(s_blk**2))  # (M, N)
-            fw = floor * (counts / np.float32(s_blk**2))  # / variance of each group mean
-            ff = np.einsum("mn,mn->m", floor, fw)  # (M,)
-            # S0 profiled per sample (the b0 rows keep it near the normalisation):
-            # log-likelihood = (y·W·F)² / (2 F·W·F) + a per-voxel constant, in place
-            ll = y[a:b].astype(np.float32) @ fw.T  # (v, M)
-            np.square(ll, out=ll)
-            ll *= 0.5 / ff
-            ll -= ll.max(axis=1, keepdims=True)
-            np.exp(ll, out=ll)
-            acc = (ll @ avg1).astype(float)  # (v, K + 1)
-            total = acc[:, -1:]
-            params[a:b] = self._from_average(acc[:, :-1] / total)
-            ok[a:b] = np.isfinite(total[:, 0]) & (total[:, 0] >= 1.0)
+            fw_t, half_inv_ff = self._weighted(s_blk, counts)
+            mean, total = weighted_means(y32[a:b], fw_t, half_inv_ff, averaged)
+            params[a:b] = self._from_average(mean)
+            ok[a:b] = np.isfinite(total) & (total >= 1.0)
         s0 = np.ones(V)  # relative to the b0 mean (the profiled scales stay near 1)
         ok &= np.all(np.isfinite(params), axis=1)
         return params, s0, ok
