@@ -131,3 +131,14 @@ def test_cli_phantom_and_fit_sandi_use_the_family_defaults(tmp_path):
         assert np.sqrt(np.mean((fitted - truth) ** 2)) < 0.15, name
     rs = nib.load(out / "rs.nii.gz").get_fdata()[mask]
     assert np.all((rs >= 0.5e-6) & (rs <= 15e-6))
+
+
+def test_fit_or_learn_panel_selects_the_family_engine(tmp_path):
+    pytest.importorskip("ipywidgets")
+    from microlearn.panels.fit_or_learn import FitOrLearn
+
+    panel = FitOrLearn(data_root=tmp_path, prewarm=False)
+    panel.model.value = "sandi"
+    assert panel.engine.value == "posterior"
+    panel.model.value = "noddi"
+    assert panel.engine.value == "mix"
