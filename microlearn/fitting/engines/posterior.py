@@ -26,8 +26,10 @@ from .base import Engine
 N_SAMPLES = 96_000
 #: Fraction draws per nonlinear sample (separable models).
 FRACTIONS_PER_SAMPLE = 16
-#: Voxels per block sharing one noise level (the block's median σ).
-VOXEL_BLOCK = 256
+#: Samples on each side of a voxel's key probed for the reference likelihood.
+PROBE = 64
+#: A dictionary with its Rician floor at noise σ serves voxels within this factor of σ.
+SIGMA_STEP = 1.3
 
 
 def powder_counts(acq) -> np.ndarray:
@@ -55,7 +57,7 @@ class PosteriorEngine(Engine):
         self.n_samples = int(n_samples)
         self.random_state = random_state
         self._dict = None
-        self._weights = {}
+        self._shapes = {}
         is_fraction = np.zeros(self.space.size, bool)
         for p in model.fractions.parameters:
             is_fraction[self.space.slice(p.name)] = True
@@ -106,19 +108,47 @@ class PosteriorEngine(Engine):
             [params[:, self._other], fractions], axis=1)
         return params, signals.astype(np.float32), averaged.astype(np.float32)
 
-    def _weighted(self, sigma, counts):
-        """(W·F)ᵀ (N, M) and 1 / (2 F·W·F) (M,) for noise σ, float32, cached per σ."""
-        key = float(f"{sigma:.2g}")  # blocks with nearly the same σ share the arrays
-        if key not in self._weights:
-            sigma = key
-            signals = self.table[1]
-            floor = np.sqrt(signals * signals + np.float32(sigma**2))  # (M, N)
-            fw = floor * (counts / np.float32(sigma**2))  # / variance of each group mean
-            ff = np.einsum("mn,mn->m", floor, fw)
-            if len(self._weights) > 4:
-                self._weights.clear()
-            self._weights[key] = (np.ascontiguousarray(fw.T), (0.5 / ff).astype(np.float32))
-        return self._weights[key]
+    def _levels(self, sig) -> np.ndarray:
+        """The floor level (a σ) of every voxel: a known level within a factor
+        ``SIGMA_STEP`` of its σ, else a new one (the block's median σ)."""
+        out = np.full(sig.shape, np.nan)
+        for _ in range(8):
+            todo = np.isnan(out)
+            if not todo.any():
+                break
+            known = np.array(sorted(self._shapes))
+            if known.size:
+                ratio = np.abs(np.log(sig[todo][:, None] / known[None]))
+                best = np.argmin(ratio, axis=1)
+                near = ratio[np.arange(best.size), best] <= np.log(SIGMA_STEP)
+                idx = np.flatnonzero(todo)
+                out[idx[near]] = known[best[near]]
+                todo = np.isnan(out)
+            if todo.any():
+                self._sorted(float(np.median(sig[todo])))
+        out[np.isnan(out)] = float(np.median(sig))
+        return out
+
+    def _sorted(self, sigma):
+        """The dictionary whitened, unit-length and sorted along its main axis, with its
+        Rician floor at noise σ (see
+        :func:`~microlearn.fitting.compiled.posterior_kernel.windowed_means`)."""
+        key = float(sigma)
+        if key not in self._shapes:
+            _, signals, averaged = self.table
+            counts = powder_counts(self.acq)
+            sqrt_n = np.sqrt(counts).astype(np.float32)
+            shapes = np.sqrt(signals * signals + np.float32(sigma**2)) * sqrt_n
+            shapes /= np.linalg.norm(shapes, axis=1, keepdims=True)
+            sub = shapes[:: max(1, shapes.shape[0] // 4096)]
+            axis = np.linalg.svd(sub - sub.mean(0), full_matrices=False)[2][0]
+            axis = (axis / np.linalg.norm(axis)).astype(np.float32)
+            keys = shapes @ axis
+            order = np.argsort(keys, kind="stable")
+            self._shapes[key] = (sqrt_n, np.ascontiguousarray(shapes[order].T),
+                                 np.ascontiguousarray(keys[order]), axis,
+                                 np.ascontiguousarray(averaged[order]))
+        return self._shapes[key]
 
     def _from_average(self, mean):
         """Free parameters (V, P) from the averaged columns (see :meth:`_build`)."""
@@ -139,28 +169,29 @@ class PosteriorEngine(Engine):
             Posterior mean S0 relative to the b0 mean.
         success : ndarray of bool, shape (V,)
         """
-        averaged = self.table[2]
         y = np.asarray(y, dtype=float)
         V = y.shape[0]
-        counts = powder_counts(self.acq).astype(np.float32)
         if sigma is None:
             sig = np.full(V, 0.02)  # no σ: a typical b0 SNR of 50
         else:
             sig = np.asarray(sigma, dtype=float)
             sig = np.median(sig, axis=1) if sig.ndim == 2 else sig
             sig = np.where(np.isfinite(sig) & (sig > 0), sig, 0.02)
-        from ..compiled.posterior_kernel import weighted_means
+        from ..compiled.posterior_kernel import windowed_means
 
         params = np.empty((V, self.space.size))
         ok = np.empty(V, bool)
         y32 = np.ascontiguousarray(y, dtype=np.float32)
-        for a in range(0, V, VOXEL_BLOCK):
-            b = min(V, a + VOXEL_BLOCK)
-            s_blk = float(np.median(sig[a:b]))
-            fw_t, half_inv_ff = self._weighted(s_blk, counts)
-            mean, total = weighted_means(y32[a:b], fw_t, half_inv_ff, averaged)
-            params[a:b] = self._from_average(mean)
-            ok[a:b] = np.isfinite(total) & (total >= 1.0)
+        # the dictionary's Rician floor is set at a few noise levels (the nearest within a
+        # factor SIGMA_STEP is reused); the likelihood's scale uses each voxel's own σ
+        level = self._levels(sig)
+        for lev in np.unique(level):
+            rows = np.flatnonzero(level == lev)
+            sqrt_n, shapes_t, keys, axis, values = self._sorted(lev)
+            mean, total, _ = windowed_means(y32[rows], sig[rows].astype(np.float32), sqrt_n,
+                                            shapes_t, keys, axis, values, PROBE)
+            params[rows] = self._from_average(mean)
+            ok[rows] = np.isfinite(total) & (total >= 1.0)
         s0 = np.ones(V)  # relative to the b0 mean (the profiled scales stay near 1)
         ok &= np.all(np.isfinite(params), axis=1)
         return params, s0, ok
