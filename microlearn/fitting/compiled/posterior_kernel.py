@@ -104,7 +104,8 @@ def windowed_means(y, sigma, sqrt_n, shapes_t, keys, axis, values, probe):
 
     Returns
     -------
-    means : ndarray, shape (V, K)
+    means, second : ndarray, shape (V, K)
+        Weighted means of the values and of their squares.
     total : ndarray, shape (V,)
     visited : ndarray, shape (V,)
         Samples evaluated per voxel.
@@ -113,6 +114,7 @@ def windowed_means(y, sigma, sqrt_n, shapes_t, keys, axis, values, probe):
     M = shapes_t.shape[1]
     K = values.shape[1]
     means = np.zeros((V, K))
+    second = np.zeros((V, K))
     total = np.zeros(V)
     visited = np.zeros(V)
     for v in prange(V):
@@ -150,6 +152,7 @@ def windowed_means(y, sigma, sqrt_n, shapes_t, keys, axis, values, probe):
             if x > top:
                 top = x
         acc = np.zeros(K)
+        acc2 = np.zeros(K)
         s = 0.0
         for m in range(lo, hi):
             x = ll[m - lo] - top
@@ -158,8 +161,10 @@ def windowed_means(y, sigma, sqrt_n, shapes_t, keys, axis, values, probe):
                 s += w
                 for k in range(K):
                     acc[k] += w * values[m, k]
+                    acc2[k] += w * values[m, k] * values[m, k]
         total[v] = s
         visited[v] = hi - lo
         for k in range(K):
             means[v, k] = acc[k] / s
-    return means, total, visited
+            second[v, k] = acc2[k] / s
+    return means, second, total, visited

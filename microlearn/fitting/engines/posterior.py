@@ -62,8 +62,12 @@ class PosteriorEngine(Engine):
         for p in model.fractions.parameters:
             is_fraction[self.space.slice(p.name)] = True
         self._other = np.flatnonzero(~is_fraction)
+        self._fraction_cols = np.flatnonzero(is_fraction)
         self._invert = (getattr(model.fractions, "from_fractions", None)
                         if len(model.compartments) > 1 else None)
+        #: Leading averaged columns the parameters are rebuilt from.
+        self._n_avg = (self.space.size if self._invert is None
+                       else self._other.size + len(model.compartments))
 
     # ------------------------------------------------------------------ dictionary
     @property
@@ -105,7 +109,7 @@ class PosteriorEngine(Engine):
         # compartment fractions back to its parameters, those fractions (so that every
         # fraction map, e.g. f_neurite = (1 - f_extra) s, is its own posterior mean)
         averaged = params if fractions is None else np.concatenate(
-            [params[:, self._other], fractions], axis=1)
+            [params[:, self._other], fractions, params[:, self._fraction_cols]], axis=1)
         return params, signals.astype(np.float32), averaged.astype(np.float32)
 
     def _levels(self, sig) -> np.ndarray:
@@ -171,12 +175,7 @@ class PosteriorEngine(Engine):
         """
         y = np.asarray(y, dtype=float)
         V = y.shape[0]
-        if sigma is None:
-            sig = np.full(V, 0.02)  # no σ: a typical b0 SNR of 50
-        else:
-            sig = np.asarray(sigma, dtype=float)
-            sig = np.median(sig, axis=1) if sig.ndim == 2 else sig
-            sig = np.where(np.isfinite(sig) & (sig > 0), sig, 0.02)
+        sig = self._sigma(sigma, V)
         from ..compiled.posterior_kernel import windowed_means
 
         params = np.empty((V, self.space.size))
@@ -188,10 +187,63 @@ class PosteriorEngine(Engine):
         for lev in np.unique(level):
             rows = np.flatnonzero(level == lev)
             sqrt_n, shapes_t, keys, axis, values = self._sorted(lev)
-            mean, total, _ = windowed_means(y32[rows], sig[rows].astype(np.float32), sqrt_n,
-                                            shapes_t, keys, axis, values, PROBE)
-            params[rows] = self._from_average(mean)
+            mean, _, total, _ = windowed_means(y32[rows], sig[rows].astype(np.float32),
+                                               sqrt_n, shapes_t, keys, axis, values, PROBE)
+            params[rows] = self._from_average(mean[:, :self._n_avg])
             ok[rows] = np.isfinite(total) & (total >= 1.0)
         s0 = np.ones(V)  # relative to the b0 mean (the profiled scales stay near 1)
         ok &= np.all(np.isfinite(params), axis=1)
         return params, s0, ok
+
+    def posterior_std(self, y, sigma=None) -> dict[str, np.ndarray]:
+        """Posterior standard deviation of every free parameter.
+
+        A self-normalised importance-sampling estimate: with few effective samples it is
+        too narrow (on the SANDI model's own prior at SNR 50, 80-83 % of the errors lie
+        within two std at 96k samples, 85-89 % at 192k, instead of 95 %).
+
+        Parameters
+        ----------
+        y : ndarray, shape (V, N)
+            Normalised signals.
+        sigma : ndarray, shape (V,) or None
+            Normalised σ of one direction per voxel (0.02 when absent).
+
+        Returns
+        -------
+        dict of str to ndarray, shape (V,)
+            ``<parameter>`` -> its posterior std (SI), and ``s0`` -> zeros (S0 is the b0
+            mean).
+        """
+        from ..compiled.posterior_kernel import windowed_means
+
+        V = y.shape[0]
+        sig = self._sigma(sigma, V)
+        y32 = np.ascontiguousarray(y, dtype=np.float32)
+        cols = (np.arange(self.space.size) if self._invert is None else
+                np.concatenate([self._other, self._fraction_cols]))
+        std = np.full((V, self.space.size), np.nan)
+        level = self._levels(sig)
+        for lev in np.unique(level):
+            rows = np.flatnonzero(level == lev)
+            sqrt_n, shapes_t, keys, axis, values = self._sorted(lev)
+            mean, second, _, _ = windowed_means(y32[rows], sig[rows].astype(np.float32),
+                                                sqrt_n, shapes_t, keys, axis, values, PROBE)
+            var = np.maximum(second - mean * mean, 0.0)
+            if self._invert is None:
+                std[rows] = np.sqrt(var)
+            else:
+                n_other = self._other.size
+                picked = np.concatenate([var[:, :n_other], var[:, self._n_avg:]], axis=1)
+                std[np.ix_(rows, cols)] = np.sqrt(picked)
+        out = {p.name: std[:, self.space.slice(p.name)][:, 0] for p in self.space}
+        out["s0"] = np.zeros(V)
+        return out
+
+    @staticmethod
+    def _sigma(sigma, V) -> np.ndarray:
+        if sigma is None:
+            return np.full(V, 0.02)  # no σ: a typical b0 SNR of 50
+        sig = np.asarray(sigma, dtype=float)
+        sig = np.median(sig, axis=1) if sig.ndim == 2 else sig
+        return np.where(np.isfinite(sig) & (sig > 0), sig, 0.02)
