@@ -113,7 +113,7 @@ def peer_seconds(name, acq, data, quick):
 def _write_folder(folder, signal, acq):
     import nibabel as nib
 
-    from microlearn.io import write_acquisition_files
+    from microlearn.data.writers import write_acquisition_files
 
     n = len(signal)
     folder.mkdir(parents=True, exist_ok=True)

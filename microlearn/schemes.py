@@ -127,4 +127,26 @@ def with_echo_times(acq: Acquisition, echo_times) -> Acquisition:
                        name=f"{acq.name}-{k}TE", b0_threshold=acq.b0_threshold)
 
 
-SCHEMES = {"hcp": hcp, "activeax": activeax, "ivim": ivim}
+#: SANDI protocol: shells in s/mm², directions per shell, b0s, δ, Δ and TE (s).
+SANDI_SHELLS = (500, 1000, 2000, 3000, 4000, 5500, 7000, 8500, 10000)
+SANDI_DIRECTIONS = 32
+SANDI_B0 = 6
+SANDI_TIMING = {"delta": 10.0 * MS, "Delta": 30.0 * MS, "TE": 60.0 * MS}
+
+
+def sandi() -> Acquisition:
+    """A high-b protocol for SANDI and the spherical-mean models.
+
+    6 b0 + 9 shells b = 500–10,000 s/mm² x 32 directions (294 measurements), δ = 10 ms,
+    Δ = 30 ms (G up to ~230 mT/m), TE = 60 ms: a Connectom-style protocol in the spirit of
+    Palombo et al. 2020, where the soma signal stands out of the neurites' at high b.
+    """
+    bvals, bvecs = [0.0] * SANDI_B0, [[0.0, 0.0, 0.0]] * SANDI_B0
+    for k, b in enumerate(SANDI_SHELLS):
+        bvals += [b * S_PER_MM2] * SANDI_DIRECTIONS
+        bvecs += hemisphere_directions(SANDI_DIRECTIONS, rotation=0.37 * k).tolist()
+    return Acquisition(np.array(bvals), np.array(bvecs), SANDI_TIMING["delta"],
+                       SANDI_TIMING["Delta"], TE=SANDI_TIMING["TE"], name="sandi")
+
+
+SCHEMES = {"hcp": hcp, "activeax": activeax, "ivim": ivim, "sandi": sandi}

@@ -22,7 +22,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("fit", help="fit a model voxel-wise (MIX, interior point, dictionary)")
     add_input_arguments(p)
     add_model_arguments(p)
-    p.add_argument("--method", default="mix", help="mix | interior-point | dictionary")
+    p.add_argument("--method", default=None,
+                   help="mix | interior-point | dictionary | posterior (default: the model "
+                        "family's, mix for most; posterior for sandi)")
     p.add_argument("--explain", action="store_true",
                    help="print which engine runs for this model and acquisition, and why")
     p.add_argument("--n-fibres", default="1",
@@ -41,13 +43,17 @@ def run(args) -> int:
     from ..fitting import FITTERS
     from ..run.fit_volume import NoiseChoice, fit_volume, output_names
 
-    if args.method not in FITTERS.names():
+    if args.method is not None and args.method not in FITTERS.names():
         raise ValueError(f"--method {args.method!r} is unknown; choose one of "
                          f"{FITTERS.names()}.")
     if args.n_fibres not in ("0", "1", "2", "3", "auto"):
         raise ValueError(f"--n-fibres {args.n_fibres!r}: give 0, 1, 2, 3 or auto.")
     auto = args.n_fibres == "auto"
     model = model_from_args(args, 1 if auto else int(args.n_fibres))
+    if args.method is None:
+        from ..models.registry import default_method
+
+        args.method = default_method(model)
     if auto:
         from ..crossings import check_fibre_model
 

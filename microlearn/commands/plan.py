@@ -22,7 +22,9 @@ def add_parser(sub) -> None:
     p.add_argument("--snr", type=float, default=30.0, help="b0 signal over noise σ")
     p.add_argument("--n-fibres", type=int, default=1, help="fibre populations (1-3)")
     p.add_argument("--n-voxels", type=int, default=500, help="Monte-Carlo voxels")
-    p.add_argument("--method", default="mix", help="fitting engine of the Monte-Carlo fits")
+    p.add_argument("--method", default=None,
+                   help="fitting engine of the Monte-Carlo fits (default: the family's, mix "
+                        "for most; posterior for sandi)")
     p.add_argument("--estimator", default="polynomial",
                    help="learned estimator to score (see `learn`)")
     p.add_argument("--n-train", type=int, default=20_000, help="its training voxels")
@@ -63,7 +65,12 @@ def run(args) -> int:
     if args.json is not None and args.json.is_dir():
         raise ValueError(f"--json {args.json}: is a folder; give a file name.")
     acq = _acquisition(args)
-    report = plan(model_from_args(args), acq, snr=args.snr, n_fibres=args.n_fibres,
+    model = model_from_args(args)
+    if args.method is None:
+        from ..models.registry import default_method
+
+        args.method = default_method(model)
+    report = plan(model, acq, snr=args.snr, n_fibres=args.n_fibres,
                   n_voxels=args.n_voxels, method=args.method, learn=not args.no_learn,
                   estimator=args.estimator, n_train=args.n_train, random_state=args.seed)
     echo(f"{report['model']} on {report['n_measurements']} measurements (b = "

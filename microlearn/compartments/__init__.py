@@ -5,6 +5,9 @@ from .cylinder import CylinderGPD
 from .dispersion import WatsonStick, WatsonZeppelin, kappa_to_odi, odi_to_kappa, watson
 from .gaussian import Ball, Stick, Zeppelin
 from .restricted import Dot
+from .sphere import SphereGPD
+from .spherical_mean import SphericalMeanStick, SphericalMeanTensor, SphericalMeanZeppelin
 
-__all__ = ["Ball", "Compartment", "CylinderGPD", "Dot", "Stick", "WatsonStick",
+__all__ = ["Ball", "Compartment", "CylinderGPD", "Dot", "SphereGPD", "SphericalMeanStick",
+           "SphericalMeanTensor", "SphericalMeanZeppelin", "Stick", "WatsonStick",
            "WatsonZeppelin", "Zeppelin", "kappa_to_odi", "odi_to_kappa", "watson"]

@@ -28,9 +28,10 @@ WARM_VOXELS = 4
 def _registry():
     from .compiled.noddi_fast import make_interior_point, make_mix
     from .engines.dictionary import DictionaryEngine
+    from .engines.posterior import PosteriorEngine
 
     return {"mix": make_mix, "interior-point": make_interior_point,
-            "dictionary": DictionaryEngine}
+            "dictionary": DictionaryEngine, "posterior": PosteriorEngine}
 
 
 class _Fitters(dict):
@@ -260,6 +261,10 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     engine_cls = FITTERS[method]  # the first call imports the engines: set-up
     data, mask = check_fit_input(acq, data, mask)
     vox = np.asarray(data[mask], dtype=float)
+    full_acq, full_vox = acq, vox
+    if getattr(model, "spherical_mean", False):
+        # direction-averaged model: fit the powder averages (σ comes from the full data)
+        acq, vox = powder_averaged(acq, vox)
     y_all, scale, usable = normalise(vox, acq)
     sigma_vox = _sigma_per_voxel(sigma, mask)
     if sigma_vox is not None:
@@ -273,7 +278,7 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     map_given = sigma_vox is not None
     if not map_given:
         if sigma is None:
-            sigma = estimate_sigma_by_te(vox[use], acq) if use.any() else None
+            sigma = estimate_sigma_by_te(full_vox[use], full_acq) if use.any() else None
         sigma_vox = None if sigma is None or float(sigma) == 0 else np.full(len(vox),
                                                                             float(sigma))
     elif not np.any(sigma_vox[use] > 0):
@@ -347,7 +352,12 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     success = to_map(ok, 0).astype(bool)
     extra = {}
     if quality and len(y):
-        for name, value in quality_maps(engine, acq, p, s0, y, sig_n).items():
+        sig_q = sig_n
+        if sig_n is not None and acq is not full_acq:  # a powder mean of n directions
+            from .engines.posterior import powder_counts
+
+            sig_q = sig_n / np.sqrt(powder_counts(acq))
+        for name, value in quality_maps(engine, acq, p, s0, y, sig_q).items():
             extra[name] = to_map(value * (b0[:, 0] if name == "s0_std" else 1.0))
     if sigma_vox is not None and map_given:
         sigma_used = to_map(sigma_vox[use])
@@ -357,6 +367,18 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     return FitResult(model=model, acq=acq, params=params, s0=s0_te[..., 0], success=success,
                      mask=mask, method=method, sigma=sigma_used, seconds=seconds, extra=extra,
                      s0_te=s0_te if acq.n_te > 1 else None, setup_seconds=setup_seconds)
+
+
+def powder_averaged(acq, vox):
+    """The spherical-mean acquisition and the powder averages of ``vox`` (V, N).
+
+    An acquisition with one measurement per shell and echo time is returned unchanged.
+    """
+    from ..data.powder import powder_average, powder_groups, spherical_mean_acquisition
+
+    if powder_groups(acq)[1] == acq.n_measurements:
+        return acq, vox
+    return spherical_mean_acquisition(acq), powder_average(acq, vox)
 
 
 def _sigma_per_voxel(sigma, mask):

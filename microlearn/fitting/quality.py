@@ -62,7 +62,8 @@ def at_bound(params, lower, upper, orientation_mask) -> np.ndarray:
 
 
 def quality_maps(engine, acq, params, s0, y, sigma) -> dict[str, np.ndarray]:
-    """``residual_rms``, ``at_bound`` and ``<name>_std`` (Cramér–Rao) for fitted voxels.
+    """``residual_rms``, ``at_bound`` and ``<name>_std`` (Cramér–Rao; the posterior std for
+    an engine with ``posterior_std``) for fitted voxels.
 
     Parameters
     ----------
@@ -98,6 +99,12 @@ def quality_maps(engine, acq, params, s0, y, sigma) -> dict[str, np.ndarray]:
     fused = getattr(engine, "quality_arrays", None)  # one compiled pass (NODDI, 1 fibre)
     if fused is not None:
         out["residual_rms"][ok], std = fused(p, z, yy, sg)
+    elif hasattr(engine, "posterior_std"):  # a posterior mean reports its posterior spread
+        from .engines.posterior import powder_counts
+
+        one = None if sg is None else sg[:, 0] * np.sqrt(powder_counts(acq)[0])
+        out["residual_rms"][ok] = residual_rms(model, acq, p, z, yy, sg)
+        std = engine.posterior_std(yy, one)
     elif sg is None:  # σ from each voxel's residuals
         out["residual_rms"][ok] = residual_rms(model, acq, p, z, yy)
         n, k = yy.shape[1], p.shape[1] + 1

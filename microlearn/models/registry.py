@@ -37,6 +37,26 @@ IVIM_TISSUE = {
     4: {"f": (0.05, 0.10), "d": (0.7e-9, 0.9e-9), "d_star": (10e-9, 20e-9)},
     5: {"f": (0.05, 0.10), "d": (0.7e-9, 0.9e-9), "d_star": (10e-9, 20e-9)},
 }
+#: Per-label ranges of the spherical-mean models (SI). SMT: microscopic diffusivities;
+#: MC-SMT: v_int, d∥, CSF; SANDI (Palombo et al. 2020, in vivo): grey matter has large
+#: somas (rs 6–10 µm) and ~30 % soma signal, white matter few and small somas. SANDI's CSF
+#: label is its own ball at 3 µm²/ms (f_extra ≈ 1).
+_WM_SANDI = {"f_extra": (0.15, 0.30), "f_neurite_ic": (0.75, 0.95),
+             "soma_diameter": (4e-6, 10e-6), "d_in": (2.0e-9, 3.0e-9), "d_e": (0.6e-9, 1.2e-9)}
+SANDI_TISSUE = {
+    1: {"f_extra": (0.97, 1.0), "f_neurite_ic": (0.3, 0.7), "soma_diameter": (10e-6, 16e-6),
+        "d_in": (2.0e-9, 3.0e-9), "d_e": (2.9e-9, 3.0e-9)},
+    2: {"f_extra": (0.15, 0.35), "f_neurite_ic": (0.40, 0.60),
+        "soma_diameter": (12e-6, 20e-6), "d_in": (2.0e-9, 3.0e-9), "d_e": (0.8e-9, 1.4e-9)},
+    3: _WM_SANDI, 4: _WM_SANDI, 5: _WM_SANDI,
+}
+_WM_SMT = {"d_par": (2.0e-9, 2.6e-9), "d_ratio": (0.08, 0.25)}
+SMT_TISSUE = {1: {"d_par": (2.9e-9, 3.0e-9), "d_ratio": (0.97, 1.0)},
+              2: {"d_par": (1.6e-9, 2.2e-9), "d_ratio": (0.25, 0.45)},
+              3: _WM_SMT, 4: _WM_SMT, 5: _WM_SMT}
+_WM_MCSMT = {"icvf": (0.55, 0.75), "d_par": (2.0e-9, 2.6e-9), "fiso": (0.0, 0.10)}
+MCSMT_TISSUE = {2: {"icvf": (0.30, 0.50), "d_par": (1.6e-9, 2.2e-9), "fiso": (0.05, 0.20)},
+                3: _WM_MCSMT, 4: _WM_MCSMT, 5: _WM_MCSMT}
 #: Tissue presets of the fibre models (SI): in vivo white matter (the defaults), grey
 #: matter NODDI (d∥ = 1.1 µm²/ms, Guerrero et al. 2019) and fixed ex vivo tissue at room
 #: temperature (d∥ = 0.6, d_iso = 2.0 µm²/ms, the NODDI toolbox's ex vivo values; its extra
@@ -76,6 +96,9 @@ class ModelFamily:
         How fitting starts: a global search (MIX stage 1) or IVIM's segmented fit.
     tissues : mapping of str to mapping
         Tissue presets: settings (SI) applied with :meth:`MultiCompartmentModel.set`.
+    method : str
+        The fitting method ``microlearn fit`` uses when none is given: ``mix``, or
+        ``posterior`` for a family whose least-squares optimum is poorly determined.
     """
 
     name: str
@@ -90,6 +113,7 @@ class ModelFamily:
     phantom_csf: Mapping[str, float] | None = None
     start: str = "search"
     tissues: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    method: str = "mix"
 
     @property
     def has_fibres(self) -> bool:
@@ -195,6 +219,12 @@ def uses_segmented_start(model) -> bool:
             and {"d", "d_star", "f"} <= names)
 
 
+def default_method(model) -> str:
+    """The fitting method used for a model when none is given (its family's, else mix)."""
+    record = family_of(model)
+    return record.method if record is not None else "mix"
+
+
 def default_scheme(model) -> str:
     """The built-in scheme a model is simulated on when none is given."""
     record = family_of(model)
@@ -223,6 +253,20 @@ def _register_builtins() -> None:
         "ivim", ivim, "IVIM: perfusion + tissue balls (low b)", (0,), "ivim",
         ("f", "d", "d_star"), {0: 1.0}, phantom_tissue=IVIM_TISSUE, start="segmented"))
 
+    from .spherical import mcsmt, sandi, smt
+
+    register(ModelFamily(
+        "smt", smt, "SMT: one spherical-mean microscopic tensor (d∥, d⊥, micro FA/MD)", (0,),
+        "hcp", ("d_par", "d_perp", "micro_fa"), {0: 1.0}, phantom_tissue=SMT_TISSUE))
+    register(ModelFamily(
+        "mcsmt", mcsmt, "MC-SMT: spherical-mean stick + tortuous zeppelin + CSF ball", (0,),
+        "hcp", ("icvf", "d_par", "fiso"), {0: 1.0}, phantom_tissue=MCSMT_TISSUE,
+        phantom_csf={"fiso": 1.0}))
+    register(ModelFamily(
+        "sandi", sandi, "SANDI: neurites (sticks) + soma (sphere) + extra-cellular ball, "
+        "on powder averages", (0,), "sandi", ("f_neurite", "f_soma", "f_extra", "rs", "d_in"),
+        {0: 1.0}, phantom_tissue=SANDI_TISSUE, method="posterior"))
+
 
 def get_model(name: str, n_fibres: int = 1) -> MultiCompartmentModel:
     """A built-in model by family name (see :mod:`microlearn.models.registry`).
@@ -248,6 +292,6 @@ def get_model(name: str, n_fibres: int = 1) -> MultiCompartmentModel:
 
 _register_builtins()
 
-__all__ = ["FAMILIES", "FIBRE_TISSUES", "ModelFamily", "compared_maps", "default_scheme",
-           "family", "family_names", "family_of", "get_model", "register",
+__all__ = ["FAMILIES", "FIBRE_TISSUES", "ModelFamily", "compared_maps", "default_method",
+           "default_scheme", "family", "family_names", "family_of", "get_model", "register",
            "uses_segmented_start"]

@@ -203,6 +203,7 @@ class FitOrLearn(widgets.VBox):
         self.task = BackgroundTask(self.status, self.progress, self.errors)
         self.result: RunResult | None = None
         self.mode.observe(lambda c: self._show_mode(), names="value")
+        self.model.observe(lambda c: self._default_engine(), names="value")
         self.slice.observe(lambda c: guarded(self.errors)(self._draw)(), names="value")
         self.button.on_click(lambda _: guarded(self.errors)(self.run)())
         super().__init__([widgets.HTML("<h3>Fit or learn</h3>"),
@@ -218,6 +219,14 @@ class FitOrLearn(widgets.VBox):
             self._prepared = threading.Thread(target=self._prepare, daemon=True,
                                               name="microlearn-prepare")
             self._prepared.start()
+
+    def _default_engine(self):
+        """A family with its own fitting method (SANDI: posterior) selects that engine."""
+        from ..models.registry import family_of
+
+        record = family_of(self.model.value)
+        if record is not None and record.method in self.engine.options:
+            self.engine.value = record.method
 
     def _prepare(self):
         """Pay the first fit's one-off costs ahead of the first click (best effort)."""

@@ -20,7 +20,8 @@ COMPILED_ENGINES = {
 #: Method -> the generic engine that fits any model.
 GENERIC_ENGINES = {"mix": "..engines.mix:MixEngine",
                    "interior-point": "..engines.interior_point:InteriorPointEngine",
-                   "dictionary": "..engines.dictionary:DictionaryEngine"}
+                   "dictionary": "..engines.dictionary:DictionaryEngine",
+                   "posterior": "..engines.posterior:PosteriorEngine"}
 
 
 def _load(ref: str):

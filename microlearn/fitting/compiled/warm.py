@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 INSTALL_JOBS = (("noddi", 1, "mix"), ("noddi", 1, "interior-point"), ("noddi", 1, "dictionary"),
                 ("noddi", 2, "mix"), ("noddi", 3, "mix"), ("noddi", "auto", "mix"),
                 ("activeax", 1, "mix"),
-                ("activeax", 1, "dictionary"), ("ivim", 0, "dictionary"))
+                ("activeax", 1, "dictionary"), ("ivim", 0, "dictionary"),
+                ("sandi", 0, "posterior"))
 #: Voxels fitted by a warm-up.
 WARM_VOXELS = 4
 
