@@ -55,7 +55,7 @@ def run(args) -> int:
 
         args.method = default_method(model)
     if auto:
-        from ..crossings import check_fibre_model
+        from ..fitting.selection import check_fibre_model
 
         check_fibre_model(model)
         model = model.with_fibres(3)

@@ -77,7 +77,7 @@ def fit_sample(family: str, acq, signals, *, n_fit: int = N_FIT, method: str = "
         res = fit(model, acq, sample, method=method, sigma=sigma, quality=False)
         params = res.params[np.all(np.isfinite(res.params), axis=1)]
         return {model.n_fibres: params}
-    from ..crossings import fit_auto
+    from ..fitting.selection import fit_auto
 
     res = fit_auto(base, acq, sample, method=method, sigma=sigma)
     maps, nf = res.maps(), np.asarray(res.n_fibres).astype(int)

@@ -155,7 +155,7 @@ class AutoFitBlock:
 
         t0 = time.perf_counter()
         from ..acquisition import Acquisition
-        from ..crossings import fit_auto
+        from ..fitting.selection import fit_auto
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # bad voxels are counted later

@@ -52,7 +52,7 @@ def warm_up(model: str = "noddi", n_fibres: int = 1, method: str = "mix", *, acq
 
     t0 = time.perf_counter()
     if n_fibres == "auto":
-        from ...crossings import fit_auto
+        from ..selection import fit_auto
 
         m = resolve_model(model, 2)
         acq = acq if acq is not None else Acquisition.scheme(default_scheme(m))

@@ -6,7 +6,14 @@ import numpy as np
 
 from ...models.registry import uses_segmented_start
 from ...parameters import angles_to_cartesian, cartesian_to_angles
-from .search import CandidateTable, nnls_two, outer_fraction_name, search_names, tensor_directions
+from .search import (
+    CandidateTable,
+    min_length_bound,
+    nnls_two,
+    outer_fraction_name,
+    search_names,
+    tensor_directions,
+)
 
 #: Voxels per stage-1 sub-block (keeps the (V, C, N) candidate arrays small).
 SEARCH_BLOCK = 48
@@ -18,16 +25,6 @@ LM_CRITERION = ("Levenberg-Marquardt: an accepted step lowered the cost by less 
 BARRIER_CRITERION = ("log-barrier interior point: at the smallest barrier weight a Newton "
                      "step below 1e-6, a relative merit decrease below 1e-6, or no step that "
                      "lowers the merit, within the step limit")
-
-
-def min_length_bound(p) -> float:
-    """Lowest diameter any engine fits: the parameter's lower prior bound.
-
-    With clinical and preclinical gradients (G <= 300 mT/m) diameters below ~2 µm barely
-    change the signal; without this bound, voxels with small true diameters drift to the
-    hard bound (0.1 µm) on noise. A value at this bound reads "this small or smaller".
-    """
-    return float(max(p.bounds[0], p.prior_bounds[0]))
 
 
 class Engine:

@@ -20,6 +20,17 @@ C2_GRID = 129
 N_CANDIDATES = 400
 
 
+def min_length_bound(p) -> float:
+    """Lowest diameter any engine fits: the parameter's lower prior bound.
+
+    With clinical and preclinical gradients (G <= 300 mT/m) diameters below ~2 µm barely
+    change the signal; without this bound, voxels with small true diameters drift to the
+    hard bound (0.1 µm) on noise. A value at this bound reads "this small or smaller".
+    """
+    return float(max(p.bounds[0], p.prior_bounds[0]))
+
+
+
 def outer_fraction_name(model) -> str | None:
     """The fraction splitting tissue from isotropic compartments (fiso, f_dot, f)."""
     for name in ("fiso", "f_dot", "f"):
@@ -39,8 +50,6 @@ def _axis_values(p, n, interior=False):
     if p.name.startswith("ffib"):
         lo, hi = 0.25, 1.0
     if p.kind == "length":
-        from .base import min_length_bound
-
         return np.geomspace(min_length_bound(p), hi, n)
     if p.kind == "diffusivity" and lo > 0:
         return np.geomspace(lo, hi, n)
