@@ -61,7 +61,8 @@ def explain(method: str, model, acq, *, fast: bool = True) -> list[str]:
         lines.append(f"  {'+' if ok else '-'} {cls.__name__} (compiled): "
                      f"{'applies' if ok else 'does not apply'}; needs {need}")
     gen = generic(method)
-    lines.append(f"  {'+' if chosen is gen else ' '} {gen.__name__} (generic): fits any model")
+    scope = getattr(gen, "REQUIRES", "any model")
+    lines.append(f"  {'+' if chosen is gen else ' '} {gen.__name__} (generic): fits {scope}")
     doc = (chosen.__doc__ or "").strip().splitlines()
     lines.append(f"runs {chosen.__name__}: {doc[0] if doc else ''}")
     return lines

@@ -42,6 +42,7 @@ class PosteriorEngine(Engine):
     """Likelihood-weighted mean of prior samples (orientation-free models only)."""
 
     name = "posterior"
+    REQUIRES = "models without orientations (powder-averaged: SMT, MC-SMT, SANDI, IVIM)"
     convergence = ("posterior mean over a dictionary of prior samples: success when the "
                    "weights are finite")
 
