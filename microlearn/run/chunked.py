@@ -468,8 +468,12 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
             cluster.close()
     _READ_ONCE.clear()
     maps = assemble(work_dir, slabs, mask)
-    scalar = [v for v in maps.values() if v.ndim == mask.ndim]
-    n_bad = int((mask & ~np.isfinite(scalar[0])).sum()) if scalar else 0
+    # a voxel without an answer has no S0 (fits) or no value in any map (learned maps); a
+    # NaN in one map alone is by design (e.g. odi of a 0-fibre voxel of an auto fit)
+    scalar = [v for k, v in maps.items() if v.ndim == mask.ndim and k != "n_fibres"]
+    answered = (np.isfinite(maps["s0"]) if "s0" in maps else
+                np.logical_or.reduce([np.isfinite(v) for v in scalar]) if scalar else mask)
+    n_bad = int((mask & ~answered).sum())
     if n_bad:
         import warnings
 
