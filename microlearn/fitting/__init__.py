@@ -1,5 +1,5 @@
-"""Batched fitting engines: MIX, interior point and dictionary."""
+"""Batched fitting: MIX, interior point, dictionary and posterior engines (generic and compiled)."""
 
-from .api import FITTERS, FitResult, fit
+from .api import FITTERS, FitResult, fit, methods_for
 
-__all__ = ["FITTERS", "FitResult", "fit"]
+__all__ = ["FITTERS", "FitResult", "fit", "methods_for"]

@@ -51,6 +51,12 @@ class _Fitters(dict):
 FITTERS = _Fitters()
 
 
+def methods_for(model) -> list[str]:
+    """The fitting methods that can fit ``model`` (``posterior`` needs no orientations)."""
+    return [name for name in FITTERS.names()
+            if getattr(FITTERS[name], "fits", lambda m: True)(model)]
+
+
 def engine_class(method: str, model, acq, **options):
     """The engine class ``fit(..., method=method)`` runs for ``model`` on ``acq``."""
     from .compiled import choose

@@ -43,6 +43,11 @@ class PosteriorEngine(Engine):
 
     name = "posterior"
     REQUIRES = "models without orientations (powder-averaged: SMT, MC-SMT, SANDI, IVIM)"
+
+    @staticmethod
+    def fits(model) -> bool:
+        """True for a model without orientation parameters."""
+        return not model.orientation_names
     convergence = ("posterior mean over a dictionary of prior samples: success when the "
                    "weights are finite")
 
