@@ -204,6 +204,21 @@ class TrainedEstimator:
                 f"{self.acq.fingerprint()}); train an estimator for this acquisition "
                 "(microlearn learn --acquisition INPUT).")
 
+    def prepare(self) -> float:
+        """Build what every prediction reuses (the features' SH projection, the network's
+        NumPy graph, the thread-pool controller) on a few dummy voxels; returns the seconds it took (``set-up``,
+        reported apart from the predict stage, as fits report theirs)."""
+        t0 = time.perf_counter()
+        _single_thread()  # finds the thread pools once (~20-50 ms)
+        dummy = np.ones((2, self.acq.n_measurements))
+        feats, bad = self.features.compute(dummy, self.acq)
+        if not bad.all():
+            if self.uncertain:
+                self.estimator.predict(feats[~bad], return_std=True)
+            else:
+                self.estimator.predict(feats[~bad])
+        return time.perf_counter() - t0
+
     def predict_block(self, signal) -> dict[str, np.ndarray]:
         """Maps for a block of raw signals.
 
