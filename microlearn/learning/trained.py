@@ -75,10 +75,10 @@ def with_uncertainty(estimator: str, options: dict | None = None) -> tuple[str, 
     """The estimator name and options that learn a calibrated std for ``estimator``.
 
     ``dnn`` becomes a ``deep-ensemble`` (five heteroscedastic networks: on held-out NODDI
-    from an independent simulator its std ranks errors best of the measured options and
-    its maps are 5-8 % more accurate, ``benchmarks/bench_uncertainty.py``); estimators in
-    :data:`ALWAYS_UNCERTAIN` are kept; the others get ``uncertainty=True`` (a calibrated
-    residual head, :mod:`microlearn.learning.uncertainty`).
+    from an independent simulator its std ranks errors better than a residual head on the
+    DNN and its maps are 1-10 % more accurate, ``benchmarks/bench_uncertainty.py``);
+    estimators in :data:`ALWAYS_UNCERTAIN` are kept; the others get ``uncertainty=True``
+    (a calibrated residual head, :mod:`microlearn.learning.uncertainty`).
     """
     options = dict(options or {})
     if estimator == "dnn":
@@ -206,8 +206,9 @@ class TrainedEstimator:
 
     def prepare(self) -> float:
         """Build what every prediction reuses (the features' SH projection, the network's
-        NumPy graph, the thread-pool controller) on a few dummy voxels; returns the seconds it took (``set-up``,
-        reported apart from the predict stage, as fits report theirs)."""
+        NumPy graph, the thread-pool controller) on a few dummy voxels; returns the seconds
+        it took (``set-up``, reported apart from the predict stage, as fits report theirs).
+        """
         t0 = time.perf_counter()
         _single_thread()  # finds the thread pools once (~20-50 ms)
         dummy = np.ones((2, self.acq.n_measurements))

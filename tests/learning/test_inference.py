@@ -75,3 +75,20 @@ def test_fused_rotation_invariants_equal_normalise_then_project(scheme, lmax):
     assert set(np.flatnonzero(bad)) == {3, 4, 7}
     np.testing.assert_allclose(got[~bad], ref[~bad], rtol=1e-12, atol=1e-12)
     assert np.all(np.isnan(got[bad]))
+
+
+def test_coverage_curve_is_the_diagonal_for_a_right_std():
+    from microlearn.learning.uncertainty import coverage_curve
+
+    rng = np.random.default_rng(2)
+    std = rng.uniform(0.01, 0.1, 20_000)
+    truth = rng.uniform(0, 1, std.size)
+    mean = truth + std * rng.normal(size=std.size)
+    levels, cover = coverage_curve(mean, std, truth)
+    np.testing.assert_allclose(cover, levels, atol=0.015)
+    _, narrow = coverage_curve(mean, std / 2, truth)
+    assert np.all(narrow[levels >= 0.5] < levels[levels >= 0.5] - 0.1)
+    mean[:10] = np.nan  # left out, not counted as misses
+    np.testing.assert_allclose(coverage_curve(mean, std, truth)[1], cover, atol=0.002)
+    with pytest.raises(ValueError, match="levels"):
+        coverage_curve(mean, std, truth, levels=[0.5, 1.0])
