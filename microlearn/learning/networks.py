@@ -45,6 +45,10 @@ _COMMON = {
 
 #: Samples per forward pass at prediction time.
 PREDICT_BATCH = 65536
+#: Up to this many samples a network runs in NumPy (:mod:`.inference`): Keras' fixed cost
+#: per call (~5-50 ms on a busy 2-core machine) dominates there (500 samples: 0.5 ms in
+#: NumPy on one thread vs ~50 ms); above it Keras' oneDNN kernels are as fast or faster.
+NUMPY_ROWS = 10_000
 
 
 def _keras():
@@ -180,7 +184,7 @@ class KerasRegressor(ScaledRegressor):
 
     def _forward(self, X):
         X = np.asarray(X, dtype="float32")
-        fast = self._numpy_forward()
+        fast = self._numpy_forward() if len(X) <= NUMPY_ROWS else None
         call = fast if fast is not None else (
             lambda block: np.asarray(self.model_(block, training=False)))
         parts = [call(X[s:s + PREDICT_BATCH]) for s in range(0, len(X), PREDICT_BATCH)]
