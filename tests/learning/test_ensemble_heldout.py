@@ -27,10 +27,15 @@ def heldout(hcp):
 
 
 @pytest.fixture(scope="module")
-def ensemble_prediction(heldout):
-    X, y, Xt, yt = heldout
-    est = DeepEnsembleRegressor(epochs=40, random_state=0).fit(X, y)
-    mean, std = est.predict(Xt, return_std=True)
+def ensemble(heldout):
+    X, y, _, _ = heldout
+    return DeepEnsembleRegressor(epochs=40, random_state=0).fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def ensemble_prediction(ensemble, heldout):
+    _, _, Xt, yt = heldout
+    mean, std = ensemble.predict(Xt, return_std=True)
     return np.clip(mean, 0, 1), std, yt
 
 
@@ -64,3 +69,34 @@ def test_std_ranks_errors_near_the_best_any_std_can(ensemble_prediction):
         # the std really varies from voxel to voxel
         spread = np.quantile(std[:, j], 0.9) / np.quantile(std[:, j], 0.1)
         assert spread > 1.2, (key, spread)
+
+
+def test_std_ranks_errors_as_well_as_an_oracle_that_knows_the_truth(hcp, ensemble,
+                                                                     ensemble_prediction):
+    """The oracle: each voxel's true error scale, the estimator's RMSE over fresh noise
+    draws of that voxel's true parameters. No std computed from the data can know more
+    about the error's size than its truth does, so its Spearman with |error| is the
+    reference (measured with 100k training samples: oracle 0.67/0.08/0.21 ODI/ICVF/FISO,
+    the ensemble 0.65/0.15/0.26: ICVF/FISO errors on uniform tissue are nearly
+    homoscedastic, and a Spearman of 0.3 is out of reach for them)."""
+    from independent_noddi import _random_unit, rician
+
+    from microlearn.models import noddi
+    from microlearn.simulate import simulate
+
+    mean, std, yt = ensemble_prediction
+    err = np.abs(mean - yt)
+    rng = np.random.default_rng(3)
+    model, spec = noddi(), FeatureSpec()
+    params = model.parameters.pack({"mu": _random_unit(rng, len(yt)), "odi": yt[:, 0],
+                                    "icvf": yt[:, 1], "fiso": yt[:, 2]})
+    clean = simulate(model, hcp, params)
+    sq = np.zeros_like(yt)
+    for _ in range(8):
+        feats, _ = spec.compute(rician(clean, 30.0, rng), hcp)
+        sq += (np.clip(ensemble.predict(feats), 0, 1) - yt) ** 2
+    oracle = np.sqrt(sq / 8)
+    for j, key in enumerate(KEYS):
+        ours = spearmanr(std[:, j], err[:, j])[0]
+        best = spearmanr(oracle[:, j], err[:, j])[0]
+        assert ours >= best - 0.05, (key, ours, best)
