@@ -126,6 +126,8 @@ class RunResult:
     n_voxels : int
     seconds, train_seconds : float
         Fit or predict time, and training time (0 for fits), in s.
+    std_source : str
+        What the ``<map>_std`` maps are (a fit's Cramér–Rao std or a learned std).
     """
 
     model: str
@@ -135,6 +137,7 @@ class RunResult:
     n_voxels: int
     seconds: float
     train_seconds: float = 0.0
+    std_source: str = ""
 
 
 def runtime_html(n_vox: int, seconds: float, setup: float | None, train_s: float = 0.0) -> str:
@@ -302,8 +305,11 @@ class FitOrLearn(widgets.VBox):
             maps = est.predict_maps(data, ds.mask, acq=ds.acq)
             seconds = time.perf_counter() - t1
             setup = None
+        source = ("Cramér–Rao std of the fit" if s["mode"] == "fit" else
+                  f"learned std ({est.estimator_name})")
         result = RunResult(model=s["model"], maps=maps, mask=ds.mask, truth=truth,
-                           n_voxels=n_vox, seconds=seconds, train_seconds=train_s)
+                           n_voxels=n_vox, seconds=seconds, train_seconds=train_s,
+                           std_source=source)
         self.result = result  # one assignment: a redraw sees the old run or the new one
         self.runtime.value = runtime_html(n_vox, seconds, setup, train_s)
         z = int(result.mask.sum(axis=(0, 1)).argmax())
@@ -353,7 +359,8 @@ class FitOrLearn(widgets.VBox):
         self.std_image.value = figure_png(plot_maps_slice(
             result.maps, [f"{n}_std" for n in with_std], result.mask, z))
         if result.truth is None:
-            self.std_note.value = "std maps (no truth here: coverage needs a phantom)"
+            self.std_note.value = (f"{result.std_source} (no truth here: coverage needs "
+                                   "a phantom)")
             self.coverage_image.value = b""
             return
         curves, at90 = {}, []
@@ -365,8 +372,9 @@ class FitOrLearn(widgets.VBox):
                                        result.truth[n][m])
             levels, cover = curves[n]
             at90.append(f"{n} {cover[np.argmin(np.abs(levels - 0.9))]:.2f}")
-        self.std_note.value = ("std maps of the slice; 90 % intervals hold the truth in: "
-                               + ", ".join(at90) + " (0.85-0.95 is calibrated)")
+        self.std_note.value = (f"{result.std_source}: maps of the slice; 90 % intervals "
+                               "hold the truth in: " + ", ".join(at90)
+                               + " (0.85-0.95 is calibrated)")
         self.coverage_image.value = figure_png(plot_coverage(curves))
 
 

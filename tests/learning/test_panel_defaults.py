@@ -37,6 +37,7 @@ def test_learn_defaults_use_the_data_prior_and_show_std_and_coverage(tmp_path):
         assert np.all(maps[f"{key}_std"][mask] > 0), key
     assert len(p.std_image.value) > 1000 and len(p.coverage_image.value) > 1000
     assert "90 % intervals hold the truth in: odi" in p.std_note.value
+    assert p.std_note.value.startswith("learned std (polynomial)")
     p.uncertainty.value = False
     p.prior.value = "model"
     p.run(wait=True)
