@@ -345,7 +345,7 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
     if prior not in ("model", "data"):
         raise ValueError(f"prior: 'model' or 'data', not {prior!r}.")
     learn_options = dict(learn_options or {})
-    if prior == "data" and "empirical" not in learn_options and any(
+    if prior == "data" and not {"empirical", "prior_signals"} & set(learn_options) and any(
             not isinstance(m, tuple) and _parse_method(m)[0] == "learn" for m in methods):
         from ..learning.empirical import fit_sample
         from ..learning.trained import model_family
