@@ -35,6 +35,13 @@ ALWAYS_UNCERTAIN = ("bayesian", "bayesian-dnn", "deep-ensemble")
 #: those samples differ only by noise.
 DEFAULT_FIBRES = {"noddi": {0: 0.1, 1: 0.3, 2: 0.3, 3: 0.3}, "activeax": (1, 2, 3),
                   "zcd": (1, 2, 3), "ivim": (0,)}
+#: Share of model-prior samples mixed into an empirical-prior training set (see
+#: :func:`train`). Deep ensemble, 100k samples, held-out data of the independent simulator:
+#: on a brain-like mixture (white matter, crossings, grey matter, CSF partial volume) shares
+#: 0 / 0.1 / 0.2 give ODI 90 % coverage 0.81 / 0.86 / 0.90 and ODI RMSE 0.111 / 0.103 /
+#: 0.093; on uniform single-fibre tissue ODI coverage 0.88 / 0.92 / 0.95 (too wide beyond)
+#: and RMSE ODI/ICVF/FISO 0.0336/0.0204/0.0279 / 0.0320/0.0208/0.0284 / 0.0315/0.0209/0.0284.
+MODEL_SHARE = 0.1
 #: Voxels per prediction block.
 PREDICT_BLOCK = 200_000
 #: Training-feature quantiles that bound the prior, and the margin (share of the range)
@@ -348,7 +355,7 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
           features="rotation-invariant",
           n_samples=100_000, snr=30.0, n_fibres=None, targets=None, ranges=None,
           lmax=6, shore=False, hybrid_method="mix", prior_signals=None, prior_fit=None,
-          empirical=None, random_state=0, progress=False,
+          empirical=None, model_share=MODEL_SHARE, random_state=0, progress=False,
           **estimator_options) -> TrainedEstimator:
     """Simulate a training set from ``model`` and fit a learned estimator to it.
 
@@ -390,6 +397,11 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
         An empirical prior already fitted by
         :func:`~microlearn.learning.empirical.fit_sample` (instead of ``prior_signals``),
         e.g. to train several estimators on one prior.
+    model_share : float
+        With an empirical prior, this share of the training samples is drawn from the
+        model's priors (the family's default fibre mixture, free water included) instead:
+        a defensive mixture, so that voxels whose fits say little (CSF partial volume,
+        where ODI is unidentifiable) keep a wide posterior and an honest std.
     random_state : int
     progress : bool
         Progress bars for simulation and training.
@@ -398,6 +410,8 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
     """
     family = model_family(model)
     t_prior = 0.0
+    if not 0.0 <= float(model_share) < 1.0:
+        raise ValueError(f"model_share must lie in [0, 1), not {model_share}.")
     if prior_signals is not None and empirical is not None:
         raise ValueError("train: give prior_signals (to fit a prior) or empirical (a fitted "
                          "one), not both.")
@@ -420,9 +434,8 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
     est = make_estimator(estimator, optimizer, learning_rate=learning_rate,
                          random_state=random_state, progress=progress, **estimator_options)
     t0 = time.perf_counter()
-    ts = make_training_set(family, acq, n_samples, n_fibres=mix, snr=snr, targets=targets,
-                           ranges=ranges, random_state=random_state, progress=progress,
-                           empirical=empirical)
+    ts = _training_set(family, acq, n_samples, mix, snr, targets, ranges, random_state,
+                       progress, empirical, model_share)
     t_sim = time.perf_counter() - t0
     X, bad = spec.compute(ts.signal, acq, progress=progress)
     t_feat = time.perf_counter() - t0 - t_sim
@@ -436,9 +449,32 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
             "feature_range": np.quantile(X[~bad], PRIOR_QUANTILES, axis=0).tolist(),
             "prior": "model" if empirical is None else {
                 "kind": "empirical", "fit_seconds": round(t_prior, 3),
+                "model_share": float(model_share),
                 "fitted_voxels": {str(k): int(len(v)) for k, v in empirical.items()}}}
     return TrainedEstimator(model=family, n_fibres={str(k): v for k, v in mix.items()},
                             acq=acq, features=spec, target_names=ts.target_names,
                             estimator=est, estimator_name=estimator,
                             optimizer=getattr(est, "wide_optimizer", None)
                             if estimator == "wide-deep" else optimizer, info=info)
+
+
+def _training_set(family, acq, n_samples, mix, snr, targets, ranges, random_state, progress,
+                  empirical, model_share):
+    """The training set: from the model's priors, or an empirical prior with a
+    ``model_share`` of model-prior samples mixed in and shuffled."""
+    from .datasets import TrainingSet
+
+    kw = {"snr": snr, "targets": targets, "ranges": ranges, "progress": progress}
+    n_model = int(round(float(model_share) * int(n_samples))) if empirical is not None else 0
+    ts = make_training_set(family, acq, int(n_samples) - n_model, n_fibres=mix,
+                           random_state=random_state, empirical=empirical, **kw)
+    if n_model == 0:
+        return ts
+    seed = None if random_state is None else int(random_state) + 7919
+    wide = make_training_set(family, acq, n_model, random_state=seed,
+                             n_fibres=DEFAULT_FIBRES.get(family, (0,)), **kw)
+    order = np.random.default_rng(seed).permutation(int(n_samples))
+    return TrainingSet(signal=np.concatenate([ts.signal, wide.signal])[order],
+                       targets=np.concatenate([ts.targets, wide.targets])[order],
+                       target_names=ts.target_names,
+                       n_fibres=np.concatenate([ts.n_fibres, wide.n_fibres])[order])
