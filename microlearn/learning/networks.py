@@ -427,10 +427,12 @@ class DeepEnsembleRegressor(KerasRegressor):
 
     Measured on held-out NODDI from an independent simulator (hcp, SNR 30, 8000 voxels,
     empirical prior, 100k samples; ``benchmarks/bench_uncertainty.py``): single fibre,
-    Spearman(std, |error|) ODI/ICVF/FISO 0.64/0.16/0.22 (a residual head on a DNN
-    0.61/0.09/0.16), 90 % coverage 0.89/0.90/0.91, RMSE 1.07/0.93/0.96 x MIX (the DNN
-    1.11/0.99/0.97 x); 2-fibre crossings, Spearman 0.24/0.21/0.28, coverage
-    0.87/0.91/0.95, RMSE 0.82/0.81/0.68 x MIX with fibre counting (DNN 0.88/0.85/0.75 x).
+    Spearman(std, |error|) ODI/ICVF/FISO 0.61/0.17/0.20 (a residual head on a DNN
+    0.56/0.07/0.18; a std exactly right would reach 0.61/0.21/0.23), 90 % coverage
+    0.92/0.90/0.91, RMSE 1.05/0.96/0.96 x MIX (the DNN 1.06/0.97/1.00 x); 2-fibre
+    crossings, Spearman 0.23/0.22/0.22, coverage 0.89/0.93/0.96, RMSE 0.79/0.79/0.65 x
+    MIX with fibre counting (DNN 0.82/0.82/0.69 x). Predict stage of 8000 voxels 23 ms
+    (AMICO's fit of them 3.8 s).
 
     Parameters
     ----------
