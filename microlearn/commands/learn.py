@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
                    help="unit of the b-values in the folder's files (default s/mm2)")
     p.add_argument("--estimator", default="dnn",
                    help="polynomial | boosted-trees | bayesian | linear-sdca | dnn | "
-                        "wide-deep | bayesian-dnn")
+                        "wide-deep | bayesian-dnn | deep-ensemble")
     p.add_argument("--optimizer", default=None,
                    help="adam | ftrl | proximal-adagrad | sdca (networks, linear-sdca)")
     p.add_argument("--learning-rate", type=float, default=None,
@@ -33,8 +33,11 @@ def add_parser(sub) -> None:
                         "network / boosted trees (default: Adam 1e-3, Ftrl and "
                         "ProximalAdagrad 0.05, boosted trees 0.1)")
     p.add_argument("--uncertainty", action="store_true",
-                   help="also learn a calibrated per-voxel std (any estimator; always on "
-                        "for bayesian and bayesian-dnn): predict writes <map>_std")
+                   help="also learn a calibrated per-voxel std: predict writes <map>_std. "
+                        "With --estimator dnn this trains a deep ensemble (5 heteroscedastic "
+                        "networks: the std that ranks errors best, measured); other "
+                        "estimators get a calibrated residual head; always on for bayesian, "
+                        "bayesian-dnn and deep-ensemble")
     p.add_argument("--features", default="rotation-invariant",
                    help="rotation-invariant | signal | hybrid")
     p.add_argument("--prior", default="auto", choices=("auto", "data", "model"),
@@ -68,15 +71,11 @@ def _acquisition(args):
 
 def _prior_signals(args, model):
     """Raw voxels of the --acquisition folder for the empirical prior, or None."""
-    from ..models.registry import family_of
-
     if args.prior_voxels < 20:
         raise ValueError(f"--prior-voxels {args.prior_voxels}: give 20 or more.")
-    record = family_of(model)
-    fibres = record is not None and record.has_fibres
-    if args.prior == "model" or (args.prior == "auto" and not fibres):
-        # IVIM fits of D* scatter widely at clinical SNR: as a prior they are worse than
-        # the model's (phantom D* RMSE 8.2e-9 vs < 4e-9 m²/s)
+    from ..learning.empirical import data_prior_helps
+
+    if args.prior == "model" or (args.prior == "auto" and not data_prior_helps(model)):
         return None
     if args.scheme or not any(Path(args.acquisition).glob("*.nii*")):
         if args.prior == "data":
@@ -103,10 +102,11 @@ def _fibres(text):
 def run(args) -> int:
     from ..learning import make_estimator, train
     from ..learning.persistence import ESTIMATOR_FILES
+    from ..learning.trained import with_uncertainty
 
     options = {} if args.epochs is None else {"epochs": args.epochs}
-    if args.uncertainty and args.estimator != "bayesian-dnn":  # always on for it
-        options["uncertainty"] = True
+    if args.uncertainty:  # dnn -> deep ensemble; others: a calibrated residual head
+        args.estimator, options = with_uncertainty(args.estimator, options)
     # bad names and options fail here, before any output folder is made
     make_estimator(args.estimator, args.optimizer, learning_rate=args.learning_rate,
                    **options)

@@ -40,6 +40,7 @@ def run(args) -> int:
     parallel._ESTIMATORS[path] = est  # in-process blocks use (and time) this very copy
     ds = load_input(args)
     est.check_acquisition(ds.acq, where=str(ds.path))
+    setup = est.prepare()  # SH projection, NumPy graph: reused by every block
     prepare_out(args, map_files(est.map_names()) + ["predict.json"],
                 inputs=input_paths(args) + [args.estimator])
     t0 = time.perf_counter()
@@ -54,15 +55,21 @@ def run(args) -> int:
             "model": est.model, "n_voxels": n,
             "seconds": time.perf_counter() - t_start,
             "load_estimator_seconds": t0 - t_start,
+            "setup_seconds": setup,
             "predict_seconds": stage,
             "predict_vox_per_s": n / max(stage, 1e-9) if stage is not None else None,
             "chunked_seconds": seconds,
             "timing": ("predict_seconds: features + estimator, signals in memory -> maps in "
-                       "memory (first-call costs included); chunked_seconds adds reading "
+                       "memory; setup_seconds (before it): the features' SH projection and "
+                       "the network's NumPy graph, built once; chunked_seconds adds reading "
                        "slabs and assembling; seconds is the whole command after start-up"
                        if stage is not None else
                        "Dask workers: the predict stage is not timed apart; chunked_seconds "
                        "includes reading"),
+            "per_fibre_maps": ("none: learned maps of fibre models are fibre-weighted means "
+                               "(rotation-invariant features do not tell fibres apart), "
+                               "so there are no per-fibre maps to carry a std; fit "
+                               "--n-fibres auto gives per-fibre maps"),
             "vox_per_s": n / max(seconds, 1e-9), "slabs": result["slabs"],
             "resumed_slabs": result["resumed"], "maps": sorted(result["maps"]),
             "input": str(ds.path), "versions": _versions()}
@@ -72,7 +79,8 @@ def run(args) -> int:
                 **scale_options(args))
     info = done["info"]
     stage = (f"predict stage {info['predict_seconds']:.3f} s "
-             f"({info['predict_vox_per_s']:,.0f} vox/s, features + estimator); "
+             f"({info['predict_vox_per_s']:,.0f} vox/s, features + estimator; set-up "
+             f"{info['setup_seconds']:.3f} s apart); "
              if info["predict_seconds"] is not None else "")
     echo(f"predicted {info['n_voxels']} voxels: {stage}whole command {info['seconds']:.2f} s "
          f"(load estimator, read, predict, write); maps in {args.out}")

@@ -13,13 +13,19 @@ from .estimators import (
     SDCARegressor,
 )
 from .features import FeatureSpec, normalise_by_b0, rotation_invariant_features
-from .networks import DNNRegressor, GaussianDNNRegressor, WideDeepRegressor
+from .networks import (
+    DeepEnsembleRegressor,
+    DNNRegressor,
+    GaussianDNNRegressor,
+    WideDeepRegressor,
+)
 from .optimizers import OPTIMIZERS, make_optimizer, proximal_adagrad_class
 from .persistence import load_estimator, save_estimator
 from .trained import ESTIMATOR_NAMES, TrainedEstimator, make_estimator, train
 
 __all__ = [
-    "BayesianPolynomialRegressor", "BoostedTreesRegressor", "DNNRegressor", "ESTIMATOR_NAMES",
+    "BayesianPolynomialRegressor", "BoostedTreesRegressor", "DeepEnsembleRegressor",
+    "DNNRegressor", "ESTIMATOR_NAMES",
     "FeatureSpec", "GaussianDNNRegressor", "OPTIMIZERS", "PolynomialRegressor",
     "SDCARegressor", "TrainedEstimator", "TrainingSet", "WideDeepRegressor",
     "default_targets", "load_estimator", "make_estimator", "make_optimizer",

@@ -10,6 +10,8 @@
 * :class:`GaussianDNNRegressor` — a heteroscedastic network predicting a mean and a
   log-variance per target, trained by the Gaussian negative log-likelihood;
   ``predict(X, return_std=True)``.
+* :class:`DeepEnsembleRegressor` — several heteroscedastic networks from different random
+  starts, trained together; mean of means, variance = mean variance + spread.
 
 TensorFlow is imported only when a network is built. Features and targets are
 standardised inside (:class:`~microlearn.learning.estimators.ScaledRegressor`); a held-out
@@ -43,6 +45,10 @@ _COMMON = {
 
 #: Samples per forward pass at prediction time.
 PREDICT_BATCH = 65536
+#: Up to this many samples a network runs in NumPy (:mod:`.inference`): Keras' fixed cost
+#: per call (~5-50 ms on a busy 2-core machine) dominates there (500 samples: 0.5 ms in
+#: NumPy on one thread vs ~50 ms); above it Keras' oneDNN kernels are as fast or faster.
+NUMPY_ROWS = 10_000
 
 
 def _keras():
@@ -162,12 +168,26 @@ class KerasRegressor(ScaledRegressor):
                             epochs=int(epochs or self.epochs), batch_size=int(self.batch_size),
                             shuffle=True, verbose=2 if self.verbose else 0,
                             callbacks=callbacks, **kw)
+        self.__dict__.pop("_numpy_cache", None)  # weights changed
         return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+    def _numpy_forward(self):
+        """The network in NumPy (:mod:`.inference`), built once per trained model; None
+        when a layer is not supported (Keras is called then)."""
+        cached = self.__dict__.get("_numpy_cache")
+        if cached is None or cached[0] is not self.model_:
+            from .inference import compile_numpy
+
+            cached = (self.model_, compile_numpy(self.model_))
+            self.__dict__["_numpy_cache"] = cached
+        return cached[1]
 
     def _forward(self, X):
         X = np.asarray(X, dtype="float32")
-        parts = [np.asarray(self.model_(X[s:s + PREDICT_BATCH], training=False))
-                 for s in range(0, len(X), PREDICT_BATCH)]
+        fast = self._numpy_forward() if len(X) <= NUMPY_ROWS else None
+        call = fast if fast is not None else (
+            lambda block: np.asarray(self.model_(block, training=False)))
+        parts = [call(X[s:s + PREDICT_BATCH]) for s in range(0, len(X), PREDICT_BATCH)]
         return np.concatenate(parts) if parts else np.empty((0, self.n_outputs_))
 
     def _predict_scaled(self, X):
@@ -318,6 +338,7 @@ class WideDeepRegressor(KerasRegressor):
                             "mse", X, y - X @ W, epochs=per_round)
             history["loss"] += h["loss"]
         wide_layer.set_weights([W.astype("float32"), np.zeros(y.shape[1], "float32")])
+        self.__dict__.pop("_numpy_cache", None)
         self.history_ = history
 
 
@@ -392,5 +413,94 @@ class GaussianDNNRegressor(KerasRegressor):
         return mean, std
 
 
+class DeepEnsembleRegressor(KerasRegressor):
+    """A deep ensemble: ``n_members`` heteroscedastic networks from different random starts.
+
+    Each member predicts a mean and a log-variance per target and is trained by the
+    Gaussian negative log-likelihood (as :class:`GaussianDNNRegressor`); the members are
+    independent sub-networks of one Keras model (disjoint weights, summed losses), so they
+    train in one pass over the data. The prediction is the members' average; its variance
+    is the mean of the members' variances (aleatoric: noise and degeneracy) plus the
+    variance of their means (epistemic: disagreement, large where training samples are
+    scarce) (Lakshminarayanan et al. 2017). The std is then scaled per target so that
+    ``mean ± 1.645 std`` holds 90 % of the validation samples (split-conformal).
+
+    Measured on held-out NODDI from an independent simulator (hcp, SNR 30, 8000 voxels,
+    empirical prior, 100k samples; ``benchmarks/bench_uncertainty.py``): single fibre,
+    Spearman(std, |error|) ODI/ICVF/FISO 0.61/0.17/0.20 (a residual head on a DNN
+    0.56/0.07/0.18; a std exactly right would reach 0.61/0.21/0.23), 90 % coverage
+    0.92/0.90/0.91, RMSE 1.05/0.96/0.96 x MIX (the DNN 1.06/0.97/1.00 x); 2-fibre
+    crossings, Spearman 0.23/0.22/0.22, coverage 0.89/0.93/0.96, RMSE 0.79/0.79/0.65 x
+    MIX with fibre counting (DNN 0.82/0.82/0.69 x). Predict stage of 8000 voxels 23 ms
+    (AMICO's fit of them 3.8 s).
+
+    Parameters
+    ----------
+    n_members : int
+        Networks in the ensemble.
+    hidden_units : tuple of int
+        Hidden layers of every member.
+    activation, optimizer, learning_rate, epochs, batch_size, validation_fraction,
+    patience, random_state, verbose
+        As :class:`DNNRegressor`.
+    """
+
+    _parameter_constraints = {**_COMMON, "optimizer": [GRADIENT_OPTIMIZERS],
+                              "n_members": [POSITIVE_INT]}
+
+    def __init__(self, n_members=5, hidden_units=(64, 64), activation="relu",
+                 optimizer="adam", learning_rate=None, epochs=60, batch_size=256,
+                 validation_fraction=0.1, patience=6, random_state=None, verbose=False):
+        self._common_init(hidden_units, activation, learning_rate, epochs, batch_size,
+                          validation_fraction, patience, random_state, verbose)
+        self.n_members = n_members
+        self.optimizer = optimizer
+
+    def _fit_scaled(self, X, y):
+        keras = _keras()
+        from keras import ops
+
+        self._seed()
+        T, M = y.shape[1], int(self.n_members)
+        inp = keras.Input((X.shape[1],), name="features")
+        outs = []
+        for m in range(M):
+            h = self._dense_stack(inp, f"member{m}", centred=self.optimizer == "ftrl")
+            outs.append(keras.layers.Dense(2 * T, name=f"member{m}_output")(h))
+        joined = outs[0] if M == 1 else keras.layers.Concatenate(name="members")(outs)
+        self.model_ = keras.Model(inp, joined, name="deep_ensemble")
+        self.n_outputs_ = 2 * T * M
+
+        def nll(y_true, out):
+            out = ops.reshape(out, (-1, M, 2 * T))
+            mu, lv = out[:, :, :T], ops.clip(out[:, :, T:], -12.0, 6.0)
+            sq = ops.square(ops.expand_dims(y_true, 1) - mu)
+            return M * ops.mean(0.5 * lv + 0.5 * sq * ops.exp(-lv))
+
+        self.history_ = self._train(self.model_, make_optimizer(self.optimizer,
+                                                                self.learning_rate),
+                                    nll, X, y)
+        self.std_scale_ = np.ones(T)
+        n_val = int(len(X) * float(self.validation_fraction or 0.0))
+        if len(X) >= 20 and n_val >= 20:  # Keras holds out the last n_val samples
+            mu, sd = self._predict_scaled(X[-n_val:], return_std=True)
+            z = np.abs(y[-n_val:] - mu) / sd
+            self.std_scale_ = np.clip(np.quantile(z, 0.9, axis=0) / 1.6448536, 0.2, 5.0)
+
+    def _predict_scaled(self, X, return_std=False):
+        M = int(self.n_members)
+        out = self._forward(X).astype(float)
+        T = out.shape[1] // (2 * M)
+        out = out.reshape(len(out), M, 2 * T)
+        means = out[:, :, :T]
+        mean = means.mean(axis=1)
+        if not return_std:
+            return mean
+        var = np.exp(np.clip(out[:, :, T:], -12.0, 6.0)).mean(axis=1) + means.var(axis=1)
+        return mean, np.sqrt(var) * getattr(self, "std_scale_", np.ones(T))
+
+    _predict_mean_std = GaussianDNNRegressor._predict_mean_std
+
+
 NETWORKS = {"dnn": DNNRegressor, "wide-deep": WideDeepRegressor,
-            "bayesian-dnn": GaussianDNNRegressor}
+            "bayesian-dnn": GaussianDNNRegressor, "deep-ensemble": DeepEnsembleRegressor}

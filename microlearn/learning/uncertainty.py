@@ -98,3 +98,37 @@ def head_std(heads, scale, X) -> np.ndarray:
         return np.empty((0, len(heads)))
     return np.maximum(np.stack([np.exp(h.predict(X)) for h in heads], axis=1) * scale,
                       MIN_STD)
+
+
+def coverage_curve(mean, std, truth, levels=None):
+    """Share of truths inside the central Gaussian intervals ``mean ± z(level) std``.
+
+    A calibrated std gives the diagonal (coverage = level at every level); a std that is
+    right on average but wrong voxel by voxel bends away from it at the extremes.
+
+    Parameters
+    ----------
+    mean, std, truth : ndarray, shape (n,)
+        Estimates, their std and the true values (same units); non-finite entries are
+        left out.
+    levels : ndarray, shape (L,), optional
+        Nominal coverages in (0, 1) (default 0.1, 0.2, ..., 0.9, 0.95, 0.99).
+
+    Returns
+    -------
+    levels : ndarray, shape (L,)
+    coverage : ndarray, shape (L,)
+        NaN when no voxel is usable.
+    """
+    from scipy.stats import norm
+
+    levels = np.asarray(levels if levels is not None else
+                        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99], float)
+    if np.any((levels <= 0) | (levels >= 1)):
+        raise ValueError(f"levels must lie in (0, 1), not {levels}.")
+    mean, std, truth = (np.asarray(a, float).ravel() for a in (mean, std, truth))
+    ok = np.isfinite(mean) & np.isfinite(std) & np.isfinite(truth) & (std > 0)
+    if not ok.any():
+        return levels, np.full(levels.shape, np.nan)
+    z = np.abs(mean[ok] - truth[ok]) / std[ok]
+    return levels, np.mean(z[:, None] <= norm.ppf(0.5 + levels / 2)[None, :], axis=0)

@@ -8,8 +8,11 @@ itself as HTML in notebooks and dashboards.
 
 Method names: fitting engines (``mix``, ``interior-point``, ``dictionary``), learned
 estimators (``dnn``, ``polynomial``, ``boosted-trees``, ``bayesian``, ``wide-deep``,
-``bayesian-dnn``, ``linear-sdca``, optionally ``<estimator>/<optimizer>``, e.g.
-``dnn/ftrl``) trained on the data's acquisition, or a folder with a saved estimator.
+``bayesian-dnn``, ``deep-ensemble``, ``linear-sdca``, optionally
+``<estimator>/<optimizer>``, e.g. ``dnn/ftrl``) trained on the data's acquisition, or a
+folder with a saved estimator. Estimators with a std (``bayesian``, ``bayesian-dnn``,
+``deep-ensemble``, or saved with ``learn --uncertainty``) get coverage and Spearman columns
+next to the fits' Cramér–Rao ones.
 """
 
 from __future__ import annotations
@@ -274,7 +277,8 @@ def run_method(spec, model_name, acq, data, mask, *, n_fibres=1, learn_options=N
 
 
 def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None,
-            evaluate=None, n_fibres=1, learn_options=None, progress=False) -> Comparison:
+            evaluate=None, n_fibres=1, learn_options=None, prior="model",
+            progress=False) -> Comparison:
     """Run ``methods`` on the same data and tabulate accuracy and speed.
 
     Parameters
@@ -302,6 +306,13 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
         Fibre populations of the fitted model.
     learn_options : dict, optional
         Passed to :func:`microlearn.learning.train` (e.g. ``n_samples``, ``epochs``).
+    prior : {"model", "data"}
+        Training prior of the learned methods: the model's priors, or ``data``: fits of a
+        random sample of ``mask`` voxels (empirical Bayes, fitted once and shared by every
+        learned method; as ``learn --prior data``). A learned std is calibrated for its
+        training prior: on the phantom (16x16x4) a deep ensemble's 90 % intervals hold
+        100/97/96 % of the ODI/ICVF/FISO truths on the model's priors, 85/88/90 % on the
+        data prior (RMSE 0.046/0.017/0.029, MIX 0.042/0.021/0.036).
     """
     from ..data.dataset import Dataset, load_maps
 
@@ -335,6 +346,16 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
         if truth is not None and "n_fibres" in truth and record is not None and record.has_fibres:
             evaluate &= np.asarray(truth["n_fibres"]) == n_fibres
     evaluate = np.asarray(evaluate, bool) & mask
+    if prior not in ("model", "data"):
+        raise ValueError(f"prior: 'model' or 'data', not {prior!r}.")
+    learn_options = dict(learn_options or {})
+    if prior == "data" and not {"empirical", "prior_signals"} & set(learn_options) and any(
+            not isinstance(m, tuple) and _parse_method(m)[0] == "learn" for m in methods):
+        from ..learning.empirical import fit_sample
+        from ..learning.trained import model_family
+
+        learn_options["empirical"] = fit_sample(model_family(model), acq, data[mask],
+                                                random_state=0)
     runs = {}
     for spec in methods:
         label = spec[0] if isinstance(spec, tuple) else spec

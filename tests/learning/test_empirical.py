@@ -61,3 +61,28 @@ def test_learn_cli_prior_choice(tmp_path, capsys):
     assert info["prior"]["kind"] == "empirical"
     assert 0 < sum(info["prior"]["fitted_voxels"].values()) <= 100
     assert "empirical prior" in capsys.readouterr().out
+
+
+def test_empirical_training_set_keeps_a_share_of_the_model_prior(hcp):
+    """A defensive mixture: single-fibre fits only, yet 10 % of the training voxels come
+    from the model's default mixture (free water and crossings included)."""
+    from microlearn.learning.trained import _training_set
+
+    model = noddi()
+    fits = sample_parameters(model, 200, random_state=0,
+                             ranges={"odi": (0.1, 0.3), "icvf": (0.5, 0.7), "fiso": (0, 0.1)})
+    ts = _training_set("noddi", hcp, 4000, {1: 1.0}, 30.0, None, None, 0, False, {1: fits},
+                       0.1)
+    assert len(ts) == 4000
+    counts = np.bincount(ts.n_fibres, minlength=4) / 4000
+    assert counts[1] == pytest.approx(0.9 + 0.1 * 0.3, abs=0.01)
+    assert counts[0] == pytest.approx(0.01, abs=0.005) and counts[2] > 0.02
+    odi = ts.targets[ts.n_fibres == 1, 0]
+    assert np.mean(odi > 0.4) > 0.01  # the wide prior reaches beyond the fits
+    only = _training_set("noddi", hcp, 1000, {1: 1.0}, 30.0, None, None, 0, False,
+                         {1: fits}, 0.0)
+    assert set(np.unique(only.n_fibres)) == {1}
+    with pytest.raises(ValueError, match="model_share"):
+        from microlearn.learning import train
+
+        train("noddi", hcp, estimator="polynomial", n_samples=100, model_share=1.0)

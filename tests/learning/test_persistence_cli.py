@@ -33,6 +33,7 @@ def signals(hcp):
     ("bayesian", {}),
     ("dnn", {"epochs": 3}),
     ("bayesian-dnn", {"epochs": 3}),
+    ("deep-ensemble", {"epochs": 3, "n_members": 3}),
 ])
 def test_round_trip_gives_identical_predictions(estimator, options, hcp, signals, tmp_path):
     est = train("noddi", hcp, estimator=estimator, n_samples=2000, **options)
@@ -144,3 +145,20 @@ def test_predict_cli_refuses_other_acquisition(poly, tmp_path, capsys):
     assert code == 2
     assert "does not match" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "maps").exists()
+
+
+def test_learn_uncertainty_trains_a_deep_ensemble(hcp, tmp_path, capsys):
+    """`learn --uncertainty` with the default dnn trains the best-ranking std (a deep
+    ensemble); predict writes its std maps."""
+    phantom = make_phantom(shape=(6, 6, 2), seed=4)
+    ph = phantom.save(tmp_path / "ph")
+    code, out, err = run_cli(capsys, "learn", "--scheme", "hcp", "--uncertainty",
+                             "--n-samples", 3000, "--epochs", 2, "--out", tmp_path / "est")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "est" / "estimator.json").read_text())
+    assert meta["estimator"] == "deep-ensemble" and "deep-ensemble" in out
+    code, out, err = run_cli(capsys, "predict", tmp_path / "est", ph, "--out", tmp_path / "m")
+    assert code == 0, err
+    maps = load_maps(tmp_path / "m")
+    for name in ("odi", "icvf", "fiso"):
+        assert np.all(maps[f"{name}_std"][phantom.mask] > 0), name

@@ -86,6 +86,36 @@ def test_fit_on_the_phantom_shows_maps(voila, browser):
         page.close()
 
 
+def test_learn_shows_std_maps_coverage_and_plan(voila, browser):
+    """Learning (data prior, std on by default) fills the std & coverage tab; the plan tab
+    tabulates the acquisition's support for the model."""
+    page, errors = _open(browser, voila, "fit_or_learn")
+    root = page.locator(".ml-fit-or-learn")
+    try:
+        root.get_by_role("button", name="learn", exact=True).click()
+        root.locator(".widget-hslider", has_text="training").locator(
+            ".widget-readout").click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("5000")
+        page.keyboard.press("Enter")
+        root.get_by_role("button", name="run", exact=True).click()
+        page.wait_for_function("document.querySelector('.ml-fit-or-learn').innerText"
+                               ".includes('training') && document.querySelector("
+                               "'.ml-fit-or-learn').innerText.includes('done')",
+                               timeout=300_000)
+        root.locator(".lm-TabBar-tabLabel", has_text="std & coverage").click()
+        page.wait_for_function("document.querySelector('.ml-fit-or-learn').innerText"
+                               ".includes('90 % intervals hold the truth')", timeout=60_000)
+        assert root.locator("img:visible").count() >= 2  # std maps and the coverage plot
+        root.locator(".lm-TabBar-tabLabel", has_text="plan").click()
+        root.get_by_role("button", name="plan", exact=True).click()
+        page.wait_for_selector(".ml-fit-or-learn table.ml-plan", timeout=300_000)
+        assert "supported" in root.locator("table.ml-plan").inner_text()
+        assert not _error_text(page)
+    finally:
+        page.close()
+
+
 def test_voila_binds_to_localhost_only(voila):
     import psutil
 

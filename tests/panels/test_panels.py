@@ -72,6 +72,9 @@ def test_fit_or_learn_on_the_phantom(tmp_path):
     assert p.status.value == "done" and "vox/s" in p.runtime.value
     assert "set-up" in p.runtime.value  # the fit shows set-up apart from the steady rate
     assert np.isfinite(p.maps["odi"][p.mask]).all() and len(p.maps_image.value) > 1000
+    # the fit's Cramér–Rao std and its coverage on the phantom, in the std tab
+    assert p.std_note.value.startswith("Cramér–Rao std of the fit")
+    assert len(p.coverage_image.value) > 1000
     p.mode.value = "learn"
     p.estimator.value = "boosted-trees"
     p.n_samples.value = 2000
