@@ -427,7 +427,7 @@ class DeepEnsembleRegressor(KerasRegressor):
 
     Measured on held-out NODDI from an independent simulator (hcp, SNR 30, 8000 voxels,
     empirical prior, 100k samples; ``benchmarks/bench_uncertainty.py``): single fibre,
-    Spearman(std, |error|) ODI/ICVF/FISO 0.61/0.17/0.20 (a residual head on a DNN
+    Spearman(std, ``|error|``) ODI/ICVF/FISO 0.61/0.17/0.20 (a residual head on a DNN
     0.56/0.07/0.18; a std exactly right would reach 0.61/0.21/0.23), 90 % coverage
     0.92/0.90/0.91, RMSE 1.05/0.96/0.96 x MIX (the DNN 1.06/0.97/1.00 x); 2-fibre
     crossings, Spearman 0.23/0.22/0.22, coverage 0.89/0.93/0.96, RMSE 0.79/0.79/0.65 x
