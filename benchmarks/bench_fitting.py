@@ -15,7 +15,7 @@ import numpy as np
 from microlearn import Acquisition, activeax, ivim, noddi, simulate_dataset
 from microlearn.fitting import fit
 
-from .common import median_time, print_table, rmse
+from .common import amico_subject, median_time, print_table, rmse
 
 NODDI_RANGES = {"odi": (0.05, 0.7), "icvf": (0.2, 0.8), "fiso": (0.0, 0.3)}
 IVIM_RANGES = {"f": (0.05, 0.3), "d_star": (5e-9, 20e-9), "d": (0.5e-9, 2e-9)}
@@ -33,20 +33,12 @@ def _row(name, n, seconds, truth, maps, keys, scale=None):
 def amico_noddi(acq, data, repeats=1):
     """Fit NODDI with AMICO (2 threads); returns (median seconds of ``repeats``, maps)."""
     import amico
-    import nibabel as nib
 
     amico.util.set_verbose(0) if hasattr(amico.util, "set_verbose") else None
     amico.core.setup()
     n = data.shape[0]
     with tempfile.TemporaryDirectory() as study:
-        subj = os.path.join(study, "subj")
-        os.makedirs(subj)
-        nib.save(nib.Nifti1Image(data.reshape(n, 1, 1, -1).astype(np.float32), np.eye(4)),
-                 os.path.join(subj, "dwi.nii"))
-        nib.save(nib.Nifti1Image(np.ones((n, 1, 1), np.uint8), np.eye(4)),
-                 os.path.join(subj, "mask.nii"))
-        np.savetxt(os.path.join(subj, "bvals"), acq.bvals[None] / 1e6)
-        np.savetxt(os.path.join(subj, "bvecs"), acq.bvecs.T)
+        subj = amico_subject(study, data, acq.bvals / 1e6, acq.bvecs)
         amico.util.fsl2scheme(os.path.join(subj, "bvals"), os.path.join(subj, "bvecs"),
                               os.path.join(subj, "dwi.scheme"))
         ae = amico.Evaluation(study, "subj")

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import jv, jvp
 
-from .common import print_table
+from .common import amico_subject, print_table
 
 GAMMA = 2.6752218744e8  # rad/(s T)
 DELTA, BIG_DELTA, TE = 10e-3, 30e-3, 60e-3
@@ -128,7 +128,6 @@ def sandi_case(n, *, snr=50.0, seed=2020):
 def amico_sandi(bvals, bvecs, data):
     """AMICO SANDI with its default 5x5x5 dictionary; returns (timings, maps in SI)."""
     import amico
-    import nibabel as nib
 
     if hasattr(amico.util, "set_verbose"):
         amico.util.set_verbose(0)
@@ -136,14 +135,7 @@ def amico_sandi(bvals, bvecs, data):
     n = data.shape[0]
     times = {}
     with tempfile.TemporaryDirectory() as study:
-        subj = os.path.join(study, "subj")
-        os.makedirs(subj)
-        nib.save(nib.Nifti1Image(data.reshape(n, 1, 1, -1).astype(np.float32), np.eye(4)),
-                 os.path.join(subj, "dwi.nii"))
-        nib.save(nib.Nifti1Image(np.ones((n, 1, 1), np.uint8), np.eye(4)),
-                 os.path.join(subj, "mask.nii"))
-        np.savetxt(os.path.join(subj, "bvals"), bvals[None])
-        np.savetxt(os.path.join(subj, "bvecs"), bvecs.T)
+        subj = amico_subject(study, data, bvals, bvecs)
         amico.util.sandi2scheme(os.path.join(subj, "bvals"), os.path.join(subj, "bvecs"),
                                 BIG_DELTA, DELTA, TE_data=TE,
                                 schemeFilename=os.path.join(subj, "dwi.scheme"))

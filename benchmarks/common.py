@@ -36,3 +36,22 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def amico_subject(study: str, data, bvals_s_per_mm2, bvecs) -> str:
+    """Write voxels as AMICO's one-subject study (``study/subj``: dwi.nii as (n, 1, 1, N),
+    an all-ones mask, FSL bvals in s/mm² and bvecs as 3 rows); returns the subject folder."""
+    import os
+
+    import nibabel as nib
+
+    n = data.shape[0]
+    subj = os.path.join(study, "subj")
+    os.makedirs(subj)
+    nib.save(nib.Nifti1Image(data.reshape(n, 1, 1, -1).astype(np.float32), np.eye(4)),
+             os.path.join(subj, "dwi.nii"))
+    nib.save(nib.Nifti1Image(np.ones((n, 1, 1), np.uint8), np.eye(4)),
+             os.path.join(subj, "mask.nii"))
+    np.savetxt(os.path.join(subj, "bvals"), np.asarray(bvals_s_per_mm2)[None])
+    np.savetxt(os.path.join(subj, "bvecs"), np.asarray(bvecs).T)
+    return subj
