@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import jnp_zeros
 
 from ..units import GAMMA
 from .base import D_PAR, DIAMETER, MU, Compartment, as_batch, cos_angle
@@ -17,6 +16,7 @@ N_ROOTS = 20
 @lru_cache(maxsize=4)
 def bessel_roots(n: int = N_ROOTS) -> np.ndarray:
     """First ``n`` positive roots of J1'(x)."""
+    from scipy.special import jnp_zeros  # lazy: keeps `import microlearn` light
     return jnp_zeros(1, n)
 
 

@@ -19,7 +19,6 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.polynomial import legendre
-from scipy.special import hyp1f1
 
 from .base import D_PAR, D_PERP, MU, ODI, Compartment, cos_angle
 from .series_kernel import even_series_on_gradients, zeppelin_on_gradients
@@ -98,6 +97,7 @@ def watson_even_moments(kappa, kmax: int) -> np.ndarray:
     big = kappa > QUADRATURE_MAX_KAPPA
     if np.any(big):
         kb = kappa[big][:, None]
+        from scipy.special import hyp1f1  # lazy: keeps `import microlearn` light
         out[big] = hyp1f1(k + 0.5, k + 1.5, kb) / (2 * k + 1) / hyp1f1(0.5, 1.5, kb)
     return out
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.special import spherical_jn
 
 from ..parameters import Parameter
 from ..units import GAMMA
@@ -48,6 +46,9 @@ def sphere_roots(n: int = N_ROOTS) -> np.ndarray:
     ndarray, shape (n,)
         Roots in ascending order (2.0815760, 5.9403700, 9.2058401, ...).
     """
+    from scipy.optimize import brentq  # lazy: keeps `import microlearn` light
+    from scipy.special import spherical_jn
+
     def djn(x):
         return spherical_jn(1, x, derivative=True)
 

@@ -14,7 +14,6 @@ already, so their spherical mean is their signal.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import dawsn, erf
 
 from ..parameters import Parameter
 from .base import D_PAR, D_PERP, Compartment, as_batch
@@ -45,6 +44,7 @@ def erf_mean(x) -> np.ndarray:
     safe = np.where(small, 1.0, ax)
     r = np.sqrt(safe)
     with np.errstate(over="ignore"):
+        from scipy.special import dawsn, erf  # lazy: keeps `import microlearn` light
         pos = np.sqrt(np.pi) / 2.0 * erf(r) / r
         neg = dawsn(r) / r * np.exp(safe)
     series = 1.0 - x / 3.0 + x**2 / 10.0 - x**3 / 42.0
