@@ -69,7 +69,7 @@ def model_from_args(args, n_fibres=None):
     ValueError
         Naming the argument and the valid names.
     """
-    from ..models.registry import family
+    from ..models.registry import family, has_fibres
     from ..models.spec import load_model
 
     model = load_model(args.model)
@@ -86,7 +86,7 @@ def model_from_args(args, n_fibres=None):
         model = _constrained(model, "set", name.strip(), text)
     for name in getattr(args, "free", None) or []:
         model = _constrained(model, "free", name.strip())
-    if n_fibres is not None and _has_fibres(model):
+    if n_fibres is not None and has_fibres(model):
         model = model.with_fibres(int(n_fibres))  # the constraints are replayed per fibre
     return model
 
@@ -105,10 +105,3 @@ def _constrained(model, kind: str, name: str, text: str | None = None):
             msg = str(err).removeprefix("parameter: ")
             raise ValueError(msg if msg.startswith("--") else f"--{kind} {name}: {msg}") from None
     return model
-
-
-def _has_fibres(model) -> bool:
-    from ..models.registry import family_of
-
-    record = family_of(model)
-    return record is not None and record.has_fibres

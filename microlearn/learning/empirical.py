@@ -40,11 +40,10 @@ def data_prior_helps(model) -> bool:
     model's (phantom D* RMSE 8.2e-9 vs < 4e-9 m²/s); nor for the powder-averaged families
     and composed models, whose least-squares fits were not measured as priors.
     """
-    from ..models.registry import family_of
+    from ..models.registry import has_fibres
     from ..models.spec import resolve_model
 
-    record = family_of(resolve_model(model))
-    return record is not None and record.has_fibres
+    return has_fibres(resolve_model(model))
 
 
 def fit_sample(family: str, acq, signals, *, n_fit: int = N_FIT, method: str = "mix",

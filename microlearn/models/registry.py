@@ -203,6 +203,14 @@ def family_names() -> list[str]:
     return list(FAMILIES)
 
 
+def has_fibres(model) -> bool:
+    """True when ``model`` (object or family name) belongs to a family with fibre
+    populations, which can be rebuilt with 0–3 fibres; False for IVIM-like families and
+    composed models."""
+    record = family_of(model)
+    return record is not None and record.has_fibres
+
+
 def compared_maps(model) -> tuple[str, ...]:
     """The scalar maps compare scores for a model: its family's, else its targets."""
     record = family_of(model)
@@ -293,5 +301,5 @@ def get_model(name: str, n_fibres: int = 1) -> MultiCompartmentModel:
 _register_builtins()
 
 __all__ = ["FAMILIES", "FIBRE_TISSUES", "ModelFamily", "compared_maps", "default_method",
-           "default_scheme", "family", "family_names", "family_of", "get_model", "register",
-           "uses_segmented_start"]
+           "default_scheme", "family", "family_names", "family_of", "get_model", "has_fibres",
+           "register", "uses_segmented_start"]

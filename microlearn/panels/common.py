@@ -181,11 +181,18 @@ class BackgroundTask:
             self.thread.start()
 
 
+def _under_root(text: str, data_root) -> tuple[Path, Path, bool]:
+    """``(root, path, inside)``: the data root, ``text`` resolved against it (absolute
+    paths as they are) and whether the path lies inside the root."""
+    root = Path(data_root).resolve()
+    path = (root / text).resolve()
+    return root, path, root in path.parents
+
+
 def resolve_data_path(text: str, data_root) -> Path:
     """A user-typed folder, allowed only inside ``data_root`` (dashboards serve files)."""
-    root = Path(data_root).resolve()
-    path = (root / text).resolve() if not Path(text).is_absolute() else Path(text).resolve()
-    if root != path and root not in path.parents:
+    root, path, inside = _under_root(text, data_root)
+    if root != path and not inside:
         raise ValueError(f"{text}: only folders inside the data folder {root} can be opened "
                          "here; copy the data there or start the dashboard with another "
                          "MICROLEARN_DATA folder.")
@@ -220,9 +227,8 @@ def model_from_choice(choice: str, data_root, n_fibres=None):
 
 def resolve_spec_path(text: str, data_root) -> Path:
     """A spec file inside ``data_root`` (dashboards serve files only from there)."""
-    root = Path(data_root).resolve()
-    path = (root / text).resolve()
-    if root not in path.parents:
+    root, path, inside = _under_root(text, data_root)
+    if not inside:
         raise ValueError(f"{text}: model specs are read only from {root}/{MODELS_DIR}.")
     if not path.is_file():
         raise FileNotFoundError(f"{text}: no such model spec in {root}.")

@@ -443,15 +443,14 @@ class PlanTab(widgets.VBox):
         self.task.start(lambda task: self._work(task, settings), 2, wait=wait)
 
     def _work(self, task, s):
-        from ..models.registry import family_of
+        from ..models.registry import has_fibres
         from ..models.spec import model_reference
         from ..run.plan import plan
 
         task.stage("reading the acquisition", 0)
         model = model_from_choice(s["model"], self.source.data_root)
         ds, _ = self.source.load(s["data"], s["folder"], model_reference(model))
-        record = family_of(model)
-        n_fibres = s["n_fibres"] if record is not None and record.has_fibres else model.n_fibres
+        n_fibres = s["n_fibres"] if has_fibres(model) else model.n_fibres
         task.stage(f"bounds, {s['n_voxels']} Monte-Carlo fits and a learned estimator", 1)
         report = plan(model, ds.acq, snr=s["snr"], n_fibres=n_fibres,
                       n_voxels=s["n_voxels"], n_train=5000)

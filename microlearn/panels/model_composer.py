@@ -119,10 +119,9 @@ class ModelComposer(widgets.VBox):
     def _rebuild_impl(self):
         kind = self.kind.value
         self.parts.layout.display = "" if kind == "custom" else "none"
-        from ..models.registry import default_scheme, family_of
+        from ..models.registry import default_scheme, has_fibres
 
-        record = family_of(kind)
-        self.n_fibres.disabled = record is None or not record.has_fibres
+        self.n_fibres.disabled = not has_fibres(kind)
         self.model = build_model(kind, self.n_fibres.value, self.parts.value)
         self._building = True
         try:

@@ -323,7 +323,7 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
     for m in methods:
         if not isinstance(m, tuple):
             _parse_method(m)
-    from ..models.registry import compared_maps, family_of
+    from ..models.registry import compared_maps, has_fibres
     from ..models.spec import model_reference, resolve_model
 
     base = resolve_model(model, n_fibres)
@@ -342,8 +342,7 @@ def compare(data, model, methods, *, acq=None, mask=None, truth=None, names=None
     names = tuple(names or compared_maps(base))
     if evaluate is None:
         evaluate = mask.copy()
-        record = family_of(base)
-        if truth is not None and "n_fibres" in truth and record is not None and record.has_fibres:
+        if truth is not None and "n_fibres" in truth and has_fibres(base):
             evaluate &= np.asarray(truth["n_fibres"]) == n_fibres
     evaluate = np.asarray(evaluate, bool) & mask
     if prior not in ("model", "data"):
