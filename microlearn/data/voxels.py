@@ -51,13 +51,16 @@ def usable_voxels(signal, acq) -> np.ndarray:
         return np.all(np.isfinite(signal), axis=1) & np.all(b0 > 0, axis=1)
 
 
-def normalise(signal, acq):
+def normalise(signal, acq, *, joint: bool = False):
     """Signals divided by the b0 mean of their own TE group.
 
     Parameters
     ----------
     signal : ndarray, shape (V, N)
     acq : Acquisition
+    joint : bool
+        Divide every measurement by the b0 mean of the shortest TE instead (models with
+        compartment T2, which explain the echo-time decay themselves).
 
     Returns
     -------
@@ -69,7 +72,7 @@ def normalise(signal, acq):
     """
     signal = np.asarray(signal, dtype=float)
     b0 = b0_means(signal, acq)
-    scale = b0[:, acq.te_index]
+    scale = b0[:, np.zeros_like(acq.te_index) if joint else acq.te_index]
     usable = usable_voxels(signal, acq)
     with np.errstate(invalid="ignore", divide="ignore"):
         y = signal / scale

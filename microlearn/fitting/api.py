@@ -272,7 +272,10 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     if getattr(model, "spherical_mean", False):
         # direction-averaged model: fit the powder averages (σ comes from the full data)
         acq, vox = powder_averaged(acq, vox)
-    y_all, scale, usable = normalise(vox, acq)
+    relaxed = bool(getattr(model, "relaxation", None))  # compartment T2: one S0 at TE = 0
+    y_all, scale, usable = normalise(vox, acq, joint=relaxed)
+    if relaxed and method in ("mix", "interior-point"):
+        options = {**options, "fast": False}  # the compiled kernels have no T2 (yet)
     sigma_vox = _sigma_per_voxel(sigma, mask)
     if sigma_vox is not None:
         usable &= np.isfinite(sigma_vox) & (sigma_vox >= 0)
@@ -374,7 +377,8 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
              setup_seconds)
     return FitResult(model=model, acq=acq, params=params, s0=s0_te[..., 0], success=success,
                      mask=mask, method=method, sigma=sigma_used, seconds=seconds, extra=extra,
-                     s0_te=s0_te if acq.n_te > 1 else None, setup_seconds=setup_seconds)
+                     s0_te=s0_te if acq.n_te > 1 and not relaxed else None,
+                     setup_seconds=setup_seconds)
 
 
 def powder_averaged(acq, vox):

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..compartments import Compartment, Dot
 from ..parameters import Parameter, ParameterSpace, angles_to_cartesian
+from . import relaxation as _t2
 from .fractions import FractionRule, FreeFractions
 from .steps import apply_steps, model_to_spec
 
@@ -87,6 +88,10 @@ class MultiCompartmentModel:
     rebuild : callable, optional
         ``rebuild(n_fibres)`` -> the base model with another fibre count (family factories
         set it with their settings); :meth:`with_fibres` replays ``steps`` on it.
+    relaxation : mapping of str to Link
+        Compartment T2, opt-in (:mod:`microlearn.models.relaxation`): instance name ->
+        ``Link("fixed", value=T2 in s)`` or ``Link("free", source=parameter)``. Empty (the
+        default): no T2, S/S0 per echo time. Set with ``set/free("t2_<instance>")``.
     """
 
     name: str
@@ -103,6 +108,7 @@ class MultiCompartmentModel:
     steps: tuple[tuple, ...] = ()
     spherical_mean: bool = False
     rebuild: Callable | None = field(default=None, compare=False, repr=False)
+    relaxation: Mapping[str, Link] = field(default_factory=dict)
 
     # ----------------------------------------------------------------- structure
     @property
@@ -149,8 +155,15 @@ class MultiCompartmentModel:
                 else:
                     parts.append(f"{p.name}=tortuosity({link.source})")
             lines.append(f"  {inst}: {type(comp).__name__}({', '.join(parts)})")
+        if self.relaxation:
+            lines.append(_t2.describe(self))
         lines.append("  free: " + ", ".join(self.parameter_names))
         return "\n".join(lines)
+
+    @property
+    def relaxed(self) -> bool:
+        """True when some compartment has a T2: one S0 at TE = 0 for every echo time."""
+        return bool(self.relaxation)
 
     # ----------------------------------------------------------------- constraints
     def _free(self, name: str) -> Parameter:
@@ -166,8 +179,10 @@ class MultiCompartmentModel:
         self._free(name)
         links = {k: (new if (v.kind == "free" and v.source == name) else v)
                  for k, v in self.links.items()}
+        relax = {k: (new if (v.kind == "free" and v.source == name) else v)
+                 for k, v in self.relaxation.items()}
         free = tuple(p for p in self.free_parameters if p.name != name)
-        return replace(self, links=links, free_parameters=free,
+        return replace(self, links=links, free_parameters=free, relaxation=relax,
                        targets=tuple(t for t in self.targets if t != name))
 
     def fix(self, name: str, value: float) -> MultiCompartmentModel:
@@ -246,6 +261,8 @@ class MultiCompartmentModel:
         compartment parameter's record: unit, bounds, display unit)."""
         if name in self.parameters:
             return self.parameters[name]
+        if _t2.targets(self, name):
+            return _t2.T2.renamed(name)
         keys = self._fixed_keys(name)
         if not keys:
             raise self._unknown("parameter", name, self.parameter_names + self.setting_names)
@@ -280,8 +297,11 @@ class MultiCompartmentModel:
         if name in free:
             return self.fix(name, value)
         keys = self._fixed_keys(name)
+        if not keys and _t2.targets(self, name):
+            return _t2.set_t2(self, name, value)
         if not keys:
-            raise self._unknown("set", name, free + self.setting_names)
+            raise self._unknown("set", name, free + self.setting_names
+                                + _t2.relaxation_names(self))
         if not np.isfinite(value):
             raise ValueError(f"set: {name} must be a finite number, got {value!r}.")
         links = dict(self.links)
@@ -303,8 +323,10 @@ class MultiCompartmentModel:
         MultiCompartmentModel
         """
         keys = self._fixed_keys(name)
+        if not keys and _t2.targets(self, name):
+            return _t2.free_t2(self, name)
         if not keys:
-            raise self._unknown("free", name, self.setting_names)
+            raise self._unknown("free", name, self.setting_names + _t2.relaxation_names(self))
         new_name = name.replace(".", "_")
         if new_name in self.parameter_names:
             raise ValueError(f"free: {new_name!r} is already a free parameter of {self.name!r}.")
@@ -400,7 +422,7 @@ class MultiCompartmentModel:
         return kwargs, fractions
 
     def compartment_signals(self, acq, params) -> np.ndarray:
-        """Signals of every compartment, unweighted.
+        """Signals of every compartment, unweighted (with their T2 decay when relaxed).
 
         Parameters
         ----------
@@ -413,6 +435,7 @@ class MultiCompartmentModel:
         ndarray, shape (*batch, n_compartments, n_measurements)
         """
         kwargs, fractions = self.resolve(params)
+        decay = _t2.decay(self, acq, self.as_dict(params))
         batch = fractions.shape[:-1]
         out = np.empty(batch + (len(self.compartments), acq.n_measurements))
         for i, (inst, comp) in enumerate(self.compartments):
@@ -420,10 +443,15 @@ class MultiCompartmentModel:
                 out[..., i, :] = 1.0
             else:
                 out[..., i, :] = comp.signal(acq, **kwargs[inst])
+            if inst in decay:
+                out[..., i, :] *= decay[inst]
         return out
 
     def signal(self, acq, params) -> np.ndarray:
         """Normalised signal S/S0, shape ``(*batch, n_measurements)``.
+
+        For a relaxed model (:attr:`relaxed`), S0 is the signal at b = 0 and TE = 0 and the
+        signal is Σ f_i · exp(−TE/T2_i) · S_i.
 
         Parameters
         ----------
@@ -446,10 +474,13 @@ class MultiCompartmentModel:
 
                 params[name] = cartesian_to_angles(v)
         kwargs, fractions = self.resolve(params)
+        decay = _t2.decay(self, acq, params)
         total = None
         for i, (inst, comp) in enumerate(self.compartments):
             f = fractions[..., i, None]
             s = f if isinstance(comp, Dot) else f * comp.signal(acq, **kwargs[inst])
+            if inst in decay:
+                s = s * decay[inst]
             total = s if total is None else total + s
         if batch is None:
             batch = fractions.shape[:-1]

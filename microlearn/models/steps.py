@@ -28,7 +28,9 @@ def model_to_spec(model) -> dict:
 
 def expand_name(model, name: str) -> list[str]:
     """``name`` itself when the model knows it, else its per-fibre names (``odi_1``...)."""
-    known = set(model.parameter_names) | set(model.setting_names)
+    from .relaxation import relaxation_names
+
+    known = set(model.parameter_names) | set(model.setting_names) | set(relaxation_names(model))
     if name in known:
         return [name]
     return [f"{name}_{i}" for i in range(1, 4) if f"{name}_{i}" in known]

@@ -51,7 +51,7 @@ def _axis_values(p, n, interior=False):
         lo, hi = 0.25, 1.0
     if p.kind == "length":
         return np.geomspace(min_length_bound(p), hi, n)
-    if p.kind == "diffusivity" and lo > 0:
+    if (p.kind == "diffusivity" or p.unit == "s") and lo > 0:  # diffusivities, T2
         return np.geomspace(lo, hi, n)
     if p.kind == "dispersion":
         hi = min(hi, 0.9)
@@ -117,7 +117,8 @@ class CandidateTable:
             raise ValueError("CandidateTable needs a model with at most one orientation.")
         values = candidate_grid(model, n_candidates, interior=interior)
         n = len(next(iter(values.values()))) if values else 1
-        keys = np.stack([acq.bvals, acq.delta, acq.Delta, acq.G], 1)
+        te = np.zeros(acq.n_measurements) if acq.TE is None else acq.TE  # T2 models decay
+        keys = np.stack([acq.bvals, acq.delta, acq.Delta, acq.G, te], 1)
         _, first, setting = np.unique(np.round(keys, 12), axis=0, return_index=True,
                                       return_inverse=True)
         setting = setting.ravel()
@@ -129,7 +130,8 @@ class CandidateTable:
         virtual = Acquisition(
             np.repeat(acq.bvals[first], q), np.tile(vecs, (u, 1)),
             np.repeat(acq.delta[first], q), np.repeat(acq.Delta[first], q),
-            G=np.repeat(acq.G[first], q), name="virtual", b0_threshold=acq.b0_threshold)
+            G=np.repeat(acq.G[first], q), name="virtual", b0_threshold=acq.b0_threshold,
+            TE=None if acq.TE is None else np.repeat(acq.TE[first], q))
         outer = outer_fraction_name(model)
         tissue = _evaluate(model, virtual, values, n, outer, 0.0).reshape(n, u, q)
         tissue = tissue.astype(np.float32)
