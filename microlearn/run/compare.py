@@ -80,17 +80,7 @@ class Comparison:
 
     def to_csv(self, path) -> Path:
         """Write the table (atomically)."""
-        from ..data.writers import _atomic_replace
-
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        cols = list(dict.fromkeys(k for r in self.rows for k in r))
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=cols)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        _atomic_replace(tmp, path)
-        return path
+        return write_csv(self.rows, path)
 
     def make_figures(self) -> dict:
         """Matplotlib figures: scatter, runtime bars, map slices, error maps."""
@@ -119,48 +109,82 @@ class Comparison:
 
         ``extra_figures`` (name -> Figure) are added to the page after the comparison's.
         """
-        from ..data.writers import _atomic_replace, check_writable
+        from ..data.writers import check_writable
 
         folder = check_writable(folder)
         self.to_csv(folder / "table.csv")
         figs = dict(self.figures or self.make_figures())
         figs.update(extra_figures or {})
-        for name, fig in figs.items():
-            tmp = folder / f".{name}.tmp.png"
-            fig.savefig(tmp, dpi=90)
-            _atomic_replace(tmp, folder / f"{name}.png")
-        page = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-                f"<title>microlearn compare: {html.escape(self.model)}</title>",
-                "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-                "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
-                "img{max-width:100%}</style></head><body>",
-                f"<h1>Fitting and learning compared: {html.escape(self.model)}</h1>",
-                f"<p>{int(self.mask.sum())} voxels; "
-                + ("errors against the known truth" if self.truth is not None else
-                   f"agreement with {html.escape(str(self.reference))} (no truth given)")
-                + f"; metrics over the {self._scored()} voxels every method answered "
-                "(no_answer: voxels a method left NaN)"
-                + ". <a href='table.csv'>table.csv</a></p>", self._table_html()]
-        for name in figs:
-            page.append(f"<h2>{name}</h2><img src='{name}.png' alt='{name}'>")
-        page.append("</body></html>")
-        tmp = folder / ".index.html.tmp"
-        tmp.write_text("\n".join(page))
-        _atomic_replace(tmp, folder / "index.html")
-        return folder / "index.html"
+        intro = (f"<p>{int(self.mask.sum())} voxels; "
+                 + ("errors against the known truth" if self.truth is not None else
+                    f"agreement with {html.escape(str(self.reference))} (no truth given)")
+                 + f"; metrics over the {self._scored()} voxels every method answered "
+                 "(no_answer: voxels a method left NaN)"
+                 + ". <a href='table.csv'>table.csv</a></p>")
+        return html_page(folder, f"microlearn compare: {self.model}",
+                         f"Fitting and learning compared: {self.model}", intro,
+                         self._table_html(), figs)
 
     def _scored(self) -> int:
         return int(self.rows[0]["scored_voxels"]) if self.rows else 0
 
     def _table_html(self) -> str:
-        cols = list(dict.fromkeys(k for r in self.rows for k in r))
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>"
-                       for r in self.rows)
-        return f"<table><tr>{head}</tr>{body}</table>"
+        return table_html(self.rows)
 
     def _repr_html_(self) -> str:
         return self._table_html()
+
+
+def write_csv(rows, path) -> Path:
+    """Write rows (list of dict) as CSV, atomically; columns in first-seen order."""
+    from ..data.writers import _atomic_replace
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows(rows)
+    _atomic_replace(tmp, path)
+    return path
+
+
+def table_html(rows) -> str:
+    """Rows (list of dict) as an HTML table (floats to 4 significant digits)."""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def html_page(folder, title: str, heading: str, intro: str, table: str, figs: dict) -> Path:
+    """Write the figures (PNG) and ``index.html`` of a comparison report into ``folder``.
+
+    ``intro`` and ``table`` are HTML; ``figs`` maps names to matplotlib figures. One look
+    for every comparison report (truth, agreement, held-out prediction).
+    """
+    from ..data.writers import _atomic_replace
+
+    folder = Path(folder)
+    for name, fig in figs.items():
+        tmp = folder / f".{name}.tmp.png"
+        fig.savefig(tmp, dpi=90)
+        _atomic_replace(tmp, folder / f"{name}.png")
+    page = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+            f"<title>{html.escape(title)}</title>",
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+            "img{max-width:100%}</style></head><body>",
+            f"<h1>{html.escape(heading)}</h1>", intro, table]
+    for name in figs:
+        page.append(f"<h2>{name}</h2><img src='{name}.png' alt='{name}'>")
+    page.append("</body></html>")
+    tmp = folder / ".index.html.tmp"
+    tmp.write_text("\n".join(page))
+    _atomic_replace(tmp, folder / "index.html")
+    return folder / "index.html"
 
 
 def _fmt(v) -> str:

@@ -13,7 +13,7 @@ from .accuracy import plot_truth_vs_estimate
 
 #: Colour limits per map in the slice figures (SI units).
 MAP_RANGES = {"odi": (0, 1), "icvf": (0, 1), "fiso": (0, 1), "f": (0, 0.5), "f_dot": (0, 0.3),
-              "diameter": (0, 12e-6), "d": (0, 3e-9), "d_star": (0, 30e-9)}
+              "diameter": (0, 12e-6), "d": (0, 3e-9), "d_star": (0, 30e-9), "npe": (0.5, 2.5)}
 
 
 def plot_scatter(reference: dict, estimates: dict, names, *, xlabel="truth"):
@@ -162,4 +162,43 @@ def plot_error_maps(truth, maps: dict, names, mask):
             ax.set_title(f"{label}: {name} error", fontsize=8)
             ax.axis("off")
         fig.colorbar(im, ax=row.tolist(), shrink=0.8)
+    return fig
+
+
+def plot_holdout_errors(rows):
+    """Mean normalised prediction error per candidate, with the tie intervals.
+
+    Each bar is a candidate's mean npe (held-out RMS error in units of σ); the whisker is
+    the 95 % paired-bootstrap interval of its difference to the leader of its tie group,
+    drawn from that leader's mean. Bars of rank 1 are green, ties share a rank label.
+
+    Parameters
+    ----------
+    rows : list of dict
+        :attr:`microlearn.run.holdout.HoldoutComparison.rows` (best first).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = Figure(figsize=(6.5, 0.45 * len(rows) + 1.4))
+    ax = fig.subplots()
+    names = [r["candidate"] for r in rows]
+    npe = np.array([r["npe"] for r in rows])
+    colours = ["tab:green" if r["rank"] == 1 else "tab:blue" for r in rows]
+    ax.barh(names, npe, color=colours)
+    lead = npe - np.array([r["diff_to_leader"] for r in rows])
+    lo = lead + np.array([r["diff_low"] for r in rows])
+    hi = lead + np.array([r["diff_high"] for r in rows])
+    y = np.arange(len(rows))
+    has = np.array([r["diff_to_leader"] != 0 for r in rows])
+    ax.errorbar(lo[has] / 2 + hi[has] / 2, y[has], xerr=(hi[has] - lo[has]) / 2, fmt="none",
+                ecolor="k", capsize=3)
+    for yy, (v, r) in enumerate(zip(npe, rows)):
+        ax.text(v, yy, f" {v:.3f} (rank {r['rank']})", va="center", fontsize=8)
+    ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xlim(min(0.9, npe.min() * 0.95), npe.max() * 1.15)
+    ax.set_xlabel("held-out prediction error / σ (1 = noise level; lower is better)")
+    ax.invert_yaxis()
+    fig.tight_layout()
     return fig
