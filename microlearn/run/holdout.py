@@ -101,13 +101,16 @@ def candidate_label(model) -> str:
     return model.name + (f"[{','.join(parts)}]" if parts else "")
 
 
-def _scale_at(res, train_acq, test_acq, n):
-    """S0 of every test measurement (V, n_test): per TE group of the training fit."""
-    if res.s0_te is None:
-        return np.broadcast_to(res.s0[:, None], (res.s0.shape[0], n))
-    te_tr = train_acq.te_values
-    idx = np.argmin(np.abs(test_acq.TE[:, None] - te_tr[None, :]), axis=1)
-    return res.s0_te[:, idx]
+def predict_signal(res, acq):
+    """Signals (V, N) of a fit's parameters on another acquisition ``acq`` (held-out or
+    full): S0 of the fit's echo-time group nearest each measurement's TE (one S0 when the
+    model has compartment T2 or the fit had one TE). A spherical-mean model predicts every
+    measurement by the mean signal of its shell."""
+    S = res.model.signal(acq, res.params)
+    if res.s0_te is None or acq.TE is None:
+        return res.s0[:, None] * S
+    idx = np.argmin(np.abs(acq.TE[:, None] - res.acq.te_values[None, :]), axis=1)
+    return res.s0_te[:, idx] * S
 
 
 def _fit_sigma(sigma):
@@ -137,12 +140,10 @@ def predict_heldout(cand: Candidate, acq, vox, folds, sigma, *, fit_options=None
         if not test.any():
             continue
         train = ~test
-        acq_tr, acq_te = acq.subset(np.flatnonzero(train)), acq.subset(np.flatnonzero(test))
-        res = fit(cand.model, acq_tr, vox[:, train], method=cand.method, sigma=sigma,
-                  quality=False, progress=progress, **(fit_options or {}))
-        S = _scale_at(res, acq_tr, acq_te, int(test.sum())) * cand.model.signal(
-            acq_te, res.params)
-        pred[:, test] = _expected(S, sig)
+        res = fit(cand.model, acq.subset(np.flatnonzero(train)), vox[:, train],
+                  method=cand.method, sigma=sigma, quality=False, progress=progress,
+                  **(fit_options or {}))
+        pred[:, test] = _expected(predict_signal(res, acq.subset(np.flatnonzero(test))), sig)
     return pred
 
 
@@ -153,7 +154,7 @@ def full_fit_scores(cand: Candidate, acq, vox, sigma, *, fit_options=None, progr
     res = fit(cand.model, acq, vox, method=cand.method, sigma=_fit_sigma(sigma),
               progress=progress,
               **(fit_options or {}))
-    E = _expected(res.predict(), sigma[:, None])
+    E = _expected(predict_signal(res, acq), sigma[:, None])
     chi2 = np.sum(((vox - E) / sigma[:, None]) ** 2, axis=1)
     n_s0 = 1 if (res.s0_te is None) else acq.n_te
     k = cand.model.parameters.size + n_s0
@@ -204,8 +205,24 @@ def paired_bootstrap(errors, *, n_boot=N_BOOT, level=LEVEL, margin=MARGIN, rando
     return rank, diff, low, high
 
 
-def _sigma_vox(sigma, vox, acq, mask):
-    """σ of every masked voxel (V,): a map, one value, or estimated from the b0s."""
+def image_sigma(data, acq) -> float | None:
+    """σ from local image patches (DIPY ``estimate_sigma``, Gaussian: N = 0), the median over
+    the diffusion-weighted volumes; for scans with too few b0s to estimate it from their
+    repeats. None when the data are not a 3-D image series."""
+    data = np.asarray(data, float)
+    if data.ndim != 4 or min(data.shape[:3]) < 3:
+        return None
+    from dipy.denoise.noise_estimate import estimate_sigma
+
+    dw = np.flatnonzero(~acq.b0_mask)
+    per_volume = estimate_sigma(np.nan_to_num(data[..., dw]), N=0)
+    value = float(np.median(per_volume))
+    return value if value > 0 else None
+
+
+def _sigma_vox(sigma, vox, acq, mask, data=None):
+    """σ of every masked voxel (V,): a map, one value, or estimated from the b0s (else from
+    local image patches)."""
     from ..data.voxels import estimate_sigma_by_te
 
     if sigma is not None and np.ndim(sigma) > 0:
@@ -217,6 +234,12 @@ def _sigma_vox(sigma, vox, acq, mask):
     if sigma is None:
         finite = np.all(np.isfinite(vox), axis=1)
         sigma = estimate_sigma_by_te(vox[finite], acq) if finite.any() else None
+        if (sigma is None or not sigma > 0) and data is not None:
+            sigma = image_sigma(data, acq)
+            if sigma is not None:
+                log.warning("holdout: fewer than 3 b0s per echo time; σ = %.4g from local "
+                            "image patches (DIPY estimate_sigma). Give sigma for a better "
+                            "one.", sigma)
         if sigma is None or not sigma > 0:
             raise ValueError("--holdout needs the noise σ: the data have fewer than 3 b0s "
                              "per echo time to estimate it; give --sigma.")
@@ -298,7 +321,7 @@ def holdout_compare(data, models, methods=("mix",), *, k=5, acq=None, mask=None,
     if not cands:
         raise ValueError("--model: give at least one model.")
     vox = data[mask]
-    sig = _sigma_vox(sigma, vox, acq, mask)
+    sig = _sigma_vox(sigma, vox, acq, mask, data)
     folds = holdout_folds(acq, k, random_state=random_state)
     held = folds >= 0
     npe, rows = [], []
