@@ -294,8 +294,11 @@ def holdout_compare(data, models, methods=("mix",), *, k=5, acq=None, mask=None,
         data = data.load_data()
     if acq is None:
         raise ValueError("acq: give the acquisition of the data (or pass a Dataset).")
-    data = np.asarray(data, float)
+    data = np.asarray(data)
     mask = np.ones(data.shape[:-1], bool) if mask is None else np.asarray(mask, bool)
+    if mask.shape != data.shape[:-1]:
+        raise ValueError(f"mask shape {mask.shape} does not match the data's "
+                         f"{data.shape[:-1]}.")
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
     for m in methods:
@@ -320,7 +323,7 @@ def holdout_compare(data, models, methods=("mix",), *, k=5, acq=None, mask=None,
             c.label = f"{c.label}#{seen[c.label]}"
     if not cands:
         raise ValueError("--model: give at least one model.")
-    vox = data[mask]
+    vox = np.asarray(data[mask], float)
     sig = _sigma_vox(sigma, vox, acq, mask, data)
     folds = holdout_folds(acq, k, random_state=random_state)
     held = folds >= 0
