@@ -194,10 +194,11 @@ def plot_holdout_errors(rows):
     has = np.array([r["diff_to_leader"] != 0 for r in rows])
     ax.errorbar(lo[has] / 2 + hi[has] / 2, y[has], xerr=(hi[has] - lo[has]) / 2, fmt="none",
                 ecolor="k", capsize=3)
-    for yy, (v, r) in enumerate(zip(npe, rows)):
-        ax.text(v, yy, f" {v:.3f} (rank {r['rank']})", va="center", fontsize=8)
+    right = np.where(has, np.maximum(npe, hi), npe)
+    for yy, (x, v, r) in enumerate(zip(right, npe, rows)):
+        ax.text(x, yy, f" {v:.3f} (rank {r['rank']})", va="center", fontsize=8)
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlim(min(0.9, npe.min() * 0.95), npe.max() * 1.15)
+    ax.set_xlim(min(0.9, npe.min() * 0.95), right.max() * 1.18)
     ax.set_xlabel("held-out prediction error / σ (1 = noise level; lower is better)")
     ax.invert_yaxis()
     fig.tight_layout()
