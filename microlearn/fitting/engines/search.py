@@ -117,7 +117,8 @@ class CandidateTable:
             raise ValueError("CandidateTable needs a model with at most one orientation.")
         values = candidate_grid(model, n_candidates, interior=interior)
         n = len(next(iter(values.values()))) if values else 1
-        te = np.zeros(acq.n_measurements) if acq.TE is None else acq.TE  # T2 models decay
+        relaxed = acq.TE is not None and bool(getattr(model, "relaxation", None))
+        te = acq.TE if relaxed else np.zeros(acq.n_measurements)  # T2 models decay with TE
         keys = np.stack([acq.bvals, acq.delta, acq.Delta, acq.G, te], 1)
         _, first, setting = np.unique(np.round(keys, 12), axis=0, return_index=True,
                                       return_inverse=True)
@@ -131,7 +132,7 @@ class CandidateTable:
             np.repeat(acq.bvals[first], q), np.tile(vecs, (u, 1)),
             np.repeat(acq.delta[first], q), np.repeat(acq.Delta[first], q),
             G=np.repeat(acq.G[first], q), name="virtual", b0_threshold=acq.b0_threshold,
-            TE=None if acq.TE is None else np.repeat(acq.TE[first], q))
+            TE=np.repeat(acq.TE[first], q) if relaxed else None)
         outer = outer_fraction_name(model)
         tissue = _evaluate(model, virtual, values, n, outer, 0.0).reshape(n, u, q)
         tissue = tissue.astype(np.float32)
