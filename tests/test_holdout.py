@@ -186,6 +186,11 @@ def test_cli_holdout_report(models, tmp_path, capsys):
                  "npe_maps.png"):
         assert (out / name).exists(), name
     assert len(list(out.glob("npe_*.nii.gz"))) == 2
+    import csv
+
+    per_label = list(csv.DictReader(open(out / "labels.csv")))
+    assert [r["label"] for r in per_label] == ["1", "2"]
+    assert sum(int(r["voxels"]) for r in per_label) == 24 and all(r["best"] for r in per_label)
     page = (out / "index.html").read_text()
     assert "t2_ball=45ms" in page and "src='prediction_error.png'" in page
     assert main(["compare", str(folder), "--holdout", "1", "--out", str(tmp_path / "x")]) == 2
