@@ -144,20 +144,21 @@ def test_fit_or_learn_panel_selects_the_family_engine(tmp_path):
     assert panel.engine.value == "mix"
 
 
-def test_posterior_std_maps_cover_most_errors(sandi_acq):
-    """The posterior engine's <name>_std maps are its posterior spread. Estimated from a
-    finite dictionary they are too narrow (measured on the model's own prior, 600 voxels:
-    80-83 % of errors within two std at 96k samples, 85-89 % at 192k, nominally 95 %), but
-    far narrower than the prior and of the right size."""
+def test_posterior_std_maps_cover_90_percent_at_90_percent(sandi_acq):
+    """The posterior engine's <name>_std maps, for the free parameters and the derived
+    fractions, hold about 90 % of the errors within 1.645 std (the dictionary's gaps are
+    bridged by tempering the voxels its samples do not resolve), far narrower than the
+    prior."""
     model = family("sandi").build()
     p = sample_parameters(model, 300, random_state=11)
     truth = model.maps(p)
     data = 1000 * add_noise(model.signal(sandi_acq, p), 50, random_state=12)
     res = fit(model, sandi_acq, data, method="posterior", sigma=20.0)
-    for name in ("f_extra", "f_neurite_ic", "d_in", "d_e", "soma_diameter"):
+    for name in ("f_extra", "f_neurite", "f_soma", "d_in", "d_e", "soma_diameter", "rs"):
         std = res.extra[f"{name}_std"]
         assert np.all(np.isfinite(std)) and np.all(std >= 0)
-        inside = np.abs(res[name] - truth[name]) <= 2 * std
-        assert 0.7 <= inside.mean() <= 0.97, (name, inside.mean())
+        inside = np.abs(res[name] - truth[name]) <= 1.645 * std
+        assert 0.82 <= inside.mean() <= 0.97, (name, inside.mean())
+    for name in ("f_extra", "d_in", "d_e", "soma_diameter"):
         lo, hi = model.parameters[name].prior_bounds
-        assert np.median(std) < 0.25 * (hi - lo)  # the prior's own sd is 0.29 x its range
+        assert np.median(res.extra[f"{name}_std"]) < 0.25 * (hi - lo)  # prior's: 0.29
