@@ -67,3 +67,15 @@ def test_nodes_follow_the_area_weighted_gamma():
     nodes = gamma_nodes(np.array([2e-6, 5e-6]), np.array([4.0, 10.0]), 400)
     # the d²-weighted gamma(k, θ) is gamma(k + 2, θ): mean (k + 2) θ
     assert nodes.mean(1) == pytest.approx([2e-6 * 6 / 4, 5e-6 * 12 / 10], rel=1e-3)
+
+
+def test_tabulated_coefficient_matches_the_series(activeax):
+    from microlearn.compartments.cylinder import van_gelderen_coefficient
+    from microlearn.compartments.distributed import _tabulated
+
+    d = np.geomspace(0.05e-6, 40e-6, 300)
+    shells = activeax.shell_index
+    first = np.array([np.flatnonzero(shells == k)[0] for k in range(shells.max() + 1)])
+    args = (activeax.delta[first], activeax.Delta[first])
+    exact = van_gelderen_coefficient(d, 0.6e-9, *args)
+    assert np.abs(_tabulated(d, 0.6e-9, *args) / exact - 1).max() < 1e-4

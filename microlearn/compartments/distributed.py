@@ -26,6 +26,8 @@ from .cylinder import van_gelderen_coefficient
 
 #: Quantile nodes of the d²-weighted diameter distribution.
 N_NODES = 24
+#: Diameter grid (m, log-spaced) of the tabulated Van Gelderen coefficient.
+TABLE_DIAMETERS = np.geomspace(1e-8, 1e-4, 801)
 
 DIAMETER_MEAN = Parameter(
     "diameter_mean", "m", (0.1e-6, 20e-6), 1e-6, kind="length",
@@ -94,12 +96,30 @@ def gamma_cylinders_signal(acq, mu, d_par, diameter_mean, diameter_shape,
     shells = acq.shell_index
     first = np.array([np.flatnonzero(shells == k)[0] for k in range(shells.max() + 1)])
     nodes = gamma_nodes(diameter_mean, diameter_shape, n_nodes)  # (*batch, Q)
-    d_in = np.asarray(d_par, dtype=float)[..., None]
-    coef = van_gelderen_coefficient(nodes, d_in, acq.delta[first], acq.Delta[first])
+    d_in = np.asarray(d_par, dtype=float)
+    if d_in.size and np.all(d_in == d_in.flat[0]):  # one d∥ (fixed): a table per shell
+        coef = _tabulated(nodes, float(d_in.flat[0]), acq.delta[first], acq.Delta[first])
+    else:
+        coef = van_gelderen_coefficient(nodes, d_in[..., None], acq.delta[first],
+                                        acq.Delta[first])
     # (*batch, Q, shells) -> the perpendicular attenuation of every node per measurement
     g_perp2 = acq.G**2 * (1.0 - c**2)  # (*batch, n)
     perp = np.exp(coef[..., shells] * g_perp2[..., None, :]).mean(axis=-2)
     return np.exp(-acq.bvals * as_batch(d_par) * c**2) * perp
+
+
+def _tabulated(diameters, d_par, delta, Delta):
+    """Van Gelderen coefficients (*batch, shells) interpolated in log-log from a table over
+    ``TABLE_DIAMETERS`` (relative error < 1e-4 against the series, see the tests)."""
+    table = van_gelderen_coefficient(TABLE_DIAMETERS, d_par, delta, Delta)  # (grid, S)
+    log_d = np.log(np.clip(diameters, TABLE_DIAMETERS[0], TABLE_DIAMETERS[-1]))
+    log_c = np.log(np.maximum(-table, 1e-300))
+    out = np.stack([np.interp(log_d, np.log(TABLE_DIAMETERS), log_c[:, s])
+                    for s in range(table.shape[1])], axis=-1)
+    # below the grid the coefficient scales as d⁴ (the short-pulse limit of a thin cylinder)
+    small = np.asarray(diameters)[..., None] < TABLE_DIAMETERS[0]
+    scale = np.where(small, (np.asarray(diameters)[..., None] / TABLE_DIAMETERS[0]) ** 4, 1.0)
+    return -np.exp(out) * scale
 
 
 class GammaCylinders(Compartment):
