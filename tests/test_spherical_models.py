@@ -162,3 +162,36 @@ def test_posterior_std_maps_cover_90_percent_at_90_percent(sandi_acq):
     for name in ("f_extra", "d_in", "d_e", "soma_diameter"):
         lo, hi = model.parameters[name].prior_bounds
         assert np.median(res.extra[f"{name}_std"]) < 0.25 * (hi - lo)  # prior's: 0.29
+
+
+@pytest.mark.parametrize("alpha, ranges", [
+    ((6.0, 1.0, 2.0), {"d_in": (1.5e-9, 3e-9), "soma_diameter": (4e-6, 16e-6),
+                       "d_e": (0.5e-9, 2e-9)}),
+    ((1.5, 5.0, 1.5), {"d_in": (1e-9, 3e-9), "soma_diameter": (12e-6, 24e-6),
+                       "d_e": (0.5e-9, 2e-9)}),
+], ids=["neurite-rich", "soma-rich"])
+def test_sandi_data_prior_is_robust_to_the_population(sandi_acq, alpha, ranges):
+    """Voxels from a population unlike the engine's prior (uniform fractions): the prior
+    taken from the data beats the dictionary's own prior on the fractions (by a third on
+    average here; no fraction more than 10 % worse), and its std maps keep about 90 % of
+    the errors within 1.645 std."""
+    model = family("sandi").build()
+    n = 300
+    p = sample_parameters(model, n, random_state=21, ranges=ranges)
+    f = np.random.default_rng(22).dirichlet(alpha, n)
+    for name, value in model.fractions.from_fractions(f).items():
+        p[:, model.parameters.slice(name)] = value[:, None]
+    truth = model.maps(p)
+    data = 1000 * add_noise(model.signal(sandi_acq, p), 50, random_state=23)
+    own = fit(model, sandi_acq, data, method="posterior", sigma=20.0, prior="model",
+              quality=False)
+    res = fit(model, sandi_acq, data, method="posterior", sigma=20.0)
+
+    def rmse(r, k):
+        return np.sqrt(np.mean((r[k] - truth[k]) ** 2))
+
+    ratios = [rmse(res, k) / rmse(own, k) for k in ("f_neurite", "f_soma", "f_extra")]
+    assert max(ratios) < 1.1 and np.mean(ratios) < 0.85, ratios
+    for k in ("f_neurite", "f_soma", "f_extra"):
+        inside = np.mean(np.abs(res[k] - truth[k]) <= 1.645 * res.extra[f"{k}_std"])
+        assert 0.8 <= inside <= 0.97, (k, inside)
