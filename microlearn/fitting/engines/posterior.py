@@ -47,7 +47,7 @@ PROBE = 64
 #: Voxels (at most; a seeded random subset of a larger fit) the data prior is estimated on.
 PRIOR_VOXELS = 2000
 #: EM iterations of the data prior.
-PRIOR_ITERATIONS = 10
+PRIOR_ITERATIONS = 6
 #: Weight of the dictionary's own prior in the data prior, as a number of voxels.
 PRIOR_PSEUDO_VOXELS = 20.0
 #: Histogram bins per nonlinear parameter, and per side of the fraction grid.
