@@ -67,7 +67,23 @@ def powder_counts(acq) -> np.ndarray:
 
 
 class PosteriorEngine(Engine):
-    """Likelihood-weighted mean of prior samples (orientation-free models only)."""
+    """Likelihood-weighted mean of prior samples (orientation-free models only).
+
+    Parameters
+    ----------
+    model : MultiCompartmentModel
+        Without orientations.
+    acq : Acquisition
+        Powder-averaged (one measurement per shell and echo time) or full.
+    n_samples : int
+        Dictionary samples.
+    random_state : int
+        Seed of the dictionary and of the voxels the data prior is estimated on.
+    prior : {"data", "model"}
+        ``"data"``: the dictionary re-weighted by a prior estimated from the voxels being
+        fitted (:meth:`prepare`); ``"model"``: the dictionary's own prior (uniform on the
+        parameters' prior ranges, fractions uniform on the simplex).
+    """
 
     name = "posterior"
     #: The kernels run numba threads over the voxels (no process pool).
@@ -78,8 +94,9 @@ class PosteriorEngine(Engine):
     def fits(model) -> bool:
         """True for a model without orientation parameters."""
         return not model.orientation_names
-    convergence = ("posterior mean over a dictionary of prior samples: success when the "
-                   "weights are finite")
+    convergence = ("posterior mean over a dictionary of prior samples re-weighted by a prior "
+                   "estimated from the voxels (empirical Bayes): success when the weights "
+                   "are finite")
 
     def __init__(self, model, acq, *, n_samples: int = N_SAMPLES, random_state: int = 0,
                  prior: str = "data", **options):
