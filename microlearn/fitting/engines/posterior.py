@@ -45,7 +45,7 @@ FRACTIONS_PER_SAMPLE = 16
 #: Samples on each side of a voxel's key probed for the reference likelihood.
 PROBE = 64
 #: Voxels (at most; a seeded random subset of a larger fit) the data prior is estimated on.
-PRIOR_VOXELS = 2000
+PRIOR_VOXELS = 1000
 #: EM iterations of the data prior.
 PRIOR_ITERATIONS = 6
 #: Weight of the dictionary's own prior in the data prior, as a number of voxels.
