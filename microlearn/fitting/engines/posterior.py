@@ -53,7 +53,7 @@ PRIOR_PSEUDO_VOXELS = 20.0
 #: Histogram bins per nonlinear parameter, and per side of the fraction grid.
 PRIOR_BINS = 12
 #: Effective samples a voxel's posterior should hold; below, its likelihood is tempered.
-MIN_ESS = 10.0
+MIN_ESS = 8.0
 #: Tempering factors of σ tried in turn (see ``windowed_means``).
 TEMPERS = np.array([1.0, 1.25, 1.5, 2.0, 2.5, 3.0])
 #: A dictionary with its Rician floor at noise σ serves voxels within this factor of σ.
