@@ -144,20 +144,75 @@ def test_fit_or_learn_panel_selects_the_family_engine(tmp_path):
     assert panel.engine.value == "mix"
 
 
-def test_posterior_std_maps_cover_most_errors(sandi_acq):
-    """The posterior engine's <name>_std maps are its posterior spread. Estimated from a
-    finite dictionary they are too narrow (measured on the model's own prior, 600 voxels:
-    80-83 % of errors within two std at 96k samples, 85-89 % at 192k, nominally 95 %), but
-    far narrower than the prior and of the right size."""
+def test_posterior_std_maps_cover_90_percent_at_90_percent(sandi_acq):
+    """The posterior engine's <name>_std maps, for the free parameters and the derived
+    fractions, hold about 90 % of the errors within 1.645 std (the dictionary's gaps are
+    bridged by tempering the voxels its samples do not resolve), far narrower than the
+    prior."""
     model = family("sandi").build()
     p = sample_parameters(model, 300, random_state=11)
     truth = model.maps(p)
     data = 1000 * add_noise(model.signal(sandi_acq, p), 50, random_state=12)
     res = fit(model, sandi_acq, data, method="posterior", sigma=20.0)
-    for name in ("f_extra", "f_neurite_ic", "d_in", "d_e", "soma_diameter"):
+    for name in ("f_extra", "f_neurite", "f_soma", "d_in", "d_e", "soma_diameter", "rs"):
         std = res.extra[f"{name}_std"]
         assert np.all(np.isfinite(std)) and np.all(std >= 0)
-        inside = np.abs(res[name] - truth[name]) <= 2 * std
-        assert 0.7 <= inside.mean() <= 0.97, (name, inside.mean())
+        inside = np.abs(res[name] - truth[name]) <= 1.645 * std
+        assert 0.82 <= inside.mean() <= 0.97, (name, inside.mean())
+    for name in ("f_extra", "d_in", "d_e", "soma_diameter"):
         lo, hi = model.parameters[name].prior_bounds
-        assert np.median(std) < 0.25 * (hi - lo)  # the prior's own sd is 0.29 x its range
+        assert np.median(res.extra[f"{name}_std"]) < 0.25 * (hi - lo)  # prior's: 0.29
+
+
+@pytest.mark.parametrize("alpha, ranges", [
+    ((6.0, 1.0, 2.0), {"d_in": (1.5e-9, 3e-9), "soma_diameter": (4e-6, 16e-6),
+                       "d_e": (0.5e-9, 2e-9)}),
+    ((1.5, 5.0, 1.5), {"d_in": (1e-9, 3e-9), "soma_diameter": (12e-6, 24e-6),
+                       "d_e": (0.5e-9, 2e-9)}),
+], ids=["neurite-rich", "soma-rich"])
+def test_sandi_data_prior_is_robust_to_the_population(sandi_acq, alpha, ranges):
+    """Voxels from a population unlike the engine's prior (uniform fractions): the prior
+    taken from the data beats the dictionary's own prior on the fractions (by a third on
+    average here; no fraction more than 10 % worse), and its std maps keep about 90 % of
+    the errors within 1.645 std."""
+    model = family("sandi").build()
+    n = 300
+    p = sample_parameters(model, n, random_state=21, ranges=ranges)
+    f = np.random.default_rng(22).dirichlet(alpha, n)
+    for name, value in model.fractions.from_fractions(f).items():
+        p[:, model.parameters.slice(name)] = value[:, None]
+    truth = model.maps(p)
+    data = 1000 * add_noise(model.signal(sandi_acq, p), 50, random_state=23)
+    own = fit(model, sandi_acq, data, method="posterior", sigma=20.0, prior="model",
+              quality=False)
+    res = fit(model, sandi_acq, data, method="posterior", sigma=20.0)
+
+    def rmse(r, k):
+        return np.sqrt(np.mean((r[k] - truth[k]) ** 2))
+
+    ratios = [rmse(res, k) / rmse(own, k) for k in ("f_neurite", "f_soma", "f_extra")]
+    assert max(ratios) < 1.1 and np.mean(ratios) < 0.85, ratios
+    for k in ("f_neurite", "f_soma", "f_extra"):
+        inside = np.mean(np.abs(res[k] - truth[k]) <= 1.645 * res.extra[f"{k}_std"])
+        assert 0.8 <= inside <= 0.97, (k, inside)
+
+
+@pytest.mark.parametrize("name, ranges", [
+    ("smt", {"d_par": (1.2e-9, 2.0e-9), "d_ratio": (0.25, 0.5)}),
+    ("mcsmt", {"icvf": (0.55, 0.8), "d_par": (2.0e-9, 2.6e-9), "fiso": (0.0, 0.1)}),
+])
+def test_smt_and_mcsmt_std_cover_90_percent_without_a_prior(hcp, name, ranges):
+    """SMT and MC-SMT are fitted by least squares (mix: no prior to lean on); on a
+    population unlike their priors, their Cramér–Rao std maps hold about 90 % of the
+    errors within 1.645 std."""
+    model = family(name).build()
+    p = sample_parameters(model, 300, random_state=31, ranges=ranges)
+    truth = model.maps(p)
+    data = 1000 * add_noise(model.signal(hcp, p), 30, random_state=32)
+    res = fit(model, hcp, data, sigma=1000 / 30)
+    assert res.method == "mix"
+    for k in ranges:
+        if k == "d_ratio":
+            continue
+        inside = np.mean(np.abs(res[k] - truth[k]) <= 1.645 * res.extra[f"{k}_std"])
+        assert 0.82 <= inside <= 0.97, (k, inside)

@@ -326,6 +326,9 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
         return _run_blocks(engine, y[a:b], None if sig is None else sig[a:b],
                            None if dirs is None else dirs[a:b], block_size, show, n_workers)
 
+    prepare = getattr(engine, "prepare", None)  # a prior estimated from all the voxels
+    if prepare is not None and len(y):
+        prepare(y, sig)
     # set-up: the first few voxels alone pay every first-call cost (kernel loading, tables)
     V = y.shape[0]
     warm = min(WARM_VOXELS, V)

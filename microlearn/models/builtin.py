@@ -1,4 +1,4 @@
-"""The built-in model catalogue: NODDI, ActiveAx, ZCD and IVIM with 0–3 fibre populations.
+"""The built-in model catalogue: NODDI, ActiveAx, AxCaliber, ZCD and IVIM with 0–3 fibres.
 
 Each factory assembles a :class:`~microlearn.models.core.MultiCompartmentModel` from the
 compartments; its facts for the other layers (fibre counts, schemes, compared maps, priors)
@@ -12,8 +12,17 @@ from functools import partial
 
 import numpy as np
 
-from ..compartments import Ball, CylinderGPD, Dot, WatsonStick, WatsonZeppelin, Zeppelin
+from ..compartments import (
+    Ball,
+    CylinderGPD,
+    Dot,
+    GammaCylinders,
+    WatsonStick,
+    WatsonZeppelin,
+    Zeppelin,
+)
 from ..compartments.dispersion import odi_to_kappa
+from ..compartments.distributed import DIAMETER_MEAN, DIAMETER_SHAPE
 from .core import Link, MultiCompartmentModel
 from .fractions import FreeFractions, NestedFractions
 from .params import D_PERP_ZCD, D_STAR, D_TISSUE, F_PERFUSION, MU, ODI, diameter_param
@@ -198,6 +207,67 @@ def activeax(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI, d_iso: float = D_
                         settings={"d_par": d_par, "d_iso": d_iso}, factory=activeax)
 
 
+def _volume_mean(v, *, sfx: str):
+    k = np.asarray(v[f"diameter_shape{sfx}"], dtype=float)
+    return np.asarray(v[f"diameter_mean{sfx}"], dtype=float) * (k + 2.0) / k
+
+
+def axcaliber(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI, d_iso: float = D_ISO_CSF):
+    """AxCaliber (Assaf et al. 2008): gamma-distributed cylinders + tortuous zeppelin + ball.
+
+    Per fibre, cylinders whose diameters follow a gamma distribution (free number-weighted
+    mean ``diameter_mean`` in m and shape ``diameter_shape``; signal d²-weighted, see
+    :class:`~microlearn.compartments.GammaCylinders`) and a zeppelin sharing their
+    orientation with tortuous d⊥; plus a ball. d∥ and d_iso fixed (in vivo defaults;
+    ``tissue="exvivo"`` sets d∥ = 0.6, d_iso = 2.0 µm²/ms). Maps ``diameter_mean``,
+    ``diameter_shape``, ``diameter_volume`` (the d²-weighted mean diameter, what ActiveAx's
+    single diameter estimates), ``icvf``, ``fiso``, ``mu``. Which diameters a protocol
+    resolves: ``microlearn plan --model axcaliber``.
+
+    Parameters
+    ----------
+    n_fibres : {0, 1, 2, 3}
+        Fibre populations (0: the isotropic part only).
+    d_par : float
+        Fixed intra-axonal (and extra-axonal parallel) diffusivity in m²/s.
+    d_iso : float
+        Fixed diffusivity of the ball in m²/s.
+
+    Returns
+    -------
+    MultiCompartmentModel
+    """
+    _check_n_fibres(n_fibres, "axcaliber")
+
+    def fibre_params(i, sfx, names):
+        cyl, zep = names
+        mu = MU.renamed(f"mu{sfx}")
+        mean = DIAMETER_MEAN.renamed(f"diameter_mean{sfx}")
+        shape = DIAMETER_SHAPE.renamed(f"diameter_shape{sfx}")
+        links = {
+            f"{cyl}.mu": Link("free", mu.name), f"{cyl}.d_par": Link("fixed", value=d_par),
+            f"{cyl}.diameter_mean": Link("free", mean.name),
+            f"{cyl}.diameter_shape": Link("free", shape.name),
+            f"{zep}.mu": Link("free", mu.name), f"{zep}.d_par": Link("fixed", value=d_par),
+            f"{zep}.d_perp": Link("tortuosity", f"{cyl}.d_par", intra=cyl, extra=zep),
+        }
+        return [mu, mean, shape], links
+
+    def derived(model):
+        out = {f"diameter_volume{_suffix(i, n_fibres)}":
+               partial(_volume_mean, sfx=_suffix(i, n_fibres)) for i in range(1, n_fibres + 1)}
+        if n_fibres > 1:
+            out.update({"diameter_mean": _mean_over_fibres("diameter_mean", n_fibres),
+                        "icvf": _mean_over_fibres("icvf", n_fibres)})
+        return out
+
+    iso = [("ball", Ball(), {"ball.d_iso": Link("fixed", value=d_iso)})]
+    return _fibre_model(f"axcaliber{n_fibres}" if n_fibres != 1 else "axcaliber", n_fibres,
+                        [("cylinders", GammaCylinders()), ("zeppelin", Zeppelin())], iso,
+                        fibre_params, derived, family="axcaliber",
+                        settings={"d_par": d_par, "d_iso": d_iso}, factory=axcaliber)
+
+
 def zcd(n_fibres: int = 1, *, d_par: float = D_PAR_NODDI):
     """Zeppelin-Cylinder-Dot (Panagiotaki et al. 2012).
 
@@ -264,7 +334,9 @@ def ivim():
     )
 
 
-MODELS = {"noddi": noddi, "activeax": activeax, "zcd": zcd, "ivim": ivim}
+MODELS = {"noddi": noddi, "activeax": activeax, "axcaliber": axcaliber, "zcd": zcd,
+          "ivim": ivim}
 
 
-__all__ = ["D_ISO_CSF", "D_PAR_NODDI", "MODELS", "activeax", "ivim", "noddi", "zcd"]
+__all__ = ["D_ISO_CSF", "D_PAR_NODDI", "MODELS", "activeax", "axcaliber", "ivim", "noddi",
+           "zcd"]

@@ -29,6 +29,12 @@ FIBRE_TISSUE = {
     5: {"odi": (0.05, 0.20), "icvf": (0.50, 0.70), "fiso": (0.00, 0.10), "diameter": (3e-6, 7e-6),
         "d_perp": (0.3e-9, 0.7e-9)},
 }
+#: AxCaliber's labels: the fibre ranges with a gamma distribution of diameters (mean as
+#: ActiveAx's diameter, shape 3–8: a spread of 35–60 %, as in histology).
+AXCALIBER_TISSUE = {
+    label: {**{k: v for k, v in ranges.items() if k != "diameter"},
+            "diameter_mean": ranges["diameter"], "diameter_shape": (3.0, 8.0)}
+    for label, ranges in FIBRE_TISSUE.items()}
 #: Per-label IVIM ranges: perfusion fraction, tissue and pseudo-diffusivity (SI).
 IVIM_TISSUE = {
     1: {"f": (0.00, 0.03), "d": (2.8e-9, 3.0e-9), "d_star": (8e-9, 12e-9)},
@@ -242,7 +248,7 @@ def default_scheme(model) -> str:
 
 
 def _register_builtins() -> None:
-    from .builtin import activeax, ivim, noddi, zcd
+    from .builtin import activeax, axcaliber, ivim, noddi, zcd
 
     register(ModelFamily(
         "noddi", noddi, "NODDI: Watson-dispersed stick + tortuous zeppelin + CSF ball",
@@ -252,6 +258,11 @@ def _register_builtins() -> None:
         "activeax", activeax, "ActiveAx: cylinder (axon diameter) + tortuous zeppelin + ball",
         (1, 2, 3), "activeax", ("diameter", "icvf", "fiso"), {1: 1.0, 2: 1.0, 3: 1.0},
         phantom_csf={"fiso": 1.0}, tissues=FIBRE_TISSUES))
+    register(ModelFamily(
+        "axcaliber", axcaliber, "AxCaliber: gamma-distributed cylinders (diameter "
+        "distribution) + tortuous zeppelin + ball; --tissue exvivo for fixed tissue",
+        (1, 2, 3), "activeax", ("diameter_mean", "icvf", "fiso"), {1: 1.0, 2: 1.0, 3: 1.0},
+        phantom_tissue=AXCALIBER_TISSUE, phantom_csf={"fiso": 1.0}, tissues=FIBRE_TISSUES))
     register(ModelFamily(
         "zcd", zcd, "ZCD: zeppelin + cylinder + dot", (1, 2, 3), "activeax",
         ("diameter", "icvf", "f_dot"), {1: 1.0, 2: 1.0, 3: 1.0},
