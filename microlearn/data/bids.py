@@ -44,6 +44,14 @@ def label(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
+def output_files(source: dict, model: str, maps, settings: bool = True) -> list[str]:
+    """The names :func:`rename_outputs` gives ``<map>.nii.gz`` of ``maps`` (and the
+    settings file): the real destinations, checked against ``--force`` before any work."""
+    pre = f"{prefix(source)}_model-{label(model)}"
+    return ([f"{pre}_param-{label(m)}_dwimap.nii.gz" for m in maps]
+            + ([f"{pre}_dwimap.json"] if settings else []))
+
+
 def rename_outputs(staging, source: dict, model: str, settings: str = "fit.json") -> list[str]:
     """Rename ``<map>.nii.gz`` and the settings file in ``staging`` to BIDS-derivative names.
 

@@ -22,6 +22,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..names import check_name, check_names
 from .core import MultiCompartmentModel, compose
 from .registry import family, family_of
 from .steps import FORMAT, VERSION, apply_steps, model_to_spec
@@ -72,9 +73,15 @@ def model_from_spec(spec: Mapping, *, strict: bool = True) -> MultiCompartmentMo
         if not isinstance(parts, list) or not parts:
             raise ValueError("model spec: 'compose' must be a non-empty list of "
                              "{'compartment': ..., 'name': ...}.")
+        if not all(isinstance(p, Mapping) for p in parts):
+            raise ValueError("model spec: each entry of 'compose' must be "
+                             "{'compartment': ..., 'name': ...}.")
         comps = [_compartment(str(p.get("compartment"))) for p in parts]
-        names = [str(p.get("name") or c.name) for p, c in zip(parts, comps)]
-        model = compose(comps, names=names, name=str(spec.get("name", "custom")))
+        names = [p.get("name") or c.name for p, c in zip(parts, comps)]
+        # compartment names become parameter and map file names (``<name>_mu.nii.gz``)
+        check_names(names, field="compartment name", source="model spec")
+        model = compose(comps, names=names, name=check_name(
+            spec.get("name", "custom"), field="name", source="model spec", dash=True))
     else:
         raise ValueError("model spec: give either 'family' (a built-in) or 'compose' "
                          "(a list of compartments).")
