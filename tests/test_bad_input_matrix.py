@@ -217,6 +217,14 @@ def _spec(t, name="stick", spec_name="evil"):
     (t / "spec.json").write_text(json.dumps(spec))
 
 
+def _raw_spec(t, **fields):
+    """A family spec with ``fields`` replaced (written with NaN/Infinity as Python does)."""
+    import json
+
+    spec = {"format": "microlearn-model", "version": 1, "family": "noddi", "n_fibres": 1}
+    (t / "spec.json").write_text(json.dumps({**spec, **fields}))
+
+
 def _set_bval(d, i, value):
     _bvals(d, lambda b: np.r_[b[:i], value, b[i + 1:]])
 
@@ -346,6 +354,18 @@ CASES += [
     ("phantom-spec-compartment-absolute-path", lambda d, e, t: _spec(
         t, str(t / "elsewhere" / "x")),
      ["phantom", "--model", "{t}/spec.json", "--shape", "4", "4", "2"], "compartment name"),
+    ("spec-setting-nan", lambda d, e, t: _raw_spec(t, settings={"d_par": float("nan")}),
+     ["fit", "{d}", "--model", "{t}/spec.json"], "finite numbers"),
+    ("spec-settings-not-a-mapping", lambda d, e, t: _raw_spec(t, settings=[1]),
+     ["fit", "{d}", "--model", "{t}/spec.json"], "settings must map"),
+    ("spec-step-infinite", lambda d, e, t: _raw_spec(t, steps=[["fix", "odi", float("inf")]]),
+     ["fit", "{d}", "--model", "{t}/spec.json"], "not a name or a finite number"),
+    ("spec-step-list-value", lambda d, e, t: _raw_spec(t, steps=[["fix", "mu", [1, 2, 3]]]),
+     ["fit", "{d}", "--model", "{t}/spec.json"], "not a name or a finite number"),
+    ("spec-version-null", lambda d, e, t: _raw_spec(t, version=None),
+     ["fit", "{d}", "--model", "{t}/spec.json"], "version None"),
+    ("spec-fibres-out-of-range", lambda d, e, t: _raw_spec(t, n_fibres=99),
+     ["phantom", "--model", "{t}/spec.json"], "n_fibres 99"),
     ("bvals-negative", lambda d, e, t: _set_bval(d, 1, -53), ["fit", "{d}"], "negative"),
     ("bvals-nan", lambda d, e, t: _set_bval(d, 1, np.nan), ["fit", "{d}"], "not a number"),
     ("mrtrix-negative-b", lambda d, e, t: _to_mrtrix(d, negative=True), ["fit", "{d}"],

@@ -79,7 +79,7 @@ def write_dataset_description(out) -> Path:
 
     out = Path(out)
     path = out / "dataset_description.json"
-    if path.exists():
+    if os.path.lexists(path):  # a dangling link named so is the user's too
         return path
     out.mkdir(parents=True, exist_ok=True)
     desc = {"Name": "microlearn microstructure maps", "BIDSVersion": "1.9.0",
