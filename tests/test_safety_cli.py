@@ -336,3 +336,34 @@ def test_failed_run_after_the_fit_leaves_no_out_and_resumes(phantom, tmp_path, m
     monkeypatch.undo()
     assert main(["fit", str(phantom), *FIT, "--out", str(out), "--resume"]) == 0
     assert "odi" in load_maps(out)
+
+
+def test_predict_after_resume_counts_only_this_runs_voxels(phantom, tmp_path, monkeypatch,
+                                                          capsys):
+    import microlearn.run.chunked as chunked
+    from microlearn.learning import train
+
+    est = tmp_path / "est"
+    train("noddi", load_dataset(phantom).acq, estimator="polynomial", n_samples=500).save(est)
+    real, calls = chunked.save_slab, []
+
+    def interrupt_after_one(*args):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(args[1])
+        real(*args)
+
+    out = tmp_path / "out"
+    argv = ["predict", str(est), str(phantom), "--chunk-voxels", "20", "--out", str(out)]
+    monkeypatch.setattr(chunked, "save_slab", interrupt_after_one)
+    assert main(argv) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(argv + ["--resume"]) == 0
+    info = _strict((out / "predict.json").read_text())
+    mask = load_dataset(phantom).mask
+    z0, z1 = chunked.plan_slabs(mask, 20)[calls[0]]
+    kept = int(mask[..., z0:z1].sum())
+    assert info["n_predicted"] == info["n_voxels"] - kept
+    assert info["vox_per_s"] == pytest.approx(info["n_predicted"] / info["chunked_seconds"])
+    assert f"({kept} resumed from the work folder)" in capsys.readouterr().out

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import workdir
 from .workdir import MANIFEST, assemble, remove_work_files, save_slab  # noqa: F401 (re-export)
 
 log = logging.getLogger(__name__)
@@ -312,6 +313,24 @@ def _run_local(block_fn, image_path, mask, slabs, todo, work_dir, bar) -> None:
                 bar.update(int(mask[..., z0:z1].sum()))
 
 
+# ------------------------------------------------------------------ work folder (see workdir)
+def _manifest(dataset, block_fn, slabs) -> dict:
+    """:func:`microlearn.run.workdir.manifest` (the old name, kept for callers)."""
+    return workdir.manifest(dataset, block_fn, slabs)
+
+
+def _prepare_work_dir(work_dir, manifest: dict, resume: bool) -> set[int]:
+    """Done slab indices of ``work_dir`` prepared for the job (no lock: tests and tools)."""
+    work_dir = Path(work_dir)
+    workdir.check_work_dir(work_dir)
+    made = not work_dir.exists()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return workdir.prepare_work_dir(work_dir, manifest, resume, made=made)[0]
+
+
+_save_slab = save_slab
+
+
 # ------------------------------------------------------------------ driver
 def _client(scheduler, workers):
     if scheduler is None and not workers:
@@ -381,7 +400,6 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     """
     from ..data import locks
     from ..data.writers import OUT_LOCK, check_creatable, staged_output, write_maps
-    from . import workdir
 
     out_dir = check_creatable(out_dir)
     locks.check_free(out_dir / OUT_LOCK, what=f"output folder {out_dir}")
