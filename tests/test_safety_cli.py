@@ -367,3 +367,19 @@ def test_predict_after_resume_counts_only_this_runs_voxels(phantom, tmp_path, mo
     assert info["n_predicted"] == info["n_voxels"] - kept
     assert info["vox_per_s"] == pytest.approx(info["n_predicted"] / info["chunked_seconds"])
     assert f"({kept} resumed from the work folder)" in capsys.readouterr().out
+
+
+def test_lock_without_hard_links(tmp_path, monkeypatch):
+    """File systems without hard links get an exclusive create instead."""
+    from microlearn.data import locks
+
+    def no_links(*args):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(locks.os, "link", no_links)
+    record = locks.acquire(tmp_path / "l", what="f")
+    assert locks.read_owner(tmp_path / "l")["pid"] == os.getpid()
+    with pytest.raises(ValueError, match="in use"):
+        locks.acquire(tmp_path / "l", what="f")
+    locks.release(tmp_path / "l", record)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -106,6 +106,22 @@ def check_free(lock, *, what: str) -> None:
         raise _in_use(what, owner, Path(lock))
 
 
+def _create(tmp: str, lock: Path, record: dict) -> None:
+    """Create ``lock`` holding ``record`` or raise ``FileExistsError``: a hard link of the
+    complete ``tmp`` (never seen half-written), or an exclusive create where the file
+    system has no hard links."""
+    try:
+        os.link(tmp, lock)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass  # no hard links here (some network and FUSE file systems)
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(record, fh)
+
+
 def acquire(lock, *, what: str) -> dict:
     """Create the lock file ``lock``; ``ValueError`` when a live run holds it.
 
@@ -129,7 +145,7 @@ def acquire(lock, *, what: str) -> dict:
             json.dump(record, fh)
         for _ in range(3):
             try:
-                os.link(tmp, lock)  # atomic: fails when the lock exists
+                _create(tmp, lock, record)
                 return record
             except FileExistsError:
                 pass
@@ -147,7 +163,7 @@ def acquire(lock, *, what: str) -> dict:
             if read_owner(stale) != owner:  # a fresh lock taken meanwhile: put it back
                 try:
                     os.link(stale, lock)
-                except FileExistsError:
+                except OSError:  # taken again meanwhile, or no hard links here
                     pass
             stale.unlink(missing_ok=True)
         raise ValueError(f"{what}: could not take the lock {lock} (another run keeps taking "
