@@ -225,6 +225,16 @@ def _raw_spec(t, **fields):
     (t / "spec.json").write_text(json.dumps({**spec, **fields}))
 
 
+def _huge_header(path):
+    """Patch a NIfTI header to claim 30000^3 voxels (its data must never be allocated)."""
+    import gzip
+    import struct
+
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[40:48] = struct.pack("<4h", 3, 30_000, 30_000, 30_000)  # dim[0..3]
+    path.write_bytes(gzip.compress(bytes(raw)))
+
+
 def _set_bval(d, i, value):
     _bvals(d, lambda b: np.r_[b[:i], value, b[i + 1:]])
 
@@ -366,6 +376,19 @@ CASES += [
      ["fit", "{d}", "--model", "{t}/spec.json"], "version None"),
     ("spec-fibres-out-of-range", lambda d, e, t: _raw_spec(t, n_fibres=99),
      ["phantom", "--model", "{t}/spec.json"], "n_fibres 99"),
+    ("spec-not-text", lambda d, e, t: (t / "spec.json").write_bytes(b"\xff\xfe\x00" * 50),
+     ["fit", "{d}", "--model", "{t}/spec.json"], "spec.json: not a model spec"),
+    ("spec-nested-too-deeply", lambda d, e, t: (t / "spec.json").write_text(
+        "[" * 100_000 + "]" * 100_000), ["fit", "{d}", "--model", "{t}/spec.json"],
+     "spec.json: not a model spec"),
+    ("estimator-json-nested-too-deeply", lambda d, e, t: (e / "estimator.json").write_text(
+        "[" * 100_000 + "]" * 100_000), ["predict", "{e}", "{d}"], "corrupt"),
+    ("estimator-json-not-an-object", lambda d, e, t: (e / "estimator.json").write_text("[1]"),
+     ["predict", "{e}", "{d}"], "corrupt"),
+    ("sidecar-not-text", lambda d, e, t: (d / "acquisition.json").write_bytes(b"\xff" * 99),
+     ["fit", "{d}"], "acquisition.json: not valid JSON"),
+    ("mask-header-huge", lambda d, e, t: _huge_header(d / "nodif_brain_mask.nii.gz"),
+     ["fit", "{d}"], "does not match"),
     ("bvals-negative", lambda d, e, t: _set_bval(d, 1, -53), ["fit", "{d}"], "negative"),
     ("bvals-nan", lambda d, e, t: _set_bval(d, 1, np.nan), ["fit", "{d}"], "not a number"),
     ("mrtrix-negative-b", lambda d, e, t: _to_mrtrix(d, negative=True), ["fit", "{d}"],

@@ -212,6 +212,12 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
     mask_p = files.mask
     if mask_p is not None and (mask is not None or mask_p.exists()):
         mask_img = load_nifti(_exists(mask_p, "mask"))
+        shape = tuple(mask_img.shape)
+        if shape[:3] != tuple(image.shape[:3]) or (len(shape) == 4 and shape[3] != 1):
+            raise ValueError(  # checked on the header: a crafted shape is never allocated
+                f"{mask_p}: mask shape {shape} does not match the DWI's spatial shape "
+                f"{tuple(image.shape[:3])}; use the mask made for this image."
+            )
         with nifti_errors(mask_p):
             m = np.asarray(mask_img.dataobj)
         if m.ndim == 4 and m.shape[3] == 1:

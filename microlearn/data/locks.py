@@ -74,11 +74,11 @@ def read_owner(lock: Path) -> dict | None:
         text = Path(lock).read_text()
     except FileNotFoundError:
         return None
-    except OSError:
+    except (OSError, ValueError):  # unreadable, or not text
         return {}
     try:
         owner = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return owner if isinstance(owner, dict) else {}
 

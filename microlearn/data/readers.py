@@ -239,7 +239,7 @@ def read_sidecar(path) -> tuple[dict, list[str]]:
     path = Path(path)
     try:
         d = json.loads(_exists(path, "sidecar").read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise ValueError(f"{path}: not valid JSON ({err}); fix the file or leave it out."
                          ) from None
     if not isinstance(d, dict):

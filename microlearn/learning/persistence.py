@@ -199,7 +199,7 @@ def load_estimator(path):
         acq = Acquisition.from_dict(meta["acquisition"])
         features = FeatureSpec.from_dict(meta["features"])
         _check_meta(meta, meta_file)
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
         raise ValueError(f"{meta_file}: corrupt or unsupported estimator file ({err}); "
                          "train it again with `microlearn learn`.") from None
     if acq.fingerprint() != meta.get("acquisition_fingerprint"):

@@ -143,7 +143,12 @@ def load_model(source) -> MultiCompartmentModel:
         if not path.is_file():
             raise ValueError(f"--model {text}: no such model spec file; give a family name "
                              "or the path of a spec written by model.to_json().")
-        return model_from_spec(_parse(path.read_text(), str(path)))
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a model spec (not text); give the JSON written by "
+                             "model.to_json() or the ModelComposer.") from None
+        return model_from_spec(_parse(text, str(path)))
     return family(text).build()
 
 
@@ -152,6 +157,8 @@ def _parse(text: str, source: str) -> dict:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{source}: not valid JSON ({err.msg} at line {err.lineno}).") from None
+    except RecursionError:
+        raise ValueError(f"{source}: not a model spec (nested too deeply).") from None
 
 
 def resolve_model(model, n_fibres: int | None = None) -> MultiCompartmentModel:

@@ -52,7 +52,7 @@ def _job(man: dict) -> dict:
 def _read_manifest(man_file: Path) -> dict:
     try:
         old = json.loads(man_file.read_text())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         raise ValueError(f"{man_file}: damaged work file (not JSON); run without --resume "
                          "to start over.") from None
     if not isinstance(old, dict):
