@@ -347,6 +347,9 @@ CASES += [
     ("estimator-n-fibres-nonsense", lambda d, e, t: _meta(
         e, lambda m: m.__setitem__("n_fibres", "all")), ["predict", "{e}", "{d}"],
      "n_fibres"),
+    ("estimator-features-order-huge", lambda d, e, t: _meta(
+        e, lambda m: m["features"].__setitem__("lmax", 1_000_000)), ["predict", "{e}", "{d}"],
+     "features.lmax"),
     ("estimator-unknown-name", lambda d, e, t: _meta(
         e, lambda m: m.__setitem__("estimator", "magic")), ["predict", "{e}", "{d}"],
      "unknown estimator 'magic'"),

@@ -61,6 +61,9 @@ def written_types() -> frozenset[str]:
     return frozenset(ours + _SKLEARN_WRITTEN + _CONTAINERS)
 
 
+#: Highest SH order a saved estimator's features may ask for (a crafted order would make
+#: the features' basis as large as the file says).
+MAX_LMAX = 16
 _SCALING = ("x_mean_", "x_scale_", "y_mean_", "y_scale_")
 _OPTIONAL = ("std_scale_",)  # GaussianDNNRegressor's interval calibration
 #: Files an estimator folder may hold (all written together).
@@ -258,6 +261,15 @@ def _check_meta(meta: dict, meta_file: Path) -> None:
     elif model not in family_names():  # never a path: a crafted file must not read others
         raise ValueError(f"model {str(model)[:60]!r} is neither a model family "
                          f"({', '.join(family_names())}) nor a model spec")
+    feats = meta["features"]
+    lmax = feats.get("lmax", 6)
+    if not (isinstance(lmax, int) and not isinstance(lmax, bool) and 0 <= lmax <= MAX_LMAX):
+        raise ValueError(f"features.lmax {str(lmax)[:20]} is not an even order 0-{MAX_LMAX}")
+    if isinstance(feats.get("model"), dict):
+        model_from_spec(feats["model"])
+    elif feats.get("model", "noddi") not in family_names():
+        raise ValueError(f"features.model {str(feats.get('model'))[:60]!r} is not a model "
+                         "family or spec")
     fibres = meta["n_fibres"]
     if isinstance(fibres, dict):  # a mixture: count -> weight
         counts = [int(k) if str(k) in "0123" and str(k) else -1 for k in fibres]
