@@ -409,6 +409,14 @@ CASES += [
     ("sigma-nan", None, ["fit", "{d}", "--sigma", "nan"], "--sigma nan"),
     ("sigma-inf", None, ["fit", "{d}", "--sigma", "inf"], "--sigma inf"),
     ("sigma-negative", None, ["fit", "{d}", "--sigma", "-5"], "--sigma -5"),
+    ("phantom-snr-nan", None, ["phantom", "--snr", "nan"], "--snr nan: give a finite"),
+    ("phantom-shape-zero", None, ["phantom", "--shape", "0", "4", "4"], "--shape 0"),
+    ("phantom-echo-time-negative", None, ["phantom", "--echo-times", "60", "-80"],
+     "--echo-times -80.0"),
+    ("learn-snr-infinite", None, ["learn", "--scheme", "hcp", "--snr", "inf"], "--snr inf"),
+    ("learn-learning-rate-negative", None, ["learn", "--scheme", "hcp", "--learning-rate",
+                                            "-0.1"], "--learning-rate -0.1"),
+    ("plan-snr-zero", None, ["plan", "--scheme", "hcp", "--snr", "0"], "--snr 0"),
     ("sigma-map-all-nan", lambda d, e, t: _sigma_map(d, (8, 8, 3), np.nan),
      ["fit", "{d}", "--sigma-map", "{d}/sigma.nii.gz"], "no voxel of the brain mask has a"),
     ("sigma-map-negative", lambda d, e, t: _sigma_map(d, (8, 8, 3), -30.0),
@@ -509,7 +517,7 @@ def test_bad_input_gives_one_clear_line(name, breaks, argv, expected, phantom, e
         breaks(d, e, t)
     before = _tree(tmp_path)
     args = [a.format(d=d, e=e, t=t) for a in argv]
-    if "--out" not in args and args[0] != "info":
+    if "--out" not in args and args[0] not in ("info", "plan"):
         args += ["--out", str(t / "out")]
     code = main(args)
     out, err = capsys.readouterr()

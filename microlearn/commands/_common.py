@@ -99,7 +99,7 @@ def map_files(names) -> list[str]:
 
 #: Number arguments that must be > 0, and those that must be >= 0 (by argparse ``dest``).
 POSITIVE_ARGUMENTS = ("snr", "learning_rate", "epochs", "n_samples", "shape", "echo_times",
-                      "n_voxels", "n_train", "prior_voxels", "chunk_voxels", "workers", "port")
+                      "n_voxels", "n_train", "prior_voxels", "chunk_voxels", "workers")
 NON_NEGATIVE_ARGUMENTS = ("sigma", "seed")
 
 
