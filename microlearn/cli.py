@@ -38,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point; returns the exit status."""
-    parser = build_parser()
+    try:  # Ctrl-C while the commands are imported (slow on a loaded machine) ends cleanly too
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("microlearn: interrupted", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
