@@ -181,6 +181,10 @@ CASES = [
      ["compare", "{d}", "--methods", "mix"], "already holds index.html"),
     ("work-dir-not-ours", lambda d, e, t: _put(t / "wd", "thesis.tex"),
      ["fit", "{d}", "--work-dir", "{t}/wd"], "not a microlearn work folder"),
+    ("work-dir-holds-a-foreign-manifest", lambda d, e, t: (_put(t / "wd", "manifest.json",
+                                                                 '{"app": "other"}'),
+                                                            _put(t / "wd", "slab_00001.npz")),
+     ["fit", "{d}", "--work-dir", "{t}/wd"], "manifest.json that microlearn did not write"),
     ("resume-by-another-version", lambda d, e, t: _put(
         t / "out.work", "manifest.json", '{"microlearn": "0.0.1"}'),
      ["fit", "{d}", "--resume"], "written by microlearn 0.0.1"),

@@ -79,9 +79,20 @@ def check_work_dir(work_dir: Path) -> None:
     if not work_dir.is_dir():
         raise ValueError(f"work folder {work_dir} exists and is not a folder; give an empty "
                          "or new --work-dir.")
-    if not (work_dir / MANIFEST).is_file() and any(not _ours(p) for p in work_dir.iterdir()):
-        raise ValueError(f"work folder {work_dir} exists and is not a microlearn work folder"
-                         " (no manifest.json); give an empty or new --work-dir.")
+    man_file = work_dir / MANIFEST
+    if not man_file.is_file():
+        if any(not _ours(p) for p in work_dir.iterdir()):
+            raise ValueError(f"work folder {work_dir} exists and is not a microlearn work "
+                             "folder (no manifest.json); give an empty or new --work-dir.")
+        return
+    try:  # a manifest.json of another program is not ours: its folder is never emptied
+        man = json.loads(man_file.read_text())
+    except (ValueError, RecursionError, OSError):
+        man = None
+    damaged_but_ours = man is None and all(_ours(p) for p in work_dir.iterdir())
+    if not (isinstance(man, dict) and "microlearn" in man) and not damaged_but_ours:
+        raise ValueError(f"work folder {work_dir} holds a manifest.json that microlearn did "
+                         "not write; give an empty or new --work-dir.")
 
 
 def prepare_work_dir(work_dir: Path, man: dict, resume: bool, *, made: bool,
