@@ -321,6 +321,25 @@ def _slab_shape(work):
     np.savez(work / "slab_00001.npz", **maps)
 
 
+def _slab_huge_header(work):
+    """A slab whose odi.npy header claims 10^12 values (never to be allocated)."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    path = work / "slab_00000.npz"
+    with zipfile.ZipFile(path) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    head = {"descr": "<f4", "fortran_order": False, "shape": (10**12,)}
+    buf = io.BytesIO()
+    npy.write_array_header_1_0(buf, head)
+    members["odi.npy"] = buf.getvalue() + b"\0" * 64  # the header, then far too little
+    with zipfile.ZipFile(path, "w") as z:
+        for name, raw in members.items():
+            z.writestr(name, raw)
+
+
 RESUME = ["fit", "{d}", "--method", "dictionary", "--sigma", "30", "--chunk-voxels", "40",
           "--resume"]
 
@@ -451,6 +470,8 @@ CASES += [
      "slab_00001.npz: damaged work file (BadZipFile"),
     ("resume-slab-wrong-shape", lambda d, e, t: _interrupted_work(d, t, _slab_shape),
      RESUME, "slab_00001.npz: damaged work file"),
+    ("resume-slab-claims-a-huge-array", lambda d, e, t: _interrupted_work(
+        d, t, _slab_huge_header), RESUME, "odi has shape (1000000000000,)"),
     ("resume-slab-not-of-this-job", lambda d, e, t: _interrupted_work(
         d, t, lambda w: shutil.copy(w / "slab_00000.npz", w / "slab_00099.npz")), RESUME,
      "not a slab of this job"),

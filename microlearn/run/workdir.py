@@ -176,12 +176,25 @@ def _damaged(path: Path, why: str) -> ValueError:
 
 def read_slab_maps(path: Path, n_voxels: int) -> dict[str, np.ndarray]:
     """The maps of one kept slab, checked: valid map names as keys, numeric arrays with
-    ``n_voxels`` rows (and at most one more axis, of at most 3 values)."""
+    ``n_voxels`` rows (and at most one more axis, of at most 3 values). Shapes and types
+    are checked on the ``.npy`` headers before any array is read, so a crafted shape is
+    never allocated."""
     from ..names import is_safe_name
 
+    for name, shape, dtype in _guarded(path, _headers, path):
+        if not is_safe_name(name):
+            raise _damaged(path, f"key {name[:40]!r} is not a map name")
+        if (dtype.kind not in "fiub" or len(shape) not in (1, 2) or shape[0] != n_voxels
+                or (len(shape) == 2 and not 1 <= shape[1] <= 3)):
+            raise _damaged(path, f"{name} has shape {shape} and type {dtype}, expected "
+                           f"{n_voxels} rows of numbers")
+    return _guarded(path, _arrays, path)
+
+
+def _guarded(path: Path, fn, *args):
+    """``fn(*args)``, a damaged file (truncated, not a zip, bad CRC) as one clear error."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            maps = {name: npz[name] for name in npz.files}
+        return fn(*args)
     except (zipfile.BadZipFile, EOFError, zlib.error, ValueError, KeyError) as err:
         raise _damaged(path, f"{type(err).__name__}: {' '.join(str(err).split())[:120]}"
                        ) from None
@@ -189,14 +202,28 @@ def read_slab_maps(path: Path, n_voxels: int) -> dict[str, np.ndarray]:
         if err.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM):
             raise
         raise _damaged(path, f"{type(err).__name__}: {err}") from None
-    for name, v in maps.items():
-        if not is_safe_name(name):
-            raise _damaged(path, f"key {name[:40]!r} is not a map name")
-        if (v.dtype.kind not in "fiub" or v.ndim not in (1, 2) or v.shape[0] != n_voxels
-                or (v.ndim == 2 and not 1 <= v.shape[1] <= 3)):
-            raise _damaged(path, f"{name} has shape {v.shape} and type {v.dtype}, expected "
-                           f"{n_voxels} rows of numbers")
-    return maps
+
+
+def _headers(path: Path) -> list:
+    """``(name, shape, dtype)`` of every array of an ``.npz``, from the headers only."""
+    from numpy.lib import format as npy
+
+    out = []
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            with z.open(info) as fh:
+                version = npy.read_magic(fh)
+                read = (npy.read_array_header_1_0 if version == (1, 0)
+                        else npy.read_array_header_2_0)
+                shape, _, dtype = read(fh)
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            out.append((name, shape, dtype))
+    return out
+
+
+def _arrays(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
 
 
 def check_slab(path: Path, n_voxels: int) -> None:
