@@ -383,3 +383,21 @@ def test_lock_without_hard_links(tmp_path, monkeypatch):
         locks.acquire(tmp_path / "l", what="f")
     locks.release(tmp_path / "l", record)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_read_only_work_folder_disk_ends_in_one_line(phantom, tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    real = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self.name.endswith(".work"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert main(["fit", str(phantom), *FIT, "--out", str(tmp_path / "out")]) == 2
+    err = _said(capsys.readouterr().err)
+    assert len(err) == 1 and "cannot create the work folder" in err[0], err
+    assert "Read-only file system" in err[0] and "--work-dir" in err[0]
+    assert sorted(tmp_path.iterdir()) == []
