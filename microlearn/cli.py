@@ -6,6 +6,7 @@ Bad input ends with exit status 2 and one line naming the file or argument and t
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -37,17 +38,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point; returns the exit status."""
-    parser = build_parser()
+    try:  # Ctrl-C while the commands are imported (slow on a loaded machine) ends cleanly too
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("microlearn: interrupted", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        from .commands._common import check_number_arguments
+
+        check_number_arguments(args)
         return int(args.run(args) or 0)
     except ValueError as err:
         print(f"microlearn {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
         print(f"microlearn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # full disk, read-only or forbidden folder: one line, the fix
+        print(f"microlearn {args.command}: error: {os_error_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"microlearn {args.command}: interrupted", file=sys.stderr)
@@ -56,6 +67,28 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+#: What to do about the OS errors a run meets when writing.
+_OS_FIXES = {
+    errno.ENOSPC: "the disk is full: free space or write to another disk (--out, --work-dir)",
+    errno.EDQUOT: "the disk quota is used up: free space or write elsewhere (--out, "
+                  "--work-dir)",
+    errno.EROFS: "the file system is read-only: choose a writable folder (--out, --work-dir)",
+    errno.EACCES: "permission denied: choose a folder you may write to (--out, --work-dir) "
+                  "or fix its permissions",
+    errno.EPERM: "operation not permitted: choose a folder you may write to (--out, "
+                 "--work-dir) or fix its permissions",
+}
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for an ``OSError``: the path, what happened and the fix."""
+    where = err.filename if err.filename is not None else "?"
+    what = err.strerror or type(err).__name__
+    fix = _OS_FIXES.get(err.errno, "check the path and the disk, then run again")
+    line = f"{where}: {what} (errno {err.errno}); {fix}."
+    return " ".join(line.split())
 
 
 def echo(*parts, **kwargs) -> None:

@@ -95,3 +95,28 @@ def prepare_out(args, names, *, inputs=None):
 def map_files(names) -> list[str]:
     """``<name>.nii.gz`` for each map name."""
     return [f"{n}.nii.gz" for n in names]
+
+
+#: Number arguments that must be > 0, and those that must be >= 0 (by argparse ``dest``).
+POSITIVE_ARGUMENTS = ("snr", "learning_rate", "epochs", "n_samples", "shape", "echo_times",
+                      "n_voxels", "n_train", "prior_voxels", "chunk_voxels", "workers")
+NON_NEGATIVE_ARGUMENTS = ("sigma", "seed")
+
+
+def check_number_arguments(args) -> None:
+    """Refuse any number argument that makes no sense (NaN, infinite, or out of its sign),
+    naming the flag: one check for every command, before any work."""
+    import math
+
+    for dest, value in vars(args).items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            flag = "--" + dest.replace("_", "-")
+            if not math.isfinite(v):
+                raise ValueError(f"{flag} {v}: give a finite number.")
+            if dest in POSITIVE_ARGUMENTS and v <= 0:
+                raise ValueError(f"{flag} {v}: must be greater than 0.")
+            if dest in NON_NEGATIVE_ARGUMENTS and v < 0:
+                raise ValueError(f"{flag} {v}: must not be negative.")

@@ -41,13 +41,14 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     t_start = time.perf_counter()
     from ..fitting import FITTERS
-    from ..run.fit_volume import NoiseChoice, fit_volume, output_names
+    from ..run.fit_volume import NoiseChoice, check_sigma, fit_volume, output_names
 
     if args.method is not None and args.method not in FITTERS.names():
         raise ValueError(f"--method {args.method!r} is unknown; choose one of "
                          f"{FITTERS.names()}.")
     if args.n_fibres not in ("0", "1", "2", "3", "auto"):
         raise ValueError(f"--n-fibres {args.n_fibres!r}: give 0, 1, 2, 3 or auto.")
+    check_sigma(args.sigma)
     auto = args.n_fibres == "auto"
     model = model_from_args(args, 1 if auto else int(args.n_fibres))
     if args.method is None:
@@ -81,7 +82,22 @@ def run(args) -> int:
                  f"{row['ratio']:.1f} x the spread of its prior: this acquisition does not "
                  f"determine it (see `microlearn plan --model {args.model}`); read that map "
                  "with care")
-    echo(f"fitted {info['n_voxels']} voxels with {args.method} in {info['fit_seconds']:.2f} s "
-         f"(set-up {info['setup_seconds']:.2f} s, then {info['vox_per_s']:,.0f} vox/s); "
-         f"whole command {info['seconds']:.2f} s; maps in {out_dir}")
+    echo(summary(info, args.method, out_dir))
     return 0
+
+
+def summary(info: dict, method: str, out_dir) -> str:
+    """The closing line: voxels fitted by this run and their speed, or why there is none."""
+    n, fitted, usable = info["n_voxels"], info.get("n_fitted", 0), info.get("n_usable_fitted", 0)
+    tail = f"whole command {info['seconds']:.2f} s; maps in {out_dir}"
+    if info.get("n_usable") == 0:
+        return (f"no voxel of the {n} in the mask has a usable signal (NaN/infinite samples "
+                f"or a b0 mean <= 0): every map is NaN, nothing was fitted; check the data "
+                f"and the mask; {tail}")
+    resumed = f" ({n - fitted} resumed from the work folder)" if fitted < n else ""
+    if info.get("vox_per_s") is None:
+        return f"fitted no new voxel: all {n} resumed from the work folder; {tail}"
+    skipped = f", {fitted - usable} without a usable signal skipped" if usable < fitted else ""
+    return (f"fitted {usable} voxels{resumed}{skipped} with {method} in "
+            f"{info['fit_seconds']:.2f} s (set-up {info['setup_seconds']:.2f} s, then "
+            f"{info['vox_per_s']:,.0f} vox/s); {tail}")

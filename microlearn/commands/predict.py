@@ -49,7 +49,9 @@ def run(args) -> int:
     def finish(staging, result):
         seconds = time.perf_counter() - t0
         n = result["n_voxels"]
-        stage = est.timing.get("predict_seconds") if est.timing.get("n_voxels") else None
+        n_run = result.get("n_fitted", n)  # --resume: kept slabs took no time now
+        staged = est.timing.get("n_voxels", 0)
+        stage = est.timing.get("predict_seconds") if staged else None
         done["info"] = {
             "estimator": str(args.estimator), "description": est.describe(),
             "model": est.model, "n_voxels": n,
@@ -57,7 +59,7 @@ def run(args) -> int:
             "load_estimator_seconds": t0 - t_start,
             "setup_seconds": setup,
             "predict_seconds": stage,
-            "predict_vox_per_s": n / max(stage, 1e-9) if stage is not None else None,
+            "predict_vox_per_s": staged / max(stage, 1e-9) if stage is not None else None,
             "chunked_seconds": seconds,
             "timing": ("predict_seconds: features + estimator, signals in memory -> maps in "
                        "memory; setup_seconds (before it): the features' SH projection and "
@@ -70,7 +72,9 @@ def run(args) -> int:
                                "(rotation-invariant features do not tell fibres apart), "
                                "so there are no per-fibre maps to carry a std; fit "
                                "--n-fibres auto gives per-fibre maps"),
-            "vox_per_s": n / max(seconds, 1e-9), "slabs": result["slabs"],
+            "n_predicted": n_run,
+            "vox_per_s": n_run / max(seconds, 1e-9) if n_run else None,
+            "slabs": result["slabs"],
             "resumed_slabs": result["resumed"], "maps": sorted(result["maps"]),
             "input": str(ds.path), "versions": _versions()}
         write_json(staging / "predict.json", done["info"])
@@ -78,10 +82,12 @@ def run(args) -> int:
     run_chunked(PredictBlock(path), ds, args.out, on_complete=finish, force=args.force,
                 **scale_options(args))
     info = done["info"]
+    resumed = (f" ({info['n_voxels'] - info['n_predicted']} resumed from the work folder)"
+               if info["n_predicted"] < info["n_voxels"] else "")
     stage = (f"predict stage {info['predict_seconds']:.3f} s "
              f"({info['predict_vox_per_s']:,.0f} vox/s, features + estimator; set-up "
              f"{info['setup_seconds']:.3f} s apart); "
              if info["predict_seconds"] is not None else "")
-    echo(f"predicted {info['n_voxels']} voxels: {stage}whole command {info['seconds']:.2f} s "
-         f"(load estimator, read, predict, write); maps in {args.out}")
+    echo(f"predicted {info['n_predicted']} voxels{resumed}: {stage}whole command "
+         f"{info['seconds']:.2f} s (load estimator, read, predict, write); maps in {args.out}")
     return 0

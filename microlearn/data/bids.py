@@ -44,6 +44,14 @@ def label(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
+def output_files(source: dict, model: str, maps, settings: bool = True) -> list[str]:
+    """The names :func:`rename_outputs` gives ``<map>.nii.gz`` of ``maps`` (and the
+    settings file): the real destinations, checked against ``--force`` before any work."""
+    pre = f"{prefix(source)}_model-{label(model)}"
+    return ([f"{pre}_param-{label(m)}_dwimap.nii.gz" for m in maps]
+            + ([f"{pre}_dwimap.json"] if settings else []))
+
+
 def rename_outputs(staging, source: dict, model: str, settings: str = "fit.json") -> list[str]:
     """Rename ``<map>.nii.gz`` and the settings file in ``staging`` to BIDS-derivative names.
 
@@ -71,7 +79,7 @@ def write_dataset_description(out) -> Path:
 
     out = Path(out)
     path = out / "dataset_description.json"
-    if path.exists():
+    if os.path.lexists(path):  # a dangling link named so is the user's too
         return path
     out.mkdir(parents=True, exist_ok=True)
     desc = {"Name": "microlearn microstructure maps", "BIDSVersion": "1.9.0",

@@ -71,6 +71,34 @@ def nifti_errors(path):
                          "file is truncated or corrupt, copy or export it again.") from None
 
 
+#: Two grids agree when their voxel corners are this fraction of a voxel apart at most
+#: (headers written by different tools differ by rounding, far below it).
+GRID_TOLERANCE = 0.1
+
+
+def check_same_grid(affine, reference, shape, path, what: str) -> None:
+    """``ValueError`` when an image's ``affine`` places its grid elsewhere than the DWI's
+    ``reference`` affine (voxel size, orientation or position), beyond
+    :data:`GRID_TOLERANCE` of a voxel at any corner of the ``shape`` grid."""
+    a, r = np.asarray(affine, float), np.asarray(reference, float)
+    if a.shape != (4, 4) or not np.all(np.isfinite(a)):
+        raise ValueError(f"{path}: the {what}'s affine is not a finite 4x4 matrix; fix its "
+                         "header.")
+    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0]) for j in (0, shape[1])
+                         for k in (0, shape[2])]).T
+    gap = float(np.abs(a @ corners - r @ corners)[:3].max())
+    voxel = float(np.sqrt((r[:3, :3] ** 2).sum(0)).min())
+    if gap > GRID_TOLERANCE * voxel:
+        raise ValueError(f"{path}: the {what}'s affine differs from the DWI's (voxels "
+                         f"{_sizes(a)} mm vs {_sizes(r)} mm, up to {gap:.3g} mm apart); it was "
+                         "made for another image: resample it to the DWI's grid (e.g. "
+                         "mrgrid or flirt -applyxfm) or make it from this image.")
+
+
+def _sizes(affine) -> str:
+    return "x".join(f"{v:.3g}" for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0)))
+
+
 def load_nifti(path):
     """``nibabel.load`` with a clear error for missing, truncated or corrupt files."""
     path = _exists(Path(path), "NIfTI")
@@ -131,7 +159,7 @@ def load_acquisition(bvals_path=None, bvecs_path=None, *, acquisition=None, delt
 
 def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acquisition=None,
                  delta=None, Delta=None, TE=None, bvals_unit=None, scheme=None,
-                 grad=None) -> Dataset:
+                 grad=None, within=None) -> Dataset:
     """Load a dataset folder of any supported form, or explicit files.
 
     Parameters
@@ -149,13 +177,15 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
     bvals_unit : str, optional
         Unit of the b-values in the file: ``"s/mm2"`` (FSL, BIDS, MRtrix default),
         ``"s/m2"`` (Camino default) or ``"ms/um2"``.
+    within : str or Path, optional
+        BIDS sidecars are inherited from no folder above this one (a dashboard's data root).
     """
     from .readers import InputFiles, find_inputs, read_acquisition
 
     if path is not None:
         if not Path(path).exists():
             raise FileNotFoundError(f"input folder not found: {path}")
-        files = find_inputs(path)
+        files = find_inputs(path, within=within)
     else:
         files = InputFiles(form="fsl")
     if scheme is not None or grad is not None:
@@ -182,6 +212,12 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
     mask_p = files.mask
     if mask_p is not None and (mask is not None or mask_p.exists()):
         mask_img = load_nifti(_exists(mask_p, "mask"))
+        shape = tuple(mask_img.shape)
+        if shape[:3] != tuple(image.shape[:3]) or (len(shape) == 4 and shape[3] != 1):
+            raise ValueError(  # checked on the header: a crafted shape is never allocated
+                f"{mask_p}: mask shape {shape} does not match the DWI's spatial shape "
+                f"{tuple(image.shape[:3])}; use the mask made for this image."
+            )
         with nifti_errors(mask_p):
             m = np.asarray(mask_img.dataobj)
         if m.ndim == 4 and m.shape[3] == 1:
@@ -194,6 +230,7 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
         m = m > 0
         if not m.any():
             raise ValueError(f"{mask_p}: the mask is empty; give a mask with brain voxels.")
+        check_same_grid(mask_img.affine, image.affine, image.shape[:3], mask_p, "mask")
     else:
         with nifti_errors(dwi_p):
             b0 = np.asarray(image.dataobj[..., int(np.flatnonzero(acq.b0_mask)[0])])

@@ -153,6 +153,7 @@ def read_scheme(path, *, bvals_unit=None) -> dict:
     a = np.asarray(rows, dtype=float)
     if ncol == 4:
         unit = bvals_unit or DEFAULT_UNITS["bvector"]
+        check_bvals(a[:, 3], path)
         check_bvals_unit(a[:, 3], unit, source=str(path))
         return {"bvals": bvals_to_si(a[:, 3], unit), "bvecs": a[:, :3]}
     G, Delta, delta, TE = a[:, 3], a[:, 4], a[:, 5], a[:, 6]
@@ -193,6 +194,7 @@ def read_mrtrix(path, *, affine=None, bvals_unit=None) -> dict:
         raise ValueError(f"{path}: an MRtrix gradient table has 4 columns (x y z b), this "
                          f"one has {a.shape[1]}; export it with mrinfo -export_grad_mrtrix.")
     unit = bvals_unit or DEFAULT_UNITS["mrtrix"]
+    check_bvals(a[:, 3], path)
     check_bvals_unit(a[:, 3], unit, source=str(path))
     return {"bvals": bvals_to_si(a[:, 3], unit),
             "bvecs": scanner_to_image(a[:, :3], np.eye(4) if affine is None else affine)}
@@ -237,7 +239,7 @@ def read_sidecar(path) -> tuple[dict, list[str]]:
     path = Path(path)
     try:
         d = json.loads(_exists(path, "sidecar").read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise ValueError(f"{path}: not valid JSON ({err}); fix the file or leave it out."
                          ) from None
     if not isinstance(d, dict):
@@ -275,7 +277,11 @@ def _entities(name: str) -> dict:
     return dict(p.split("-", 1) for p in parts[:-1] if "-" in p)
 
 
-def _bids_root(path: Path) -> Path:
+def _bids_root(path: Path, within=None) -> Path:
+    if within is not None:  # never above the folder the caller serves (a dashboard's root)
+        root = _bids_root(path)
+        within = Path(within).resolve()
+        return root if root.resolve() == within or within in root.resolve().parents else within
     for parent in [path, *path.parents]:
         if (parent / "dataset_description.json").is_file():
             return parent
@@ -285,11 +291,11 @@ def _bids_root(path: Path) -> Path:
     return path.parent
 
 
-def _inherited(dwi: Path, ext: str) -> list[Path]:
+def _inherited(dwi: Path, ext: str, within=None) -> list[Path]:
     """Files with ``ext`` that apply to ``dwi`` by the BIDS inheritance principle, the
-    nearest (most specific) last."""
+    nearest (most specific) last; none above ``within``."""
     ent = _entities(dwi.name)
-    root = _bids_root(dwi.parent)
+    root = _bids_root(dwi.parent, within)
     found = []
     folder = dwi.parent
     while True:
@@ -297,7 +303,7 @@ def _inherited(dwi: Path, ext: str) -> list[Path]:
             if f.name.endswith(f"dwi{ext}") and set(_entities(f.name).items()) <= set(
                     ent.items()):
                 found.append(f)
-        if folder == root or folder == folder.parent:
+        if folder == root or folder.resolve() == root.resolve() or folder == folder.parent:
             break
         folder = folder.parent
     found.sort(key=lambda f: (len(f.relative_to(root).parts) if f.is_relative_to(root)
@@ -352,8 +358,9 @@ class InputFiles:
     bids: dict = field(default_factory=dict)
 
 
-def find_bids(path) -> InputFiles:
-    """The files of a BIDS DWI run: a ``*_dwi.nii[.gz]`` file or a folder with one run."""
+def find_bids(path, *, within=None) -> InputFiles:
+    """The files of a BIDS DWI run: a ``*_dwi.nii[.gz]`` file or a folder with one run
+    (sidecars inherited from no folder above ``within``)."""
     path = Path(path)
     files = bids_dwi_files(path)
     if not files:
@@ -366,28 +373,29 @@ def find_bids(path) -> InputFiles:
                          "*_dwi.nii.gz file of the run to use.")
     dwi = files[0]
     out = InputFiles(form="bids", dwi=dwi,
-                     bids={"root": _bids_root(dwi.parent), "entities": _entities(dwi.name)})
+                     bids={"root": _bids_root(dwi.parent, within),
+                           "entities": _entities(dwi.name)})
     for ext, attr in ((".bval", "bvals"), (".bvec", "bvecs")):
-        found = _inherited(dwi, ext)
+        found = _inherited(dwi, ext, within)
         if not found:
             stem = dwi.name[: -len(".nii.gz")] if dwi.name.endswith(".gz") else dwi.stem
             raise ValueError(f"{dwi.parent}: no {ext} file for {dwi.name}; BIDS needs "
                              f"{stem}{ext} next to the image (or an inherited one).")
         setattr(out, attr, found[-1])
-    out.sidecars = _inherited(dwi, ".json")
+    out.sidecars = _inherited(dwi, ".json", within)
     masks = sorted(dwi.parent.glob(dwi.name.split("_dwi")[0] + "*_mask.nii*"))
     out.mask = masks[0] if masks else None
     return out
 
 
 # ------------------------------------------------------------------ any form
-def find_inputs(folder) -> InputFiles:
+def find_inputs(folder, *, within=None) -> InputFiles:
     """Recognise the layout of ``folder``: HCP/FSL files, a scheme file, an MRtrix table or
-    BIDS (in this order)."""
+    BIDS (in this order); BIDS sidecars are inherited from no folder above ``within``."""
     folder = Path(folder)
     if folder.is_file():
         if is_bids(folder):
-            return find_bids(folder)
+            return find_bids(folder, within=within)
         raise ValueError(f"{folder}: give a folder (HCP layout, BIDS) or --dwi with "
                          "--bvals/--bvecs, --scheme-file or --grad.")
     if not folder.is_dir():
@@ -410,7 +418,7 @@ def find_inputs(folder) -> InputFiles:
             return InputFiles(form="camino", scheme=schemes[0], **common)
         return InputFiles(form="mrtrix", grad=grads[0], **common)
     if is_bids(folder):
-        return find_bids(folder)
+        return find_bids(folder, within=within)
     return InputFiles(form="hcp", bvals=folder / "bvals", bvecs=folder / "bvecs", **common)
 
 
@@ -460,9 +468,12 @@ def read_acquisition(files: InputFiles, *, bvals_unit=None, affine=None, n_volum
             raise ValueError("give bvals and bvecs (or a scheme file / MRtrix table).")
         src = files.bvals
         raw, bvecs = read_fsl(files.bvals, files.bvecs)
+        check_bvals(raw, files.bvals)
         unit = bvals_unit or DEFAULT_UNITS["fsl"]
         check_bvals_unit(raw, unit, source=str(files.bvals))
         table = {"bvals": bvals_to_si(raw, unit), "bvecs": bvecs}
+    check_numbers(table, timings, src, files.sidecars,
+                  files.bvecs if files.scheme is None and files.grad is None else None)
     n = table["bvals"].size
     if n_volumes is not None and n != n_volumes:
         raise ValueError(f"{src} has {n} measurements but the DWI image has {n_volumes} "
@@ -488,6 +499,47 @@ def read_acquisition(files: InputFiles, *, bvals_unit=None, affine=None, n_volum
     te_source = ", ".join(str(p) for p in files.sidecars) if files.scheme is None else src
     acq.check_te_groups(source=str(te_source or src))
     return acq
+
+
+def check_bvals(b, src, unit: str = "") -> None:
+    """Refuse a negative or NaN/infinite b-value, naming the file and the volume."""
+    b = np.asarray(b, float)
+    bad = np.flatnonzero(~np.isfinite(b) | (b < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{src}: b-value {b[i]:g}{' ' + unit if unit else ''} of volume {i} "
+                         f"is {'negative' if b[i] < 0 else 'not a number'} ({bad.size} such);"
+                         " b-values are >= 0: fix the file.")
+
+
+def check_numbers(table: dict, timings: dict, src, sidecars=(), vec_src=None) -> None:
+    """Refuse numbers that make no sense, naming the file: a negative or NaN b-value, a NaN
+    or zero-length direction on a diffusion-weighted volume, a NaN or negative gradient
+    strength or timing (in the table or a sidecar)."""
+    from ..acquisition import IVIM_B0_THRESHOLD
+
+    b = np.asarray(table["bvals"], float)
+    check_bvals(b / 1e6, src, "s/mm²")
+    vecs = np.asarray(table["bvecs"], float)
+    norms = np.linalg.norm(vecs, axis=1) if vecs.ndim == 2 else np.ones(b.size)
+    bad = np.flatnonzero((b > IVIM_B0_THRESHOLD) & ~np.isfinite(norms))  # 0: not unit, later
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{vec_src or src}: the direction of weighted volume {i} (b = "
+                         f"{b[i] / 1e6:g} s/mm²) is {vecs[i].tolist()} ({bad.size} such); "
+                         "each weighted volume needs a unit direction: fix the bvecs.")
+    side = ", ".join(str(p) for p in sidecars) or "sidecar"
+    for key in ("G", "delta", "Delta", "TE"):
+        # a scheme's b0 rows may hold 0; a sidecar's timing is one per volume or for all
+        for value, where, strict in ((table.get(key), src, False),
+                                     (timings.get(key), side, key != "G")):
+            if value is None:
+                continue
+            v = np.asarray(value, float)
+            if not np.all(np.isfinite(v)) or np.any(v <= 0 if strict else v < 0):
+                raise ValueError(f"{where}: {key} holds a value that is NaN, infinite, "
+                                 f"negative{' or zero' if strict else ''}; timings are in s "
+                                 "(> 0) and G in T/m (>= 0): fix the file.")
 
 
 def acquisition_from_folder(folder, *, bvals_unit=None) -> Acquisition:

@@ -34,7 +34,8 @@ def check_writable(out_dir) -> Path:
 
 
 def prepare_output(out_dir, *, inputs=(), names=(), force: bool = False) -> Path:
-    """Check an output folder before any work is done, then create it.
+    """Check an output folder before any work is done (it is created only when the run
+    writes into it, so a failed run leaves no empty folder behind).
 
     The rules of FSL and MRtrix: microlearn never deletes or replaces a file it did not
     write in this run. An output folder that is one of the ``inputs`` or contains one is
@@ -54,7 +55,7 @@ def prepare_output(out_dir, *, inputs=(), names=(), force: bool = False) -> Path
     Returns
     -------
     Path
-        The output folder, created if needed.
+        The output folder (not created here).
     """
     out = Path(out_dir)
     target = out.resolve()
@@ -66,14 +67,48 @@ def prepare_output(out_dir, *, inputs=(), names=(), force: bool = False) -> Path
             raise ValueError(f"--out {out} is the input {item} or contains it; writing there "
                              "could overwrite the data: choose another output folder.")
     check_existing(out, names, force=force)
-    return check_writable(out)
+    return check_creatable(out)
+
+
+def check_creatable(out_dir) -> Path:
+    """``out_dir`` when it is a writable folder or could be created (nothing is made)."""
+    out = Path(out_dir)
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise ValueError(f"output folder {out} is a file (or a broken link); choose "
+                             "another --out.")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise ValueError(f"output folder {out} is not writable; choose another --out.")
+        return out
+    parent = out.absolute().parent
+    while not (parent.exists() or parent.is_symlink()):
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"cannot create output folder {out}: {parent} is a file; choose "
+                         "another --out.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot create output folder {out}: {parent} is not writable; "
+                         "choose another --out.")
+    return out
 
 
 def check_existing(out_dir, names, *, force: bool = False) -> None:
-    """Refuse (``ValueError``) when a file of ``names`` already exists in ``out_dir``."""
+    """Refuse (``ValueError``) when a file of ``names`` already exists in ``out_dir``.
+
+    A link counts as a file even when it points nowhere (a dangling link is replaced only
+    with ``force``, and then the link itself, never what it points to); a file whose folder
+    inside ``out_dir`` is a link leading out of it is refused whatever ``force`` says.
+    """
     out = Path(out_dir)
     if not out.is_dir():
         return
+    root = out.resolve()
+    for n in names:
+        parent = (out / n).parent.resolve()
+        if parent != root and root not in parent.parents:
+            raise ValueError(f"output folder {out}: {Path(n).parent} leads out of it (a link "
+                             f"to {parent}); microlearn writes only inside --out: remove the "
+                             "link or choose another --out.")
     folders = sorted(n for n in names if (out / n).is_dir() and not (out / n).is_symlink()
                      and "." in Path(n).name)
     if folders:
@@ -82,12 +117,23 @@ def check_existing(out_dir, names, *, force: bool = False) -> None:
                          "another --out.")
     if force:
         return
-    clash = sorted(n for n in names if (out / n).exists())
+    clash = sorted(n for n in names if os.path.lexists(out / n))
     if clash:
         more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
         raise ValueError(f"output folder {out} already holds {clash[0]}{more}; add --force to "
                          "replace them, or choose another --out (other files there are "
                          "never touched).")
+
+
+def inside(path, root) -> Path:
+    """``path`` after checking that it resolves inside the folder ``root`` (``ValueError``
+    otherwise): the last gate before a file is written."""
+    path, real = Path(path), Path(root).resolve()
+    final = path.parent.resolve() / path.name
+    if real not in final.parents:
+        raise ValueError(f"refusing to write {path}: it resolves to {final}, outside "
+                         f"{root}; microlearn writes only inside its output folder.")
+    return path
 
 
 def current_umask() -> int:
@@ -116,6 +162,14 @@ def honour_umask(path, *, directory: bool = False) -> None:
     os.chmod(path, base & ~current_umask())
 
 
+def named(err: BaseException, path) -> BaseException:
+    """``err`` with ``path`` as its file name when it is an ``OSError`` without one (a
+    full disk reported by a write names no file): the message can name the file."""
+    if isinstance(err, OSError) and err.filename is None:
+        err.filename = str(path)
+    return err
+
+
 def _atomic_replace(tmp: Path, final: Path) -> None:
     honour_umask(tmp, directory=Path(tmp).is_dir())
     os.replace(tmp, final)
@@ -129,10 +183,17 @@ def save_nifti_atomic(array, affine, path) -> Path:
     try:
         nib.save(nib.Nifti1Image(array, affine), tmp)
         _atomic_replace(Path(tmp), path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        named(err, path)
         raise
     return path
+
+
+#: Lock file of an output folder while a run moves its files in.
+OUT_LOCK = ".microlearn.lock"
+#: Prefix of the staging folders inside an output folder.
+STAGING_PREFIX = ".microlearn-staging-"
 
 
 @contextmanager
@@ -140,32 +201,62 @@ def staged_output(out_dir, *, force: bool = False):
     """Write a run's outputs together: yields a staging folder, then moves its files in.
 
     ``out_dir`` keeps every file this run did not write. A file of the run that already
-    exists in ``out_dir`` is replaced only with ``force`` (otherwise ``ValueError`` naming
-    it, and nothing moves). When ``out_dir`` does not exist yet the staging folder is
-    renamed into place (atomic); otherwise the files are moved in one by one and moved back
-    if any move fails. An exception or interruption inside the block leaves ``out_dir`` as
-    it was and removes the staging folder.
+    exists in ``out_dir`` (a dangling link included) is replaced only with ``force``
+    (otherwise ``ValueError`` naming it, and nothing moves). One run at a time: the folder
+    is locked (:data:`OUT_LOCK`, see :mod:`microlearn.data.locks`) from staging to the last
+    move, and staging folders left by a killed run are removed. The files are moved in one
+    by one and moved back if any move fails; an exception or interruption inside the block
+    leaves ``out_dir`` as it was, removes the staging folder, and removes ``out_dir`` when
+    this run created it.
     """
     import shutil
 
+    from . import locks
+
     out_dir = Path(out_dir)
-    if out_dir.is_dir():  # stage inside: its parent need not be writable
-        staging = Path(tempfile.mkdtemp(prefix=".microlearn-staging-", dir=out_dir))
-    else:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    check_creatable(out_dir)
+    made = [p for p in [out_dir, *out_dir.parents] if not (p.exists() or p.is_symlink())]
     try:
-        yield staging
-        files = sorted(p.relative_to(staging) for p in staging.rglob("*") if not p.is_dir())
-        if not out_dir.exists():
-            for d in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot create output folder {out_dir}: {err.strerror}; choose "
+                         "another --out.") from None
+    for d in reversed(made):
+        honour_umask(d, directory=True)
+    staging = None
+    try:
+        with locks.holding(out_dir / OUT_LOCK, what=f"output folder {out_dir}"):
+            _remove_stale_staging(out_dir)
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+            yield staging
+            files = sorted(p.relative_to(staging) for p in staging.rglob("*")
+                           if not p.is_dir())
+            check_existing(out_dir, [str(f) for f in files], force=force)
+            for d in [p for p in staging.rglob("*") if p.is_dir()]:
                 honour_umask(d, directory=True)
-            os.replace(staging, out_dir)
-            return
-        check_existing(out_dir, [str(f) for f in files], force=force)
-        _move_in(staging, out_dir, files)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            _move_in(staging, out_dir, files)
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        for d in made:  # folders this run created and left empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _remove_stale_staging(out_dir: Path) -> None:
+    """Staging folders of runs killed before they finished (the caller holds the lock, so
+    no live run is staging here). Older versions staged beside the folder."""
+    import shutil
+
+    old = list(out_dir.parent.glob(f".{out_dir.name}.staging-*"))
+    for p in [*out_dir.glob(f"{STAGING_PREFIX}*"), *old]:
+        if p.is_dir() and not p.is_symlink():
+            log.info("removing %s, left by an interrupted run", p)
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _move_in(staging: Path, out_dir: Path, files) -> None:
@@ -178,7 +269,7 @@ def _move_in(staging: Path, out_dir: Path, files) -> None:
             if not target.parent.is_dir():
                 target.parent.mkdir(parents=True)
             kept = None
-            if target.exists():
+            if os.path.lexists(target):
                 kept = backup / rel
                 kept.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(target, kept)
@@ -202,9 +293,12 @@ def write_maps(out_dir, maps, affine, *, mask=None) -> list[Path]:
     mask : ndarray of bool, optional
         Voxels outside are set to 0 (NaN stays NaN inside).
     """
+    from ..names import check_name
+
     out = check_writable(out_dir)
     paths = []
     for name, value in maps.items():
+        check_name(name, field="map name")
         arr = np.asarray(value)
         if name == "n_fibres":
             arr = np.nan_to_num(arr).astype(np.uint8)
@@ -214,31 +308,44 @@ def write_maps(out_dir, maps, affine, *, mask=None) -> list[Path]:
             m = np.asarray(mask, bool)
             arr = arr.copy()
             arr[~m] = 0
-        paths.append(save_nifti_atomic(arr, affine, out / f"{name}.nii.gz"))
+        paths.append(save_nifti_atomic(arr, affine, inside(out / f"{name}.nii.gz", out)))
     return paths
 
 
 def write_json(path, obj) -> Path:
-    """Write JSON atomically."""
+    """Write JSON atomically; always valid JSON: NaN and infinities are written as null."""
     path = Path(path)
     check_writable(path.parent)
+    text = json.dumps(json_safe(obj), indent=2, allow_nan=False)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, default=_json_default)
+            fh.write(text)
         _atomic_replace(Path(tmp), path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        named(err, path)
         raise
     return path
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+def json_safe(obj):
+    """``obj`` with numpy values as Python ones and NaN/±inf as None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def write_hcp_folder(out_dir, data, acq: Acquisition, mask, affine=None) -> Path:
@@ -272,6 +379,7 @@ def _write_text(path: Path, text: str) -> None:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         _atomic_replace(Path(tmp), path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        named(err, path)
         raise

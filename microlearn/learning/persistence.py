@@ -61,6 +61,9 @@ def written_types() -> frozenset[str]:
     return frozenset(ours + _SKLEARN_WRITTEN + _CONTAINERS)
 
 
+#: Highest SH order a saved estimator's features may ask for (a crafted order would make
+#: the features' basis as large as the file says).
+MAX_LMAX = 16
 _SCALING = ("x_mean_", "x_scale_", "y_mean_", "y_scale_")
 _OPTIONAL = ("std_scale_",)  # GaussianDNNRegressor's interval calibration
 #: Files an estimator folder may hold (all written together).
@@ -198,7 +201,8 @@ def load_estimator(path):
                              "microlearn; upgrade microlearn")
         acq = Acquisition.from_dict(meta["acquisition"])
         features = FeatureSpec.from_dict(meta["features"])
-    except (ValueError, KeyError, TypeError) as err:
+        _check_meta(meta, meta_file)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
         raise ValueError(f"{meta_file}: corrupt or unsupported estimator file ({err}); "
                          "train it again with `microlearn learn`.") from None
     if acq.fingerprint() != meta.get("acquisition_fingerprint"):
@@ -219,10 +223,94 @@ def load_estimator(path):
         except Exception as err:  # corrupt zip, bad schema
             raise ValueError(f"{file}: cannot be read ({type(err).__name__}: {err}); train the "
                              "estimator again.") from None
+    _check_type(est, meta, path)
     return TrainedEstimator(model=meta["model"], n_fibres=meta["n_fibres"], acq=acq,
                             features=features, target_names=tuple(meta["targets"]),
                             estimator=est, estimator_name=meta["estimator"],
                             optimizer=meta.get("optimizer"), info=meta.get("info", {}))
+
+
+def _estimator_class(meta: dict):
+    """The class ``meta["estimator"]`` names (a learned estimator or a network)."""
+    from .estimators import ESTIMATORS
+    from .networks import NETWORKS
+
+    name = meta.get("estimator")
+    cls = {**ESTIMATORS, **NETWORKS}.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"unknown estimator {name!r}; valid: "
+                         f"{', '.join(sorted({**ESTIMATORS, **NETWORKS}))}")
+    if ("keras" in meta) != (name in NETWORKS):
+        raise ValueError(f"estimator {name!r} does not match the files it names")
+    return cls
+
+
+def _check_meta(meta: dict, meta_file: Path) -> None:
+    """Every field of ``estimator.json`` that steers loading or names an output, checked
+    before it is used (``ValueError`` naming the field): targets become map file names."""
+    from ..models.registry import family_names
+    from ..models.spec import model_from_spec
+    from ..names import check_names
+
+    check_names(meta["targets"], field="targets", source=str(meta_file))
+    if not meta["targets"]:
+        raise ValueError("targets is empty")
+    model = meta["model"]
+    if isinstance(model, dict):
+        model_from_spec(model)
+    elif model not in family_names():  # never a path: a crafted file must not read others
+        raise ValueError(f"model {str(model)[:60]!r} is neither a model family "
+                         f"({', '.join(family_names())}) nor a model spec")
+    feats = meta["features"]
+    lmax = feats.get("lmax", 6)
+    if not (isinstance(lmax, int) and not isinstance(lmax, bool) and 0 <= lmax <= MAX_LMAX):
+        raise ValueError(f"features.lmax {str(lmax)[:20]} is not an even order 0-{MAX_LMAX}")
+    if isinstance(feats.get("model"), dict):
+        model_from_spec(feats["model"])
+    elif feats.get("model", "noddi") not in family_names():
+        raise ValueError(f"features.model {str(feats.get('model'))[:60]!r} is not a model "
+                         "family or spec")
+    fibres = meta["n_fibres"]
+    if isinstance(fibres, dict):  # a mixture: count -> weight
+        counts = [int(k) if str(k) in "0123" and str(k) else -1 for k in fibres]
+        if not all(isinstance(w, (int, float)) and 0 <= w <= 1 for w in fibres.values()):
+            counts = []
+    else:
+        counts = fibres if isinstance(fibres, list) else [fibres]
+    if not counts or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 3
+                             for n in counts):
+        raise ValueError(f"n_fibres {str(fibres)[:60]} is not a fibre count 0-3, a list of "
+                         "them or a mixture of them")
+    cls = _estimator_class(meta)
+    params = meta.get("estimator_params", {})
+    if not isinstance(params, dict):
+        raise ValueError("estimator_params is not an object")
+    if "keras" in meta:
+        unknown = sorted(set(params) - set(cls().get_params()))
+        if unknown:
+            raise ValueError(f"estimator_params holds {unknown[:3]}, which {cls.__name__} "
+                             "does not take")
+        info = meta["keras"]
+        for key in ("n_features_in", "n_outputs"):
+            if not isinstance(info.get(key), int) or info[key] < 1:
+                raise ValueError(f"keras.{key} is not a positive count")
+        if not isinstance(info.get("single_target"), bool):
+            raise ValueError("keras.single_target is not true/false")
+    if not isinstance(meta.get("info", {}), dict):
+        raise ValueError("info is not an object")
+    if not isinstance(meta.get("optimizer"), (str, type(None))):
+        raise ValueError("optimizer is not a name")
+
+
+def _check_type(est, meta: dict, path: Path) -> None:
+    """The loaded estimator is of the type ``estimator.json`` names (a swapped
+    ``estimator.skops`` of another estimator is refused)."""
+    cls = _estimator_class(meta)
+    if type(est) is not cls or meta.get("estimator_class", cls.__name__) != cls.__name__:
+        raise ValueError(f"{path}: the saved estimator is a {type(est).__name__} but "
+                         f"estimator.json describes a {meta.get('estimator')!r} "
+                         f"({cls.__name__}); the files do not belong together: train it "
+                         "again with `microlearn learn`.")
 
 
 def _load_network(path: Path, meta: dict):
@@ -237,7 +325,11 @@ def _load_network(path: Path, meta: dict):
         raise ValueError(f"{path}: unknown network {meta['estimator']!r}.")
     params = {k: tuple(v) if isinstance(v, list) else v
               for k, v in meta["estimator_params"].items()}
-    est = cls(**params)
+    try:
+        est = cls(**params)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path / 'estimator.json'}: estimator_params are not valid for "
+                         f"{cls.__name__} ({err}); train it again.") from None
     file = path / "network.keras"
     try:
         est.model_ = keras.saving.load_model(file, safe_mode=True, compile=False)

@@ -18,10 +18,12 @@ Values are SI. Loading validates every name and says which ones are valid.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..names import check_name, check_names
 from .core import MultiCompartmentModel, compose
 from .registry import family, family_of
 from .steps import FORMAT, VERSION, apply_steps, model_to_spec
@@ -61,6 +63,7 @@ def model_from_spec(spec: Mapping, *, strict: bool = True) -> MultiCompartmentMo
     if not isinstance(spec, Mapping) or spec.get("format", FORMAT) != FORMAT:
         raise ValueError(f"model spec: not a {FORMAT} spec (give the JSON written by "
                          "model.to_json() or the ModelComposer).")
+    _check_numbers(spec)
     if int(spec.get("version", VERSION)) > VERSION:
         raise ValueError(f"model spec: version {spec['version']} is newer than this "
                          f"microlearn reads ({VERSION}); upgrade microlearn.")
@@ -72,13 +75,47 @@ def model_from_spec(spec: Mapping, *, strict: bool = True) -> MultiCompartmentMo
         if not isinstance(parts, list) or not parts:
             raise ValueError("model spec: 'compose' must be a non-empty list of "
                              "{'compartment': ..., 'name': ...}.")
+        if not all(isinstance(p, Mapping) for p in parts):
+            raise ValueError("model spec: each entry of 'compose' must be "
+                             "{'compartment': ..., 'name': ...}.")
         comps = [_compartment(str(p.get("compartment"))) for p in parts]
-        names = [str(p.get("name") or c.name) for p, c in zip(parts, comps)]
-        model = compose(comps, names=names, name=str(spec.get("name", "custom")))
+        names = [p.get("name") or c.name for p, c in zip(parts, comps)]
+        # compartment names become parameter and map file names (``<name>_mu.nii.gz``)
+        check_names(names, field="compartment name", source="model spec")
+        model = compose(comps, names=names, name=check_name(
+            spec.get("name", "custom"), field="name", source="model spec", dash=True))
     else:
         raise ValueError("model spec: give either 'family' (a built-in) or 'compose' "
                          "(a list of compartments).")
     return apply_steps(model, spec.get("steps", []), strict=strict)
+
+
+def _finite(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _check_numbers(spec: Mapping) -> None:
+    """The numbers of a spec make sense: a version, a fibre count 0-3, finite settings and
+    step values (names are checked where they are used)."""
+    version = spec.get("version", VERSION)
+    if not (isinstance(version, int) and not isinstance(version, bool)):
+        raise ValueError(f"model spec: version {version!r} is not a number; give the JSON "
+                         "written by model.to_json().")
+    n = spec.get("n_fibres")
+    if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 3):
+        raise ValueError(f"model spec: n_fibres {n!r} is not a fibre count 0-3.")
+    settings = spec.get("settings") or {}
+    if not isinstance(settings, Mapping) or not all(_finite(v) for v in settings.values()):
+        raise ValueError("model spec: settings must map setting names to finite numbers (SI).")
+    steps = spec.get("steps", [])
+    if not isinstance(steps, list):
+        raise ValueError("model spec: steps must be a list of [step, arguments...].")
+    for step in steps:
+        args = step[1:] if isinstance(step, list) else []
+        if not all(isinstance(a, str) and len(a) <= 200 or _finite(a) for a in args):
+            raise ValueError(f"model spec: step {str(step)[:80]} holds a value that is not a "
+                             "name or a finite number (SI).")
 
 
 def load_model(source) -> MultiCompartmentModel:
@@ -106,7 +143,12 @@ def load_model(source) -> MultiCompartmentModel:
         if not path.is_file():
             raise ValueError(f"--model {text}: no such model spec file; give a family name "
                              "or the path of a spec written by model.to_json().")
-        return model_from_spec(_parse(path.read_text(), str(path)))
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a model spec (not text); give the JSON written by "
+                             "model.to_json() or the ModelComposer.") from None
+        return model_from_spec(_parse(text, str(path)))
     return family(text).build()
 
 
@@ -115,6 +157,8 @@ def _parse(text: str, source: str) -> dict:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{source}: not valid JSON ({err.msg} at line {err.lineno}).") from None
+    except RecursionError:
+        raise ValueError(f"{source}: not a model spec (nested too deeply).") from None
 
 
 def resolve_model(model, n_fibres: int | None = None) -> MultiCompartmentModel:

@@ -97,7 +97,8 @@ class DataSource:
         else:
             folder = resolve_data_path(folder_text, self.data_root)
         truth = load_maps(folder / "truth") if (folder / "truth").is_dir() else None
-        return load_dataset(folder), truth
+        # BIDS sidecars are inherited from no folder above the data root
+        return load_dataset(folder, within=None if choice == PHANTOM else self.data_root), truth
 
 
 def data_widgets(source: DataSource):

@@ -91,6 +91,8 @@ class ModelComposer(widgets.VBox):
         self.spec_name = widgets.Text(value="my_model", description="save as",
                                       layout=widgets.Layout(width="260px"))
         self.save_button = widgets.Button(description="save spec")
+        self.replace = widgets.Checkbox(value=False, description="replace", indent=False,
+                                        layout=widgets.Layout(width="90px"))
         self.saved = widgets.HTML()
         self.on_save: list = []  # callbacks(path) after a spec is saved
         self.save_button.on_click(lambda _: guarded(self.errors)(self.save)())
@@ -103,7 +105,7 @@ class ModelComposer(widgets.VBox):
         self.sliders: dict = {}
         header = widgets.HBox([self.kind, self.n_fibres, self.scheme])
         plots = widgets.HBox([self.signal_b, self.signal_angle])
-        saving = widgets.HBox([self.spec_name, self.save_button, self.saved])
+        saving = widgets.HBox([self.spec_name, self.replace, self.save_button, self.saved])
         super().__init__([widgets.HTML("<h3>Model composer</h3>"), header, self.parts,
                           widgets.HBox([self.sliders_box, self.glyph]), plots, saving,
                           self.errors])
@@ -152,16 +154,24 @@ class ModelComposer(widgets.VBox):
         self._refresh_impl()
 
     def save(self) -> Path:
-        """Write the current model's spec to ``<data_root>/models/<name>.json``; its path."""
-        import re
+        """Write the current model's spec to ``<data_root>/models/<name>.json``; its path.
 
+        An existing spec of that name is replaced only when "replace" is ticked (then
+        unticked again); the file is written only inside the data root.
+        """
+        import os
+
+        from ..data.writers import inside
+        from ..names import check_name
         from .common import MODELS_DIR
 
-        name = self.spec_name.value.strip()
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
-            raise ValueError(f"save as {name!r}: use 1-64 letters, digits, '_' or '-'.")
+        name = check_name(self.spec_name.value.strip(), field="save as", dash=True)
         path = self.data_root / MODELS_DIR / f"{name}.json"
+        if os.path.lexists(path) and not self.replace.value:
+            raise ValueError(f"{MODELS_DIR}/{name}.json already exists: choose another name, "
+                             "or tick 'replace' to overwrite it.")
         path.parent.mkdir(parents=True, exist_ok=True)
+        inside(path, self.data_root)
         model = self.model
         if "compose" in model.recipe:  # a composed model is named after its file
             from dataclasses import replace
@@ -170,6 +180,7 @@ class ModelComposer(widgets.VBox):
         from ..data.writers import write_json
 
         write_json(path, model.to_spec())
+        self.replace.value = False
         self.saved.value = (f"saved <code>{MODELS_DIR}/{name}.json</code>: choose it in the "
                             "fit-or-learn panel, or <code>microlearn fit --model "
                             f"{path}</code>")

@@ -18,7 +18,6 @@ input files themselves (they must see the same paths); results equal the in-proc
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -27,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from . import workdir
+from .workdir import MANIFEST, assemble, remove_work_files, save_slab  # noqa: F401 (re-export)
+
 log = logging.getLogger(__name__)
 
 #: Brain voxels aimed at per slab.
 CHUNK_VOXELS = 50_000
-#: Manifest file of a work folder.
-MANIFEST = "manifest.json"
 
 
 # ------------------------------------------------------------------ block functions
@@ -99,6 +99,7 @@ class FitBlock:
         if self.sigma_map is not None:
             (z0, z1), mask_slab = slab
             sigma = read_slab(self.sigma_map, z0, z1, dtype=float, ndim=3)[mask_slab]
+            sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, 0.0)  # see check_sigma_map
             signal, sigma = signal[:, None, :], sigma[:, None]  # (n, 1) "spatial" axes
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # bad voxels are counted below
@@ -304,7 +305,7 @@ def _run_local(block_fn, image_path, mask, slabs, todo, work_dir, bar) -> None:
         for k, i in enumerate(todo):
             vox = pending.result()
             pending = pool.submit(read, todo[k + 1]) if k + 1 < len(todo) else None
-            _save_slab(work_dir, i, _run_block(block_fn, vox, (slabs[i], mask[..., slice(
+            save_slab(work_dir, i, _run_block(block_fn, vox, (slabs[i], mask[..., slice(
                 *slabs[i])])))
             del vox
             if bar:
@@ -312,64 +313,22 @@ def _run_local(block_fn, image_path, mask, slabs, todo, work_dir, bar) -> None:
                 bar.update(int(mask[..., z0:z1].sum()))
 
 
-# ------------------------------------------------------------------ work folder
+# ------------------------------------------------------------------ work folder (see workdir)
 def _manifest(dataset, block_fn, slabs) -> dict:
-    from .. import __version__
-
-    img = Path(dataset.image.get_filename())
-    st = img.stat()
-    return {"microlearn": __version__, "input": str(img.resolve()), "size": st.st_size,
-            "mtime": int(st.st_mtime), "shape": list(dataset.image.shape),
-            "acquisition": dataset.acq.fingerprint(),
-            "mask": hashlib.sha1(np.packbits(dataset.mask).tobytes()).hexdigest()[:16],
-            "job": block_fn.key(), "slabs": [list(s) for s in slabs]}
+    """:func:`microlearn.run.workdir.manifest` (the old name, kept for callers)."""
+    return workdir.manifest(dataset, block_fn, slabs)
 
 
-def _prepare_work_dir(work_dir: Path, manifest: dict, resume: bool) -> set[int]:
-    """Done slab indices; a fresh folder unless resuming the very same job.
-
-    A work folder is recognised by its manifest; a folder holding other files is refused
-    (it is never emptied), and only the work files microlearn wrote are removed.
-    """
-    man_file = work_dir / MANIFEST
-    if resume and man_file.is_file():
-        old = json.loads(man_file.read_text())
-        if old.get("microlearn") != manifest["microlearn"]:
-            raise ValueError(f"--resume: the work folder {work_dir} was written by microlearn "
-                             f"{old.get('microlearn', '(older, unrecorded)')}, this is "
-                             f"{manifest['microlearn']}; slabs of two versions would be mixed: "
-                             "run without --resume to start over.")
-        if old == json.loads(json.dumps(manifest)):
-            return {int(p.stem.split("_")[1]) for p in work_dir.glob("slab_*.npz")}
-        raise ValueError(f"--resume: the work folder {work_dir} belongs to another job (input,"
-                         " mask or settings differ); run without --resume to start over.")
-    if work_dir.exists():
-        if not work_dir.is_dir() or (any(work_dir.iterdir()) and not man_file.is_file()):
-            raise ValueError(f"work folder {work_dir} exists and is not a microlearn work folder"
-                             " (no manifest.json); give an empty or new --work-dir.")
-        remove_work_files(work_dir)
+def _prepare_work_dir(work_dir, manifest: dict, resume: bool) -> set[int]:
+    """Done slab indices of ``work_dir`` prepared for the job (no lock: tests and tools)."""
+    work_dir = Path(work_dir)
+    workdir.check_work_dir(work_dir)
+    made = not work_dir.exists()
     work_dir.mkdir(parents=True, exist_ok=True)
-    tmp = man_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, man_file)
-    return set()
+    return workdir.prepare_work_dir(work_dir, manifest, resume, made=made)[0]
 
 
-def remove_work_files(work_dir: Path) -> None:
-    """Remove the slabs and manifest microlearn wrote; the folder too when left empty."""
-    for p in [*work_dir.glob("slab_*.npz"), *work_dir.glob(".slab_*.tmp.npz"),
-              work_dir / MANIFEST, work_dir / (MANIFEST[:-5] + ".tmp")]:
-        p.unlink(missing_ok=True)
-    try:
-        work_dir.rmdir()
-    except OSError:
-        pass  # other files are there: they stay
-
-
-def _save_slab(work_dir: Path, index: int, maps: dict) -> None:
-    tmp = work_dir / f".slab_{index:05d}.tmp.npz"
-    np.savez(tmp, **maps)
-    os.replace(tmp, work_dir / f"slab_{index:05d}.npz")
+_save_slab = save_slab
 
 
 # ------------------------------------------------------------------ driver
@@ -426,15 +385,75 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     Returns
     -------
     dict
-        ``maps`` (name -> spatial array), ``n_voxels``, ``seconds``, ``slabs``, ``resumed``.
-    """
-    from ..data.writers import check_writable, staged_output, write_maps
+        ``maps`` (name -> spatial array), ``n_voxels`` (brain voxels), ``seconds`` (the slab
+        loop of this run), ``slabs``, ``resumed`` (slabs kept from an earlier run),
+        ``n_fitted`` (brain voxels of the slabs this run computed), ``n_answered`` (voxels
+        with an answer), ``n_answered_fitted`` (of them, those this run computed),
+        ``n_bad``.
 
-    out_dir = check_writable(out_dir)
+    Raises
+    ------
+    ValueError
+        Another live run uses the work or output folder (one run per output folder), the
+        work folder is not microlearn's or belongs to another job, or a kept slab is
+        damaged; each naming the file and the fix.
+    """
+    from ..data import locks
+    from ..data.writers import OUT_LOCK, check_creatable, staged_output, write_maps
+
+    out_dir = check_creatable(out_dir)
+    locks.check_free(out_dir / OUT_LOCK, what=f"output folder {out_dir}")
     work_dir = Path(work_dir) if work_dir else out_dir.with_name(out_dir.name + ".work")
     mask = np.asarray(dataset.mask, bool)
     slabs = plan_slabs(mask, int(chunk_voxels))
-    done = _prepare_work_dir(work_dir, _manifest(dataset, block_fn, slabs), resume)
+    job = workdir.manifest(dataset, block_fn, slabs)
+    workdir.check_work_dir(work_dir)
+    made_now = not work_dir.exists()
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot create the work folder {work_dir}: {err.strerror}; give "
+                         "--work-dir on a writable disk.") from None
+    lock = work_dir / workdir.WORK_LOCK
+    what = f"work folder {work_dir} (of --out {out_dir})"
+    record = locks.acquire(lock, what=what)
+    made = made_now
+    try:
+        done, made = workdir.prepare_work_dir(work_dir, job, resume, made=made_now, mask=mask)
+        result = _compute(block_fn, dataset, mask, slabs, done, work_dir, progress,
+                          scheduler, workers)
+        if not locks.still_held(lock, record):
+            raise ValueError(f"{what}: another run took over the work folder during this one;"
+                             " its slabs cannot be trusted: run again (one run per output "
+                             "folder).")
+        workdir.recheck_manifest(work_dir, job)
+        maps = assemble(work_dir, slabs, mask)
+        result.update(_answered(maps, mask, slabs, done))
+        maps.update(extra_maps or {})
+        result["maps"] = maps
+        with staged_output(out_dir, force=force) as staging:  # all maps appear at once
+            write_maps(staging, maps, dataset.affine, mask=mask)
+            if on_complete is not None:
+                on_complete(staging, result)
+    except BaseException:
+        locks.release(lock, record)
+        if made_now and not any(work_dir.glob("slab_*.npz")):  # nothing worth resuming
+            workdir.remove_work_files(work_dir)
+        raise
+    if not keep_work:
+        workdir.remove_work_files(work_dir, keep_folder=True)
+    locks.release(lock, record)
+    if not keep_work and (made or work_dir == out_dir.with_name(out_dir.name + ".work")):
+        try:
+            work_dir.rmdir()  # a --work-dir the user made stays
+        except OSError:
+            pass
+    return result
+
+
+def _compute(block_fn, dataset, mask, slabs, done, work_dir, progress, scheduler,
+             workers) -> dict:
+    """Run the slabs not yet ``done``, keeping each in ``work_dir``; counts and time."""
     todo = [i for i in range(len(slabs)) if i not in done]
     image_path = dataset.image.get_filename()
     t0 = time.perf_counter()
@@ -456,7 +475,7 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
                                      pure=False, retries=2): i for i in todo}
             for fut in as_completed(futures):
                 i = futures[fut]
-                _save_slab(work_dir, i, fut.result())
+                save_slab(work_dir, i, fut.result())
                 if bar:
                     bar.update(int(mask[..., slabs[i][0]:slabs[i][1]].sum()))
     finally:
@@ -466,46 +485,34 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
             client.close()
         if cluster is not None:
             cluster.close()
-    _READ_ONCE.clear()
-    maps = assemble(work_dir, slabs, mask)
-    # a voxel without an answer has no S0 (fits) or no value in any map (learned maps); a
-    # NaN in one map alone is by design (e.g. odi of a 0-fibre voxel of an auto fit)
+        _READ_ONCE.clear()
+    return {"n_voxels": int(mask.sum()), "seconds": time.perf_counter() - t0,
+            "slabs": len(slabs), "resumed": len(done),
+            "n_fitted": int(sum(mask[..., slabs[i][0]:slabs[i][1]].sum() for i in todo))}
+
+
+def _answered(maps, mask, slabs, done) -> dict:
+    """Voxels with an answer: all of them, and those of the slabs computed by this run.
+
+    A voxel without an answer has no S0 (fits) or no value in any map (learned maps); a
+    NaN in one map alone is by design (e.g. odi of a 0-fibre voxel of an auto fit).
+    """
     scalar = [v for k, v in maps.items() if v.ndim == mask.ndim and k != "n_fibres"]
     answered = (np.isfinite(maps["s0"]) if "s0" in maps else
-                np.logical_or.reduce([np.isfinite(v) for v in scalar]) if scalar else mask)
+                np.logical_or.reduce([np.isfinite(v) for v in scalar]) if scalar
+                else np.zeros(mask.shape, bool)) & mask
     n_bad = int((mask & ~answered).sum())
     if n_bad:
         import warnings
 
-        warnings.warn(f"{n_bad} voxel(s) have NaN/infinite samples or a b0 mean <= 0; they get "
-                      "NaN maps.", RuntimeWarning, stacklevel=2)
-    maps.update(extra_maps or {})
-    result = {"maps": maps, "n_voxels": int(mask.sum()), "seconds": time.perf_counter() - t0,
-              "slabs": len(slabs), "resumed": len(done), "n_bad": n_bad}
-    with staged_output(out_dir, force=force) as staging:  # all maps appear at once, or none
-        write_maps(staging, maps, dataset.affine, mask=mask)
-        if on_complete is not None:
-            on_complete(staging, result)
-    if not keep_work:
-        remove_work_files(work_dir)
-    return result
-
-
-def assemble(work_dir, slabs, mask) -> dict:
-    """Volume maps from the kept slabs (NaN outside the mask)."""
-    maps: dict = {}
+        what = ("no voxel has a usable signal" if not answered.any() else
+                f"{n_bad} voxel(s) have NaN/infinite samples or a b0 mean <= 0")
+        warnings.warn(f"{what}; they get NaN maps.", RuntimeWarning, stacklevel=3)
+    this_run = np.zeros(mask.shape[-1], bool)
     for i, (z0, z1) in enumerate(slabs):
-        sub = mask[..., z0:z1]
-        if not sub.any():
-            continue
-        with np.load(Path(work_dir) / f"slab_{i:05d}.npz", allow_pickle=False) as npz:
-            for name in npz.files:
-                v = npz[name]
-                if name not in maps:
-                    maps[name] = np.full(mask.shape + v.shape[1:], np.nan, dtype=np.float32)
-                target = maps[name][:, :, z0:z1]
-                target[sub] = v
-    return maps
+        this_run[z0:z1] = i not in done
+    return {"n_bad": n_bad, "n_answered": int(answered.sum()),
+            "n_answered_fitted": int((answered & this_run).sum())}
 
 
 def sample_voxels(dataset, max_voxels: int = 20_000) -> np.ndarray:

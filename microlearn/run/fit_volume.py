@@ -38,35 +38,73 @@ def versions() -> dict:
             "python": platform.python_version()}
 
 
-def timing_fields(timing: dict, n_voxels: int, fit_seconds: float) -> dict:
-    """fit.json's fit timings from a block function's ``timing`` (see ``FitBlock``).
+def timing_fields(timing: dict, run: dict) -> dict:
+    """fit.json's fit timings from a block function's ``timing`` (see ``FitBlock``) and the
+    counts of :func:`~microlearn.run.chunked.run_chunked`.
 
-    ``fit_seconds`` spans the signals in memory to the maps in memory with every first-call
-    cost included; ``setup_seconds`` is its part that does not scale with the voxels
-    (engine imports, compiled-kernel loading or compilation, dictionaries, tables), timed
-    by fitting the first few voxels alone; ``vox_per_s`` is the steady throughput after
-    set-up. After a Dask run the workers' timings are not seen here: the slab loop's time
-    (reading included) stands in and the set-up is not separated.
+    Only the voxels this run fitted count: slabs kept from an interrupted run
+    (``--resume``) took no time now, and voxels without a usable signal (NaN samples, a b0
+    mean <= 0) are skipped, not fitted. ``fit_seconds`` spans the signals in memory to the
+    maps in memory with every first-call cost included; ``setup_seconds`` is its part that
+    does not scale with the voxels (engine imports, compiled-kernel loading or compilation,
+    dictionaries, tables), timed by fitting the first few voxels alone; ``vox_per_s`` is
+    the steady throughput after set-up, None when this run fitted no usable voxel. After a
+    Dask run the workers' timings are not seen here: the slab loop's time (reading
+    included) stands in and the set-up is not separated.
     """
     from ..fitting.api import throughput
 
+    n = int(run.get("n_answered_fitted", run.get("n_voxels", 0)))
     if timing.get("n_voxels"):
         fit_s, setup = timing["fit_seconds"], timing["setup_seconds"]
         how = ("fit_seconds: signals in memory -> maps in memory, first-call costs included; "
                "setup_seconds: imports, kernel loading/compilation, tables, timed by fitting "
-               "the first voxels alone; vox_per_s: voxels / (fit_seconds - setup_seconds)")
+               "the first voxels alone; vox_per_s: voxels with a usable signal fitted by "
+               "this run / (fit_seconds - setup_seconds)")
     else:
-        fit_s, setup = fit_seconds, 0.0
-        how = "Dask workers: fit_seconds is the slab loop (reading included); set-up not split"
-    steady = throughput(n_voxels, fit_s, setup)
-    return {"fit_seconds": fit_s, "setup_seconds": setup,
-            "vox_per_s": steady if np.isfinite(steady) else n_voxels / max(fit_s, 1e-9),
-            "overall_vox_per_s": n_voxels / max(fit_s, 1e-9), "timing": how}
+        fit_s, setup = run.get("seconds", 0.0), 0.0
+        how = ("Dask workers: fit_seconds is the slab loop (reading included); set-up not "
+               "split" if run.get("n_fitted") else "no slab fitted by this run (all resumed)")
+    out = {"fit_seconds": fit_s, "setup_seconds": setup,
+           "n_fitted": int(run.get("n_fitted", n)), "n_usable_fitted": n,
+           "vox_per_s": None, "overall_vox_per_s": None, "timing": how}
+    if n == 0:
+        if run.get("n_fitted"):
+            out["timing"] = ("no voxel fitted by this run has a usable signal (NaN/infinite "
+                             "samples or a b0 mean <= 0): no speed to report")
+        return out
+    steady = throughput(n, fit_s, setup)
+    out["vox_per_s"] = steady if np.isfinite(steady) else n / max(fit_s, 1e-9)
+    out["overall_vox_per_s"] = n / max(fit_s, 1e-9)
+    return out
+
+
+def check_sigma(sigma):
+    """``sigma`` (signal units) when it is a finite number >= 0 (0: Gaussian noise, no
+    Rician floor), else ``ValueError`` naming ``--sigma``."""
+    if sigma is None:
+        return None
+    try:
+        value = float(sigma)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"--sigma {sigma}: the noise σ must be a finite number > 0 in signal "
+                         "units (or 0 for Gaussian noise without a Rician floor); leave it "
+                         "out to estimate σ from the b0 repeats.")
+    return value
 
 
 def check_sigma_map(path, dataset) -> str:
-    """The σ map's path after checking it is a 3-D map of the DWI's spatial shape."""
-    from ..data.dataset import load_nifti
+    """The σ map's path after checking it: a 3-D map of the DWI's spatial shape and
+    position (affine), with a positive finite σ in the brain mask.
+
+    Voxels of the mask whose σ is not positive and finite are fitted without the Rician
+    floor (σ 0), with a warning counting them.
+    """
+    import warnings
+
+    from ..data.dataset import check_same_grid, load_nifti, nifti_errors
 
     path = Path(path)
     img = load_nifti(path)
@@ -77,6 +115,18 @@ def check_sigma_map(path, dataset) -> str:
         raise ValueError(f"{path}: σ map shape {tuple(img.shape)} does not match the DWI's "
                          f"spatial shape {tuple(dataset.shape)}; give the σ map computed on "
                          "this image (e.g. by MP-PCA denoising of it).")
+    check_same_grid(img.affine, dataset.affine, dataset.shape, path, "σ map")
+    with nifti_errors(path):
+        values = np.asarray(img.dataobj, dtype=np.float64).reshape(shape)[dataset.mask]
+    good = np.isfinite(values) & (values > 0)
+    if not good.any():
+        raise ValueError(f"{path}: no voxel of the brain mask has a positive finite σ (the map "
+                         "holds NaN, zero or negative values there); give the σ map of this "
+                         "image in signal units, or --sigma.")
+    if not good.all():
+        warnings.warn(f"{path}: {int((~good).sum())} voxel(s) of the mask have a σ that is "
+                      "not positive and finite; they are fitted without the Rician floor "
+                      "(σ 0).", RuntimeWarning, stacklevel=2)
     return str(path.resolve())
 
 
@@ -161,6 +211,7 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
     if noise.sigma_map is not None and auto:
         raise ValueError("--sigma-map is not supported with --n-fibres auto yet; give --sigma "
                          "(e.g. the map's median) or a fixed fibre count.")
+    check_sigma(noise.sigma)
     sigma_map = check_sigma_map(noise.sigma_map, ds) if noise.sigma_map is not None else None
     sigma = noise.sigma if noise.sigma is not None or sigma_map else sample_sigma(ds)
     record_noise = noise_record(noise, sigma, ds.acq)
@@ -176,7 +227,8 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
                          acq=ds.acq.to_dict(), sigma=sigma, workers=workers,
                          sigma_map=sigma_map)
 
-    def describe(maps, n, loop_seconds):
+    def describe(maps, run):
+        n = run["n_voxels"]
         ok = maps["success"][ds.mask] > 0
         answered = np.isfinite(maps["s0"][ds.mask]) if "s0" in maps else ok
         engine = engine_class(method, model.with_fibres(1) if auto else model, ds.acq)
@@ -184,7 +236,8 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
                 "model_record": model_record(model),
                 "n_fibres": "auto" if auto else model.n_fibres,
                 "n_voxels": n, "seconds": time.perf_counter() - started,
-                **timing_fields(block.timing, n, loop_seconds), "sigma": sigma,
+                **timing_fields(block.timing, run), "n_usable": run.get("n_answered"),
+                "sigma": sigma,
                 "success_fraction": float(ok.mean()) if ok.size else 0.0,
                 "convergence": describe_convergence(ok, answered, engine),
                 "noise": record_noise, "quality": summarise(maps, ds.mask),
@@ -194,13 +247,22 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
     bids = ds.source.get("form") == "bids"  # BIDS in: BIDS-derivatives layout out
     out_dir = Path(out)
     if bids:
-        from ..data.bids import derivative_dir, rename_outputs, write_dataset_description
+        from ..data.bids import (
+            derivative_dir,
+            output_files,
+            rename_outputs,
+            write_dataset_description,
+        )
+        from ..data.writers import check_existing
 
         out_dir = derivative_dir(out, ds.source)
+        # --force is checked on the real destinations, before any work
+        check_existing(out_dir, output_files(ds.source, model.family if auto else model.name,
+                                             output_names(model, auto)), force=force)
     done = {}
 
     def finish(staging, run):
-        done["info"] = describe(run["maps"], run["n_voxels"], run["seconds"])
+        done["info"] = describe(run["maps"], run)
         write_json(staging / "fit.json", done["info"])
         if bids:
             rename_outputs(staging, ds.source, done["info"]["model"])
@@ -211,5 +273,5 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
     return done["info"], out_dir
 
 
-__all__ = ["NoiseChoice", "check_sigma_map", "fit_volume", "model_record", "noise_record",
-           "output_names", "timing_fields", "versions"]
+__all__ = ["NoiseChoice", "check_sigma", "check_sigma_map", "fit_volume", "model_record",
+           "noise_record", "output_names", "timing_fields", "versions"]
