@@ -3,14 +3,15 @@ affines and b-value jitter.
 
 Each check returns warnings (one line each, with the fix); none changes the data.
 
-* :func:`gradient_orientation`: the fibre-coherence test of Schilling et al. 2019
+* :func:`gradient_orientation`: the fibre-continuity idea of Schilling et al. 2019
   ("Quality control of diffusion-weighted images: a test of gradient table orientation",
   Magn Reson Imaging 2019): in white matter the principal diffusion direction of a voxel
-  points at a neighbour whose own principal direction is parallel to it. A flipped or
-  permuted gradient table breaks that coherence; the transformation of the table that
-  makes it largest is the right one. Permuting or flipping the gradient table transforms
-  every tensor as ``T D Tᵀ``, so the principal eigenvectors are computed once and each of
-  the 24 candidate tables is scored by transforming them.
+  points at neighbours whose own principal direction is parallel to it. A flipped or
+  permuted gradient table breaks that; the transformation of the table that restores it
+  best is the right one. Permuting or flipping the gradient table transforms every tensor
+  as ``T D Tᵀ``, so the principal eigenvectors are computed once and each of the 24
+  candidate tables is scored by transforming them. A block bootstrap says how sure the
+  ranking is: small crops get a verdict with its confidence, or "cannot decide".
 * :func:`affine_agreement`: qform and sform that disagree place the image (and the
   gradient frame) differently in different programs.
 * :func:`shell_jitter`: b-values of one nominal shell spread wider than the shell
@@ -25,13 +26,15 @@ import numpy as np
 
 #: Candidate tables: every axis permutation with every flip of one axis (or none).
 FLIPS = ("", "x", "y", "z")
-#: A candidate must beat the given table's coherence by this factor to be reported.
-COHERENCE_MARGIN = 1.15
-#: Fewer white-matter voxels (FA >= min_fa) than this cannot tell tables apart reliably
-#: (DIPY's 6x10x10 and 10x10x10 real samples rank tables by noise).
-MIN_WM_VOXELS = 1000
-#: A neighbour continues a fibre when their directions are within 25 degrees.
-CONTINUES = float(np.cos(np.deg2rad(25.0)))
+#: Bootstrap share a verdict on the gradient table needs.
+CONFIDENCE = 0.95
+#: Scores within this fraction of each other tie (flips of a planar fibre field do).
+TIE = 0.005
+#: Tables moving the fibre directions by less than this (degrees, on average) are not
+#: told apart.
+EQUIVALENT = 20.0
+#: Fewer white-matter voxels (FA >= min_fa) than this: the check is skipped (said so).
+MIN_WM_VOXELS = 50
 
 
 def tensor_eigen(acq, signal, *, b_max=1.6e9):
@@ -88,68 +91,90 @@ def candidate_tables():
     return out
 
 
+TABLES = dict(candidate_tables())
+
+
 def _neighbour_offsets(zooms):
     offsets = np.array([o for o in itertools.product((-1, 0, 1), repeat=3) if any(o)])
     mm = offsets * np.asarray(zooms, float)[None]
     return offsets, mm / np.linalg.norm(mm, axis=1, keepdims=True)
 
 
-def coherence(e1_volume, weight, zooms, T=None, steps: int = 8) -> float:
-    """Fibre coherence of a field of principal directions (after Schilling et al. 2019).
+def _neighbours(weight, known, zooms):
+    """White-matter voxels (n, 3), their 26 neighbours' flat indices (-1: unknown: outside
+    the volume or the brain mask) and the unit offsets (in mm) towards them."""
+    src = np.argwhere(weight > 0)
+    offsets, unit = _neighbour_offsets(zooms)
+    pos = src[:, None, :] + offsets[None]  # (n, 26, 3)
+    inside = np.all((pos >= 0) & (pos < np.array(weight.shape)), axis=-1)
+    flat = np.ravel_multi_index(tuple(np.moveaxis(np.where(inside[..., None], pos, 0), -1, 0)),
+                                weight.shape)
+    ok = inside & known.ravel()[flat]
+    return src, np.where(ok, flat, -1), unit
 
-    From every fibre voxel a path steps to the neighbour along the local direction, both
-    ways, for up to ``steps`` steps while each next voxel continues the fibre (directions
-    within 25°): the mean path length, as MRtrix's ``dwigradcheck`` uses the mean
-    streamline length. A wrong gradient table turns directions across the tracts, so paths
-    leave them early.
+
+def continuity(e1, weight, known, zooms):
+    """What the 24 candidate tables are scored on: how much more parallel each neighbour
+    of a white-matter voxel is than its average neighbour.
+
+    For a white-matter voxel i and a neighbour j with data (in the brain and the volume),
+    ``c_ij = FA_j |e_i·e_j|`` (0 when j is not white matter) less its mean over i's
+    neighbours. A fibre continues into the neighbours it points at: the score of a table
+    ``T`` is ``FA_i Σ_j c_ij ((T e_i)·u_ij)²`` with ``u_ij`` the unit offset (in mm). The
+    centring makes a uniform field, and neighbours missing at the edge of a crop, score
+    the same for every table, so thin crops carry no bias towards in-plane directions.
 
     Parameters
     ----------
-    e1_volume : ndarray, shape (X, Y, Z, 3)
-        Principal directions in voxel axes (NaN where unknown).
+    e1 : ndarray, shape (X, Y, Z, 3)
+        Principal directions in voxel axes.
     weight : ndarray, shape (X, Y, Z)
-        Voxel weights (FA in white matter, 0 elsewhere).
+        FA in white matter, 0 elsewhere.
+    known : ndarray of bool, shape (X, Y, Z)
+        Voxels with data (the brain mask).
     zooms : sequence of float
-        Voxel sizes in mm (neighbour directions are taken in mm).
-    T : ndarray, shape (3, 3), optional
-        Transform applied to every direction first.
-    steps : int
-        Longest path counted each way.
+        Voxel sizes in mm.
 
     Returns
     -------
-    float
-        Weighted mean path length as a fraction of ``2 * steps``.
+    src : ndarray of int, shape (n, 3)
+        The white-matter voxels.
+    score : callable
+        ``score(T) -> ndarray (n,)``, each voxel's term for the table transform ``T``.
     """
-    v = e1_volume if T is None else e1_volume @ T.T
-    v = np.where((weight > 0)[..., None] & np.isfinite(v), v, 0.0)  # outside: no fibre
-    offsets, unit = _neighbour_offsets(zooms)
-    zooms = np.asarray(zooms, float)
-    src = np.argwhere(weight > 0)
-    if src.size == 0:
-        return float("nan")
-    shape = np.array(weight.shape)
-    length = np.zeros(len(src))
-    for way in (1.0, -1.0):
-        pos, d = src.copy(), way * v[tuple(src.T)]
-        alive = np.ones(len(src), bool)
-        for _ in range(steps):
-            k = np.argmax(np.abs(d @ unit.T), axis=1)
-            sign = np.where(np.einsum("vk,vk->v", d, unit[k]) < 0, -1, 1)[:, None]
-            nxt = pos + sign * offsets[k]
-            alive &= np.all((nxt >= 0) & (nxt < shape), axis=1)
-            nxt = np.where(alive[:, None], nxt, pos)
-            nd = v[tuple(nxt.T)]
-            align = np.einsum("vk,vk->v", d, nd)
-            alive &= np.abs(align) > CONTINUES
-            length += alive
-            pos, d = nxt, np.where((align < 0)[:, None], -nd, nd)
+    src, nbr, unit = _neighbours(weight, known, zooms)
+    has = nbr >= 0
+    ev = e1[tuple(src.T)]
+    flat_e = e1.reshape(-1, 3)
+    flat_w = weight.ravel()
+    j = np.where(has, nbr, 0)
+    par = np.where(has, flat_w[j] * np.abs(np.einsum("nd,nkd->nk", ev, flat_e[j])), 0.0)
+    n_known = np.maximum(has.sum(1, keepdims=True), 1)
+    centred = np.where(has, par - par.sum(1, keepdims=True) / n_known, 0.0)
     w = weight[tuple(src.T)]
-    return float(np.sum(w * length) / np.sum(w) / (2 * steps))
+
+    def score(T):
+        return w * np.sum(centred * (ev @ T.T @ unit.T) ** 2, axis=1)
+
+    return src, score
 
 
-def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=300_000):
-    """Score the 24 flips/permutations of the gradient table by fibre coherence.
+def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=60_000,
+                         confidence=CONFIDENCE, n_boot=1000):
+    """Score the 24 flips/permutations of the gradient table; decide, or say it cannot.
+
+    Each candidate table is scored by :func:`continuity` summed over white-matter voxels.
+    How sure the ranking is comes from a block bootstrap: the volume is cut into blocks of
+    3×3×3 voxels (neighbouring voxels are not independent) and the blocks are resampled
+    ``n_boot`` times (seeded: the same data give the same verdict). The verdict is
+
+    * ``"consistent"``: the table as given scores best (within :data:`TIE` of the best) in
+      at least ``confidence`` of the resamples;
+    * ``"wrong"``: another table beats the given one by more than :data:`TIE` in at least
+      ``confidence`` of the resamples (the warning names it);
+    * ``"undecided"``: neither; the data hold too little structured white matter to tell
+      (typical of crops of a few hundred voxels);
+    * ``"skipped"``: fewer than :data:`MIN_WM_VOXELS` white-matter voxels.
 
     Parameters
     ----------
@@ -163,48 +188,108 @@ def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=300_
     min_fa : float
         Voxels with a lower FA do not take part (grey matter, CSF).
     max_voxels : int
-        At most this many brain voxels are fitted (the central slabs of a large volume).
+        At most this many brain voxels are fitted (the fullest z-slices).
+    confidence : float
+        Bootstrap share needed for a verdict.
+    n_boot : int
+        Bootstrap resamples.
 
     Returns
     -------
     dict
-        ``scores`` (label -> coherence), ``best`` (label), ``given`` (the table as given),
-        ``warning`` (one line, empty when the given table is the most coherent or the data
-        hold too little white matter to tell).
+        ``verdict``, ``confidence`` (bootstrap share of the verdict's claim, or of the best
+        candidate when undecided), ``scores`` (label -> mean alignment), ``best``,
+        ``given``, ``rank_of_given`` (0 = best), ``white_matter_voxels``, ``warning`` (one
+        line for ``wrong``, ``undecided`` and ``skipped``, empty for ``consistent``).
     """
     mask = np.asarray(mask, bool)
-    if mask.sum() > max_voxels:  # the central slabs are enough
+    if mask.sum() > max_voxels:  # the fullest slices are enough
         per_z = mask.reshape(-1, mask.shape[2]).sum(0)
         order = np.argsort(-per_z)
         keep = np.zeros(mask.shape[2], bool)
         keep[order[np.cumsum(per_z[order]) <= max_voxels]] = True
         mask = mask & keep[None, None, :]
-    e1 = np.full(mask.shape + (3,), np.nan)
-    fa = np.zeros(mask.shape)
     e, f = tensor_eigen(acq, np.asarray(data)[mask])
-    to_voxel = np.eye(3)
     if np.linalg.det(affine[:3, :3]) > 0:  # FSL: bvecs in radiological voxel order
-        to_voxel[0, 0] = -1
-    e1[mask] = e @ to_voxel.T
+        e = e * np.array([-1.0, 1.0, 1.0])
+    fa = np.zeros(mask.shape)
     fa[mask] = np.where(f >= min_fa, f, 0.0)
-    zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
-    scores = {label: coherence(e1, fa, zooms, T) for label, T in candidate_tables()}
-    given = next(iter(scores))
-    best = max(scores, key=lambda k: -np.inf if np.isnan(scores[k]) else scores[k])
-    warning = ""
+    e1 = np.zeros(mask.shape + (3,))
+    e1[mask] = e
     n_wm = int((fa > 0).sum())
-    if (n_wm >= MIN_WM_VOXELS and best != given and np.isfinite(scores[given])
-            and scores[best] > COHERENCE_MARGIN * scores[given]):
-        tied = [k for k in scores if scores[k] >= 0.99 * scores[best] and k != given]
-        looks = " or ".join(_describe(k) for k in tied[:2])  # flips of axial fields can tie
-        if len(tied) > 2:
-            looks += f" ({len(tied) - 2} more variants score the same)"
-        warning = (f"gradient table: the bvecs look {looks} (fibre coherence "
-                   f"{scores[best]:.2f} vs {scores[given]:.2f} as given, Schilling et al. "
-                   "2019); check the bvecs file, e.g. with MRtrix dwigradcheck, before "
-                   "trusting orientations")
-    return {"scores": scores, "best": best, "given": given, "warning": warning,
-            "white_matter_voxels": n_wm}
+    labels = [label for label, _ in candidate_tables()]
+    out = {"verdict": "skipped", "confidence": 0.0, "scores": {}, "best": None,
+           "given": labels[0], "rank_of_given": None, "white_matter_voxels": n_wm,
+           "warning": (f"gradient check skipped: {n_wm} white-matter voxels (FA >= "
+                       f"{min_fa:g}), needs {MIN_WM_VOXELS}; the orientation of the bvecs "
+                       "is not checked")}
+    if n_wm < MIN_WM_VOXELS:
+        return out
+    zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
+    src, score = continuity(e1, fa, mask, zooms)
+    w = fa[tuple(src.T)]
+    per_voxel = np.stack([score(T) for _, T in candidate_tables()])  # (24, n)
+    block = np.unique(src // 3, axis=0, return_inverse=True)[1].ravel()
+    n_blocks = int(block.max()) + 1
+    num = np.stack([np.bincount(block, p, n_blocks) for p in per_voxel])  # (24, blocks)
+    den = np.bincount(block, w, n_blocks)
+    rng = np.random.default_rng(0)
+    counts = np.stack([np.bincount(rng.integers(0, n_blocks, n_blocks), minlength=n_blocks)
+                       for _ in range(n_boot)]).astype(float)
+    boot = (counts @ num.T) / np.maximum(counts @ den, 1e-12)[:, None]  # (n_boot, 24)
+    scores = num.sum(1) / den.sum()
+    # tables that move the fibres by less than EQUIVALENT on average cannot be told apart
+    # (and hardly matter): a flip of z in a field of in-plane fibres
+    ev = e1[tuple(src.T)]
+    moved = np.array([np.average(np.abs(np.sum((ev @ T.T) * ev, 1)), weights=w)
+                      for _, T in candidate_tables()])
+    rivals = np.flatnonzero(moved < np.cos(np.deg2rad(EQUIVALENT)))
+    beats = np.mean(boot[:, rivals] > (1 + TIE) * boot[:, :1], axis=0)  # rival beats given
+    loses = np.mean(boot[:, rivals] * (1 + TIE) < boot[:, :1], axis=0)  # given beats rival
+    order = rivals[np.argsort(-scores[rivals], kind="stable")]
+    best = int(order[0]) if scores[order[0]] > scores[0] else 0
+    out.update(scores=dict(zip(labels, scores.tolist())), best=labels[best],
+               rank_of_given=int(np.sum(scores[rivals] > scores[0])))
+    if beats.max() >= confidence:
+        top = rivals[beats >= confidence]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        conf = float(beats.max())
+        # the correction is named only when the bootstrap agrees on it (up to tables that
+        # move the fibres less than EQUIVALENT from it)
+        fixed = ev @ TABLES[labels[top[0]]].T
+        near = np.array([np.average(np.abs(np.sum((ev @ T.T) * fixed, 1)), weights=w)
+                         for _, T in candidate_tables()]) >= np.cos(np.deg2rad(EQUIVALENT))
+        sure = float(np.mean(near[np.argmax(boot, axis=1)]))
+        hint = ""
+        if sure >= confidence:
+            tied = [labels[k] for k in top if scores[k] >= (1 - TIE) * scores[top[0]]]
+            what = "look " + " or ".join(_describe(k) for k in tied[:2])
+            if labels[top[0]] == "xyz, flip x" and np.linalg.det(affine[:3, :3]) > 0:
+                hint = ("; this image is stored neurologically (positive determinant), for "
+                        "which FSL's convention stores bvecs with x negated: the file looks "
+                        "written in voxel axes (DIPY's convention) instead")
+        else:
+            what = ("look wrong, but which correction cannot be decided (" + " or ".join(
+                _describe(labels[k]) for k in top[:2]) + f", agreed in {100 * sure:.0f} % of "
+                "resamples)")
+        out.update(verdict="wrong", confidence=conf,
+                   best=labels[top[0]] if sure >= confidence else None, warning=(
+                       f"gradient table: the bvecs {what} (fibre continuity "
+                       f"{scores[top[0]]:.3g} vs {scores[0]:.3g} as given, better in "
+                       f"{100 * conf:.0f} % of bootstrap resamples of {n_wm} white-matter "
+                       f"voxels){hint}; check the bvecs file, e.g. with MRtrix dwigradcheck, "
+                       "before trusting orientations"))
+    elif loses.min() >= confidence:
+        out.update(verdict="consistent", confidence=float(loses.min()), warning="")
+    else:
+        lead = float(loses.min()) if best == 0 else float(beats[rivals == best][0])
+        who = "the table as given" if best == 0 else f"'{labels[best]}'"
+        out.update(verdict="undecided", confidence=lead, warning=(
+            f"gradient check cannot decide: {n_wm} white-matter voxels; {who} scores best "
+            f"but is confirmed in only {100 * lead:.0f} % of bootstrap resamples (needs "
+            f"{100 * confidence:.0f} %); the orientation of the bvecs is not confirmed: "
+            "check it on a larger field of view or with MRtrix dwigradcheck"))
+    return out
 
 
 def _describe(label: str) -> str:
