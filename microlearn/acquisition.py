@@ -248,27 +248,43 @@ class Acquisition:
         return GAMMA * self.G * self.delta / (2 * np.pi)
 
     def _shells(self):
+        """Shells: measurements of one b (within max(5 s/mm², 5 %)) and one δ, Δ and TE
+        (within 0.1 ms, 0.1 ms and :data:`TE_TOLERANCE`); b0 measurements form one shell."""
         if "shells" not in self._cache:
-            keys = np.stack([self.bvals, self.delta, self.Delta], axis=1)
-            order = np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0]))
+            te = np.zeros(self.n_measurements) if self.TE is None else self.TE
+            keys = np.stack([self.bvals, self.delta, self.Delta, te], axis=1)
+            order = np.lexsort((keys[:, 3], keys[:, 2], keys[:, 1], keys[:, 0]))
             index = np.empty(self.n_measurements, dtype=int)
             reps = []
             for i in order:
-                b, d, D = keys[i]
-                for k, (rb, rd, rD) in enumerate(reps):
-                    tol = max(SHELL_ABS_TOLERANCE, SHELL_REL_TOLERANCE * rb)
-                    if abs(b - rb) < tol and abs(d - rd) < 1e-4 and abs(D - rD) < 1e-4:
+                b, d, D, t = keys[i]
+                for k, (rb, rd, rD, rt) in enumerate(reps):
+                    if b <= self.b0_threshold and rb <= self.b0_threshold:
                         index[i] = k
                         break
-                    if b <= self.b0_threshold and rb <= self.b0_threshold:
+                    tol = max(SHELL_ABS_TOLERANCE, SHELL_REL_TOLERANCE * rb)
+                    if (abs(b - rb) < tol and abs(d - rd) < 1e-4 and abs(D - rD) < 1e-4
+                            and abs(t - rt) < TE_TOLERANCE):
                         index[i] = k
                         break
                 else:
                     index[i] = len(reps)
-                    reps.append((b, d, D))
+                    reps.append((b, d, D, t))
             shell_b = np.array([np.mean(self.bvals[index == k]) for k in range(len(reps))])
             self._cache["shells"] = (index, shell_b)
         return self._cache["shells"]
+
+    def shell_table(self) -> list[dict]:
+        """One row per shell (b0 shell first): ``b`` (s/m², mean), ``delta``, ``Delta``,
+        ``TE`` (s, medians; TE None when unknown) and ``n`` measurements."""
+        rows = []
+        for k, b in enumerate(self.shell_bvals):
+            sel = self.shell_index == k
+            rows.append({"b": float(b), "delta": float(np.median(self.delta[sel])),
+                         "Delta": float(np.median(self.Delta[sel])),
+                         "TE": None if self.TE is None else float(np.median(self.TE[sel])),
+                         "n": int(sel.sum())})
+        return rows
 
     @property
     def shell_index(self) -> np.ndarray:

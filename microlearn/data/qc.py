@@ -33,6 +33,8 @@ TIE = 0.005
 #: Tables moving the fibre directions by less than this (degrees, on average) are not
 #: told apart.
 EQUIVALENT = 20.0
+#: More shells of one timing than this: a q-space grid (DSI), whose b-values are not shells.
+GRID_SHELLS = 10
 #: Fewer white-matter voxels (FA >= min_fa) than this: the check is skipped (said so).
 MIN_WM_VOXELS = 50
 
@@ -321,25 +323,43 @@ def affine_agreement(image, *, tol_mm: float = 1e-3) -> str:
             "differently: fix the header (e.g. fslorient -copysform2qform)")
 
 
-def shell_jitter(acq, *, relative: float = 0.12) -> str:
+def shell_jitter(acq, *, relative: float = 0.12, grid_shells: int = GRID_SHELLS) -> str:
     """A warning when neighbouring shells are so close that jitter likely split one shell.
+
+    Only shells of the same timings (δ, Δ, TE) are compared: equal b with other timings is
+    another shell by design (e.g. two diffusion times). A protocol with more than
+    ``grid_shells`` shells of one timing samples q-space (a DSI grid, random q-space): its
+    b-values are not meant to form shells and are not reported.
 
     Parameters
     ----------
     acq : Acquisition
     relative : float
         Shells whose mean b-values differ by less than this fraction of b are reported.
+    grid_shells : int
+        More shells of one timing than this: a q-space grid, not shells.
     """
-    b = np.asarray(acq.shells, float) / 1e6  # s/mm², non-b0 shells, sorted
-    if b.size < 2:
+    rows = [r for r in acq.shell_table() if r["b"] > acq.b0_threshold]
+    groups: dict = {}
+    for r in rows:
+        key = (round(r["delta"] / 1e-4), round(r["Delta"] / 1e-4),
+               None if r["TE"] is None else round(r["TE"] / 0.5e-3))
+        groups.setdefault(key, []).append(r["b"] / 1e6)  # s/mm²
+    pairs = []
+    for key, bs in groups.items():
+        b = np.sort(np.asarray(bs))
+        if b.size < 2 or b.size > grid_shells:
+            continue
+        close = np.flatnonzero(np.diff(b) < relative * b[1:])
+        timing = (f" (δ {key[0] / 10:g} ms, Δ {key[1] / 10:g} ms)" if len(groups) > 1
+                  else "")
+        pairs += [f"{b[i]:.0f} and {b[i + 1]:.0f}{timing}" for i in close]
+    if not pairs:
         return ""
-    close = np.flatnonzero(np.diff(b) < relative * b[1:])
-    if close.size == 0:
-        return ""
-    pairs = ", ".join(f"{b[i]:.0f} and {b[i + 1]:.0f}" for i in close[:3])
-    return (f"b-values: shells at {pairs} s/mm² look like one shell split by jitter (wider "
-            "than the shell tolerance of max(5 s/mm², 5 %)); each part is fitted with fewer "
-            "directions: round the bvals to the nominal shells")
+    return (f"b-values: shells at {', '.join(pairs[:3])} s/mm² look like one shell split by "
+            "jitter (wider than the shell tolerance of max(5 s/mm², 5 %), same δ, Δ and TE); "
+            "shell-wise steps (spherical means, powder averages, per-shell responses) see "
+            "each part with fewer directions: round the bvals to the nominal shells")
 
 
 def input_warnings(dataset, *, data=None) -> list[str]:
