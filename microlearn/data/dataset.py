@@ -157,7 +157,12 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
             raise FileNotFoundError(f"input folder not found: {path}")
         files = find_inputs(path)
     else:
-        files = InputFiles(form="fsl")
+        files = None
+        if dwi is not None and Path(dwi).is_file() and scheme is None and grad is None:
+            from .readers import beside
+
+            files = beside(dwi)  # a BIDS run's or dcm2niix's sidecars, as for INPUT
+        files = files or InputFiles(form="fsl")
     if scheme is not None or grad is not None:
         files.bvals = files.bvecs = None
         files.scheme = None if scheme is None else Path(scheme)

@@ -14,14 +14,20 @@ form                      files
 FSL / HCP                 ``bvals`` (s/mm², or ``bvals_unit``), ``bvecs`` (3 rows or N×3,
                           image axes); timings from ``acquisition.json`` or a sidecar
 Camino STEJSKALTANNER     ``VERSION: STEJSKALTANNER`` then ``x y z |G| Δ δ TE`` per
-                          measurement (T/m, s)
+                          measurement (T/m, s); without a VERSION line, 7 columns
 Camino BVECTOR            ``VERSION: BVECTOR`` then ``x y z b`` (b in s/m² unless
-                          ``bvals_unit`` says otherwise)
+                          ``bvals_unit`` says otherwise); without a VERSION line, 4
+                          columns, b in s/mm² when it is at most 10⁶
 MRtrix                    ``x y z b`` per row (``-grad`` / ``.b``; b in s/mm², directions in
                           scanner axes, turned into image axes with the image affine)
 BIDS                      ``sub-*/[ses-*/]dwi/*_dwi.nii[.gz]`` with ``.bval``, ``.bvec`` and
                           ``.json`` (inherited from parent folders as BIDS allows)
 ========================  =============================================================
+
+Lines starting with ``#`` or ``%`` (and the rest of a line after one) are comments in every
+text table. A DWI file given alone (``--dwi X.nii.gz``) finds ``X.bval``, ``X.bvec`` and
+``X.json`` next to it (dcm2niix names them so), and a BIDS ``*_dwi.nii.gz`` also inherited
+ones, as the positional form does.
 
 Sidecar keys (``acquisition.json`` or a BIDS JSON; values in s, T/m, one value or one per
 volume): ``delta`` / ``SmallDelta`` / ``DiffusionGradientDuration`` (δ), ``Delta`` /
@@ -53,6 +59,8 @@ SIDECAR_KEYS = {
 }
 #: Default b-value unit of each form.
 DEFAULT_UNITS = {"fsl": "s/mm^2", "mrtrix": "s/mm^2", "bvector": "s/m^2"}
+#: Comment markers of text tables (Camino and MATLAB write ``%``, most others ``#``).
+COMMENTS = ("#", "%")
 #: File name endings of a DWI image.
 NIFTI_EXT = (".nii.gz", ".nii")
 
@@ -65,7 +73,7 @@ def _exists(path: Path, what: str) -> Path:
 
 def _numbers(path: Path, what: str, ndmin: int) -> np.ndarray:
     try:
-        return np.loadtxt(_exists(Path(path), what), ndmin=ndmin, comments="#")
+        return np.loadtxt(_exists(Path(path), what), ndmin=ndmin, comments=COMMENTS)
     except ValueError as err:
         raise ValueError(f"{path}: cannot read numbers ({err}); it should hold only "
                          "whitespace-separated numbers.") from None
@@ -120,7 +128,7 @@ def read_scheme(path, *, bvals_unit=None) -> dict:
     version = None
     rows = []
     for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+        line = re.split("[#%]", line, maxsplit=1)[0].strip()
         if not line:
             continue
         m = re.match(r"VERSION\s*:?\s*(\S+)", line, re.IGNORECASE)
@@ -153,6 +161,9 @@ def read_scheme(path, *, bvals_unit=None) -> dict:
     a = np.asarray(rows, dtype=float)
     if ncol == 4:
         unit = bvals_unit or DEFAULT_UNITS["bvector"]
+        if bvals_unit is None and version is None and 0 < a[:, 3].max() <= 1e6:
+            unit = "s/mm^2"  # no VERSION line: b up to 10⁶ cannot be s/m² (see BVAL_RANGES)
+            log.info("%s: no VERSION line, b up to %g: read as s/mm²", path, a[:, 3].max())
         check_bvals_unit(a[:, 3], unit, source=str(path))
         return {"bvals": bvals_to_si(a[:, 3], unit), "bvecs": a[:, :3]}
     G, Delta, delta, TE = a[:, 3], a[:, 4], a[:, 5], a[:, 6]
@@ -378,6 +389,25 @@ def find_bids(path) -> InputFiles:
     masks = sorted(dwi.parent.glob(dwi.name.split("_dwi")[0] + "*_mask.nii*"))
     out.mask = masks[0] if masks else None
     return out
+
+
+def beside(dwi) -> InputFiles | None:
+    """The files that go with a DWI file given alone: a BIDS run's (inherited) sidecars, or
+    ``X.bval``/``X.bvec``/``X.json`` next to ``X.nii[.gz]`` (dcm2niix). None when there are
+    none."""
+    dwi = Path(dwi)
+    if is_bids(dwi):
+        try:
+            return find_bids(dwi)
+        except ValueError:
+            pass  # not a complete BIDS run: try plain names
+    name = dwi.name
+    stem = next((name[: -len(e)] for e in NIFTI_EXT if name.endswith(e)), dwi.stem)
+    found = {e: dwi.with_name(stem + e) for e in (".bval", ".bvec", ".json")}
+    if not (found[".bval"].is_file() and found[".bvec"].is_file()):
+        return None
+    return InputFiles(form="fsl", dwi=dwi, bvals=found[".bval"], bvecs=found[".bvec"],
+                      sidecars=[found[".json"]] if found[".json"].is_file() else [])
 
 
 # ------------------------------------------------------------------ any form
