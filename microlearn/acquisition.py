@@ -92,6 +92,11 @@ class Acquisition:
         Gradient strength in T/m (derived from b, δ, Δ when not given).
     name : str
         A label (scheme name or file stem).
+    b0_threshold : float
+        b-values (s/m²) at or below this are b0 (default 50 s/mm²).
+    assumed : tuple of str
+        Timings (``delta``, ``Delta``, ``TE``) the data did not give, filled with HCP's
+        (:data:`HCP_TIMING`); input checks warn about them.
     """
 
     bvals: np.ndarray
@@ -102,6 +107,7 @@ class Acquisition:
     G: np.ndarray | None = None
     name: str = "custom"
     b0_threshold: float = B0_THRESHOLD
+    assumed: tuple = ()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -181,15 +187,21 @@ class Acquisition:
         if not np.any(b <= b0_threshold):
             raise ValueError(
                 f"There is no b0 volume (no b-value <= {b0_threshold / S_PER_MM2:g} s/mm²); "
-                "microlearn needs at least one to normalise the signal."
+                "microlearn needs at least one to normalise the signal (the b0 threshold "
+                "is set with --b0-threshold, in s/mm²)."
             )
         vecs = normalise_bvecs(vecs, b > b0_threshold)
+        assumed = ()
         if delta is None or Delta is None:
-            log.info("No delta/Delta given: using the HCP timings (10.6 ms, 43.1 ms).")
+            given = {"delta": delta, "Delta": Delta, "TE": TE}
+            assumed = tuple(k for k, v in given.items() if v is None)
+            log.info("No delta/Delta given: using the HCP timings (%s).", ", ".join(
+                f"{k} {HCP_TIMING[k] / MS:g} ms" for k in assumed))
             delta = HCP_TIMING["delta"] if delta is None else delta
             Delta = HCP_TIMING["Delta"] if Delta is None else Delta
             TE = HCP_TIMING["TE"] if TE is None else TE
-        return cls(b, vecs, delta, Delta, TE=TE, G=G, name=name, b0_threshold=b0_threshold)
+        return cls(b, vecs, delta, Delta, TE=TE, G=G, name=name, b0_threshold=b0_threshold,
+                   assumed=assumed)
 
     @classmethod
     def from_dipy(cls, gtab, *, delta=None, Delta=None, TE=None, name="dipy"):
@@ -368,7 +380,7 @@ class Acquisition:
         """JSON-ready dict (SI units)."""
         d = {"name": self.name, "bvals": self.bvals.tolist(), "bvecs": self.bvecs.tolist(),
              "delta": self.delta.tolist(), "Delta": self.Delta.tolist(), "G": self.G.tolist(),
-             "b0_threshold": self.b0_threshold}
+             "b0_threshold": self.b0_threshold, "assumed": list(self.assumed)}
         d["TE"] = None if self.TE is None else self.TE.tolist()
         return d
 
@@ -377,7 +389,8 @@ class Acquisition:
         """Inverse of :meth:`to_dict`."""
         return cls(np.asarray(d["bvals"]), np.asarray(d["bvecs"]), d["delta"], d["Delta"],
                    TE=d.get("TE"), G=d.get("G"), name=d.get("name", "custom"),
-                   b0_threshold=d.get("b0_threshold", B0_THRESHOLD))
+                   b0_threshold=d.get("b0_threshold", B0_THRESHOLD),
+                   assumed=tuple(d.get("assumed", ())))
 
     def fingerprint(self) -> str:
         """A short hash of b-values, directions and timings (for matching data to models)."""
@@ -404,7 +417,7 @@ class Acquisition:
         te = None if self.TE is None else self.TE[index]
         return Acquisition(self.bvals[index], self.bvecs[index], self.delta[index],
                            self.Delta[index], TE=te, G=self.G[index], name=self.name,
-                           b0_threshold=self.b0_threshold)
+                           b0_threshold=self.b0_threshold, assumed=self.assumed)
 
     def __repr__(self):
         return f"Acquisition({self.describe()})"

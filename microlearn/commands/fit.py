@@ -62,8 +62,12 @@ def run(args) -> int:
     # --force is needed for every file of the run: checked now, not after the fit
     prepare_out(args, map_files(output_names(model, auto)) + ["fit.json"])
     ds = load_input(args)
-    from ..data.qc import input_warnings
+    from ..data.qc import depends_on_timings, input_warnings, timing_warnings
 
+    refusal = timing_warnings(ds.acq)[1]
+    if refusal and depends_on_timings(model, ds.acq):
+        raise ValueError(f"{refusal}; {model.name}'s signal depends on them, so its maps "
+                         "would be wrong.")
     for line in input_warnings(ds):
         warn(line)
     if args.explain:

@@ -131,7 +131,7 @@ def load_acquisition(bvals_path=None, bvecs_path=None, *, acquisition=None, delt
 
 def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acquisition=None,
                  delta=None, Delta=None, TE=None, bvals_unit=None, scheme=None,
-                 grad=None) -> Dataset:
+                 grad=None, b0_threshold=None) -> Dataset:
     """Load a dataset folder of any supported form, or explicit files.
 
     Parameters
@@ -149,6 +149,9 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
     bvals_unit : str, optional
         Unit of the b-values in the file: ``"s/mm2"`` (FSL, BIDS, MRtrix default),
         ``"s/m2"`` (Camino default) or ``"ms/um2"``.
+    b0_threshold : float, optional
+        b-values (s/m²) at or below this are b0: they normalise the signal and give σ
+        (default 50 s/mm², 5 s/mm² for IVIM protocols).
     """
     from .readers import InputFiles, find_inputs, read_acquisition
 
@@ -183,7 +186,8 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
         raise ValueError(f"{dwi_p}: expected a 4-D image, got shape {image.shape}.")
     acq = read_acquisition(files, bvals_unit=bvals_unit, affine=image.affine,
                            n_volumes=image.shape[3], delta=delta, Delta=Delta, TE=TE,
-                           name=Path(path).name if path is not None else None)
+                           name=Path(path).name if path is not None else None,
+                           b0_threshold=b0_threshold)
     mask_p = files.mask
     if mask_p is not None and (mask is not None or mask_p.exists()):
         mask_img = load_nifti(_exists(mask_p, "mask"))

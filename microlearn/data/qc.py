@@ -35,6 +35,13 @@ TIE = 0.005
 EQUIVALENT = 20.0
 #: More shells of one timing than this: a q-space grid (DSI), whose b-values are not shells.
 GRID_SHELLS = 10
+#: Gradient strength (T/m) no human scanner exceeds (Connectom: 300 mT/m).
+G_MAX_HUMAN = 0.3
+#: b0 volumes above this b (s/mm²) are pointed out (HCP writes 5, DIPY's DSI scan 15).
+B0_NOTE = 20.0
+_SYMBOL = {"delta": "δ", "Delta": "Δ", "TE": "TE"}
+#: Fewer blocks of 3x3x3 voxels holding white matter than this: no verdict.
+MIN_BLOCKS = 20
 #: Fewer white-matter voxels (FA >= min_fa) than this: the check is skipped (said so).
 MIN_WM_VOXELS = 50
 
@@ -239,6 +246,8 @@ def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=60_0
     counts = np.stack([np.bincount(rng.integers(0, n_blocks, n_blocks), minlength=n_blocks)
                        for _ in range(n_boot)]).astype(float)
     boot = (counts @ num.T) / np.maximum(counts @ den, 1e-12)[:, None]  # (n_boot, 24)
+    if n_blocks < MIN_BLOCKS:  # a bootstrap of a handful of blocks overstates its certainty
+        confidence = 1.1
     scores = num.sum(1) / den.sum()
     # tables that move the fibres by less than EQUIVALENT on average cannot be told apart
     # (and hardly matter): a flip of z in a field of in-plane fibres
@@ -286,11 +295,14 @@ def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=60_0
     else:
         lead = float(loses.min()) if best == 0 else float(beats[rivals == best][0])
         who = "the table as given" if best == 0 else f"'{labels[best]}'"
+        why = (f"but is confirmed in only {100 * lead:.0f} % of bootstrap resamples (needs "
+               f"{100 * confidence:.0f} %)" if n_blocks >= MIN_BLOCKS else
+               f"but the white matter spans only {n_blocks} blocks of 3x3x3 voxels (a "
+               f"verdict needs {MIN_BLOCKS})")
         out.update(verdict="undecided", confidence=lead, warning=(
             f"gradient check cannot decide: {n_wm} white-matter voxels; {who} scores best "
-            f"but is confirmed in only {100 * lead:.0f} % of bootstrap resamples (needs "
-            f"{100 * confidence:.0f} %); the orientation of the bvecs is not confirmed: "
-            "check it on a larger field of view or with MRtrix dwigradcheck"))
+            f"{why}; the orientation of the bvecs is not confirmed: check it on a larger "
+            "field of view or with MRtrix dwigradcheck"))
     return out
 
 
@@ -362,23 +374,88 @@ def shell_jitter(acq, *, relative: float = 0.12, grid_shells: int = GRID_SHELLS)
             "each part with fewer directions: round the bvals to the nominal shells")
 
 
+def timing_warnings(acq) -> tuple[list[str], str]:
+    """What the acquisition assumed: defaulted timings, and b-values they cannot produce.
+
+    Returns
+    -------
+    warnings : list of str
+        One line per finding: the HCP timings filled in (naming the values and how to give
+        the real ones); b0 volumes well above b = 0 (naming the ``--b0-threshold``).
+    refusal : str
+        Non-empty when the b-values are far outside what the assumed timings could
+        produce (a gradient above :data:`G_MAX_HUMAN`): models whose signal depends on
+        the timings must not be fitted with them (see :func:`depends_on_timings`).
+    """
+    from ..acquisition import HCP_TIMING
+
+    out, refusal = [], ""
+    if acq.assumed:
+        values = ", ".join(f"{_SYMBOL[k]} = {HCP_TIMING[k] * 1e3:g} ms" for k in acq.assumed)
+        out.append(f"timings: the data give no {'/'.join(_SYMBOL[k] for k in acq.assumed)}; "
+                   f"using HCP's ({values}); maps that depend on the diffusion time "
+                   "(diameters, restricted compartments) are only as right as these: give "
+                   "the real ones in acquisition.json beside the data or with --acquisition "
+                   'FILE.json ({"delta": s, "Delta": s, "TE": s}), or a BIDS sidecar '
+                   "(SmallDelta, LargeDelta, EchoTime)")
+        g = float(np.max(acq.G)) if acq.n_measurements else 0.0
+        if g > G_MAX_HUMAN and ("delta" in acq.assumed or "Delta" in acq.assumed):
+            refusal = (f"timings: b up to {acq.bvals.max() / 1e6:.4g} s/mm² would need a "
+                       f"gradient of {g * 1e3:.0f} mT/m with the assumed HCP timings, beyond "
+                       f"any human scanner ({G_MAX_HUMAN * 1e3:.0f} mT/m): these are not the "
+                       "data's timings (a preclinical protocol?); give the real δ and Δ")
+            out.append(refusal)
+    b0 = acq.bvals[acq.b0_mask] / 1e6
+    high = b0 > B0_NOTE
+    if high.any():
+        out.append(f"b0: {int(high.sum())} volume(s) with b between {b0[high].min():.0f} and "
+                   f"{b0[high].max():.0f} s/mm² count as b0 (threshold "
+                   f"{acq.b0_threshold / 1e6:g} s/mm²): they normalise the signal and give "
+                   f"σ; if they are diffusion-weighted, give --b0-threshold "
+                   f"{max(b0[high].min() / 2, 1):.0f}")
+    return out, refusal
+
+
+def depends_on_timings(model, acq, *, n: int = 8) -> bool:
+    """True when ``model``'s signal on ``acq`` changes with δ and Δ at fixed b (restricted
+    compartments), tried on ``n`` voxels drawn from its prior."""
+    from ..acquisition import Acquisition
+    from ..simulate import sample_parameters
+
+    params = sample_parameters(model, n, random_state=0)
+    other = Acquisition(acq.bvals, acq.bvecs, acq.delta * 0.5, acq.Delta * 2.0, TE=acq.TE,
+                        b0_threshold=acq.b0_threshold)
+    with np.errstate(all="ignore"):
+        a, b = model.signal(acq, params), model.signal(other, params)
+    return bool(np.nanmax(np.abs(a - b)) > 1e-3)
+
+
 def input_warnings(dataset, *, data=None) -> list[str]:
     """Every check on a loaded dataset, as warning lines (empty when all is well).
+
+    A check that cannot run says so (e.g. "gradient check skipped: 12 white-matter
+    voxels, needs 50"), so an empty list means every check ran and found nothing.
 
     Parameters
     ----------
     dataset : Dataset
         From :func:`microlearn.data.dataset.load_dataset`.
     data : ndarray, shape (X, Y, Z, N), optional
-        The signals when already in memory (otherwise the central slabs are read).
+        The signals when already in memory (otherwise the fullest slices are read once,
+        and kept for σ and the fit of a small volume).
     """
     out = [w for w in (affine_agreement(dataset.image), shell_jitter(dataset.acq)) if w]
+    out += timing_warnings(dataset.acq)[0]
     mask = np.asarray(dataset.mask, bool)
-    if int((~dataset.acq.b0_mask).sum()) >= 6 and mask.sum() >= 50:
+    n_dw = int((~dataset.acq.b0_mask).sum())
+    if n_dw < 6:
+        out.append(f"gradient check skipped: {n_dw} diffusion-weighted volume(s), a tensor "
+                   "needs 6")
+    elif mask.sum() < 50:
+        out.append(f"gradient check skipped: {int(mask.sum())} brain voxels, needs 50")
+    else:
         if data is None:
-            data = _central_slabs(dataset, mask)
-            mask = data[1]
-            data = data[0]
+            data, mask = _central_slabs(dataset, mask)
         out.append(gradient_orientation(dataset.acq, data, mask, dataset.affine)["warning"])
     return [w for w in out if w]
 

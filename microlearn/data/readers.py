@@ -455,7 +455,8 @@ def merged_sidecars(paths) -> tuple[dict, list[str]]:
 
 
 def read_acquisition(files: InputFiles, *, bvals_unit=None, affine=None, n_volumes=None,
-                     delta=None, Delta=None, TE=None, name=None) -> Acquisition:
+                     delta=None, Delta=None, TE=None, name=None,
+                     b0_threshold=None) -> Acquisition:
     """The :class:`Acquisition` of a dataset's files, whatever their form.
 
     Parameters
@@ -471,6 +472,9 @@ def read_acquisition(files: InputFiles, *, bvals_unit=None, affine=None, n_volum
         Volumes of the DWI image; the gradient table must have as many rows.
     delta, Delta, TE : float, optional
         Timings (s) used when neither the scheme nor a sidecar gives them.
+    b0_threshold : float, optional
+        b-values (s/m²) at or below this are b0 (default 50 s/mm²; 5 s/mm² for IVIM
+        protocols, see :meth:`Acquisition.from_bvals_bvecs`).
 
     Raises
     ------
@@ -512,7 +516,8 @@ def read_acquisition(files: InputFiles, *, bvals_unit=None, affine=None, n_volum
     try:
         acq = Acquisition.from_bvals_bvecs(table["bvals"], table["bvecs"],
                                            bvals_unit="s/m^2", check=False,
-                                           name=name or Path(src).parent.name or "data", **kw)
+                                           name=name or Path(src).parent.name or "data",
+                                           b0_threshold=b0_threshold, **kw)
     except ValueError as err:
         raise ValueError(f"{src}: {err}") from None
     te_source = ", ".join(str(p) for p in files.sidecars) if files.scheme is None else src
@@ -520,7 +525,7 @@ def read_acquisition(files: InputFiles, *, bvals_unit=None, affine=None, n_volum
     return acq
 
 
-def acquisition_from_folder(folder, *, bvals_unit=None) -> Acquisition:
+def acquisition_from_folder(folder, *, bvals_unit=None, b0_threshold=None) -> Acquisition:
     """The acquisition of a dataset folder of any form (the image itself is not read, only
     its header when an MRtrix table needs the affine)."""
     files = find_inputs(folder)
@@ -534,4 +539,4 @@ def acquisition_from_folder(folder, *, bvals_unit=None) -> Acquisition:
         except Exception as err:  # the header is optional here
             log.info("%s: header not read (%s)", files.dwi, err)
     return read_acquisition(files, bvals_unit=bvals_unit, affine=affine, n_volumes=n_volumes,
-                            name=Path(folder).name)
+                            name=Path(folder).name, b0_threshold=b0_threshold)
