@@ -81,7 +81,10 @@ def run(args) -> int:
                                force=args.force, scale=scale_options(args), started=t_start)
     for name, row in info["identifiability"].items():
         if not row["determined"]:
-            warn(f"{name}: median Cramér–Rao std {row['std_median']:.3g} is "
+            u = info["units"].get(name, {"display_unit": "1", "display_scale": 1.0})
+            unit = "" if u["display_unit"] in ("1", "") else f" {u['display_unit']}"
+            warn(f"{name}: median Cramér–Rao std {row['std_median'] / u['display_scale']:.3g}"
+                 f"{unit} is "
                  f"{row['ratio']:.1f} x the spread of its prior: this acquisition does not "
                  f"determine it (see `microlearn plan --model {args.model}`); read that map "
                  "with care")

@@ -38,6 +38,8 @@ class Dataset:
         Folder or DWI file the data came from.
     source : dict
         ``form`` (hcp, fsl, bids, camino, mrtrix) and, for BIDS, ``bids`` (root, entities).
+    cache : dict
+        Blocks already read (e.g. the central slices that σ and the input checks share).
     """
 
     image: object
@@ -46,6 +48,7 @@ class Dataset:
     affine: np.ndarray
     path: Path
     source: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:

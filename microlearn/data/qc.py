@@ -454,30 +454,9 @@ def input_warnings(dataset, *, data=None) -> list[str]:
     elif mask.sum() < 50:
         out.append(f"gradient check skipped: {int(mask.sum())} brain voxels, needs 50")
     else:
-        if data is None:
-            data, mask = _central_slabs(dataset, mask)
+        if data is None:  # the block σ is estimated from: read once for both
+            from ..run.chunked import central_block
+
+            data, mask = central_block(dataset)
         out.append(gradient_orientation(dataset.acq, data, mask, dataset.affine)["warning"])
     return [w for w in out if w]
-
-
-def _central_slabs(dataset, mask, max_voxels: int = 20_000):
-    """Signals and mask of the fullest z-slabs (about ``max_voxels`` brain voxels)."""
-    from ..run.chunked import SMALL_VOLUME, read_slab
-
-    per_z = mask.reshape(-1, mask.shape[2]).sum(0)
-    centre = int(np.argmax(per_z))
-    z0 = z1 = centre
-    total = per_z[centre]
-    while total < max_voxels and (z0 > 0 or z1 < mask.shape[2] - 1):
-        if z0 > 0:
-            z0 -= 1
-            total += per_z[z0]
-        if z1 < mask.shape[2] - 1:
-            z1 += 1
-            total += per_z[z1]
-    path = dataset.image.get_filename()
-    if np.prod(dataset.image.shape, dtype=float) <= SMALL_VOLUME:  # read once for QC, σ, fit
-        data = read_slab(path, 0, mask.shape[2], keep=True)[:, :, z0:z1 + 1]
-    else:
-        data = read_slab(path, z0, z1 + 1)
-    return data, mask[..., z0:z1 + 1]

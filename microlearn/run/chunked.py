@@ -227,11 +227,11 @@ def plan_slabs(mask, chunk_voxels: int = CHUNK_VOXELS) -> list[tuple[int, int]]:
     return slabs
 
 
-#: A whole small volume read once (by :func:`sample_voxels`) and handed to the slab loop:
+#: A whole small volume read once (by :func:`central_block`) and handed to the slab loop:
 #: ``(path, size, mtime_ns, z0, z1, dtype, ndim) -> array``, one entry, taken by its next
 #: read.
 _READ_ONCE: dict = {}
-#: Volumes with at most this many values are read whole by :func:`sample_voxels`.
+#: Volumes with at most this many values are read whole by :func:`central_block`.
 SMALL_VOLUME = 50_000_000
 
 
@@ -390,7 +390,8 @@ def _client(scheduler, workers):
 
 def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
                 chunk_voxels=CHUNK_VOXELS, scheduler=None, workers=None, progress=True,
-                keep_work=False, extra_maps=None, on_complete=None, force=False) -> dict:
+                keep_work=False, extra_maps=None, on_complete=None, force=False,
+                units=None) -> dict:
     """Run ``block_fn`` over a dataset slab by slab and write the maps to ``out_dir``.
 
     Parameters
@@ -422,6 +423,8 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     force : bool
         Replace maps that already exist in ``out_dir`` (other files there are never
         touched; see :func:`microlearn.data.writers.staged_output`).
+    units : dict, optional
+        Unit of each map, written in its header.
 
     Returns
     -------
@@ -483,7 +486,8 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     result = {"maps": maps, "n_voxels": int(mask.sum()), "seconds": time.perf_counter() - t0,
               "slabs": len(slabs), "resumed": len(done), "n_bad": n_bad}
     with staged_output(out_dir, force=force) as staging:  # all maps appear at once, or none
-        write_maps(staging, maps, dataset.affine, mask=mask)
+        write_maps(staging, maps, dataset.affine, mask=mask, units=units,
+                   header=getattr(dataset.image, "header", None))
         if on_complete is not None:
             on_complete(staging, result)
     if not keep_work:
@@ -508,32 +512,52 @@ def assemble(work_dir, slabs, mask) -> dict:
     return maps
 
 
-def sample_voxels(dataset, max_voxels: int = 20_000) -> np.ndarray:
-    """Raw signals (n, N) of the brain voxels of the fullest z-slices, about ``max_voxels``.
+def central_block(dataset, max_voxels: int = 20_000):
+    """Signals and mask of the contiguous z-slices around the fullest one, about
+    ``max_voxels`` brain voxels, read once per dataset (σ, the input checks and the
+    fibre response share it; a small volume is read whole and kept for the fit too).
 
-    Only those slices are read; voxels with NaN/inf values or a non-positive b0 are left
-    out.
+    Returns
+    -------
+    data : ndarray, shape (X, Y, z1 - z0, N), float32
+    mask : ndarray of bool, shape (X, Y, z1 - z0)
     """
+    key = ("central", int(max_voxels))
+    cache = getattr(dataset, "cache", None)
+    if cache is not None and key in cache:
+        return cache[key]
     mask = np.asarray(dataset.mask, bool)
     per_z = mask.reshape(-1, mask.shape[-1]).sum(0)
     if per_z.sum() == 0:
         raise ValueError("the brain mask is empty; give a mask with brain voxels (--mask).")
-    order = np.argsort(-per_z)
-    take, total = [], 0
-    for z in order:
-        take.append(int(z))
-        total += int(per_z[z])
-        if total >= max_voxels:
-            break
+    z0 = z1 = int(np.argmax(per_z))
+    total = per_z[z0]
+    while total < max_voxels and (z0 > 0 or z1 < mask.shape[-1] - 1):
+        if z0 > 0:
+            z0 -= 1
+            total += per_z[z0]
+        if z1 < mask.shape[-1] - 1:
+            z1 += 1
+            total += per_z[z1]
     path = dataset.image.get_filename()
     if np.prod(dataset.image.shape, dtype=float) <= SMALL_VOLUME:  # read once, fit from it
-        vox = read_slab(path, 0, mask.shape[-1], keep=True)[..., sorted(take), :]
-        vox = vox[mask[..., sorted(take)]]
+        data = read_slab(path, 0, mask.shape[-1], keep=True)[:, :, z0:z1 + 1]
     else:
-        vox = np.concatenate([read_slab(path, z, z + 1)[mask[..., z:z + 1]]
-                              for z in sorted(take)])
+        data = read_slab(path, z0, z1 + 1)
+    out = (data, mask[..., z0:z1 + 1])
+    if cache is not None:
+        cache[key] = out
+    return out
+
+
+def sample_voxels(dataset, max_voxels: int = 20_000) -> np.ndarray:
+    """Raw signals (n, N) of the brain voxels of the central slices, about ``max_voxels``
+    (:func:`central_block`); voxels with NaN/inf values or a non-positive b0 are left out.
+    """
     from ..data.voxels import usable_voxels
 
+    data, mask = central_block(dataset, max_voxels)
+    vox = data[mask]
     return vox[usable_voxels(vox, dataset.acq)].astype(float)
 
 
