@@ -40,6 +40,8 @@ G_MAX_HUMAN = 0.3
 #: b0 volumes above this b (s/mm²) are pointed out (HCP writes 5, DIPY's DSI scan 15).
 B0_NOTE = 20.0
 _SYMBOL = {"delta": "δ", "Delta": "Δ", "TE": "TE"}
+#: Brain voxels of the central slices the input checks read (shared with σ: one read).
+SAMPLE_VOXELS = 10_000
 #: Fewer blocks of 3x3x3 voxels holding white matter than this: no verdict.
 MIN_BLOCKS = 20
 #: Fewer white-matter voxels (FA >= min_fa) than this: the check is skipped (said so).
@@ -457,6 +459,7 @@ def input_warnings(dataset, *, data=None) -> list[str]:
         if data is None:  # the block σ is estimated from: read once for both
             from ..run.chunked import central_block
 
-            data, mask = central_block(dataset)
-        out.append(gradient_orientation(dataset.acq, data, mask, dataset.affine)["warning"])
+            data, mask = central_block(dataset, SAMPLE_VOXELS)
+        out.append(gradient_orientation(dataset.acq, data, mask, dataset.affine,
+                                        max_voxels=SAMPLE_VOXELS)["warning"])
     return [w for w in out if w]

@@ -561,11 +561,13 @@ def sample_voxels(dataset, max_voxels: int = 20_000) -> np.ndarray:
     return vox[usable_voxels(vox, dataset.acq)].astype(float)
 
 
-def sample_sigma(dataset, max_voxels: int = 20_000):
+def sample_sigma(dataset, max_voxels: int | None = None):
     """Noise σ (signal units) from the b0 repeats (of each TE) of brain voxels in the
-    fullest slices."""
+    central slices (by default the block the input checks read: one read for both)."""
+    from ..data.qc import SAMPLE_VOXELS
     from ..data.voxels import estimate_sigma_by_te
 
+    max_voxels = SAMPLE_VOXELS if max_voxels is None else max_voxels
     sigma = estimate_sigma_by_te(sample_voxels(dataset, max_voxels), dataset.acq)
     return None if sigma is None else float(sigma)
 
