@@ -60,7 +60,8 @@ def run(args) -> int:
         check_fibre_model(model)
         model = model.with_fibres(3)
     # --force is needed for every file of the run: checked now, not after the fit
-    prepare_out(args, map_files(output_names(model, auto)) + ["fit.json"])
+    prepare_out(args, map_files(output_names(model, auto), not args.uncompressed)
+                + ["fit.json"])
     ds = load_input(args)
     from ..data.qc import depends_on_timings, input_warnings, timing_warnings
 
@@ -79,6 +80,10 @@ def run(args) -> int:
     info, out_dir = fit_volume(ds, model, args.out, method=args.method, auto=auto,
                                noise=NoiseChoice(args.sigma, args.sigma_map),
                                force=args.force, scale=scale_options(args), started=t_start)
+    if info["noise"]["sigma"] is None and args.sigma is None:
+        warn(f"σ not estimated ({info['noise']['source']}; {ds.acq.n_b0} b0 volume(s) at "
+             f"b <= {ds.acq.b0_threshold / 1e6:g} s/mm²): fitted without the Rician noise "
+             "floor (Gaussian least squares); give --sigma or --sigma-map")
     for name, row in info["identifiability"].items():
         if not row["determined"]:
             u = info["units"].get(name, {"display_unit": "1", "display_scale": 1.0})

@@ -41,7 +41,7 @@ def run(args) -> int:
     ds = load_input(args)
     est.check_acquisition(ds.acq, where=str(ds.path))
     setup = est.prepare()  # SH projection, NumPy graph: reused by every block
-    prepare_out(args, map_files(est.map_names()) + ["predict.json"],
+    prepare_out(args, map_files(est.map_names(), not args.uncompressed) + ["predict.json"],
                 inputs=input_paths(args) + [args.estimator])
     t0 = time.perf_counter()
     done = {}

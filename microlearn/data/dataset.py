@@ -219,12 +219,16 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
 
 
 def load_maps(folder, names=None) -> dict[str, np.ndarray]:
-    """The ``<name>.nii.gz`` maps of a folder as arrays (all, or only ``names``)."""
+    """The ``<name>.nii.gz`` (or ``.nii``) maps of a folder as arrays (all, or only
+    ``names``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"maps folder not found: {folder}")
-    return {p.name[: -len(".nii.gz")]: np.asarray(nib.load(p).dataobj)
-            for p in sorted(folder.glob("*.nii.gz")) if not p.name.startswith(".tmp-")
-            and (names is None or p.name[: -len(".nii.gz")] in names)}
+    def stem(p):
+        return p.name[: -len(".nii.gz")] if p.name.endswith(".gz") else p.name[:-4]
+
+    files = sorted([*folder.glob("*.nii.gz"), *folder.glob("*.nii")])
+    return {stem(p): np.asarray(nib.load(p).dataobj) for p in files
+            if not p.name.startswith(".tmp-") and (names is None or stem(p) in names)}
 
 

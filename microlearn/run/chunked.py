@@ -391,7 +391,7 @@ def _client(scheduler, workers):
 def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
                 chunk_voxels=CHUNK_VOXELS, scheduler=None, workers=None, progress=True,
                 keep_work=False, extra_maps=None, on_complete=None, force=False,
-                units=None) -> dict:
+                units=None, compress=True) -> dict:
     """Run ``block_fn`` over a dataset slab by slab and write the maps to ``out_dir``.
 
     Parameters
@@ -425,6 +425,8 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
         touched; see :func:`microlearn.data.writers.staged_output`).
     units : dict, optional
         Unit of each map, written in its header.
+    compress : bool
+        ``False``: ``<map>.nii`` without gzip (faster to write).
 
     Returns
     -------
@@ -486,7 +488,7 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     result = {"maps": maps, "n_voxels": int(mask.sum()), "seconds": time.perf_counter() - t0,
               "slabs": len(slabs), "resumed": len(done), "n_bad": n_bad}
     with staged_output(out_dir, force=force) as staging:  # all maps appear at once, or none
-        write_maps(staging, maps, dataset.affine, mask=mask, units=units,
+        write_maps(staging, maps, dataset.affine, mask=mask, units=units, compress=compress,
                    header=getattr(dataset.image, "header", None))
         if on_complete is not None:
             on_complete(staging, result)
