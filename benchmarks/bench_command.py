@@ -7,10 +7,17 @@ Each row is a fresh process (``microlearn fit``), read back from its ``fit.json`
 within 1.3x its fit stage; the HCP-size phantom end to end <= 30 s on 2 cores. The load
 average is printed beside every figure (timings on a shared machine are noisy).
 
-Measured 2026-12-07 21:15 UTC, shared 2-core machine at load ~8-12 (other agents'
-jobs): 49,199-voxel phantom (60x70x50), NODDI MIX: command 24.2 s for a 20.6 s fit stage
-(1.17x; before: 30.7 s for 23.3 s, 1.32x: the input checks and σ each read and fitted
-20,000 voxels, maps were written one by one).
+Measured 2026-12-07, shared 2-core machine under heavy load (other agents' jobs), NODDI
+MIX, one run each:
+
+* 100,401 voxels (76x88x64), 21:22 UTC, load 18: command 55.1 s for a 47.3 s fit stage,
+  1.16x (7.8 s around the fit). The same phantom with the main branch's code at 21:24,
+  load 16: 93.1 s for 69.0 s, 1.35x (24 s around the fit: input checks and σ each read
+  and fitted 20,000 voxels, maps written one by one). σ agrees to 0.1 %, ODI/ICVF RMSE
+  against the truth are unchanged.
+* 49,199 voxels (60x70x50), 21:14 UTC, load 8.5: 24.2 s for 20.6 s, 1.17x (before 30.7 s
+  for 23.3 s, 1.32x).
+* The HCP-size row was not run on the shared machine (the phantom alone is 4 GB).
 """
 
 from __future__ import annotations

@@ -231,7 +231,7 @@ def plan(model: str, acq, *, snr: float = 30.0, n_fibres: int = 1, n_voxels: int
             "n_voxels": int(n_voxels), "method": method,
             "estimator": estimator if learn else None, "n_train": int(n_train) if learn else 0,
             "n_measurements": int(acq.n_measurements),
-            "shells_s_per_mm2": sorted({round(float(b) / 1e6) for b in acq.bvals}),
+            "shells_s_per_mm2": sorted({round(float(b) / 1e6) for b in acq.shell_bvals}),
             "seconds": {"crb": t_crb, "fit": t_fit, "learn": t_learn}, "rows": rows}
 
 
