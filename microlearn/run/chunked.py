@@ -552,12 +552,15 @@ def central_block(dataset, max_voxels: int = 20_000):
     return out
 
 
-def sample_voxels(dataset, max_voxels: int = 20_000) -> np.ndarray:
+def sample_voxels(dataset, max_voxels: int | None = None) -> np.ndarray:
     """Raw signals (n, N) of the brain voxels of the central slices, about ``max_voxels``
-    (:func:`central_block`); voxels with NaN/inf values or a non-positive b0 are left out.
+    (:func:`central_block`; default the block the input checks read); voxels with NaN/inf
+    values or a non-positive b0 are left out.
     """
+    from ..data.qc import SAMPLE_VOXELS
     from ..data.voxels import usable_voxels
 
+    max_voxels = SAMPLE_VOXELS if max_voxels is None else max_voxels
     data, mask = central_block(dataset, max_voxels)
     vox = data[mask]
     return vox[usable_voxels(vox, dataset.acq)].astype(float)
