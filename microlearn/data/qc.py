@@ -179,12 +179,15 @@ def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=60_0
     3×3×3 voxels (neighbouring voxels are not independent) and the blocks are resampled
     ``n_boot`` times (seeded: the same data give the same verdict). The verdict is
 
-    * ``"consistent"``: the table as given scores best (within :data:`TIE` of the best) in
-      at least ``confidence`` of the resamples;
-    * ``"wrong"``: another table beats the given one by more than :data:`TIE` in at least
-      ``confidence`` of the resamples (the warning names it);
-    * ``"undecided"``: neither; the data hold too little structured white matter to tell
-      (typical of crops of a few hundred voxels);
+    * ``"consistent"``: the table as given beats every rival by more than :data:`TIE` in
+      at least ``confidence`` of the resamples (rivals: tables that move the fibres by
+      :data:`EQUIVALENT` or more; those that move them less cannot be told apart);
+    * ``"wrong"``: a rival beats the given table by more than :data:`TIE` in at least
+      ``confidence`` of the resamples; the warning names the correction when the
+      resamples agree on it (``best``), else says which correction cannot be decided;
+    * ``"undecided"``: neither, or the white matter spans fewer than :data:`MIN_BLOCKS`
+      blocks; the data hold too little structured white matter to tell (typical of crops
+      of a few hundred voxels);
     * ``"skipped"``: fewer than :data:`MIN_WM_VOXELS` white-matter voxels.
 
     Parameters
@@ -209,7 +212,7 @@ def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=60_0
     -------
     dict
         ``verdict``, ``confidence`` (bootstrap share of the verdict's claim, or of the best
-        candidate when undecided), ``scores`` (label -> mean alignment), ``best``,
+        candidate when undecided), ``scores`` (label -> mean continuity), ``best``,
         ``given``, ``rank_of_given`` (0 = best), ``white_matter_voxels``, ``warning`` (one
         line for ``wrong``, ``undecided`` and ``skipped``, empty for ``consistent``).
     """
@@ -238,25 +241,17 @@ def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=60_0
         return out
     zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
     src, score = continuity(e1, fa, mask, zooms)
-    w = fa[tuple(src.T)]
+    w, ev = fa[tuple(src.T)], e1[tuple(src.T)]
     per_voxel = np.stack([score(T) for _, T in candidate_tables()])  # (24, n)
-    block = np.unique(src // 3, axis=0, return_inverse=True)[1].ravel()
-    n_blocks = int(block.max()) + 1
-    num = np.stack([np.bincount(block, p, n_blocks) for p in per_voxel])  # (24, blocks)
-    den = np.bincount(block, w, n_blocks)
-    rng = np.random.default_rng(0)
-    counts = np.stack([np.bincount(rng.integers(0, n_blocks, n_blocks), minlength=n_blocks)
-                       for _ in range(n_boot)]).astype(float)
-    boot = (counts @ num.T) / np.maximum(counts @ den, 1e-12)[:, None]  # (n_boot, 24)
+    boot, n_blocks = _block_bootstrap(per_voxel, w, src, n_boot)
     if n_blocks < MIN_BLOCKS:  # a bootstrap of a handful of blocks overstates its certainty
         confidence = 1.1
-    scores = num.sum(1) / den.sum()
+    scores = per_voxel.sum(1) / w.sum()
     # tables that move the fibres by less than EQUIVALENT on average cannot be told apart
     # (and hardly matter): a flip of z in a field of in-plane fibres
-    ev = e1[tuple(src.T)]
-    moved = np.array([np.average(np.abs(np.sum((ev @ T.T) * ev, 1)), weights=w)
-                      for _, T in candidate_tables()])
-    rivals = np.flatnonzero(moved < np.cos(np.deg2rad(EQUIVALENT)))
+    rivals = np.flatnonzero(~_near(ev, w, ev))
+    if rivals.size == 0:  # every table moves the fibres too little to matter
+        rivals = np.arange(1, len(labels))
     beats = np.mean(boot[:, rivals] > (1 + TIE) * boot[:, :1], axis=0)  # rival beats given
     loses = np.mean(boot[:, rivals] * (1 + TIE) < boot[:, :1], axis=0)  # given beats rival
     order = rivals[np.argsort(-scores[rivals], kind="stable")]
@@ -266,32 +261,14 @@ def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=60_0
     if beats.max() >= confidence:
         top = rivals[beats >= confidence]
         top = top[np.argsort(-scores[top], kind="stable")]
-        conf = float(beats.max())
         # the correction is named only when the bootstrap agrees on it (up to tables that
         # move the fibres less than EQUIVALENT from it)
-        fixed = ev @ TABLES[labels[top[0]]].T
-        near = np.array([np.average(np.abs(np.sum((ev @ T.T) * fixed, 1)), weights=w)
-                         for _, T in candidate_tables()]) >= np.cos(np.deg2rad(EQUIVALENT))
+        near = _near(ev, w, ev @ TABLES[labels[top[0]]].T)
         sure = float(np.mean(near[np.argmax(boot, axis=1)]))
-        hint = ""
-        if sure >= confidence:
-            tied = [labels[k] for k in top if scores[k] >= (1 - TIE) * scores[top[0]]]
-            what = "look " + " or ".join(_describe(k) for k in tied[:2])
-            if labels[top[0]] == "xyz, flip x" and np.linalg.det(affine[:3, :3]) > 0:
-                hint = ("; this image is stored neurologically (positive determinant), for "
-                        "which FSL's convention stores bvecs with x negated: the file looks "
-                        "written in voxel axes (DIPY's convention) instead")
-        else:
-            what = ("look wrong, but which correction cannot be decided (" + " or ".join(
-                _describe(labels[k]) for k in top[:2]) + f", agreed in {100 * sure:.0f} % of "
-                "resamples)")
-        out.update(verdict="wrong", confidence=conf,
-                   best=labels[top[0]] if sure >= confidence else None, warning=(
-                       f"gradient table: the bvecs {what} (fibre continuity "
-                       f"{scores[top[0]]:.3g} vs {scores[0]:.3g} as given, better in "
-                       f"{100 * conf:.0f} % of bootstrap resamples of {n_wm} white-matter "
-                       f"voxels){hint}; check the bvecs file, e.g. with MRtrix dwigradcheck, "
-                       "before trusting orientations"))
+        out.update(verdict="wrong", confidence=float(beats.max()),
+                   best=labels[top[0]] if sure >= confidence else None)
+        out["warning"] = _wrong_line(labels, scores, top, sure, out["confidence"],
+                                     confidence, n_wm, affine)
     elif loses.min() >= confidence:
         out.update(verdict="consistent", confidence=float(loses.min()), warning="")
     else:
@@ -306,6 +283,46 @@ def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=60_0
             f"{why}; the orientation of the bvecs is not confirmed: check it on a larger "
             "field of view or with MRtrix dwigradcheck"))
     return out
+
+
+def _block_bootstrap(per_voxel, w, src, n_boot):
+    """Mean scores of ``n_boot`` resamples of 3×3×3-voxel blocks (seeded), shape
+    (n_boot, 24), and the number of blocks."""
+    block = np.unique(src // 3, axis=0, return_inverse=True)[1].ravel()
+    n_blocks = int(block.max()) + 1
+    num = np.stack([np.bincount(block, p, n_blocks) for p in per_voxel])  # (24, blocks)
+    den = np.bincount(block, w, n_blocks)
+    rng = np.random.default_rng(0)
+    counts = np.stack([np.bincount(rng.integers(0, n_blocks, n_blocks), minlength=n_blocks)
+                       for _ in range(n_boot)]).astype(float)
+    return (counts @ num.T) / np.maximum(counts @ den, 1e-12)[:, None], n_blocks
+
+
+def _near(ev, w, ref):
+    """Which of the 24 tables leave the directions ``ev`` within :data:`EQUIVALENT` of
+    ``ref`` on (FA-weighted) average, shape (24,)."""
+    return np.array([np.average(np.abs(np.sum((ev @ T.T) * ref, 1)), weights=w)
+                     for _, T in candidate_tables()]) >= np.cos(np.deg2rad(EQUIVALENT))
+
+
+def _wrong_line(labels, scores, top, sure, conf, confidence, n_wm, affine) -> str:
+    """The warning of a "wrong" verdict: the correction when the resamples agree on it."""
+    hint = ""
+    if sure >= confidence:
+        tied = [labels[k] for k in top if scores[k] >= (1 - TIE) * scores[top[0]]]
+        what = "look " + " or ".join(_describe(k) for k in tied[:2])
+        if labels[top[0]] == "xyz, flip x" and np.linalg.det(affine[:3, :3]) > 0:
+            hint = ("; this image is stored neurologically (positive determinant), for "
+                    "which FSL's convention stores bvecs with x negated: the file looks "
+                    "written in voxel axes (DIPY's convention) instead")
+    else:
+        what = ("look wrong, but which correction cannot be decided (" + " or ".join(
+            _describe(labels[k]) for k in top[:2]) + f", agreed in {100 * sure:.0f} % of "
+            "resamples)")
+    return (f"gradient table: the bvecs {what} (fibre continuity {scores[top[0]]:.3g} vs "
+            f"{scores[0]:.3g} as given, better in {100 * conf:.0f} % of bootstrap resamples "
+            f"of {n_wm} white-matter voxels){hint}; check the bvecs file, e.g. with MRtrix "
+            "dwigradcheck, before trusting orientations")
 
 
 def _describe(label: str) -> str:
