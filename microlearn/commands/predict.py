@@ -43,6 +43,11 @@ def run(args) -> int:
     setup = est.prepare()  # SH projection, NumPy graph: reused by every block
     prepare_out(args, map_files(est.map_names(), not args.uncompressed) + ["predict.json"],
                 inputs=input_paths(args) + [args.estimator])
+    from ..models.spec import resolve_model
+    from ..run.fit_volume import map_units
+
+    units = map_units(resolve_model(est.model), est.map_names())
+    units["out_of_prior"] = {"unit": "1", "display_unit": "1", "display_scale": 1.0}
     t0 = time.perf_counter()
     done = {}
 
@@ -72,11 +77,12 @@ def run(args) -> int:
                                "--n-fibres auto gives per-fibre maps"),
             "vox_per_s": n / max(seconds, 1e-9), "slabs": result["slabs"],
             "resumed_slabs": result["resumed"], "maps": sorted(result["maps"]),
+            "units": {k: units[k] for k in sorted(result["maps"]) if k in units},
             "input": str(ds.path), "versions": _versions()}
         write_json(staging / "predict.json", done["info"])
 
     run_chunked(PredictBlock(path), ds, args.out, on_complete=finish, force=args.force,
-                **scale_options(args))
+                units={k: v["unit"] for k, v in units.items()}, **scale_options(args))
     info = done["info"]
     stage = (f"predict stage {info['predict_seconds']:.3f} s "
              f"({info['predict_vox_per_s']:,.0f} vox/s, features + estimator; set-up "
