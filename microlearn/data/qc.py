@@ -214,7 +214,9 @@ def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=60_0
         ``verdict``, ``confidence`` (bootstrap share of the verdict's claim, or of the best
         candidate when undecided), ``scores`` (label -> mean continuity), ``best``,
         ``given``, ``rank_of_given`` (0 = best), ``white_matter_voxels``, ``warning`` (one
-        line for ``wrong``, ``undecided`` and ``skipped``, empty for ``consistent``).
+        line for ``wrong``, ``undecided`` and ``skipped``, empty for ``consistent``),
+        ``axes_confirmed`` (undecided, but every swap of axes loses: only the signs are
+        open).
     """
     mask = np.asarray(mask, bool)
     if mask.sum() > max_voxels:  # the fullest slices are enough
@@ -233,6 +235,7 @@ def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=60_0
     n_wm = int((fa > 0).sum())
     labels = [label for label, _ in candidate_tables()]
     out = {"verdict": "skipped", "confidence": 0.0, "scores": {}, "best": None,
+           "axes_confirmed": False,
            "given": labels[0], "rank_of_given": None, "white_matter_voxels": n_wm,
            "warning": (f"gradient check skipped: {n_wm} white-matter voxels (FA >= "
                        f"{min_fa:g}), needs {MIN_WM_VOXELS}; the orientation of the bvecs "
@@ -278,10 +281,16 @@ def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=60_0
                f"{100 * confidence:.0f} %)" if n_blocks >= MIN_BLOCKS else
                f"but the white matter spans only {n_blocks} blocks of 3x3x3 voxels (a "
                f"verdict needs {MIN_BLOCKS})")
-        out.update(verdict="undecided", confidence=lead, warning=(
+        # the axis order alone may still be confirmed: every swapped table loses
+        swapped = np.array([not labels[k].startswith("xyz") for k in rivals])
+        axes = bool(swapped.any() and loses[swapped].min() >= confidence)
+        what = ("the axis order is confirmed (no swap, in "
+                f"{100 * loses[swapped].min():.0f} % of resamples) but the signs (flips) "
+                "are not" if axes else "the orientation of the bvecs is not confirmed")
+        out.update(verdict="undecided", confidence=lead, axes_confirmed=axes, warning=(
             f"gradient check cannot decide: {n_wm} white-matter voxels; {who} scores best "
-            f"{why}; the orientation of the bvecs is not confirmed: check it on a larger "
-            "field of view or with MRtrix dwigradcheck"))
+            f"{why}; {what}: check it on a larger field of view or with MRtrix "
+            "dwigradcheck"))
     return out
 
 
