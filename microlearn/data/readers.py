@@ -25,9 +25,10 @@ BIDS                      ``sub-*/[ses-*/]dwi/*_dwi.nii[.gz]`` with ``.bval``, `
 ========================  =============================================================
 
 Lines starting with ``#`` or ``%`` (and the rest of a line after one) are comments in every
-text table. A DWI file given alone (``--dwi X.nii.gz``) finds ``X.bval``, ``X.bvec`` and
-``X.json`` next to it (dcm2niix names them so), and a BIDS ``*_dwi.nii.gz`` also inherited
-ones, as the positional form does.
+text table; numbers may be separated by whitespace or commas. A DWI file given alone
+(``--dwi X.nii.gz``) finds ``X.bval``, ``X.bvec`` and ``X.json`` next to it (dcm2niix
+names them so), and a BIDS ``*_dwi.nii.gz`` also inherited ones, as the positional form
+does.
 
 Sidecar keys (``acquisition.json`` or a BIDS JSON; values in s, T/m, one value or one per
 volume): ``delta`` / ``SmallDelta`` / ``DiffusionGradientDuration`` (δ), ``Delta`` /
@@ -72,9 +73,14 @@ def _exists(path: Path, what: str) -> Path:
 
 
 def _numbers(path: Path, what: str, ndmin: int) -> np.ndarray:
+    import io
+
     try:
-        return np.loadtxt(_exists(Path(path), what), ndmin=ndmin, comments=COMMENTS)
-    except ValueError as err:
+        text = _exists(Path(path), what).read_text()
+        if "," in text:  # comma-separated (MATLAB csvwrite, DIPY's tables): commas delimit
+            text = text.replace(",", " ")
+        return np.loadtxt(io.StringIO(text), ndmin=ndmin, comments=COMMENTS)
+    except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: cannot read numbers ({err}); it should hold only "
                          "whitespace-separated numbers.") from None
 
@@ -136,7 +142,7 @@ def read_scheme(path, *, bvals_unit=None) -> dict:
             version = m.group(1).upper()
             continue
         try:
-            rows.append([float(v) for v in line.split()])
+            rows.append([float(v) for v in line.replace(",", " ").split()])
         except ValueError:
             raise ValueError(f"{path}: cannot read the line {line[:40]!r} as numbers; a "
                              "scheme file holds a VERSION line and rows of numbers.") from None

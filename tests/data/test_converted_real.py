@@ -83,3 +83,14 @@ def test_dwi_file_alone_finds_its_sidecars(tmp_path, bids):
         assert ds.source["bids"]["entities"] == {"sub": "01"}
         positional = load_dataset(tmp_path / "sub-01")
         assert np.allclose(positional.acq.Delta, ds.acq.Delta)
+
+
+def test_comma_separated_tables(tmp_path):
+    """MATLAB's csvwrite and DIPY's own tables separate numbers with commas."""
+    for ext in ("bval", "bvec"):
+        rows = np.atleast_2d(np.loadtxt(FILES / f"small_101D.{ext}"))
+        (tmp_path / f"t.{ext}").write_text(
+            "\n".join(",".join(f"{v:.10g}" for v in r) for r in rows) + "\n")
+    ds = load_dataset(dwi=FILES / "small_101D.nii.gz", bvals=tmp_path / "t.bval",
+                      bvecs=tmp_path / "t.bvec")
+    assert np.allclose(ds.acq.bvals, _fsl().acq.bvals)
