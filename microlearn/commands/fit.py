@@ -69,8 +69,7 @@ def run(args) -> int:
     if refusal and depends_on_timings(model, ds.acq):
         raise ValueError(f"{refusal}; {model.name}'s signal depends on them, so its maps "
                          "would be wrong.")
-    for line in input_warnings(ds):
-        warn(line)
+    found = input_warnings(ds)  # printed once the run is sure to go ahead (bad input: 1 line)
     if args.explain:
         from ..fitting.compiled import explain
 
@@ -79,7 +78,8 @@ def run(args) -> int:
             echo(line)
     info, out_dir = fit_volume(ds, model, args.out, method=args.method, auto=auto,
                                noise=NoiseChoice(args.sigma, args.sigma_map),
-                               force=args.force, scale=scale_options(args), started=t_start)
+                               force=args.force, scale=scale_options(args), started=t_start,
+                               on_start=lambda: [warn(line) for line in found])
     if info["noise"]["sigma"] is None and args.sigma is None:
         warn(f"σ not estimated ({info['noise']['source']}; {ds.acq.n_b0} b0 volume(s) at "
              f"b <= {ds.acq.b0_threshold / 1e6:g} s/mm²): fitted without the Rician noise "

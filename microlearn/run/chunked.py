@@ -391,7 +391,7 @@ def _client(scheduler, workers):
 def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
                 chunk_voxels=CHUNK_VOXELS, scheduler=None, workers=None, progress=True,
                 keep_work=False, extra_maps=None, on_complete=None, force=False,
-                units=None, compress=True) -> dict:
+                units=None, compress=True, on_start=None) -> dict:
     """Run ``block_fn`` over a dataset slab by slab and write the maps to ``out_dir``.
 
     Parameters
@@ -427,6 +427,9 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
         Unit of each map, written in its header.
     compress : bool
         ``False``: ``<map>.nii`` without gzip (faster to write).
+    on_start : callable, optional
+        Called once every option is checked and the work folder is ready, before the
+        first slab (e.g. to print input warnings only for a run that goes ahead).
 
     Returns
     -------
@@ -441,6 +444,8 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     slabs = plan_slabs(mask, int(chunk_voxels))
     done = _prepare_work_dir(work_dir, _manifest(dataset, block_fn, slabs), resume)
     todo = [i for i in range(len(slabs)) if i not in done]
+    if on_start is not None:
+        on_start()
     image_path = dataset.image.get_filename()
     t0 = time.perf_counter()
     bar = None

@@ -155,7 +155,7 @@ def map_units(model, names) -> dict:
 
 def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
                noise: NoiseChoice = NoiseChoice(), force: bool = False, scale=None,
-               started: float | None = None) -> tuple[dict, Path]:
+               started: float | None = None, on_start=None) -> tuple[dict, Path]:
     """Fit ``model`` to every voxel of ``ds`` and write the maps and ``fit.json`` to ``out``.
 
     Parameters
@@ -179,6 +179,8 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
         Whole-brain options of :func:`~microlearn.run.chunked.run_chunked`.
     started : float, optional
         ``time.perf_counter()`` at the start of the command (for ``seconds``).
+    on_start : callable, optional
+        Called when every input and option is checked, before the first slab.
 
     Returns
     -------
@@ -246,7 +248,8 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
             rename_outputs(staging, ds.source, done["info"]["model"])
 
     units = {k: v["unit"] for k, v in map_units(model, output_names(model, auto)).items()}
-    run_chunked(block, ds, out_dir, on_complete=finish, force=force, units=units, **scale)
+    run_chunked(block, ds, out_dir, on_complete=finish, force=force, units=units,
+                on_start=on_start, **scale)
     if bids:
         write_dataset_description(out)
     return done["info"], out_dir
