@@ -92,6 +92,11 @@ class Acquisition:
         Gradient strength in T/m (derived from b, δ, Δ when not given).
     name : str
         A label (scheme name or file stem).
+    b0_threshold : float
+        b-values (s/m²) at or below this are b0 (default 50 s/mm²).
+    assumed : tuple of str
+        Timings (``delta``, ``Delta``, ``TE``) the data did not give, filled with HCP's
+        (:data:`HCP_TIMING`); input checks warn about them.
     """
 
     bvals: np.ndarray
@@ -102,6 +107,7 @@ class Acquisition:
     G: np.ndarray | None = None
     name: str = "custom"
     b0_threshold: float = B0_THRESHOLD
+    assumed: tuple = ()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -181,15 +187,21 @@ class Acquisition:
         if not np.any(b <= b0_threshold):
             raise ValueError(
                 f"There is no b0 volume (no b-value <= {b0_threshold / S_PER_MM2:g} s/mm²); "
-                "microlearn needs at least one to normalise the signal."
+                "microlearn needs at least one to normalise the signal (the b0 threshold "
+                "is set with --b0-threshold, in s/mm²)."
             )
         vecs = normalise_bvecs(vecs, b > b0_threshold)
+        assumed = ()
         if delta is None or Delta is None:
-            log.info("No delta/Delta given: using the HCP timings (10.6 ms, 43.1 ms).")
+            given = {"delta": delta, "Delta": Delta, "TE": TE}
+            assumed = tuple(k for k, v in given.items() if v is None)
+            log.info("No delta/Delta given: using the HCP timings (%s).", ", ".join(
+                f"{k} {HCP_TIMING[k] / MS:g} ms" for k in assumed))
             delta = HCP_TIMING["delta"] if delta is None else delta
             Delta = HCP_TIMING["Delta"] if Delta is None else Delta
             TE = HCP_TIMING["TE"] if TE is None else TE
-        return cls(b, vecs, delta, Delta, TE=TE, G=G, name=name, b0_threshold=b0_threshold)
+        return cls(b, vecs, delta, Delta, TE=TE, G=G, name=name, b0_threshold=b0_threshold,
+                   assumed=assumed)
 
     @classmethod
     def from_dipy(cls, gtab, *, delta=None, Delta=None, TE=None, name="dipy"):
@@ -248,27 +260,43 @@ class Acquisition:
         return GAMMA * self.G * self.delta / (2 * np.pi)
 
     def _shells(self):
+        """Shells: measurements of one b (within max(5 s/mm², 5 %)) and one δ, Δ and TE
+        (within 0.1 ms, 0.1 ms and :data:`TE_TOLERANCE`); b0 measurements form one shell."""
         if "shells" not in self._cache:
-            keys = np.stack([self.bvals, self.delta, self.Delta], axis=1)
-            order = np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0]))
+            te = np.zeros(self.n_measurements) if self.TE is None else self.TE
+            keys = np.stack([self.bvals, self.delta, self.Delta, te], axis=1)
+            order = np.lexsort((keys[:, 3], keys[:, 2], keys[:, 1], keys[:, 0]))
             index = np.empty(self.n_measurements, dtype=int)
             reps = []
             for i in order:
-                b, d, D = keys[i]
-                for k, (rb, rd, rD) in enumerate(reps):
-                    tol = max(SHELL_ABS_TOLERANCE, SHELL_REL_TOLERANCE * rb)
-                    if abs(b - rb) < tol and abs(d - rd) < 1e-4 and abs(D - rD) < 1e-4:
+                b, d, D, t = keys[i]
+                for k, (rb, rd, rD, rt) in enumerate(reps):
+                    if b <= self.b0_threshold and rb <= self.b0_threshold:
                         index[i] = k
                         break
-                    if b <= self.b0_threshold and rb <= self.b0_threshold:
+                    tol = max(SHELL_ABS_TOLERANCE, SHELL_REL_TOLERANCE * rb)
+                    if (abs(b - rb) < tol and abs(d - rd) < 1e-4 and abs(D - rD) < 1e-4
+                            and abs(t - rt) < TE_TOLERANCE):
                         index[i] = k
                         break
                 else:
                     index[i] = len(reps)
-                    reps.append((b, d, D))
+                    reps.append((b, d, D, t))
             shell_b = np.array([np.mean(self.bvals[index == k]) for k in range(len(reps))])
             self._cache["shells"] = (index, shell_b)
         return self._cache["shells"]
+
+    def shell_table(self) -> list[dict]:
+        """One row per shell (b0 shell first): ``b`` (s/m², mean), ``delta``, ``Delta``,
+        ``TE`` (s, medians; TE None when unknown) and ``n`` measurements."""
+        rows = []
+        for k, b in enumerate(self.shell_bvals):
+            sel = self.shell_index == k
+            rows.append({"b": float(b), "delta": float(np.median(self.delta[sel])),
+                         "Delta": float(np.median(self.Delta[sel])),
+                         "TE": None if self.TE is None else float(np.median(self.TE[sel])),
+                         "n": int(sel.sum())})
+        return rows
 
     @property
     def shell_index(self) -> np.ndarray:
@@ -352,7 +380,7 @@ class Acquisition:
         """JSON-ready dict (SI units)."""
         d = {"name": self.name, "bvals": self.bvals.tolist(), "bvecs": self.bvecs.tolist(),
              "delta": self.delta.tolist(), "Delta": self.Delta.tolist(), "G": self.G.tolist(),
-             "b0_threshold": self.b0_threshold}
+             "b0_threshold": self.b0_threshold, "assumed": list(self.assumed)}
         d["TE"] = None if self.TE is None else self.TE.tolist()
         return d
 
@@ -361,7 +389,8 @@ class Acquisition:
         """Inverse of :meth:`to_dict`."""
         return cls(np.asarray(d["bvals"]), np.asarray(d["bvecs"]), d["delta"], d["Delta"],
                    TE=d.get("TE"), G=d.get("G"), name=d.get("name", "custom"),
-                   b0_threshold=d.get("b0_threshold", B0_THRESHOLD))
+                   b0_threshold=d.get("b0_threshold", B0_THRESHOLD),
+                   assumed=tuple(d.get("assumed", ())))
 
     def fingerprint(self) -> str:
         """A short hash of b-values, directions and timings (for matching data to models)."""
@@ -388,7 +417,7 @@ class Acquisition:
         te = None if self.TE is None else self.TE[index]
         return Acquisition(self.bvals[index], self.bvecs[index], self.delta[index],
                            self.Delta[index], TE=te, G=self.G[index], name=self.name,
-                           b0_threshold=self.b0_threshold)
+                           b0_threshold=self.b0_threshold, assumed=self.assumed)
 
     def __repr__(self):
         return f"Acquisition({self.describe()})"

@@ -93,9 +93,22 @@ def test_shell_jitter(hcp):
     assert "2750 and 3000" in shell_jitter(jittered)
 
 
-def test_too_little_white_matter_gives_no_verdict(torus, hcp):
+def test_one_slice_of_a_tract_is_enough(torus, hcp):
+    """A crop of one slice (272 white-matter voxels) still shows a swapped table."""
     ring, tangent = torus
-    data = _data(hcp, ring, tangent, np.random.default_rng(2))[:, :, :1]  # one slice
+    data = _data(hcp, ring, tangent, np.random.default_rng(2))[:, :, :1]
     swapped = _acq(hcp, hcp.bvecs[:, [1, 0, 2]])
     res = gradient_orientation(swapped, data, np.ones(data.shape[:3], bool), RADIOLOGICAL)
-    assert res["white_matter_voxels"] < 1000 and res["warning"] == ""
+    assert res["white_matter_voxels"] < 1000 and res["verdict"] == "wrong"
+    assert res["best"].startswith("yxz") and "permuted" in res["warning"]
+    right = gradient_orientation(hcp, data, np.ones(data.shape[:3], bool), RADIOLOGICAL)
+    assert right["verdict"] == "consistent" and right["warning"] == ""
+
+
+def test_too_little_white_matter_says_the_check_was_skipped(torus, hcp):
+    ring, tangent = torus
+    data = _data(hcp, ring, tangent, np.random.default_rng(3))[:8, :8, :1]
+    res = gradient_orientation(hcp, data, np.ones(data.shape[:3], bool), RADIOLOGICAL)
+    assert res["verdict"] == "skipped"
+    assert f"{res['white_matter_voxels']} white-matter voxels" in res["warning"]
+    assert "needs 50" in res["warning"] and "not checked" in res["warning"]

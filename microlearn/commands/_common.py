@@ -30,6 +30,25 @@ def add_gradient_arguments(p) -> None:
     p.add_argument("--bvals-unit", default=None, choices=("s/mm2", "s/m2", "ms/um2"),
                    help="unit of the b-values in the file (default s/mm2 for FSL, BIDS and "
                         "MRtrix; s/m2 for Camino BVECTOR); b up to 1e6 s/mm2 is accepted")
+    add_b0_threshold_argument(p)
+
+
+def add_b0_threshold_argument(p) -> None:
+    """``--b0-threshold`` in s/mm² (stored SI by :func:`b0_threshold`)."""
+    p.add_argument("--b0-threshold", type=float, default=None, metavar="B",
+                   help="b-values (s/mm²) at or below B count as b0: they normalise the "
+                        "signal and give the noise σ (default 50; 5 when the data hold "
+                        "several b-values below 200, an IVIM protocol)")
+
+
+def b0_threshold(args):
+    """``--b0-threshold`` in s/m² (None: the default rule)."""
+    value = getattr(args, "b0_threshold", None)
+    if value is None:
+        return None
+    if not value >= 0:
+        raise ValueError(f"--b0-threshold must be a b-value >= 0 in s/mm², not {value}.")
+    return float(value) * 1e6
 
 
 def load_input(args):
@@ -40,7 +59,8 @@ def load_input(args):
         raise ValueError("give an INPUT folder or --dwi/--bvals/--bvecs.")
     return load_dataset(args.input, dwi=args.dwi, bvals=args.bvals, bvecs=args.bvecs,
                         mask=args.mask, acquisition=args.acquisition,
-                        bvals_unit=args.bvals_unit, scheme=args.scheme_file, grad=args.grad)
+                        bvals_unit=args.bvals_unit, scheme=args.scheme_file, grad=args.grad,
+                        b0_threshold=b0_threshold(args))
 
 
 def add_scale_arguments(p) -> None:
@@ -54,6 +74,9 @@ def add_scale_arguments(p) -> None:
                    help="folder for finished slabs (default: OUT.work)")
     g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="send slabs to a running Dask scheduler")
+    g.add_argument("--uncompressed", action="store_true",
+                   help="write maps as .nii instead of .nii.gz (no gzip: faster to write, "
+                        "about 3x larger)")
     g.add_argument("--workers", type=int, default=None,
                    help="start a local Dask cluster with N worker processes "
                         "(default: in-process, both cores)")
@@ -67,7 +90,7 @@ def scale_options(args) -> dict:
         raise ValueError(f"--workers must be at least 1, not {args.workers}.")
     return {"resume": args.resume, "work_dir": args.work_dir,
             "chunk_voxels": args.chunk_voxels, "scheduler": args.scheduler,
-            "workers": args.workers}
+            "workers": args.workers, "compress": not getattr(args, "uncompressed", False)}
 
 
 def add_output_arguments(p, what: str = "output folder") -> None:
@@ -92,9 +115,9 @@ def prepare_out(args, names, *, inputs=None):
                           names=names, force=getattr(args, "force", False))
 
 
-def map_files(names) -> list[str]:
-    """``<name>.nii.gz`` for each map name."""
-    return [f"{n}.nii.gz" for n in names]
+def map_files(names, compress: bool = True) -> list[str]:
+    """``<name>.nii.gz`` (or ``.nii``) for each map name."""
+    return [f"{n}.nii.gz" if compress else f"{n}.nii" for n in names]
 
 
 #: Number arguments that must be > 0, and those that must be >= 0 (by argparse ``dest``).

@@ -61,12 +61,16 @@ def run(args) -> int:
         check_fibre_model(model)
         model = model.with_fibres(3)
     # --force is needed for every file of the run: checked now, not after the fit
-    prepare_out(args, map_files(output_names(model, auto)) + ["fit.json"])
+    prepare_out(args, map_files(output_names(model, auto), not args.uncompressed)
+                + ["fit.json"])
     ds = load_input(args)
-    from ..data.qc import input_warnings
+    from ..data.qc import depends_on_timings, input_warnings, timing_warnings
 
-    for line in input_warnings(ds):
-        warn(line)
+    refusal = timing_warnings(ds.acq)[1]
+    if refusal and depends_on_timings(model, ds.acq):
+        raise ValueError(f"{refusal}; {model.name}'s signal depends on them, so its maps "
+                         "would be wrong.")
+    found = input_warnings(ds)  # printed once the run is sure to go ahead (bad input: 1 line)
     if args.explain:
         from ..fitting.compiled import explain
 
@@ -75,10 +79,18 @@ def run(args) -> int:
             echo(line)
     info, out_dir = fit_volume(ds, model, args.out, method=args.method, auto=auto,
                                noise=NoiseChoice(args.sigma, args.sigma_map),
-                               force=args.force, scale=scale_options(args), started=t_start)
+                               force=args.force, scale=scale_options(args), started=t_start,
+                               on_start=lambda: [warn(line) for line in found])
+    if info["noise"]["sigma"] is None and args.sigma is None:
+        warn(f"σ not estimated ({info['noise']['source']}; {ds.acq.n_b0} b0 volume(s) at "
+             f"b <= {ds.acq.b0_threshold / 1e6:g} s/mm²): fitted without the Rician noise "
+             "floor (Gaussian least squares); give --sigma or --sigma-map")
     for name, row in info["identifiability"].items():
         if not row["determined"]:
-            warn(f"{name}: median Cramér–Rao std {row['std_median']:.3g} is "
+            u = info["units"].get(name, {"display_unit": "1", "display_scale": 1.0})
+            unit = "" if u["display_unit"] in ("1", "") else f" {u['display_unit']}"
+            warn(f"{name}: median Cramér–Rao std {row['std_median'] / u['display_scale']:.3g}"
+                 f"{unit} is "
                  f"{row['ratio']:.1f} x the spread of its prior: this acquisition does not "
                  f"determine it (see `microlearn plan --model {args.model}`); read that map "
                  "with care")

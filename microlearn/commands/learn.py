@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cli import echo
-from ._common import add_output_arguments, prepare_out
+from ._common import add_b0_threshold_argument, add_output_arguments, b0_threshold, prepare_out
 from ._model import add_model_arguments, model_from_args
 
 
@@ -23,6 +23,7 @@ def add_parser(sub) -> None:
                           "for")
     p.add_argument("--bvals-unit", default=None, choices=("s/mm2", "s/m2", "ms/um2"),
                    help="unit of the b-values in the folder's files (default s/mm2)")
+    add_b0_threshold_argument(p)
     p.add_argument("--estimator", default="dnn",
                    help="polynomial | boosted-trees | bayesian | linear-sdca | dnn | "
                         "wide-deep | bayesian-dnn | deep-ensemble")
@@ -66,7 +67,14 @@ def _acquisition(args):
     if not folder.exists():
         raise FileNotFoundError(f"--acquisition {folder}: not found; give a dataset folder "
                                 "(HCP layout, BIDS, or with a scheme file).")
-    return acquisition_from_folder(folder, bvals_unit=args.bvals_unit)
+    acq = acquisition_from_folder(folder, bvals_unit=args.bvals_unit,
+                                  b0_threshold=b0_threshold(args))
+    from ..cli import warn
+    from ..data.qc import timing_warnings
+
+    for line in timing_warnings(acq)[0]:
+        warn(line)
+    return acq
 
 
 def _prior_signals(args, model):
@@ -85,7 +93,8 @@ def _prior_signals(args, model):
     from ..data.dataset import load_dataset
     from ..run.chunked import sample_voxels
 
-    ds = load_dataset(args.acquisition, bvals_unit=args.bvals_unit)
+    ds = load_dataset(args.acquisition, bvals_unit=args.bvals_unit,
+                      b0_threshold=b0_threshold(args))
     return sample_voxels(ds, max_voxels=20 * args.prior_voxels)
 
 

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from ..cli import echo
+from ._common import add_b0_threshold_argument
 from ._model import add_model_arguments, model_from_args
 
 
@@ -19,6 +20,7 @@ def add_parser(sub) -> None:
                      help="folder with bvals/bvecs (and acquisition.json timings)")
     p.add_argument("--bvals-unit", default=None, choices=("s/mm2", "s/m2", "ms/um2"),
                    help="unit of the b-values in the folder's files (default s/mm2)")
+    add_b0_threshold_argument(p)
     p.add_argument("--snr", type=float, default=30.0, help="b0 signal over noise σ")
     p.add_argument("--n-fibres", type=int, default=1, help="fibre populations (1-3)")
     p.add_argument("--n-voxels", type=int, default=500, help="Monte-Carlo voxels")

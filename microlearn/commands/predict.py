@@ -41,8 +41,13 @@ def run(args) -> int:
     ds = load_input(args)
     est.check_acquisition(ds.acq, where=str(ds.path))
     setup = est.prepare()  # SH projection, NumPy graph: reused by every block
-    prepare_out(args, map_files(est.map_names()) + ["predict.json"],
+    prepare_out(args, map_files(est.map_names(), not args.uncompressed) + ["predict.json"],
                 inputs=input_paths(args) + [args.estimator])
+    from ..models.spec import resolve_model
+    from ..run.fit_volume import map_units
+
+    units = map_units(resolve_model(est.model), est.map_names())
+    units["out_of_prior"] = {"unit": "1", "display_unit": "1", "display_scale": 1.0}
     t0 = time.perf_counter()
     done = {}
 
@@ -76,11 +81,12 @@ def run(args) -> int:
             "vox_per_s": n_run / max(seconds, 1e-9) if n_run else None,
             "slabs": result["slabs"],
             "resumed_slabs": result["resumed"], "maps": sorted(result["maps"]),
+            "units": {k: units[k] for k in sorted(result["maps"]) if k in units},
             "input": str(ds.path), "versions": _versions()}
         write_json(staging / "predict.json", done["info"])
 
     run_chunked(PredictBlock(path), ds, args.out, on_complete=finish, force=args.force,
-                **scale_options(args))
+                units={k: v["unit"] for k, v in units.items()}, **scale_options(args))
     info = done["info"]
     resumed = (f" ({info['n_voxels'] - info['n_predicted']} resumed from the work folder)"
                if info["n_predicted"] < info["n_voxels"] else "")

@@ -63,8 +63,9 @@ def rename_outputs(staging, source: dict, model: str, settings: str = "fit.json"
     staging = Path(staging)
     pre = f"{prefix(source)}_model-{label(model)}"
     names = []
-    for p in sorted(staging.glob("*.nii.gz")):
-        new = f"{pre}_param-{label(p.name[: -len('.nii.gz')])}_dwimap.nii.gz"
+    for p in sorted([*staging.glob("*.nii.gz"), *staging.glob("*.nii")]):
+        ext = ".nii.gz" if p.name.endswith(".nii.gz") else ".nii"
+        new = f"{pre}_param-{label(p.name[: -len(ext)])}_dwimap{ext}"
         os.replace(p, staging / new)
         names.append(new)
     if (staging / settings).exists():

@@ -38,6 +38,8 @@ class Dataset:
         Folder or DWI file the data came from.
     source : dict
         ``form`` (hcp, fsl, bids, camino, mrtrix) and, for BIDS, ``bids`` (root, entities).
+    cache : dict
+        Blocks already read (e.g. the central slices that σ and the input checks share).
     """
 
     image: object
@@ -46,6 +48,7 @@ class Dataset:
     affine: np.ndarray
     path: Path
     source: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -159,7 +162,7 @@ def load_acquisition(bvals_path=None, bvecs_path=None, *, acquisition=None, delt
 
 def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acquisition=None,
                  delta=None, Delta=None, TE=None, bvals_unit=None, scheme=None,
-                 grad=None, within=None) -> Dataset:
+                 grad=None, within=None, b0_threshold=None) -> Dataset:
     """Load a dataset folder of any supported form, or explicit files.
 
     Parameters
@@ -179,6 +182,9 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
         ``"s/m2"`` (Camino default) or ``"ms/um2"``.
     within : str or Path, optional
         BIDS sidecars are inherited from no folder above this one (a dashboard's data root).
+    b0_threshold : float, optional
+        b-values (s/m²) at or below this are b0: they normalise the signal and give σ
+        (default 50 s/mm², 5 s/mm² for IVIM protocols).
     """
     from .readers import InputFiles, find_inputs, read_acquisition
 
@@ -187,7 +193,12 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
             raise FileNotFoundError(f"input folder not found: {path}")
         files = find_inputs(path, within=within)
     else:
-        files = InputFiles(form="fsl")
+        files = None
+        if dwi is not None and Path(dwi).is_file() and scheme is None and grad is None:
+            from .readers import beside
+
+            files = beside(dwi)  # a BIDS run's or dcm2niix's sidecars, as for INPUT
+        files = files or InputFiles(form="fsl")
     if scheme is not None or grad is not None:
         files.bvals = files.bvecs = None
         files.scheme = None if scheme is None else Path(scheme)
@@ -208,7 +219,8 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
         raise ValueError(f"{dwi_p}: expected a 4-D image, got shape {image.shape}.")
     acq = read_acquisition(files, bvals_unit=bvals_unit, affine=image.affine,
                            n_volumes=image.shape[3], delta=delta, Delta=Delta, TE=TE,
-                           name=Path(path).name if path is not None else None)
+                           name=Path(path).name if path is not None else None,
+                           b0_threshold=b0_threshold)
     mask_p = files.mask
     if mask_p is not None and (mask is not None or mask_p.exists()):
         mask_img = load_nifti(_exists(mask_p, "mask"))
@@ -244,12 +256,16 @@ def load_dataset(path=None, *, dwi=None, bvals=None, bvecs=None, mask=None, acqu
 
 
 def load_maps(folder, names=None) -> dict[str, np.ndarray]:
-    """The ``<name>.nii.gz`` maps of a folder as arrays (all, or only ``names``)."""
+    """The ``<name>.nii.gz`` (or ``.nii``) maps of a folder as arrays (all, or only
+    ``names``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"maps folder not found: {folder}")
-    return {p.name[: -len(".nii.gz")]: np.asarray(nib.load(p).dataobj)
-            for p in sorted(folder.glob("*.nii.gz")) if not p.name.startswith(".tmp-")
-            and (names is None or p.name[: -len(".nii.gz")] in names)}
+    def stem(p):
+        return p.name[: -len(".nii.gz")] if p.name.endswith(".gz") else p.name[:-4]
+
+    files = sorted([*folder.glob("*.nii.gz"), *folder.glob("*.nii")])
+    return {stem(p): np.asarray(nib.load(p).dataobj) for p in files
+            if not p.name.startswith(".tmp-") and (names is None or stem(p) in names)}
 
 

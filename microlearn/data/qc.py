@@ -3,14 +3,15 @@ affines and b-value jitter.
 
 Each check returns warnings (one line each, with the fix); none changes the data.
 
-* :func:`gradient_orientation`: the fibre-coherence test of Schilling et al. 2019
+* :func:`gradient_orientation`: the fibre-continuity idea of Schilling et al. 2019
   ("Quality control of diffusion-weighted images: a test of gradient table orientation",
   Magn Reson Imaging 2019): in white matter the principal diffusion direction of a voxel
-  points at a neighbour whose own principal direction is parallel to it. A flipped or
-  permuted gradient table breaks that coherence; the transformation of the table that
-  makes it largest is the right one. Permuting or flipping the gradient table transforms
-  every tensor as ``T D Tᵀ``, so the principal eigenvectors are computed once and each of
-  the 24 candidate tables is scored by transforming them.
+  points at neighbours whose own principal direction is parallel to it. A flipped or
+  permuted gradient table breaks that; the transformation of the table that restores it
+  best is the right one. Permuting or flipping the gradient table transforms every tensor
+  as ``T D Tᵀ``, so the principal eigenvectors are computed once and each of the 24
+  candidate tables is scored by transforming them. A block bootstrap says how sure the
+  ranking is: small crops get a verdict with its confidence, or "cannot decide".
 * :func:`affine_agreement`: qform and sform that disagree place the image (and the
   gradient frame) differently in different programs.
 * :func:`shell_jitter`: b-values of one nominal shell spread wider than the shell
@@ -25,13 +26,26 @@ import numpy as np
 
 #: Candidate tables: every axis permutation with every flip of one axis (or none).
 FLIPS = ("", "x", "y", "z")
-#: A candidate must beat the given table's coherence by this factor to be reported.
-COHERENCE_MARGIN = 1.15
-#: Fewer white-matter voxels (FA >= min_fa) than this cannot tell tables apart reliably
-#: (DIPY's 6x10x10 and 10x10x10 real samples rank tables by noise).
-MIN_WM_VOXELS = 1000
-#: A neighbour continues a fibre when their directions are within 25 degrees.
-CONTINUES = float(np.cos(np.deg2rad(25.0)))
+#: Bootstrap share a verdict on the gradient table needs.
+CONFIDENCE = 0.95
+#: Scores within this fraction of each other tie (flips of a planar fibre field do).
+TIE = 0.005
+#: Tables moving the fibre directions by less than this (degrees, on average) are not
+#: told apart.
+EQUIVALENT = 20.0
+#: More shells of one timing than this: a q-space grid (DSI), whose b-values are not shells.
+GRID_SHELLS = 10
+#: Gradient strength (T/m) no human scanner exceeds (Connectom: 300 mT/m).
+G_MAX_HUMAN = 0.3
+#: b0 volumes above this b (s/mm²) are pointed out (HCP writes 5, DIPY's DSI scan 15).
+B0_NOTE = 20.0
+_SYMBOL = {"delta": "δ", "Delta": "Δ", "TE": "TE"}
+#: Brain voxels of the central slices the input checks read (shared with σ: one read).
+SAMPLE_VOXELS = 10_000
+#: Fewer blocks of 3x3x3 voxels holding white matter than this: no verdict.
+MIN_BLOCKS = 20
+#: Fewer white-matter voxels (FA >= min_fa) than this: the check is skipped (said so).
+MIN_WM_VOXELS = 50
 
 
 def tensor_eigen(acq, signal, *, b_max=1.6e9):
@@ -88,68 +102,93 @@ def candidate_tables():
     return out
 
 
+TABLES = dict(candidate_tables())
+
+
 def _neighbour_offsets(zooms):
     offsets = np.array([o for o in itertools.product((-1, 0, 1), repeat=3) if any(o)])
     mm = offsets * np.asarray(zooms, float)[None]
     return offsets, mm / np.linalg.norm(mm, axis=1, keepdims=True)
 
 
-def coherence(e1_volume, weight, zooms, T=None, steps: int = 8) -> float:
-    """Fibre coherence of a field of principal directions (after Schilling et al. 2019).
+def _neighbours(weight, known, zooms):
+    """White-matter voxels (n, 3), their 26 neighbours' flat indices (-1: unknown: outside
+    the volume or the brain mask) and the unit offsets (in mm) towards them."""
+    src = np.argwhere(weight > 0)
+    offsets, unit = _neighbour_offsets(zooms)
+    pos = src[:, None, :] + offsets[None]  # (n, 26, 3)
+    inside = np.all((pos >= 0) & (pos < np.array(weight.shape)), axis=-1)
+    flat = np.ravel_multi_index(tuple(np.moveaxis(np.where(inside[..., None], pos, 0), -1, 0)),
+                                weight.shape)
+    ok = inside & known.ravel()[flat]
+    return src, np.where(ok, flat, -1), unit
 
-    From every fibre voxel a path steps to the neighbour along the local direction, both
-    ways, for up to ``steps`` steps while each next voxel continues the fibre (directions
-    within 25°): the mean path length, as MRtrix's ``dwigradcheck`` uses the mean
-    streamline length. A wrong gradient table turns directions across the tracts, so paths
-    leave them early.
+
+def continuity(e1, weight, known, zooms):
+    """What the 24 candidate tables are scored on: how much more parallel each neighbour
+    of a white-matter voxel is than its average neighbour.
+
+    For a white-matter voxel i and a neighbour j with data (in the brain and the volume),
+    ``c_ij = FA_j |e_i·e_j|`` (0 when j is not white matter) less its mean over i's
+    neighbours. A fibre continues into the neighbours it points at: the score of a table
+    ``T`` is ``FA_i Σ_j c_ij ((T e_i)·u_ij)²`` with ``u_ij`` the unit offset (in mm). The
+    centring makes a uniform field, and neighbours missing at the edge of a crop, score
+    the same for every table, so thin crops carry no bias towards in-plane directions.
 
     Parameters
     ----------
-    e1_volume : ndarray, shape (X, Y, Z, 3)
-        Principal directions in voxel axes (NaN where unknown).
+    e1 : ndarray, shape (X, Y, Z, 3)
+        Principal directions in voxel axes.
     weight : ndarray, shape (X, Y, Z)
-        Voxel weights (FA in white matter, 0 elsewhere).
+        FA in white matter, 0 elsewhere.
+    known : ndarray of bool, shape (X, Y, Z)
+        Voxels with data (the brain mask).
     zooms : sequence of float
-        Voxel sizes in mm (neighbour directions are taken in mm).
-    T : ndarray, shape (3, 3), optional
-        Transform applied to every direction first.
-    steps : int
-        Longest path counted each way.
+        Voxel sizes in mm.
 
     Returns
     -------
-    float
-        Weighted mean path length as a fraction of ``2 * steps``.
+    src : ndarray of int, shape (n, 3)
+        The white-matter voxels.
+    score : callable
+        ``score(T) -> ndarray (n,)``, each voxel's term for the table transform ``T``.
     """
-    v = e1_volume if T is None else e1_volume @ T.T
-    v = np.where((weight > 0)[..., None] & np.isfinite(v), v, 0.0)  # outside: no fibre
-    offsets, unit = _neighbour_offsets(zooms)
-    zooms = np.asarray(zooms, float)
-    src = np.argwhere(weight > 0)
-    if src.size == 0:
-        return float("nan")
-    shape = np.array(weight.shape)
-    length = np.zeros(len(src))
-    for way in (1.0, -1.0):
-        pos, d = src.copy(), way * v[tuple(src.T)]
-        alive = np.ones(len(src), bool)
-        for _ in range(steps):
-            k = np.argmax(np.abs(d @ unit.T), axis=1)
-            sign = np.where(np.einsum("vk,vk->v", d, unit[k]) < 0, -1, 1)[:, None]
-            nxt = pos + sign * offsets[k]
-            alive &= np.all((nxt >= 0) & (nxt < shape), axis=1)
-            nxt = np.where(alive[:, None], nxt, pos)
-            nd = v[tuple(nxt.T)]
-            align = np.einsum("vk,vk->v", d, nd)
-            alive &= np.abs(align) > CONTINUES
-            length += alive
-            pos, d = nxt, np.where((align < 0)[:, None], -nd, nd)
+    src, nbr, unit = _neighbours(weight, known, zooms)
+    has = nbr >= 0
+    ev = e1[tuple(src.T)]
+    flat_e = e1.reshape(-1, 3)
+    flat_w = weight.ravel()
+    j = np.where(has, nbr, 0)
+    par = np.where(has, flat_w[j] * np.abs(np.einsum("nd,nkd->nk", ev, flat_e[j])), 0.0)
+    n_known = np.maximum(has.sum(1, keepdims=True), 1)
+    centred = np.where(has, par - par.sum(1, keepdims=True) / n_known, 0.0)
     w = weight[tuple(src.T)]
-    return float(np.sum(w * length) / np.sum(w) / (2 * steps))
+
+    def score(T):
+        return w * np.sum(centred * (ev @ T.T @ unit.T) ** 2, axis=1)
+
+    return src, score
 
 
-def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=300_000):
-    """Score the 24 flips/permutations of the gradient table by fibre coherence.
+def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=60_000,
+                         confidence=CONFIDENCE, n_boot=1000):
+    """Score the 24 flips/permutations of the gradient table; decide, or say it cannot.
+
+    Each candidate table is scored by :func:`continuity` summed over white-matter voxels.
+    How sure the ranking is comes from a block bootstrap: the volume is cut into blocks of
+    3×3×3 voxels (neighbouring voxels are not independent) and the blocks are resampled
+    ``n_boot`` times (seeded: the same data give the same verdict). The verdict is
+
+    * ``"consistent"``: the table as given beats every rival by more than :data:`TIE` in
+      at least ``confidence`` of the resamples (rivals: tables that move the fibres by
+      :data:`EQUIVALENT` or more; those that move them less cannot be told apart);
+    * ``"wrong"``: a rival beats the given table by more than :data:`TIE` in at least
+      ``confidence`` of the resamples; the warning names the correction when the
+      resamples agree on it (``best``), else says which correction cannot be decided;
+    * ``"undecided"``: neither, or the white matter spans fewer than :data:`MIN_BLOCKS`
+      blocks; the data hold too little structured white matter to tell (typical of crops
+      of a few hundred voxels);
+    * ``"skipped"``: fewer than :data:`MIN_WM_VOXELS` white-matter voxels.
 
     Parameters
     ----------
@@ -163,48 +202,136 @@ def gradient_orientation(acq, data, mask, affine, *, min_fa=0.3, max_voxels=300_
     min_fa : float
         Voxels with a lower FA do not take part (grey matter, CSF).
     max_voxels : int
-        At most this many brain voxels are fitted (the central slabs of a large volume).
+        At most this many brain voxels are fitted (the fullest z-slices).
+    confidence : float
+        Bootstrap share needed for a verdict.
+    n_boot : int
+        Bootstrap resamples.
 
     Returns
     -------
     dict
-        ``scores`` (label -> coherence), ``best`` (label), ``given`` (the table as given),
-        ``warning`` (one line, empty when the given table is the most coherent or the data
-        hold too little white matter to tell).
+        ``verdict``, ``confidence`` (bootstrap share of the verdict's claim, or of the best
+        candidate when undecided), ``scores`` (label -> mean continuity), ``best``,
+        ``given``, ``rank_of_given`` (0 = best), ``white_matter_voxels``, ``warning`` (one
+        line for ``wrong``, ``undecided`` and ``skipped``, empty for ``consistent``),
+        ``axes_confirmed`` (undecided, but every swap of axes loses: only the signs are
+        open).
     """
     mask = np.asarray(mask, bool)
-    if mask.sum() > max_voxels:  # the central slabs are enough
+    if mask.sum() > max_voxels:  # the fullest slices are enough
         per_z = mask.reshape(-1, mask.shape[2]).sum(0)
         order = np.argsort(-per_z)
         keep = np.zeros(mask.shape[2], bool)
         keep[order[np.cumsum(per_z[order]) <= max_voxels]] = True
         mask = mask & keep[None, None, :]
-    e1 = np.full(mask.shape + (3,), np.nan)
-    fa = np.zeros(mask.shape)
     e, f = tensor_eigen(acq, np.asarray(data)[mask])
-    to_voxel = np.eye(3)
     if np.linalg.det(affine[:3, :3]) > 0:  # FSL: bvecs in radiological voxel order
-        to_voxel[0, 0] = -1
-    e1[mask] = e @ to_voxel.T
+        e = e * np.array([-1.0, 1.0, 1.0])
+    fa = np.zeros(mask.shape)
     fa[mask] = np.where(f >= min_fa, f, 0.0)
-    zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
-    scores = {label: coherence(e1, fa, zooms, T) for label, T in candidate_tables()}
-    given = next(iter(scores))
-    best = max(scores, key=lambda k: -np.inf if np.isnan(scores[k]) else scores[k])
-    warning = ""
+    e1 = np.zeros(mask.shape + (3,))
+    e1[mask] = e
     n_wm = int((fa > 0).sum())
-    if (n_wm >= MIN_WM_VOXELS and best != given and np.isfinite(scores[given])
-            and scores[best] > COHERENCE_MARGIN * scores[given]):
-        tied = [k for k in scores if scores[k] >= 0.99 * scores[best] and k != given]
-        looks = " or ".join(_describe(k) for k in tied[:2])  # flips of axial fields can tie
-        if len(tied) > 2:
-            looks += f" ({len(tied) - 2} more variants score the same)"
-        warning = (f"gradient table: the bvecs look {looks} (fibre coherence "
-                   f"{scores[best]:.2f} vs {scores[given]:.2f} as given, Schilling et al. "
-                   "2019); check the bvecs file, e.g. with MRtrix dwigradcheck, before "
-                   "trusting orientations")
-    return {"scores": scores, "best": best, "given": given, "warning": warning,
-            "white_matter_voxels": n_wm}
+    labels = [label for label, _ in candidate_tables()]
+    out = {"verdict": "skipped", "confidence": 0.0, "scores": {}, "best": None,
+           "axes_confirmed": False,
+           "given": labels[0], "rank_of_given": None, "white_matter_voxels": n_wm,
+           "warning": (f"gradient check skipped: {n_wm} white-matter voxels (FA >= "
+                       f"{min_fa:g}), needs {MIN_WM_VOXELS}; the orientation of the bvecs "
+                       "is not checked")}
+    if n_wm < MIN_WM_VOXELS:
+        return out
+    zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
+    src, score = continuity(e1, fa, mask, zooms)
+    w, ev = fa[tuple(src.T)], e1[tuple(src.T)]
+    per_voxel = np.stack([score(T) for _, T in candidate_tables()])  # (24, n)
+    boot, n_blocks = _block_bootstrap(per_voxel, w, src, n_boot)
+    if n_blocks < MIN_BLOCKS:  # a bootstrap of a handful of blocks overstates its certainty
+        confidence = 1.1
+    scores = per_voxel.sum(1) / w.sum()
+    # tables that move the fibres by less than EQUIVALENT on average cannot be told apart
+    # (and hardly matter): a flip of z in a field of in-plane fibres
+    rivals = np.flatnonzero(~_near(ev, w, ev))
+    if rivals.size == 0:  # every table moves the fibres too little to matter
+        rivals = np.arange(1, len(labels))
+    beats = np.mean(boot[:, rivals] > (1 + TIE) * boot[:, :1], axis=0)  # rival beats given
+    loses = np.mean(boot[:, rivals] * (1 + TIE) < boot[:, :1], axis=0)  # given beats rival
+    order = rivals[np.argsort(-scores[rivals], kind="stable")]
+    best = int(order[0]) if scores[order[0]] > scores[0] else 0
+    out.update(scores=dict(zip(labels, scores.tolist())), best=labels[best],
+               rank_of_given=int(np.sum(scores[rivals] > scores[0])))
+    if beats.max() >= confidence:
+        top = rivals[beats >= confidence]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        # the correction is named only when the bootstrap agrees on it (up to tables that
+        # move the fibres less than EQUIVALENT from it)
+        near = _near(ev, w, ev @ TABLES[labels[top[0]]].T)
+        sure = float(np.mean(near[np.argmax(boot, axis=1)]))
+        out.update(verdict="wrong", confidence=float(beats.max()),
+                   best=labels[top[0]] if sure >= confidence else None)
+        out["warning"] = _wrong_line(labels, scores, top, sure, out["confidence"],
+                                     confidence, n_wm, affine)
+    elif loses.min() >= confidence:
+        out.update(verdict="consistent", confidence=float(loses.min()), warning="")
+    else:
+        lead = float(loses.min()) if best == 0 else float(beats[rivals == best][0])
+        who = "the table as given" if best == 0 else f"'{labels[best]}'"
+        why = (f"but is confirmed in only {100 * lead:.0f} % of bootstrap resamples (needs "
+               f"{100 * confidence:.0f} %)" if n_blocks >= MIN_BLOCKS else
+               f"but the white matter spans only {n_blocks} blocks of 3x3x3 voxels (a "
+               f"verdict needs {MIN_BLOCKS})")
+        # the axis order alone may still be confirmed: every swapped table loses
+        swapped = np.array([not labels[k].startswith("xyz") for k in rivals])
+        axes = bool(swapped.any() and loses[swapped].min() >= confidence)
+        what = ("the axis order is confirmed (no swap, in "
+                f"{100 * loses[swapped].min():.0f} % of resamples) but the signs (flips) "
+                "are not" if axes else "the orientation of the bvecs is not confirmed")
+        out.update(verdict="undecided", confidence=lead, axes_confirmed=axes, warning=(
+            f"gradient check cannot decide: {n_wm} white-matter voxels; {who} scores best "
+            f"{why}; {what}: check it on a larger field of view or with MRtrix "
+            "dwigradcheck"))
+    return out
+
+
+def _block_bootstrap(per_voxel, w, src, n_boot):
+    """Mean scores of ``n_boot`` resamples of 3×3×3-voxel blocks (seeded), shape
+    (n_boot, 24), and the number of blocks."""
+    block = np.unique(src // 3, axis=0, return_inverse=True)[1].ravel()
+    n_blocks = int(block.max()) + 1
+    num = np.stack([np.bincount(block, p, n_blocks) for p in per_voxel])  # (24, blocks)
+    den = np.bincount(block, w, n_blocks)
+    rng = np.random.default_rng(0)
+    counts = np.stack([np.bincount(rng.integers(0, n_blocks, n_blocks), minlength=n_blocks)
+                       for _ in range(n_boot)]).astype(float)
+    return (counts @ num.T) / np.maximum(counts @ den, 1e-12)[:, None], n_blocks
+
+
+def _near(ev, w, ref):
+    """Which of the 24 tables leave the directions ``ev`` within :data:`EQUIVALENT` of
+    ``ref`` on (FA-weighted) average, shape (24,)."""
+    return np.array([np.average(np.abs(np.sum((ev @ T.T) * ref, 1)), weights=w)
+                     for _, T in candidate_tables()]) >= np.cos(np.deg2rad(EQUIVALENT))
+
+
+def _wrong_line(labels, scores, top, sure, conf, confidence, n_wm, affine) -> str:
+    """The warning of a "wrong" verdict: the correction when the resamples agree on it."""
+    hint = ""
+    if sure >= confidence:
+        tied = [labels[k] for k in top if scores[k] >= (1 - TIE) * scores[top[0]]]
+        what = "look " + " or ".join(_describe(k) for k in tied[:2])
+        if labels[top[0]] == "xyz, flip x" and np.linalg.det(affine[:3, :3]) > 0:
+            hint = ("; this image is stored neurologically (positive determinant), for "
+                    "which FSL's convention stores bvecs with x negated: the file looks "
+                    "written in voxel axes (DIPY's convention) instead")
+    else:
+        what = ("look wrong, but which correction cannot be decided (" + " or ".join(
+            _describe(labels[k]) for k in top[:2]) + f", agreed in {100 * sure:.0f} % of "
+            "resamples)")
+    return (f"gradient table: the bvecs {what} (fibre continuity {scores[top[0]]:.3g} vs "
+            f"{scores[0]:.3g} as given, better in {100 * conf:.0f} % of bootstrap resamples "
+            f"of {n_wm} white-matter voxels){hint}; check the bvecs file, e.g. with MRtrix "
+            "dwigradcheck, before trusting orientations")
 
 
 def _describe(label: str) -> str:
@@ -236,66 +363,129 @@ def affine_agreement(image, *, tol_mm: float = 1e-3) -> str:
             "differently: fix the header (e.g. fslorient -copysform2qform)")
 
 
-def shell_jitter(acq, *, relative: float = 0.12) -> str:
+def shell_jitter(acq, *, relative: float = 0.12, grid_shells: int = GRID_SHELLS) -> str:
     """A warning when neighbouring shells are so close that jitter likely split one shell.
+
+    Only shells of the same timings (δ, Δ, TE) are compared: equal b with other timings is
+    another shell by design (e.g. two diffusion times). A protocol with more than
+    ``grid_shells`` shells of one timing samples q-space (a DSI grid, random q-space): its
+    b-values are not meant to form shells and are not reported.
 
     Parameters
     ----------
     acq : Acquisition
     relative : float
         Shells whose mean b-values differ by less than this fraction of b are reported.
+    grid_shells : int
+        More shells of one timing than this: a q-space grid, not shells.
     """
-    b = np.asarray(acq.shells, float) / 1e6  # s/mm², non-b0 shells, sorted
-    if b.size < 2:
+    rows = [r for r in acq.shell_table() if r["b"] > acq.b0_threshold]
+    groups: dict = {}
+    for r in rows:
+        key = (round(r["delta"] / 1e-4), round(r["Delta"] / 1e-4),
+               None if r["TE"] is None else round(r["TE"] / 0.5e-3))
+        groups.setdefault(key, []).append(r["b"] / 1e6)  # s/mm²
+    pairs = []
+    for key, bs in groups.items():
+        b = np.sort(np.asarray(bs))
+        if b.size < 2 or b.size > grid_shells:
+            continue
+        close = np.flatnonzero(np.diff(b) < relative * b[1:])
+        timing = (f" (δ {key[0] / 10:g} ms, Δ {key[1] / 10:g} ms)" if len(groups) > 1
+                  else "")
+        pairs += [f"{b[i]:.0f} and {b[i + 1]:.0f}{timing}" for i in close]
+    if not pairs:
         return ""
-    close = np.flatnonzero(np.diff(b) < relative * b[1:])
-    if close.size == 0:
-        return ""
-    pairs = ", ".join(f"{b[i]:.0f} and {b[i + 1]:.0f}" for i in close[:3])
-    return (f"b-values: shells at {pairs} s/mm² look like one shell split by jitter (wider "
-            "than the shell tolerance of max(5 s/mm², 5 %)); each part is fitted with fewer "
-            "directions: round the bvals to the nominal shells")
+    return (f"b-values: shells at {', '.join(pairs[:3])} s/mm² look like one shell split by "
+            "jitter (wider than the shell tolerance of max(5 s/mm², 5 %), same δ, Δ and TE); "
+            "shell-wise steps (spherical means, powder averages, per-shell responses) see "
+            "each part with fewer directions: round the bvals to the nominal shells")
+
+
+def timing_warnings(acq) -> tuple[list[str], str]:
+    """What the acquisition assumed: defaulted timings, and b-values they cannot produce.
+
+    Returns
+    -------
+    warnings : list of str
+        One line per finding: the HCP timings filled in (naming the values and how to give
+        the real ones); b0 volumes well above b = 0 (naming the ``--b0-threshold``).
+    refusal : str
+        Non-empty when the b-values are far outside what the assumed timings could
+        produce (a gradient above :data:`G_MAX_HUMAN`): models whose signal depends on
+        the timings must not be fitted with them (see :func:`depends_on_timings`).
+    """
+    from ..acquisition import HCP_TIMING
+
+    out, refusal = [], ""
+    if acq.assumed:
+        values = ", ".join(f"{_SYMBOL[k]} = {HCP_TIMING[k] * 1e3:g} ms" for k in acq.assumed)
+        out.append(f"timings: the data give no {'/'.join(_SYMBOL[k] for k in acq.assumed)}; "
+                   f"using HCP's ({values}); maps that depend on the diffusion time "
+                   "(diameters, restricted compartments) are only as right as these: give "
+                   "the real ones in acquisition.json beside the data or with --acquisition "
+                   'FILE.json ({"delta": s, "Delta": s, "TE": s}), or a BIDS sidecar '
+                   "(SmallDelta, LargeDelta, EchoTime)")
+        g = float(np.max(acq.G)) if acq.n_measurements else 0.0
+        if g > G_MAX_HUMAN and ("delta" in acq.assumed or "Delta" in acq.assumed):
+            refusal = (f"timings: b up to {acq.bvals.max() / 1e6:.4g} s/mm² would need a "
+                       f"gradient of {g * 1e3:.0f} mT/m with the assumed HCP timings, beyond "
+                       f"any human scanner ({G_MAX_HUMAN * 1e3:.0f} mT/m): these are not the "
+                       "data's timings (a preclinical protocol?); give the real δ and Δ")
+            out.append(refusal)
+    b0 = acq.bvals[acq.b0_mask] / 1e6
+    high = b0 > B0_NOTE
+    if high.any():
+        out.append(f"b0: {int(high.sum())} volume(s) with b between {b0[high].min():.0f} and "
+                   f"{b0[high].max():.0f} s/mm² count as b0 (threshold "
+                   f"{acq.b0_threshold / 1e6:g} s/mm²): they normalise the signal and give "
+                   f"σ; if they are diffusion-weighted, give --b0-threshold "
+                   f"{max(b0[high].min() / 2, 1):.0f}")
+    return out, refusal
+
+
+def depends_on_timings(model, acq, *, n: int = 8) -> bool:
+    """True when ``model``'s signal on ``acq`` changes with δ and Δ at fixed b (restricted
+    compartments), tried on ``n`` voxels drawn from its prior."""
+    from ..acquisition import Acquisition
+    from ..simulate import sample_parameters
+
+    params = sample_parameters(model, n, random_state=0)
+    other = Acquisition(acq.bvals, acq.bvecs, acq.delta * 0.5, acq.Delta * 2.0, TE=acq.TE,
+                        b0_threshold=acq.b0_threshold)
+    with np.errstate(all="ignore"):
+        a, b = model.signal(acq, params), model.signal(other, params)
+    return bool(np.nanmax(np.abs(a - b)) > 1e-3)
 
 
 def input_warnings(dataset, *, data=None) -> list[str]:
     """Every check on a loaded dataset, as warning lines (empty when all is well).
+
+    A check that cannot run says so (e.g. "gradient check skipped: 12 white-matter
+    voxels, needs 50"), so an empty list means every check ran and found nothing.
 
     Parameters
     ----------
     dataset : Dataset
         From :func:`microlearn.data.dataset.load_dataset`.
     data : ndarray, shape (X, Y, Z, N), optional
-        The signals when already in memory (otherwise the central slabs are read).
+        The signals when already in memory (otherwise the fullest slices are read once,
+        and kept for σ and the fit of a small volume).
     """
     out = [w for w in (affine_agreement(dataset.image), shell_jitter(dataset.acq)) if w]
+    out += timing_warnings(dataset.acq)[0]
     mask = np.asarray(dataset.mask, bool)
-    if int((~dataset.acq.b0_mask).sum()) >= 6 and mask.sum() >= 50:
-        if data is None:
-            data = _central_slabs(dataset, mask)
-            mask = data[1]
-            data = data[0]
-        out.append(gradient_orientation(dataset.acq, data, mask, dataset.affine)["warning"])
-    return [w for w in out if w]
-
-
-def _central_slabs(dataset, mask, max_voxels: int = 20_000):
-    """Signals and mask of the fullest z-slabs (about ``max_voxels`` brain voxels)."""
-    from ..run.chunked import SMALL_VOLUME, read_slab
-
-    per_z = mask.reshape(-1, mask.shape[2]).sum(0)
-    centre = int(np.argmax(per_z))
-    z0 = z1 = centre
-    total = per_z[centre]
-    while total < max_voxels and (z0 > 0 or z1 < mask.shape[2] - 1):
-        if z0 > 0:
-            z0 -= 1
-            total += per_z[z0]
-        if z1 < mask.shape[2] - 1:
-            z1 += 1
-            total += per_z[z1]
-    path = dataset.image.get_filename()
-    if np.prod(dataset.image.shape, dtype=float) <= SMALL_VOLUME:  # read once for QC, σ, fit
-        data = read_slab(path, 0, mask.shape[2], keep=True)[:, :, z0:z1 + 1]
+    n_dw = int((~dataset.acq.b0_mask).sum())
+    if n_dw < 6:
+        out.append(f"gradient check skipped: {n_dw} diffusion-weighted volume(s), a tensor "
+                   "needs 6")
+    elif mask.sum() < 50:
+        out.append(f"gradient check skipped: {int(mask.sum())} brain voxels, needs 50")
     else:
-        data = read_slab(path, z0, z1 + 1)
-    return data, mask[..., z0:z1 + 1]
+        if data is None:  # the block σ is estimated from: read once for both
+            from ..run.chunked import central_block
+
+            data, mask = central_block(dataset, SAMPLE_VOXELS)
+        out.append(gradient_orientation(dataset.acq, data, mask, dataset.affine,
+                                        max_voxels=SAMPLE_VOXELS)["warning"])
+    return [w for w in out if w]

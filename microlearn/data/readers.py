@@ -14,14 +14,21 @@ form                      files
 FSL / HCP                 ``bvals`` (s/mm², or ``bvals_unit``), ``bvecs`` (3 rows or N×3,
                           image axes); timings from ``acquisition.json`` or a sidecar
 Camino STEJSKALTANNER     ``VERSION: STEJSKALTANNER`` then ``x y z |G| Δ δ TE`` per
-                          measurement (T/m, s)
+                          measurement (T/m, s); without a VERSION line, 7 columns
 Camino BVECTOR            ``VERSION: BVECTOR`` then ``x y z b`` (b in s/m² unless
-                          ``bvals_unit`` says otherwise)
+                          ``bvals_unit`` says otherwise); without a VERSION line, 4
+                          columns, b in s/mm² when it is at most 10⁶
 MRtrix                    ``x y z b`` per row (``-grad`` / ``.b``; b in s/mm², directions in
                           scanner axes, turned into image axes with the image affine)
 BIDS                      ``sub-*/[ses-*/]dwi/*_dwi.nii[.gz]`` with ``.bval``, ``.bvec`` and
                           ``.json`` (inherited from parent folders as BIDS allows)
 ========================  =============================================================
+
+Lines starting with ``#`` or ``%`` (and the rest of a line after one) are comments in every
+text table; numbers may be separated by whitespace or commas. A DWI file given alone
+(``--dwi X.nii.gz``) finds ``X.bval``, ``X.bvec`` and ``X.json`` next to it (dcm2niix
+names them so), and a BIDS ``*_dwi.nii.gz`` also inherited ones, as the positional form
+does.
 
 Sidecar keys (``acquisition.json`` or a BIDS JSON; values in s, T/m, one value or one per
 volume): ``delta`` / ``SmallDelta`` / ``DiffusionGradientDuration`` (δ), ``Delta`` /
@@ -53,6 +60,8 @@ SIDECAR_KEYS = {
 }
 #: Default b-value unit of each form.
 DEFAULT_UNITS = {"fsl": "s/mm^2", "mrtrix": "s/mm^2", "bvector": "s/m^2"}
+#: Comment markers of text tables (Camino and MATLAB write ``%``, most others ``#``).
+COMMENTS = ("#", "%")
 #: File name endings of a DWI image.
 NIFTI_EXT = (".nii.gz", ".nii")
 
@@ -64,9 +73,14 @@ def _exists(path: Path, what: str) -> Path:
 
 
 def _numbers(path: Path, what: str, ndmin: int) -> np.ndarray:
+    import io
+
     try:
-        return np.loadtxt(_exists(Path(path), what), ndmin=ndmin, comments="#")
-    except ValueError as err:
+        text = _exists(Path(path), what).read_text()
+        if "," in text:  # comma-separated (MATLAB csvwrite, DIPY's tables): commas delimit
+            text = text.replace(",", " ")
+        return np.loadtxt(io.StringIO(text), ndmin=ndmin, comments=COMMENTS)
+    except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: cannot read numbers ({err}); it should hold only "
                          "whitespace-separated numbers.") from None
 
@@ -120,7 +134,7 @@ def read_scheme(path, *, bvals_unit=None) -> dict:
     version = None
     rows = []
     for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+        line = re.split("[#%]", line, maxsplit=1)[0].strip()
         if not line:
             continue
         m = re.match(r"VERSION\s*:?\s*(\S+)", line, re.IGNORECASE)
@@ -128,7 +142,7 @@ def read_scheme(path, *, bvals_unit=None) -> dict:
             version = m.group(1).upper()
             continue
         try:
-            rows.append([float(v) for v in line.split()])
+            rows.append([float(v) for v in line.replace(",", " ").split()])
         except ValueError:
             raise ValueError(f"{path}: cannot read the line {line[:40]!r} as numbers; a "
                              "scheme file holds a VERSION line and rows of numbers.") from None
@@ -154,6 +168,9 @@ def read_scheme(path, *, bvals_unit=None) -> dict:
     if ncol == 4:
         unit = bvals_unit or DEFAULT_UNITS["bvector"]
         check_bvals(a[:, 3], path)
+        if bvals_unit is None and version is None and 0 < a[:, 3].max() <= 1e6:
+            unit = "s/mm^2"  # no VERSION line: b up to 10⁶ cannot be s/m² (see BVAL_RANGES)
+            log.info("%s: no VERSION line, b up to %g: read as s/mm²", path, a[:, 3].max())
         check_bvals_unit(a[:, 3], unit, source=str(path))
         return {"bvals": bvals_to_si(a[:, 3], unit), "bvecs": a[:, :3]}
     G, Delta, delta, TE = a[:, 3], a[:, 4], a[:, 5], a[:, 6]
@@ -388,6 +405,25 @@ def find_bids(path, *, within=None) -> InputFiles:
     return out
 
 
+def beside(dwi) -> InputFiles | None:
+    """The files that go with a DWI file given alone: a BIDS run's (inherited) sidecars, or
+    ``X.bval``/``X.bvec``/``X.json`` next to ``X.nii[.gz]`` (dcm2niix). None when there are
+    none."""
+    dwi = Path(dwi)
+    if is_bids(dwi):
+        try:
+            return find_bids(dwi)
+        except ValueError:
+            pass  # not a complete BIDS run: try plain names
+    name = dwi.name
+    stem = next((name[: -len(e)] for e in NIFTI_EXT if name.endswith(e)), dwi.stem)
+    found = {e: dwi.with_name(stem + e) for e in (".bval", ".bvec", ".json")}
+    if not (found[".bval"].is_file() and found[".bvec"].is_file()):
+        return None
+    return InputFiles(form="fsl", dwi=dwi, bvals=found[".bval"], bvecs=found[".bvec"],
+                      sidecars=[found[".json"]] if found[".json"].is_file() else [])
+
+
 # ------------------------------------------------------------------ any form
 def find_inputs(folder, *, within=None) -> InputFiles:
     """Recognise the layout of ``folder``: HCP/FSL files, a scheme file, an MRtrix table or
@@ -433,7 +469,8 @@ def merged_sidecars(paths) -> tuple[dict, list[str]]:
 
 
 def read_acquisition(files: InputFiles, *, bvals_unit=None, affine=None, n_volumes=None,
-                     delta=None, Delta=None, TE=None, name=None) -> Acquisition:
+                     delta=None, Delta=None, TE=None, name=None,
+                     b0_threshold=None) -> Acquisition:
     """The :class:`Acquisition` of a dataset's files, whatever their form.
 
     Parameters
@@ -449,6 +486,9 @@ def read_acquisition(files: InputFiles, *, bvals_unit=None, affine=None, n_volum
         Volumes of the DWI image; the gradient table must have as many rows.
     delta, Delta, TE : float, optional
         Timings (s) used when neither the scheme nor a sidecar gives them.
+    b0_threshold : float, optional
+        b-values (s/m²) at or below this are b0 (default 50 s/mm²; 5 s/mm² for IVIM
+        protocols, see :meth:`Acquisition.from_bvals_bvecs`).
 
     Raises
     ------
@@ -493,7 +533,8 @@ def read_acquisition(files: InputFiles, *, bvals_unit=None, affine=None, n_volum
     try:
         acq = Acquisition.from_bvals_bvecs(table["bvals"], table["bvecs"],
                                            bvals_unit="s/m^2", check=False,
-                                           name=name or Path(src).parent.name or "data", **kw)
+                                           name=name or Path(src).parent.name or "data",
+                                           b0_threshold=b0_threshold, **kw)
     except ValueError as err:
         raise ValueError(f"{src}: {err}") from None
     te_source = ", ".join(str(p) for p in files.sidecars) if files.scheme is None else src
@@ -542,7 +583,7 @@ def check_numbers(table: dict, timings: dict, src, sidecars=(), vec_src=None) ->
                                  "(> 0) and G in T/m (>= 0): fix the file.")
 
 
-def acquisition_from_folder(folder, *, bvals_unit=None) -> Acquisition:
+def acquisition_from_folder(folder, *, bvals_unit=None, b0_threshold=None) -> Acquisition:
     """The acquisition of a dataset folder of any form (the image itself is not read, only
     its header when an MRtrix table needs the affine)."""
     files = find_inputs(folder)
@@ -556,4 +597,4 @@ def acquisition_from_folder(folder, *, bvals_unit=None) -> Acquisition:
         except Exception as err:  # the header is optional here
             log.info("%s: header not read (%s)", files.dwi, err)
     return read_acquisition(files, bvals_unit=bvals_unit, affine=affine, n_volumes=n_volumes,
-                            name=Path(folder).name)
+                            name=Path(folder).name, b0_threshold=b0_threshold)

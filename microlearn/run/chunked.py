@@ -228,11 +228,11 @@ def plan_slabs(mask, chunk_voxels: int = CHUNK_VOXELS) -> list[tuple[int, int]]:
     return slabs
 
 
-#: A whole small volume read once (by :func:`sample_voxels`) and handed to the slab loop:
+#: A whole small volume read once (by :func:`central_block`) and handed to the slab loop:
 #: ``(path, size, mtime_ns, z0, z1, dtype, ndim) -> array``, one entry, taken by its next
 #: read.
 _READ_ONCE: dict = {}
-#: Volumes with at most this many values are read whole by :func:`sample_voxels`.
+#: Volumes with at most this many values are read whole by :func:`central_block`.
 SMALL_VOLUME = 50_000_000
 
 
@@ -349,7 +349,8 @@ def _client(scheduler, workers):
 
 def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
                 chunk_voxels=CHUNK_VOXELS, scheduler=None, workers=None, progress=True,
-                keep_work=False, extra_maps=None, on_complete=None, force=False) -> dict:
+                keep_work=False, extra_maps=None, on_complete=None, force=False,
+                units=None, compress=True, on_start=None) -> dict:
     """Run ``block_fn`` over a dataset slab by slab and write the maps to ``out_dir``.
 
     Parameters
@@ -381,6 +382,13 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     force : bool
         Replace maps that already exist in ``out_dir`` (other files there are never
         touched; see :func:`microlearn.data.writers.staged_output`).
+    units : dict, optional
+        Unit of each map, written in its header.
+    compress : bool
+        ``False``: ``<map>.nii`` without gzip (faster to write).
+    on_start : callable, optional
+        Called once every option is checked and the work folder is ready, before the
+        first slab (e.g. to print input warnings only for a run that goes ahead).
 
     Returns
     -------
@@ -420,6 +428,8 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
     made = made_now
     try:
         done, made = workdir.prepare_work_dir(work_dir, job, resume, made=made_now, mask=mask)
+        if on_start is not None:
+            on_start()
         result = _compute(block_fn, dataset, mask, slabs, done, work_dir, progress,
                           scheduler, workers)
         if not locks.still_held(lock, record):
@@ -432,7 +442,8 @@ def run_chunked(block_fn, dataset, out_dir, *, work_dir=None, resume=False,
         maps.update(extra_maps or {})
         result["maps"] = maps
         with staged_output(out_dir, force=force) as staging:  # all maps appear at once
-            write_maps(staging, maps, dataset.affine, mask=mask)
+            write_maps(staging, maps, dataset.affine, mask=mask, units=units,
+                       compress=compress, header=getattr(dataset.image, "header", None))
             if on_complete is not None:
                 on_complete(staging, result)
     except BaseException:
@@ -515,40 +526,65 @@ def _answered(maps, mask, slabs, done) -> dict:
             "n_answered_fitted": int((answered & this_run).sum())}
 
 
-def sample_voxels(dataset, max_voxels: int = 20_000) -> np.ndarray:
-    """Raw signals (n, N) of the brain voxels of the fullest z-slices, about ``max_voxels``.
+def central_block(dataset, max_voxels: int = 20_000):
+    """Signals and mask of the contiguous z-slices around the fullest one, about
+    ``max_voxels`` brain voxels, read once per dataset (σ, the input checks and the
+    fibre response share it; a small volume is read whole and kept for the fit too).
 
-    Only those slices are read; voxels with NaN/inf values or a non-positive b0 are left
-    out.
+    Returns
+    -------
+    data : ndarray, shape (X, Y, z1 - z0, N), float32
+    mask : ndarray of bool, shape (X, Y, z1 - z0)
     """
+    key = ("central", int(max_voxels))
+    cache = getattr(dataset, "cache", None)
+    if cache is not None and key in cache:
+        return cache[key]
     mask = np.asarray(dataset.mask, bool)
     per_z = mask.reshape(-1, mask.shape[-1]).sum(0)
     if per_z.sum() == 0:
         raise ValueError("the brain mask is empty; give a mask with brain voxels (--mask).")
-    order = np.argsort(-per_z)
-    take, total = [], 0
-    for z in order:
-        take.append(int(z))
-        total += int(per_z[z])
-        if total >= max_voxels:
-            break
+    z0 = z1 = int(np.argmax(per_z))
+    total = per_z[z0]
+    while total < max_voxels and (z0 > 0 or z1 < mask.shape[-1] - 1):
+        if z0 > 0:
+            z0 -= 1
+            total += per_z[z0]
+        if z1 < mask.shape[-1] - 1:
+            z1 += 1
+            total += per_z[z1]
     path = dataset.image.get_filename()
     if np.prod(dataset.image.shape, dtype=float) <= SMALL_VOLUME:  # read once, fit from it
-        vox = read_slab(path, 0, mask.shape[-1], keep=True)[..., sorted(take), :]
-        vox = vox[mask[..., sorted(take)]]
+        data = read_slab(path, 0, mask.shape[-1], keep=True)[:, :, z0:z1 + 1]
     else:
-        vox = np.concatenate([read_slab(path, z, z + 1)[mask[..., z:z + 1]]
-                              for z in sorted(take)])
+        data = read_slab(path, z0, z1 + 1)
+    out = (data, mask[..., z0:z1 + 1])
+    if cache is not None:
+        cache[key] = out
+    return out
+
+
+def sample_voxels(dataset, max_voxels: int | None = None) -> np.ndarray:
+    """Raw signals (n, N) of the brain voxels of the central slices, about ``max_voxels``
+    (:func:`central_block`; default the block the input checks read); voxels with NaN/inf
+    values or a non-positive b0 are left out.
+    """
+    from ..data.qc import SAMPLE_VOXELS
     from ..data.voxels import usable_voxels
 
+    max_voxels = SAMPLE_VOXELS if max_voxels is None else max_voxels
+    data, mask = central_block(dataset, max_voxels)
+    vox = data[mask]
     return vox[usable_voxels(vox, dataset.acq)].astype(float)
 
 
-def sample_sigma(dataset, max_voxels: int = 20_000):
+def sample_sigma(dataset, max_voxels: int | None = None):
     """Noise σ (signal units) from the b0 repeats (of each TE) of brain voxels in the
-    fullest slices."""
+    central slices (by default the block the input checks read: one read for both)."""
+    from ..data.qc import SAMPLE_VOXELS
     from ..data.voxels import estimate_sigma_by_te
 
+    max_voxels = SAMPLE_VOXELS if max_voxels is None else max_voxels
     sigma = estimate_sigma_by_te(sample_voxels(dataset, max_voxels), dataset.acq)
     return None if sigma is None else float(sigma)
 

@@ -164,9 +164,48 @@ def output_names(model, auto: bool) -> list[str]:
     return names
 
 
+#: Units of the maps that are not model parameters.
+OTHER_UNITS = {"s0": "signal units of the input", "success": "1", "at_bound": "1",
+               "n_fibres": "1", "residual_rms": "1 (relative to S0)",
+               "s0_std": "signal units of the input"}
+
+
+def map_units(model, names) -> dict:
+    """Unit (SI, as written in the files) and display unit of each map, for ``fit.json``
+    and the map headers.
+
+    Returns
+    -------
+    dict
+        name -> ``{"unit", "display_unit", "display_scale"}``: a value v in the file is
+        ``v / display_scale`` in ``display_unit`` (a diameter of 3e-06 m is 3 µm).
+    """
+    space = model.parameters
+    out = {}
+    for name in names:
+        base = name[:-4] if name.endswith("_std") else name
+        if base in OTHER_UNITS:
+            out[name] = {"unit": OTHER_UNITS[base], "display_unit": OTHER_UNITS[base],
+                         "display_scale": 1.0}
+            continue
+        stem = base.rsplit("_", 1)[0] if base.rsplit("_", 1)[-1].isdigit() else base
+        key = base if base in space else stem if stem in space else None
+        if key is None:
+            out[name] = {"unit": "1", "display_unit": "1", "display_scale": 1.0}
+            continue
+        p = space[key]
+        if p.kind == "orientation":
+            out[name] = {"unit": "unit vector (x, y, z in voxel axes)",
+                         "display_unit": "unit vector", "display_scale": 1.0}
+        else:
+            out[name] = {"unit": p.unit or "1", "display_unit": p.display_unit or "1",
+                         "display_scale": float(p.display_scale)}
+    return out
+
+
 def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
                noise: NoiseChoice = NoiseChoice(), force: bool = False, scale=None,
-               started: float | None = None) -> tuple[dict, Path]:
+               started: float | None = None, on_start=None) -> tuple[dict, Path]:
     """Fit ``model`` to every voxel of ``ds`` and write the maps and ``fit.json`` to ``out``.
 
     Parameters
@@ -190,6 +229,8 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
         Whole-brain options of :func:`~microlearn.run.chunked.run_chunked`.
     started : float, optional
         ``time.perf_counter()`` at the start of the command (for ``seconds``).
+    on_start : callable, optional
+        Called when every input and option is checked, before the first slab.
 
     Returns
     -------
@@ -242,7 +283,8 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
                 "convergence": describe_convergence(ok, answered, engine),
                 "noise": record_noise, "quality": summarise(maps, ds.mask),
                 "identifiability": identifiability(model, maps, ds.mask),
-                "maps": sorted(maps), "input": str(ds.path), "versions": versions()}
+                "maps": sorted(maps), "units": map_units(model, sorted(maps)),
+                "input": str(ds.path), "versions": versions()}
 
     bids = ds.source.get("form") == "bids"  # BIDS in: BIDS-derivatives layout out
     out_dir = Path(out)
@@ -267,11 +309,13 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
         if bids:
             rename_outputs(staging, ds.source, done["info"]["model"])
 
-    run_chunked(block, ds, out_dir, on_complete=finish, force=force, **scale)
+    units = {k: v["unit"] for k, v in map_units(model, output_names(model, auto)).items()}
+    run_chunked(block, ds, out_dir, on_complete=finish, force=force, units=units,
+                on_start=on_start, **scale)
     if bids:
         write_dataset_description(out)
     return done["info"], out_dir
 
 
-__all__ = ["NoiseChoice", "check_sigma", "check_sigma_map", "fit_volume", "model_record",
-           "noise_record", "output_names", "timing_fields", "versions"]
+__all__ = ["NoiseChoice", "check_sigma", "check_sigma_map", "fit_volume", "map_units",
+           "model_record", "noise_record", "output_names", "timing_fields", "versions"]

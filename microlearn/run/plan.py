@@ -10,10 +10,13 @@
 * the **expected RMSE and bias of fitting** (the fitting engine on Rician-noisy
   simulations of those voxels, fibres matched by direction) and of **learning** (an
   estimator trained on the same prior, for the maps a learned estimator predicts);
-* a **verdict**: ``supported`` when the error is below half the prior's spread,
-  ``weak`` below 0.8 of it, ``not supported`` otherwise or when the bound is infinite in
-  more than 5 % of the voxels. For lengths (axon diameter) also the smallest value from
-  which the bound is below half the value (``resolvable_from``).
+* a **verdict**: ``not supported`` when the median Cramér–Rao std reaches 0.8 of the
+  prior's spread (the rule ``fit`` applies to its own std maps,
+  :func:`microlearn.fitting.quality.identifiability`, so plan and fit agree on a protocol
+  and SNR) or the bound is infinite in more than 5 % of the voxels; otherwise
+  ``supported`` when the error is below half the prior's spread, ``weak`` below 0.8.
+  For lengths (axon diameter) also the smallest value from which the bound is below
+  half the value (``resolvable_from``).
 
 Typical findings: single-shell NODDI cannot separate ICVF from FISO; axon diameters below
 a few µm are not resolvable on clinical gradients; per-fibre ICVF in crossings is not
@@ -176,6 +179,7 @@ def plan(model: str, acq, *, snr: float = 30.0, n_fibres: int = 1, n_voxels: int
                                ranges=_ranges_for(mdl, ranges))
     truth = _normalised_fractions(mdl.maps(params), k)
     bounds = crb_std(mdl, acq, params, 1.0 / snr)
+    determined = determinacy(mdl, bounds)
     t_crb = time.perf_counter() - t0
     noisy = add_noise(simulate(mdl, acq, params), snr, random_state=rng) * S0
     res = fit(mdl, acq, noisy, method=method, sigma=S0 / snr, workers=1)
@@ -207,6 +211,9 @@ def plan(model: str, acq, *, snr: float = 30.0, n_fibres: int = 1, n_voxels: int
             row["unidentifiable"] = float(1.0 - finite.mean())
         else:
             row["crb_median"], row["unidentifiable"] = None, None
+        if name in determined:
+            row["crb_ratio"] = determined[name]["ratio"]
+            row["determined"] = determined[name]["determined"]
         row["fit_rmse"], row["fit_bias"] = (_errors(np.asarray(fitted[name], float), values)
                                             if name in fitted else (None, None))
         row["learn_rmse"], row["learn_bias"] = (_errors(learned[name], values)
@@ -224,15 +231,46 @@ def plan(model: str, acq, *, snr: float = 30.0, n_fibres: int = 1, n_voxels: int
             "n_voxels": int(n_voxels), "method": method,
             "estimator": estimator if learn else None, "n_train": int(n_train) if learn else 0,
             "n_measurements": int(acq.n_measurements),
-            "shells_s_per_mm2": sorted({round(float(b) / 1e6) for b in acq.bvals}),
+            "shells_s_per_mm2": sorted({round(float(b) / 1e6) for b in acq.shell_bvals}),
             "seconds": {"crb": t_crb, "fit": t_fit, "learn": t_learn}, "rows": rows}
 
 
+def determinacy(model, bounds) -> dict:
+    """Which parameters the acquisition determines, by the very rule ``fit`` applies to its
+    std maps (:func:`microlearn.fitting.quality.identifiability`: the median Cramér–Rao std
+    against the spread of the prior), here on the bounds of voxels drawn from the prior.
+
+    Parameters
+    ----------
+    model : MultiCompartmentModel
+    bounds : dict of str to ndarray, shape (V,)
+        Per-voxel Cramér–Rao std (:func:`crb_std`).
+
+    Returns
+    -------
+    dict
+        name -> ``{"std_median", "prior_std", "ratio", "determined"}``.
+    """
+    from ..fitting.quality import identifiability
+
+    if not bounds:
+        return {}
+    n = len(next(iter(bounds.values())))
+    return identifiability(model, {f"{k}_std": np.asarray(v, float) for k, v in bounds.items()},
+                           np.ones(n, bool))
+
+
 def _verdict(row) -> tuple[str, str]:
+    from ..fitting.quality import NOT_DETERMINED
+
     spread = row["prior_std"]
     if row["unidentifiable"] is not None and row["unidentifiable"] > MAX_UNIDENTIFIABLE:
         return ("not supported", f"unidentifiable (infinite Cramér–Rao bound) in "
                 f"{100 * row['unidentifiable']:.0f} % of voxels")
+    if row.get("determined") is False:  # the rule fit's warning reads: both say the same
+        return ("not supported", f"median Cramér–Rao std {row['crb_ratio']:.2g} x the "
+                f"prior's spread (>= {NOT_DETERMINED:g}): the data do not determine it, "
+                "estimates lean on the prior (fit warns the same on its std maps)")
     achieved = [e for e in (row["fit_rmse"], row["learn_rmse"]) if e is not None
                 and np.isfinite(e)]
     crb = row["crb_median"]
