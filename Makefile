@@ -79,4 +79,4 @@ lint: install
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(DEMO_OUT) .pytest_cache docs/_build docs/lessons docs/jupyter_execute
+	rm -rf $(VENV) $(TOOLS) $(DEMO_OUT) .pytest_cache docs/_build docs/lessons docs/api docs/jupyter_execute
