@@ -23,7 +23,7 @@ import nbformat
 BINDER = "https://mybinder.org/v2/gh/microlearn/microlearn/main"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = ("<p><em>Interactive panel: run this notebook in JupyterLab or Binder, or "
-               "see the <a href=\"../dashboards.html\">dashboards</a> page.</em></p>")
+               "see the <a href=\"../dashboards/index.html\">dashboards</a> page.</em></p>")
 
 
 def _summary(nb) -> tuple[str, str]:

@@ -86,13 +86,15 @@ def test_api_reference_is_complete_and_split(site):
 
 @pytest.mark.slow  # builds the site (a few minutes)
 def test_pages_exist(site):
-    for page in ("install.html", "dashboards.html", "troubleshooting.html", "guide.html",
-                 "benchmarks.html", "cite.html"):
+    for page in ("install.html", "troubleshooting.html", "guide.html", "benchmarks.html",
+                 "cite.html", "dashboards/index.html"):
         assert (site / page).exists(), page
     trouble = (site / "troubleshooting.html").read_text(encoding="utf-8")
     assert "exit status 2" in trouble and "Python" not in trouble.split("<h1")[1][:200]
-    dash = (site / "dashboards.html").read_text(encoding="utf-8")
-    assert dash.count("dashboard-shot") >= 5
+    for name in ("workshop", "model_composer", "signal_simulator", "fit_or_learn", "compare"):
+        dash = (site / "dashboards" / f"{name}.html").read_text(encoding="utf-8")
+        assert "dashboard-shot" in dash and f"{name}.png" in dash, name
+        assert "lessons/" in dash, name
 
 
 @pytest.mark.slow
