@@ -58,9 +58,11 @@ bench: install
 dashboard: install
 	$(BIN)/microlearn dashboard widgets --port 8866
 
-# Binder installs the same locked package set as `make install`.
+# Binder installs the run-time part of the lock: the library and the extras a workshop
+# uses (TensorFlow, Dask, dashboards, glyphs), no test, docs, browser or benchmark packages.
+BINDER_EXTRAS := --extra tf --extra dask --extra app --extra viz3d
 binder: $(UV)
-	$(UV) export --frozen --all-extras --no-hashes --no-emit-project --no-header \
+	$(UV) export --frozen $(BINDER_EXTRAS) --no-hashes --no-emit-project --no-header \
 		--no-annotate -o binder/requirements.txt
 
 # The documentation site (API from the docstrings, the lessons with their stored outputs,
@@ -77,4 +79,4 @@ lint: install
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(DEMO_OUT) .pytest_cache docs/_build docs/lessons docs/jupyter_execute
+	rm -rf $(VENV) $(TOOLS) $(DEMO_OUT) .pytest_cache docs/_build docs/lessons docs/api docs/jupyter_execute

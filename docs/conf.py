@@ -1,15 +1,21 @@
-"""Sphinx configuration of the microlearn documentation (``make docs``)."""
+"""Sphinx configuration of the microlearn documentation (``make docs``).
+
+The site works offline: MathJax comes from the ``jupyter-server-mathjax`` package (docs
+extra) and is copied next to the pages; stored widget outputs are replaced by a note
+pointing to the dashboard pages, so no widget manager is fetched either.
+"""
 
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 from pathlib import Path
 
 import microlearn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # cli_for_docs
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # cli_for_docs, site_build
+
+import site_build  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -31,22 +37,34 @@ plot_html_show_source_link = False
 plot_html_show_formats = False
 plot_formats = [("png", 90)]
 
-# The lessons live in notebooks/; they are copied here at every build and rendered with the
-# outputs stored in them (never executed by Sphinx: `make test` executes them).
-LESSONS = HERE / "lessons"
-if LESSONS.exists():
-    shutil.rmtree(LESSONS)
-LESSONS.mkdir()
-for nb in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
-    shutil.copy2(nb, LESSONS / nb.name)
-shutil.copy2(ROOT / "notebooks" / "INSTRUCTOR.md", LESSONS / "INSTRUCTOR.md")
+# The lessons live in notebooks/; they are copied here at every build (solutions behind a
+# toggle, widget outputs replaced by a note), with a gallery page, and rendered with the
+# outputs stored in them (never executed by Sphinx: `make test` executes them). The API
+# reference is one generated page per public module.
+site_build.copy_lessons(ROOT / "notebooks", HERE / "lessons")
+site_build.write_api_pages(HERE / "api")
 
 nb_execution_mode = "off"
 nb_merge_streams = True
+nb_output_stderr = "remove"
+nb_ipywidgets_js = {}  # no widget manager from a CDN: widget outputs are replaced
 myst_enable_extensions = ["dollarmath", "amsmath"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 
-autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
+# MathJax 2.7 bundled by jupyter-server-mathjax, copied to _static/mathjax at build time.
+mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
+mathjax2_config = {"tex2jax": {"inlineMath": [["\\(", "\\)"]],
+                               "displayMath": [["\\[", "\\]"]],
+                               "processEscapes": True, "ignoreClass": "document",
+                               "processClass": "math|output_area"},
+                   "HTML-CSS": {"availableFonts": [], "webFont": "STIX-Web"},
+                   "showMathMenu": False, "messageStyle": "none"}
+myst_update_mathjax = False
+
+# Command lines must be copyable: no "--" turned into an en dash anywhere.
+smartquotes = False
+
+autodoc_default_options = {"members": True}  # documented members only
 autodoc_typehints = "none"
 autodoc_mock_imports = ["tensorflow", "keras"]
 numpydoc_show_class_members = False
@@ -56,6 +74,8 @@ numpydoc_xref_param_type = False
 exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints"]
 html_theme = "furo"
 html_title = "microlearn"
+html_static_path = ["_static"]
+html_css_files = ["site.css"]
 suppress_warnings = ["mystnb.unknown_mime_type"]
 
 
@@ -68,13 +88,39 @@ def _escape_shape_stars(app, what, name, obj, options, lines):
     lines[:] = [_STAR.sub(r"\\*", line) for line in lines]
 
 
-def _skip_sklearn_routing(app, what, name, obj, skip, options):
+_LITERAL = re.compile(r"(``.*?``)")
+
+
+def _escape_bars(app, what, name, obj, options, lines):
+    # |x − y| in prose is a norm, not a reST substitution reference (a substitution may
+    # span lines); literals and tables (lines starting with | or +) are left alone
+    def escape(line):
+        if line.lstrip().startswith(("|", "+")):
+            return line
+        parts = _LITERAL.split(line)
+        return "".join(p if p.startswith("``") else p.replace("|", "\\|") for p in parts)
+
+    lines[:] = [escape(line) for line in lines]
+
+
+def _skip_members(app, what, name, obj, skip, options):
     # scikit-learn generates set_*_request methods whose docstrings cite its own glossary
     if name.startswith("set_") and name.endswith("_request"):
+        return True
+    # dataclass fields and plain class attributes without a docstring of their own are
+    # described in the class's "Attributes" section: an extra entry would be empty
+    if what == "class" and not callable(obj) and not isinstance(obj, property):
         return True
     return None
 
 
+def _copy_mathjax(app, exception):
+    if exception is None and app.builder.format == "html":
+        site_build.copy_mathjax(Path(app.outdir) / "_static" / "mathjax")
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _escape_shape_stars, priority=100)
-    app.connect("autodoc-skip-member", _skip_sklearn_routing)
+    app.connect("autodoc-process-docstring", _escape_bars, priority=101)
+    app.connect("autodoc-skip-member", _skip_members)
+    app.connect("build-finished", _copy_mathjax)

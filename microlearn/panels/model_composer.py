@@ -55,6 +55,15 @@ def build_model(kind: str, n_fibres: int, compartments=()):
     return compose([parts[c]() for c in compartments])
 
 
+#: Legend of the glyph image (what its shapes, sizes and colours mean).
+GLYPH_KEY = (
+    '<div class="ml-glyph-key" style="font-size:85%;line-height:1.35;max-width:300px">'
+    "Glyph: one shape per fibre population, long axis along the fibre, wider with "
+    "dispersion (ODI) or axon diameter, "
+    "larger with its signal fraction; colour = direction (red x, green y, blue z). "
+    "Grey sphere: the isotropic compartment (free water).</div>")
+
+
 class ModelComposer(widgets.VBox):
     """Compose a model (built-in or from compartments), 0–3 fibres, sliders, live plots.
 
@@ -106,8 +115,9 @@ class ModelComposer(widgets.VBox):
         header = widgets.HBox([self.kind, self.n_fibres, self.scheme])
         plots = widgets.HBox([self.signal_b, self.signal_angle])
         saving = widgets.HBox([self.spec_name, self.replace, self.save_button, self.saved])
+        glyph = widgets.VBox([self.glyph, widgets.HTML(GLYPH_KEY)])
         super().__init__([widgets.HTML("<h3>Model composer</h3>"), header, self.parts,
-                          widgets.HBox([self.sliders_box, self.glyph]), plots, saving,
+                          widgets.HBox([self.sliders_box, glyph]), plots, saving,
                           self.errors])
         self.add_class("ml-model-composer")
         self._rebuild = guarded(self.errors)(self._rebuild_impl)

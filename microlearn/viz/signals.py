@@ -51,13 +51,13 @@ def plot_signal_vs_angle(model, acq, params, *, ax=None, title=None):
     """
     fig = None
     if ax is None:
-        fig = Figure(figsize=(5, 3.5))
+        fig = Figure(figsize=(5, 3.5), layout="constrained")  # labels never clipped
         ax = fig.add_subplot()
     angles, bvals, sig = _shell_curves(model, acq, params)
     for b, s in zip(bvals, sig):
         ax.plot(angles, s, label=f"b={b / 1e6:.0f} s/mm²")
-    ax.set_xlabel("angle to fibre (°)")
-    ax.set_ylabel("S/S0")
+    ax.set_xlabel("angle between gradient and fibre (°)")
+    ax.set_ylabel("normalised signal S/S0")
     ax.set_ylim(0, 1.05)
     ax.set_title(title or model.name)
     ax.legend(fontsize=7)
@@ -85,19 +85,19 @@ def plot_signal_vs_b(model, acq, params, *, ax=None, title=None):
     """
     fig = None
     if ax is None:
-        fig = Figure(figsize=(5, 3.5))
+        fig = Figure(figsize=(5, 3.5), layout="constrained")  # labels never clipped
         ax = fig.add_subplot()
     angles, bvals, sig = _shell_curves(model, acq, params)
     order = np.argsort(bvals)
     b = np.concatenate([[0.0], bvals[order] / 1e6])
     if model.orientation_names:
-        ax.plot(b, np.concatenate([[1.0], sig[order, 0]]), "o-", label="parallel")
-        ax.plot(b, np.concatenate([[1.0], sig[order, -1]]), "s-", label="perpendicular")
+        ax.plot(b, np.concatenate([[1.0], sig[order, 0]]), "o-", label="gradient parallel to fibre")
+        ax.plot(b, np.concatenate([[1.0], sig[order, -1]]), "s-", label="gradient perpendicular")
         ax.legend(fontsize=7)
     else:
         ax.plot(b, np.concatenate([[1.0], sig[order, 0]]), "o-")
-    ax.set_xlabel("b (s/mm²)")
-    ax.set_ylabel("S/S0")
+    ax.set_xlabel("b-value (s/mm²)")
+    ax.set_ylabel("normalised signal S/S0")
     ax.set_title(title or model.name)
     return fig or ax.figure
 

@@ -60,6 +60,7 @@ def plot_noise_histogram(acq, clean, noisy):
         diff = (np.asarray(noisy)[:, sel] - np.asarray(clean)[:, sel]).ravel()
         ax.hist(diff, bins=60, color="tab:gray")
         ax.set_title(f"{title}: mean {diff.mean():+.3f}, std {diff.std():.3f}", fontsize=8)
-        ax.set_xlabel("noisy - noiseless")
+        ax.set_xlabel("noisy − noiseless (S/S0)")
+    axes[0].set_ylabel("measurements")
     fig.tight_layout()
     return fig

@@ -140,3 +140,22 @@ def test_three_sessions_at_once(voila, browser):
     finally:
         for page in pages:
             page.close()
+
+
+EXPLAINED = {"model_composer": "01_signal_and_compartments", "signal_simulator":
+             "02_noise_snr_rician", "fit_or_learn": "03_fitting", "compare":
+             "07_fitting_vs_learning", "workshop": "01_signal_and_compartments"}
+
+
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_dashboard_explains_itself_and_links_its_lesson(voila, browser, name):
+    page, errors = _open(browser, voila, name)
+    try:
+        explain = page.locator(".ml-explain")
+        assert explain.count() == 1
+        text = explain.inner_text()
+        assert "What this" in text and len(text.split()) > 40, text
+        links = explain.locator("a").evaluate_all("els => els.map(e => e.href)")
+        assert any(EXPLAINED[name] in href for href in links), links
+    finally:
+        page.close()

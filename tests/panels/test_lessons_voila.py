@@ -9,8 +9,7 @@ import pytest
 from voila_server import ROOT, serve_voila
 
 pytestmark = pytest.mark.browser
-LESSONS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")
-                 if p.stem != "06_real_scan")
+LESSONS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
 
 
 @pytest.fixture(scope="module")
