@@ -206,7 +206,7 @@ def test_dipy_shipped_scan_end_to_end():
     gtab = gradient_table(bvals, bvecs=bvecs, big_delta=43.1e-3, small_delta=10.6e-3)
     data = data[2:8, 2:8, 3:7].astype(float)  # 144 voxels
     mask = data[..., 0] > 0
-    tenfit = TensorModel(gtab).fit(data, mask=mask)
+    tenfit = TensorModel(gtab, return_S0_hat=True).fit(data, mask=mask)
     nfit = Model("noddi", gtab).fit(data, mask=mask)
     assert nfit.shape == tenfit.shape == data.shape[:-1]
     ok = mask & np.isfinite(nfit.odi)
@@ -220,4 +220,4 @@ def test_dipy_shipped_scan_end_to_end():
     # both predict the scan about as well (same gtab, DIPY's call form)
     err = np.sqrt(np.mean((nfit.predict(gtab)[ok] - data[ok]) ** 2))
     err_dti = np.sqrt(np.mean((tenfit.predict(gtab)[ok] - data[ok]) ** 2))
-    assert err < 1.5 * err_dti
+    assert err < 1.25 * err_dti  # 6 parameters against the tensor's 7
