@@ -8,8 +8,8 @@ properties, ``[]`` indexing and ``predict(gtab, S0=None)``. :class:`Model` and
 write ``Model("noddi", gtab).fit(data, mask).odi`` where they write
 ``TensorModel(gtab).fit(data, mask).fa`` today.
 
-Example
--------
+Examples
+--------
 >>> from dipy.core.gradients import gradient_table
 >>> from dipy.data import get_fnames
 >>> from dipy.io.gradients import read_bvals_bvecs
@@ -22,8 +22,9 @@ Example
 >>> noddi = Model("noddi", gtab)                                 # doctest: +SKIP
 >>> fit = noddi.fit(data, mask=data[..., 0] > 0)                # doctest: +SKIP
 >>> fit.odi.shape, fit.mu.shape                                 # doctest: +SKIP
-((6, 10, 10), (6, 10, 10, 3))
->>> fit[2, 5].icvf, fit.predict().shape                          # doctest: +SKIP
+((10, 10, 10), (10, 10, 10, 3))
+>>> fit[5, 5, 5].odi, fit[5].shape, fit.predict(gtab).shape     # doctest: +SKIP
+(0.21..., (10, 10), (10, 10, 10, 65))
 """
 
 from __future__ import annotations
