@@ -401,18 +401,35 @@ class Fit:
         Parameters
         ----------
         gtab : GradientTable or Acquisition, optional
-            Where to predict (as ``TensorFit.predict(gtab)``); default: the acquisition
-            that was fitted. A table without timings takes the fitted acquisition's.
+            Where to predict (as ``TensorFit.predict(gtab)``); default: the model's
+            acquisition, so that the prediction has the data's shape. A table without
+            timings takes the model acquisition's.
         S0 : float or ndarray, shape (...), optional
             Non-diffusion-weighted signal; default: the fitted S0 (of each echo time on
-            the fitted acquisition).
+            the model's own acquisition, of the shortest TE on another).
+
+        Notes
+        -----
+        A spherical-mean model (SMT, SANDI) is fitted to powder averages; its prediction
+        of each measurement is the powder average of the measurement's shell
+        (``fit.result.predict()`` gives one value per shell).
         """
         r = self.result
-        if gtab is None and S0 is None:
+        own = self.model.acquisition
+        if gtab is None and S0 is None and r.acq is own:
             return r.predict()
-        acq = r.acq if gtab is None else self.model._acquisition_for(gtab)
+        acq = own if gtab is None else self.model._acquisition_for(gtab)
+        if S0 is None and acq is own and r.s0_te is not None:
+            S0 = r.s0_te[..., own.te_index]  # (..., N): each measurement's TE group
+            scale = np.broadcast_to(S0, self.shape + (acq.n_measurements,))
+            return self._signals(acq, scale)
+        scale = r.s0 if S0 is None else np.broadcast_to(np.asarray(S0, float), self.shape)
+        return self._signals(acq, scale[..., None])
+
+    def _signals(self, acq, scale) -> np.ndarray:
+        """``scale · S/S0`` on ``acq`` where fitted, NaN elsewhere; scale (..., 1 or N)."""
+        r = self.result
         out = np.full(self.shape + (acq.n_measurements,), np.nan)
         ok = r.mask & np.all(np.isfinite(r.params), axis=-1)
-        scale = r.s0 if S0 is None else np.broadcast_to(np.asarray(S0, float), self.shape)
-        out[ok] = scale[ok][..., None] * self.model.model.signal(acq, r.params[ok])
+        out[ok] = scale[ok] * self.model.model.signal(acq, r.params[ok])
         return out

@@ -221,3 +221,17 @@ def test_dipy_shipped_scan_end_to_end():
     err = np.sqrt(np.mean((nfit.predict(gtab)[ok] - data[ok]) ** 2))
     err_dti = np.sqrt(np.mean((tenfit.predict(gtab)[ok] - data[ok]) ** 2))
     assert err < 1.25 * err_dti  # 6 parameters against the tensor's 7
+
+
+def test_spherical_mean_model_predicts_every_measurement(acq):
+    """SMT is fitted to powder averages; predict() still has the data's shape."""
+    model = Model("smt", acq)
+    _, _, noisy = simulate_dataset(model.model, acq, 12, snr=50.0, random_state=3)
+    fitted = model.fit(S0 * noisy.reshape(3, 4, -1), sigma=S0 / 50.0)
+    pred, per_shell = fitted.predict(), fitted.result.predict()
+    assert pred.shape == (3, 4, acq.n_measurements)
+    assert per_shell.shape[-1] < acq.n_measurements
+    # each measurement's prediction is its shell's powder-averaged prediction
+    gap = np.min(np.abs(pred[..., :, None] - per_shell[..., None, :]), axis=-1)
+    assert np.all(gap < 1e-8 * S0)
+    np.testing.assert_allclose(fitted.predict(acq), pred)
