@@ -228,6 +228,10 @@ class Model:
         fit_opts = {k: options.pop(k) for k in FIT_OPTIONS if k in options}
         if valid is not None:
             bad = sorted(set(options) - valid)
+            per_scan = sorted(set(bad) & {"sigma", "directions", "mask"})
+            if per_scan:
+                raise ValueError(f"{per_scan} belong to the scan: pass them to "
+                                 f"Model.fit(data, mask, sigma=..., directions=...).")
             if bad:
                 raise ValueError(
                     f"unknown option(s) {bad} for method {method!r}; valid options: "

@@ -176,6 +176,8 @@ def test_option_errors(acq):
         Model("nodi", acq)
     with pytest.raises(ValueError, match="gtab: expected a dipy GradientTable"):
         Model("noddi", np.zeros((10, 4)))
+    with pytest.raises(ValueError, match=r"\['sigma'\] belong to the scan.*Model.fit"):
+        Model("noddi", acq, sigma=10.0)
     model = Model("noddi", acq, max_iter=7, quality=False, workers=1)
     assert model.options == {"max_iter": 7, "quality": False, "workers": 1}
 
