@@ -143,3 +143,53 @@ def describe(check: dict) -> str | None:
             f"{check['n_voxels']} sampled voxels: " + "; ".join(parts)
             + ". Train for this data: microlearn learn --acquisition DATA (data prior and "
               "the data's noise), or use microlearn fit.")
+
+
+#: Simulated training voxels fitted to calibrate a learned estimator to its fit.
+N_CALIBRATE = 300
+#: Share of those fits at a parameter bound above which a map is not calibrated.
+MAX_AT_BOUND = 0.1
+
+
+def fit_calibration(est, signals, *, n_voxels: int = N_CALIBRATE, random_state=0) -> dict:
+    """An offset per target from the learned maps to the fit's, on simulated voxels.
+
+    A learned estimator trained on true parameters returns a posterior mean; a fit returns
+    its own estimate, biased by noise where the data say little (measured on DIPY's
+    ``small_101D`` protocol at SNR 22: MIX ODI +0.012, +0.007 more without σ for the Rician
+    floor). To give the maps ``fit`` gives, ``n_voxels`` simulated training voxels (their
+    truth known, the data's noise) are fitted with the emulated fit, and the median of
+    ``fit - learned`` per target is the offset ``a`` (slope ``b`` = 1); maps whose fits
+    pile at a bound (more than :data:`MAX_AT_BOUND`) are left as they are.
+
+    Returns
+    -------
+    dict of str -> [a, b]
+        For the targets the fit reports; empty when too few voxels could be fitted.
+    """
+    signals = np.asarray(signals, dtype=float)
+    rng = np.random.default_rng(random_state)
+    take = rng.choice(len(signals), size=min(int(n_voxels), len(signals)), replace=False)
+    sample = signals[np.sort(take)]
+    learned = est.predict_block(sample)
+    _, fitted, _ = _reference_fit(est, sample, (est.info.get("emulates_fit") or {}).get(
+        "method", "mix"))
+    out, bounds = {}, est._bounds()
+    for name in est.target_names:
+        if name not in fitted:
+            continue
+        mu, fit = np.asarray(learned[name], float), np.asarray(fitted[name], float)
+        ok = np.isfinite(mu) & np.isfinite(fit)
+        if ok.sum() < 30 or np.std(mu[ok]) == 0:
+            continue
+        lo, hi = bounds.get(name, (-np.inf, np.inf))
+        if np.mean((fit[ok] <= lo + 1e-3) | (fit[ok] >= hi - 1e-3)) > MAX_AT_BOUND:
+            # fits piled at a bound (FISO at 0): their bias on simulated voxels is not the
+            # one on real data (small_101D: simulated +0.04, real fits at 0)
+            continue
+        # an offset only: a slope fitted by regression would undo the posterior's
+        # shrinkage and spread the maps like the noisier fit (measured: small_101D ODI
+        # within-std share 0.84 -> 0.75)
+        out[name] = [round(float(np.median(fit[ok] - mu[ok])), 6), 1.0]
+    log.info("fit calibration (a, b) per map: %s", out)
+    return out

@@ -273,8 +273,10 @@ class TrainedEstimator:
                 m = self.estimator.predict(feats[good])
             mean[good] = np.reshape(m, (-1, T))
         out = {}
+        calibration = self.info.get("fit_calibration") or {}
         for j, (t, (lo, hi)) in enumerate(zip(self.target_names, self._bounds().values())):
-            out[t] = np.clip(mean[:, j], lo, hi)
+            a, b = calibration.get(t, (0.0, 1.0))
+            out[t] = np.clip(a + b * mean[:, j], lo, hi)
             if std is not None:
                 out[f"{t}_std"] = std[:, j]
         if "feature_range" in self.info:
@@ -366,7 +368,8 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
           n_samples=100_000, snr=None, n_fibres=None, targets=None, ranges=None,
           lmax=6, shore=False, hybrid_method="mix", prior_signals=None, prior_fit=None,
           empirical=None, model_share=MODEL_SHARE, noise_signals=None, noise=None,
-          random_state=0, progress=False, **estimator_options) -> TrainedEstimator:
+          calibrate=True, random_state=0, progress=False,
+          **estimator_options) -> TrainedEstimator:
     """Simulate a training set from ``model`` and fit a learned estimator to it.
 
     Parameters
@@ -427,6 +430,10 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
         model's (with ``prior_signals`` their own noise is used).
     noise : NoiseProfile, optional
         A noise profile already measured (:func:`~microlearn.learning.noise.noise_profile`).
+    calibrate : bool
+        With a data prior (one fibre count), map the learned maps linearly onto the fit's
+        on simulated voxels (:func:`~microlearn.learning.agreement.fit_calibration`), so
+        they carry the fit's noise bias as ``fit`` does.
     random_state : int
     progress : bool
         Progress bars for simulation and training.
@@ -490,6 +497,14 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
     X, bad = spec.compute(ts.signal, acq, progress=progress)
     t_feat = time.perf_counter() - t0 - t_sim
     est.fit(X[~bad], ts.targets[~bad])
+    calibration = None
+    if empirical is not None and not crossing and calibrate:
+        from .agreement import fit_calibration
+
+        partial = TrainedEstimator(model=reference, n_fibres={}, acq=acq, features=spec,
+                                   target_names=ts.target_names, estimator=est,
+                                   estimator_name=estimator, info={"emulates_fit": emulates})
+        calibration = fit_calibration(partial, ts.signal, random_state=random_state)
     seconds = time.perf_counter() - t0 + t_prior
     log.info("trained %s in %.1f s (prior fits %.1f s, simulate %.1f s, features %.1f s)",
              estimator, seconds, t_prior, t_sim, t_feat)
@@ -498,7 +513,8 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
     info = {"n_samples": int(n_samples), "snr": round(snr_value, 2),
             "feature_distance": _feature_distance(X[~bad]),
             "noise": noise.summary() if noise is not None else {"snr": snr_value},
-            "emulates_fit": emulates, "random_state": random_state,
+            "emulates_fit": emulates, "fit_calibration": calibration,
+            "random_state": random_state,
             "seconds": round(seconds, 3), "simulate_seconds": round(t_sim, 3),
             "feature_seconds": round(t_feat, 3), "n_features": int(X.shape[1]),
             "feature_range": np.quantile(X[~bad], PRIOR_QUANTILES, axis=0).tolist(),
