@@ -61,7 +61,7 @@ COMPOSED_SPEC = {
     "steps": [["tie", "zeppelin_mu", "stick_mu"], ["tie", "zeppelin_d_par", "stick_d_par"],
               ["tortuosity", "zeppelin_d_perp", "stick.d_par", "stick", "zeppelin"]]}
 #: Display scales of the compared maps (SI -> µm²/ms, µm).
-SCALE = {"d": 1e-9, "d_star": 1e-9, "d_par": 1e-9, "d_perp": 1e-9, "d_in": 1e-9,
+SCALE = {"d": 1e-9, "d_star": 1e-9, "d_par": 1e-9, "d_perp": 1e-9, "d_in": 1e-9, "d_e": 1e-9,
          "stick_d_par": 1e-9, "ball_d_iso": 1e-9, "diameter": 1e-6, "diameter_mean": 1e-6,
          "rs": 1e-6}
 #: Simulation ranges of the families the speed/accuracy targets were set on (the same as
