@@ -179,6 +179,39 @@ def test_stored_widgets_render_offline(site, browser):
     assert not errors and not blocked, (errors[:3], blocked[:3])
 
 
+def test_lessons_keep_widget_state_or_get_a_note(tmp_path):
+    """With a bundled widget manager the copies keep the stored views and state (and say
+    the controls need a kernel); without one each view becomes a note, no state left."""
+    stem = "01_signal_and_compartments"
+    site_build.copy_lessons(ROOT / "notebooks", tmp_path / "kept")
+    nb = json.loads((tmp_path / "kept" / f"{stem}.ipynb").read_text(encoding="utf-8"))
+    assert nb["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    outs = [out for cell in nb["cells"] for out in cell.get("outputs", [])]
+    i = next(i for i, out in enumerate(outs) if WIDGET_VIEW in out.get("data", {}))
+    assert "snapshot of its stored state" in "".join(outs[i + 1]["data"]["text/html"])
+
+    site_build.copy_lessons(ROOT / "notebooks", tmp_path / "noted", keep_widgets=False)
+    text = (tmp_path / "noted" / f"{stem}.ipynb").read_text(encoding="utf-8")
+    assert WIDGET_VIEW not in text and "widget-state" not in text
+    assert "dashboards/index.html" in text
+
+
+def test_widget_manager_copy_loses_its_cdn_addresses(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "font.woff2").write_bytes(b"\0font")
+    (src / "embed.js").write_text("".join(site_build._CDN_STRINGS) + ";let a=1;",
+                                  encoding="utf-8")
+    site_build.copy_widget_manager(src, tmp_path / "out")
+    text = (tmp_path / "out" / "embed.js").read_bytes()
+    assert not CDN_HOST.search(text) and b"let a=1;" in text
+    assert (tmp_path / "out" / "font.woff2").exists()
+    # a bundle without the expected strings (another version) is refused, not half-cleaned
+    (src / "embed.js").write_text("let Ct='https://cdn.example/npm/';", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="another version"):
+        site_build.copy_widget_manager(src, tmp_path / "out2")
+
+
 def test_readme_is_short_and_lists_every_registered_model():
     from microlearn.models.registry import family_names
 
