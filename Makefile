@@ -65,9 +65,11 @@ binder: $(UV)
 	$(UV) export --frozen $(BINDER_EXTRAS) --no-hashes --no-emit-project --no-header \
 		--no-annotate -o binder/requirements.txt
 
-# The documentation site (API from the docstrings, the lessons with their stored outputs,
-# the CLI from argparse); any Sphinx warning fails the build.
+# The documentation site (API from the docstrings, the lessons with their stored outputs
+# and widgets, the CLI from argparse); any Sphinx warning fails the build. The widget
+# manager comes from the npm registry once (pinned, cached in .tools/; needs npm).
 docs: install
+	@bash scripts/fetch_widget_manager.sh >/dev/null
 	@mkdir -p docs/_build
 	set -o pipefail; $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html 2>&1 \
 		| tee docs/_build/sphinx.log

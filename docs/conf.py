@@ -1,8 +1,10 @@
 """Sphinx configuration of the microlearn documentation (``make docs``).
 
 The site works offline: MathJax comes from the ``jupyter-server-mathjax`` package (docs
-extra) and is copied next to the pages; stored widget outputs are replaced by a note
-pointing to the dashboard pages, so no widget manager is fetched either.
+extra) and the Jupyter widget manager for static pages (``@jupyter-widgets/html-manager``)
+from the npm registry at the first build (``scripts/fetch_widget_manager.sh``, cached in
+``.tools/``); both are copied next to the pages, so equations typeset and the lessons'
+stored widgets render without a network. Without npm, widget outputs become a note.
 """
 
 from __future__ import annotations
@@ -38,16 +40,20 @@ plot_html_show_formats = False
 plot_formats = [("png", 90)]
 
 # The lessons live in notebooks/; they are copied here at every build (solutions behind a
-# toggle, widget outputs replaced by a note), with a gallery page, and rendered with the
-# outputs stored in them (never executed by Sphinx: `make test` executes them). The API
-# reference is one generated page per public module.
-site_build.copy_lessons(ROOT / "notebooks", HERE / "lessons")
+# toggle), with a gallery page, and rendered with the outputs and widget state stored in
+# them (never executed by Sphinx: `make test` executes them). The API reference is one
+# generated page per public module.
+WIDGET_MANAGER = site_build.widget_manager(ROOT)
+site_build.copy_lessons(ROOT / "notebooks", HERE / "lessons",
+                        keep_widgets=WIDGET_MANAGER is not None)
 site_build.write_api_pages(HERE / "api")
 
 nb_execution_mode = "off"
 nb_merge_streams = True
 nb_output_stderr = "remove"
-nb_ipywidgets_js = {}  # no widget manager from a CDN: widget outputs are replaced
+# The widget manager's standalone bundle (no RequireJS), from _static/html-manager; only
+# pages whose notebook stores widget state load it.
+nb_ipywidgets_js = {"html-manager/embed.js": {}} if WIDGET_MANAGER else {}
 myst_enable_extensions = ["dollarmath", "amsmath"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 
@@ -117,6 +123,9 @@ def _skip_members(app, what, name, obj, skip, options):
 def _copy_mathjax(app, exception):
     if exception is None and app.builder.format == "html":
         site_build.copy_mathjax(Path(app.outdir) / "_static" / "mathjax")
+        if WIDGET_MANAGER is not None:
+            site_build.copy_widget_manager(WIDGET_MANAGER,
+                                           Path(app.outdir) / "_static" / "html-manager")
 
 
 def setup(app):

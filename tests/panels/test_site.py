@@ -1,9 +1,10 @@
-"""The documentation site builds, works offline and teaches: typeset equations without a
-network, no CDN, solutions behind a toggle, a gallery, copyable CLI options and a complete
-API reference (one page per public module, no empty entries)."""
+"""The documentation site builds, works offline and teaches: typeset equations and rendered
+widgets without a network, no CDN, solutions behind a toggle, a gallery, copyable CLI
+options and a complete API reference (one page per public module, no empty entries)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -17,6 +18,9 @@ import site_build  # noqa: E402
 EMPTY_ENTRY = re.compile(r'<dl class="py \w+">\s*<dt[^>]*>(?:(?!</dt>).)*</dt>\s*<dd>\s*</dd>',
                          re.S)
 CDN = re.compile(r"(cdn\.|jsdelivr|unpkg|cdnjs|googleapis|mathjax\.org|polyfill\.io)", re.I)
+# in any file of the site (MathJax's "about" links to www.mathjax.org are not loads)
+CDN_HOST = re.compile(rb"(cdn\.|jsdelivr|unpkg|cdnjs|googleapis|polyfill\.io)", re.I)
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +48,27 @@ def test_no_cdn_and_mathjax_bundled(site):
         assert not remote, (page.name, remote)
         assert not CDN.search(" ".join(srcs)), page.name
     assert (site / "_static" / "mathjax" / "MathJax.js").exists()
+    assert (site / "_static" / "html-manager" / "embed.js").exists()
+    # nor a CDN address inside a bundled script, style or page (a fallback loader)
+    for path in site.rglob("*"):
+        if path.suffix in (".html", ".js", ".css", ".json", ".txt"):
+            hit = CDN_HOST.search(path.read_bytes())
+            assert not hit, (str(path.relative_to(site)), hit.group(0))
+
+
+def _widget_lessons():
+    """Lessons with stored widget outputs, and how many each has."""
+    counts = {}
+    for path in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        n = sum(WIDGET_VIEW in out.get("data", {}) for cell in nb["cells"]
+                for out in cell.get("outputs", []))
+        if n:
+            state = nb["metadata"].get("widgets", {}).get(
+                "application/vnd.jupyter.widget-state+json", {}).get("state", {})
+            assert state, f"{path.name} has widget outputs but no saved widget state"
+            counts[path.stem] = n
+    return counts
 
 
 @pytest.mark.slow  # builds the site (a few minutes)
@@ -115,6 +140,76 @@ def test_equations_typeset_offline(site, browser):
         assert not blocked, blocked[:5]
     finally:
         page.close()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_stored_widgets_render_offline(site, browser):
+    """Every request but file:// is refused: the bundled widget manager still draws each
+    lesson's stored panels (controls and figures) from the saved widget state."""
+    lessons = _widget_lessons()
+    assert "01_signal_and_compartments" in lessons  # the model composer
+    blocked, errors = [], []
+    for stem, n_views in lessons.items():
+        page = browser.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.route("**/*", lambda route: route.continue_()
+                   if route.request.url.startswith(("file://", "data:", "blob:"))
+                   else (blocked.append(route.request.url), route.abort()))
+        try:
+            page.goto((site / "lessons" / f"{stem}.html").as_uri())
+            page.wait_for_function(
+                "document.querySelectorAll('.widget-subarea > .jupyter-widgets').length "
+                f">= {n_views}", timeout=120_000)
+            drawn = page.evaluate("""() => ({
+                sliders: document.querySelectorAll('.widget-subarea .widget-slider').length,
+                dropdowns: document.querySelectorAll('.widget-subarea .widget-dropdown')
+                    .length,
+                figures: Array.from(document.querySelectorAll(
+                    '.widget-subarea img.widget-image')).filter(
+                    i => i.complete && i.naturalWidth > 100).length,
+                text: document.querySelector('.widget-subarea').innerText})""")
+            assert drawn["sliders"] >= 1 and drawn["dropdowns"] >= 1, (stem, drawn)
+            assert drawn["figures"] >= 1, (stem, drawn)  # a stored PNG figure, decoded
+            assert "snapshot of its stored state" in page.content(), stem
+            if stem.startswith("01_"):
+                assert "Model composer" in drawn["text"], drawn["text"][:200]
+        finally:
+            page.close()
+    assert not errors and not blocked, (errors[:3], blocked[:3])
+
+
+def test_lessons_keep_widget_state_or_get_a_note(tmp_path):
+    """With a bundled widget manager the copies keep the stored views and state (and say
+    the controls need a kernel); without one each view becomes a note, no state left."""
+    stem = "01_signal_and_compartments"
+    site_build.copy_lessons(ROOT / "notebooks", tmp_path / "kept")
+    nb = json.loads((tmp_path / "kept" / f"{stem}.ipynb").read_text(encoding="utf-8"))
+    assert nb["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    outs = [out for cell in nb["cells"] for out in cell.get("outputs", [])]
+    i = next(i for i, out in enumerate(outs) if WIDGET_VIEW in out.get("data", {}))
+    assert "snapshot of its stored state" in "".join(outs[i + 1]["data"]["text/html"])
+
+    site_build.copy_lessons(ROOT / "notebooks", tmp_path / "noted", keep_widgets=False)
+    text = (tmp_path / "noted" / f"{stem}.ipynb").read_text(encoding="utf-8")
+    assert WIDGET_VIEW not in text and "widget-state" not in text
+    assert "dashboards/index.html" in text
+
+
+def test_widget_manager_copy_loses_its_cdn_addresses(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "font.woff2").write_bytes(b"\0font")
+    (src / "embed.js").write_text("".join(site_build._CDN_STRINGS) + ";let a=1;",
+                                  encoding="utf-8")
+    site_build.copy_widget_manager(src, tmp_path / "out")
+    text = (tmp_path / "out" / "embed.js").read_bytes()
+    assert not CDN_HOST.search(text) and b"let a=1;" in text
+    assert (tmp_path / "out" / "font.woff2").exists()
+    # a bundle without the expected strings (another version) is refused, not half-cleaned
+    (src / "embed.js").write_text("let Ct='https://cdn.example/npm/';", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="another version"):
+        site_build.copy_widget_manager(src, tmp_path / "out2")
 
 
 def test_readme_is_short_and_lists_every_registered_model():
