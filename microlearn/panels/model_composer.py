@@ -115,7 +115,7 @@ class ModelComposer(widgets.VBox):
         header = widgets.HBox([self.kind, self.n_fibres, self.scheme])
         plots = widgets.HBox([self.signal_b, self.signal_angle])
         saving = widgets.HBox([self.spec_name, self.replace, self.save_button, self.saved])
-        glyph = widgets.VBox([self.glyph, widgets.HTML(GLYPH_KEY)])
+        glyph = widgets.VBox([self.glyph, widgets.HTML(GLYPH_KEY)] if glyphs else [])
         super().__init__([widgets.HTML("<h3>Model composer</h3>"), header, self.parts,
                           widgets.HBox([self.sliders_box, glyph]), plots, saving,
                           self.errors])
