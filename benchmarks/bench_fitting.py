@@ -75,9 +75,21 @@ def bench_noddi(quick, repeats):
     return rows, keys
 
 
-def bench_ivim(quick, repeats):
+def dipy_ivim(acq, data, fit_method="trr"):
+    """Fit IVIM with DIPY's IvimModel once; returns (seconds, maps in SI)."""
+    from dipy.core.gradients import gradient_table
     from dipy.reconst.ivim import IvimModel
 
+    gtab = gradient_table(acq.bvals / 1e6, bvecs=acq.bvecs, b0_threshold=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peer = IvimModel(gtab, fit_method=fit_method)
+        seconds, res = median_time(lambda: peer.fit(data), 1)
+    return seconds, {"f": res.perfusion_fraction, "d": np.asarray(res.D) * 1e-6,
+                     "d_star": np.asarray(res.D_star) * 1e-6}
+
+
+def bench_ivim(quick, repeats):
     acq = Acquisition.scheme("ivim")
     model = ivim()
     n = 1000 if quick else 8000
@@ -86,18 +98,10 @@ def bench_ivim(quick, repeats):
     keys = ("f", "d", "d_star")
     scale = {"d": 1e-9, "d_star": 1e-9}
     rows = []
-    from dipy.core.gradients import gradient_table
-
-    gtab = gradient_table(acq.bvals / 1e6, bvecs=acq.bvecs, b0_threshold=0)
     m_peer = 200 if quick else 1000
     for fit_method in ("trr", "VarPro"):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                peer = IvimModel(gtab, fit_method=fit_method)
-                seconds, res = median_time(lambda peer=peer: peer.fit(data[:m_peer]), 1)
-            maps = {"f": res.perfusion_fraction, "d": np.asarray(res.D) * 1e-6,
-                    "d_star": np.asarray(res.D_star) * 1e-6}
+            seconds, maps = dipy_ivim(acq, data[:m_peer], fit_method)
             sub = {k: v[:m_peer] for k, v in truth.items()}
             rows.append(_row(f"DIPY {fit_method} (peer)", m_peer, seconds, sub, maps, keys,
                              scale))

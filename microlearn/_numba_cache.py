@@ -58,5 +58,49 @@ def passive_openmp() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+#: Modules whose compiled kernels call each other: numba keys each cached kernel on its own
+#: file only, so a change in a callee's file leaves its callers' caches stale.
+KERNEL_MODULES = ("compartments/kernels.py", "fitting/compiled/*.py")
+STAMP = "microlearn-kernels.stamp"
+
+
+def _cache_folders(source_dir: Path) -> list[Path]:
+    """Where numba keeps the caches of the sources in ``source_dir``."""
+    folders = [source_dir / "__pycache__"]
+    custom = os.environ.get("NUMBA_CACHE_DIR")
+    if custom:  # numba mirrors the source path under it
+        folders.append(Path(custom) / str(source_dir.resolve()).lstrip(os.sep))
+    return folders
+
+
+def refresh_stale_kernels(package_dir: Path) -> bool:
+    """Delete the cached kernels of :data:`KERNEL_MODULES` when any of their sources changed
+    since the caches were written (a hash of all of them is kept in a stamp file).
+
+    Returns True when caches were deleted. Never raises: a cache that cannot be cleaned
+    is only slower or, at worst, what numba itself would load.
+    """
+    import hashlib
+
+    try:
+        files = sorted(f for pattern in KERNEL_MODULES for f in package_dir.glob(pattern))
+        digest = hashlib.sha1(b"".join(f.read_bytes() for f in files)).hexdigest()
+        folders = {d for f in files for d in _cache_folders(f.parent)}
+        stamp = _cache_folders(package_dir / "fitting" / "compiled")[-1] / STAMP
+        if stamp.is_file() and stamp.read_text().strip() == digest:
+            return False
+        stems = {f.stem for f in files}
+        for folder in folders:
+            if folder.is_dir():
+                for cached in folder.glob("*.nb[ic]"):
+                    if cached.name.split(".", 1)[0] in stems:
+                        cached.unlink(missing_ok=True)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(digest + "\n")
+        return True
+    except OSError:
+        return False
+
+
 configure(Path(__file__).parent)
 passive_openmp()

@@ -52,7 +52,7 @@ def run(args) -> int:
     from ..data.dataset import load_dataset, load_maps
     from ..data.phantom import make_phantom
     from ..data.writers import staged_output
-    from ..learning import train
+    from ..learning import load_estimator
     from ..run.compare import compare
 
     def command(*argv):  # the real parser: the demo runs exactly what a user would type
@@ -73,13 +73,15 @@ def run(args) -> int:
     echo("[3/6] fitting NODDI with MIX -> fit_mix/")
     command("fit", phantom_dir, "--model", "noddi", "--method", "mix", "--out",
             out / "fit_mix", *force)
-    echo(f"[4/6] training a {args.estimator} on {args.n_samples} simulated voxels and "
-         "applying it -> predict/")
+    echo(f"[4/6] learning with the defaults of `microlearn learn` ({args.estimator}, data "
+         f"prior, the data's noise, {args.n_samples} simulated voxels) and applying it "
+         "-> estimator/, predict/")
     ds = load_dataset(phantom_dir)
-    options = {} if args.epochs is None else {"epochs": args.epochs}
-    est = train("noddi", ds.acq, estimator=args.estimator, n_samples=args.n_samples,
-                n_fibres=1, progress=True, **options)
-    est.save(out / "estimator", force=args.force)
+    epochs = [] if args.epochs is None else ["--epochs", args.epochs]
+    command("learn", "--model", "noddi", "--acquisition", phantom_dir, "--estimator",
+            args.estimator, "--n-samples", args.n_samples, *epochs, "--out",
+            out / "estimator", *force)
+    est = load_estimator(out / "estimator")
     command("predict", out / "estimator", phantom_dir, "--out", out / "predict", *force)
     echo("[5/6] comparing fitting and learning against the phantom's truth")
     result = compare(ds, "noddi", fitting + [(f"{args.estimator} (learned)", est)],

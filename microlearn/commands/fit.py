@@ -70,8 +70,8 @@ def run(args) -> int:
                          "would be wrong.")
     found = input_warnings(ds)  # printed once the run is sure to go ahead (bad input: 1 line)
     if args.explain:
-        for line in [model.describe()] + explain_method(
-                args.method, model.with_fibres(1) if auto else model, ds.acq):
+        one = model.with_fibres(1) if auto else model
+        for line in [model.describe()] + explain_method(args.method, one, ds.acq):
             echo(line)
     info, out_dir = fit_volume(ds, model, args.out, method=args.method, auto=auto,
                                noise=NoiseChoice(args.sigma, args.sigma_map),

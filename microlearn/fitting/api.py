@@ -25,47 +25,54 @@ POOL_MIN_SECONDS = 2.0
 WARM_VOXELS = 4
 
 
-def _registry():
-    from .compiled.noddi_fast import make_interior_point, make_mix
-    from .engines.dictionary import DictionaryEngine
-    from .engines.posterior import PosteriorEngine
-
-    return {"mix": make_mix, "interior-point": make_interior_point,
-            "dictionary": DictionaryEngine, "posterior": PosteriorEngine}
-
-
 class _Fitters(dict):
-    """Method name -> engine class; raises a clear error on unknown names."""
+    """Method name -> :class:`~microlearn.fitting.registry.Method` (the registry's table);
+    unknown names raise a clear error listing the valid ones."""
 
     def __missing__(self, key):
-        self.update(_registry())
-        if key in self:
-            return dict.__getitem__(self, key)
-        raise ValueError(f"Unknown fitting method {key!r}; choose one of {sorted(self)}.")
+        from .registry import method
+
+        return method(key)
 
     def names(self):
-        self.update(_registry())
-        return sorted(self)
+        from .registry import method_names
+
+        return method_names()
 
 
+#: The fitting methods (read-only view of :data:`microlearn.fitting.registry.METHODS`).
 FITTERS = _Fitters()
 
 
 def methods_for(model) -> list[str]:
     """The fitting methods that can fit ``model`` (``posterior`` needs no orientations)."""
-    return [name for name in FITTERS.names()
-            if getattr(FITTERS[name], "fits", lambda m: True)(model)]
+    from .registry import methods_for as _methods_for
+
+    return _methods_for(model)
+
+
+def fitted_acquisition(model, acq):
+    """The acquisition an engine sees for ``model``: the spherical means of ``acq`` for a
+    direction-averaged model, ``acq`` itself otherwise."""
+    if getattr(model, "spherical_mean", False):
+        from ..data.powder import powder_groups, spherical_mean_acquisition
+
+        if powder_groups(acq)[1] != acq.n_measurements:
+            return spherical_mean_acquisition(acq)
+    return acq
 
 
 def engine_class(method: str, model, acq, **options):
-    """The engine class ``fit(..., method=method)`` runs for ``model`` on ``acq``."""
-    from .compiled import choose
+    """The engine class ``fit(..., method=method, **options)`` runs for ``model`` on ``acq``
+    (the same choice: :func:`microlearn.fitting.registry.choose`)."""
+    from .registry import check_options, choose
 
-    FITTERS[method]  # unknown names raise here
-    return choose(method, model, acq, fast=options.get("fast", True))
+    check_options(method, options)
+    return choose(method, model, fitted_acquisition(model, acq),
+                  fast=options.get("fast", True))
 
 
-def describe_convergence(success, params_finite, engine) -> dict:
+def describe_convergence(success, params_finite, engine, ran: str | None = None) -> dict:
     """What ``fit.json`` says of convergence: the engine, its criterion and the counts.
 
     Parameters
@@ -75,11 +82,13 @@ def describe_convergence(success, params_finite, engine) -> dict:
     params_finite : ndarray of bool, shape (V,)
         Voxels that have an answer (finite parameters).
     engine : type
-        The engine class that ran.
+        The engine class chosen (:func:`engine_class`).
+    ran : str, optional
+        Class name of the engine that ran (``FitResult.engine``), when known.
     """
     success = np.asarray(success, bool)
     finite = np.asarray(params_finite, bool)
-    return {"engine": engine.__name__, "criterion": engine.convergence,
+    return {"engine": ran or engine.__name__, "criterion": engine.convergence,
             "n_converged": int((success & finite).sum()),
             "n_not_converged": int((~success & finite).sum()),
             "n_no_answer": int((~finite).sum())}
@@ -111,6 +120,8 @@ class FitResult:
         the fit of the first ``WARM_VOXELS`` voxels that triggers them (measured), plus
         what an engine reports as one-off work done later (``engine.setup_extra``: the
         dictionary engine's dictionaries of directions met after those voxels).
+    engine : str
+        Class name of the engine that ran (:func:`microlearn.fitting.registry.choose`).
     """
 
     model: object
@@ -125,6 +136,7 @@ class FitResult:
     extra: dict = field(default_factory=dict)
     setup_seconds: float = 0.0
     s0_te: np.ndarray | None = None
+    engine: str = ""
 
     @property
     def n_voxels(self) -> int:
@@ -262,9 +274,10 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
         Passed to the engine (``n_candidates``, ``max_iter``).
     """
     from ..data.voxels import b0_means, estimate_sigma_by_te, normalise
+    from .registry import check_options, choose
 
     t0 = time.perf_counter()
-    engine_cls = FITTERS[method]  # the first call imports the engines: set-up
+    check_options(method, options)  # unknown options: a clear error listing the valid ones
     t_prep = time.perf_counter()  # input checks, normalising, σ: per-voxel work, not set-up
     data, mask = check_fit_input(acq, data, mask)
     vox = np.asarray(data[mask], dtype=float)
@@ -274,8 +287,6 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
         acq, vox = powder_averaged(acq, vox)
     relaxed = bool(getattr(model, "relaxation", None))  # compartment T2: one S0 at TE = 0
     y_all, scale, usable = normalise(vox, acq, joint=relaxed)
-    if relaxed and method in ("mix", "interior-point"):
-        options = {**options, "fast": False}  # the compiled kernels have no T2 (yet)
     sigma_vox = _sigma_per_voxel(sigma, mask)
     if sigma_vox is not None:
         usable &= np.isfinite(sigma_vox) & (sigma_vox >= 0)
@@ -296,17 +307,22 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     sigma_used = None if sigma_vox is None or map_given else float(sigma)
     y = y_all[use]
     sig_n = None if sigma_vox is None else sigma_vox[use, None] / scale[use]  # (V, N)
-    if (acq.n_te > 1 and sig_n is not None and method in ("mix", "interior-point")
-            and "fast" not in options):
-        # σ differs between TE groups after normalisation: the generic engines weigh each
-        # measurement by it (weighted least squares); the compiled kernels take one σ
-        options = {**options, "fast": False}
-        log.info("%d echo times: generic %s engine with σ per measurement", acq.n_te, method)
     prep_seconds = time.perf_counter() - t_prep
+    fast = options.pop("fast", True)
+    engine_cls = choose(method, model, acq, fast=fast)
+    if fast and engine_cls is FITTERS[method].generic and len(FITTERS[method].engines) > 1:
+        from .registry import why_not
+
+        reasons = "; ".join(f"{c.__name__}: {why_not(c, model, acq)}"
+                            for c in FITTERS[method].engines[:-1])
+        warnings.warn(f"no compiled engine fits model {model.name!r} here ({reasons}); the "
+                      f"generic {engine_cls.__name__} runs, typically 10-100x slower.",
+                      RuntimeWarning, stacklevel=2)
     engine = engine_cls(model, acq, **options)
     sig = sig_n
-    if sig_n is not None and (acq.n_te == 1 or getattr(engine, "threaded", False)):
-        # one σ per voxel: exact for one TE, the median over TEs for compiled engines
+    if sig_n is not None and not getattr(engine, "sigma_per_measurement", False) and (
+            acq.n_te == 1 or getattr(engine, "threaded", False)):
+        # one σ per voxel: exact for one TE, the median over TEs for the per-model kernels
         sig = sig_n[:, 0] if acq.n_te == 1 else np.median(sig_n, axis=1)
     dirs = None
     if directions is not None:
@@ -381,7 +397,7 @@ def fit(model, acq, data, *, method="mix", mask=None, sigma=None, progress=False
     return FitResult(model=model, acq=acq, params=params, s0=s0_te[..., 0], success=success,
                      mask=mask, method=method, sigma=sigma_used, seconds=seconds, extra=extra,
                      s0_te=s0_te if acq.n_te > 1 and not relaxed else None,
-                     setup_seconds=setup_seconds)
+                     setup_seconds=setup_seconds, engine=engine_cls.__name__)
 
 
 def powder_averaged(acq, vox):

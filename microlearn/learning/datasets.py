@@ -101,7 +101,8 @@ def _targets_for(model, params, names) -> np.ndarray:
 def make_training_set(model, acq, n_samples: int, *, n_fibres=None,
                       snr: float = 30.0, targets=None, ranges=None,
                       min_crossing_angle: float = 45.0, random_state=None,
-                      progress: bool = False, empirical=None) -> TrainingSet:
+                      progress: bool = False, empirical=None, noise=None,
+                      multi_echo: bool = True) -> TrainingSet:
     """Simulate a training set for a model.
 
     Parameters
@@ -127,6 +128,12 @@ def make_training_set(model, acq, n_samples: int, *, n_fibres=None,
         Fitted parameters per fibre count (:func:`.empirical.fit_sample`): training
         parameters are drawn around them (:func:`.empirical.sample_empirical`) instead of
         from the model's priors, and the fibre mixture defaults to their proportions.
+    noise : NoiseProfile, optional
+        The data's noise (:mod:`.noise`): each sample gets the SNR and per-TE b0 scaling
+        of a data voxel drawn at random, instead of ``snr``.
+    multi_echo : bool
+        With several echo times, compartments relax with random T2s and the targets are
+        the apparent fractions at the mean TE (:mod:`.echo`).
     """
     n_samples = int(n_samples)
     if n_samples < 1:
@@ -154,8 +161,16 @@ def make_training_set(model, acq, n_samples: int, *, n_fibres=None,
         else:
             params = sample_parameters(model, m, random_state=rng, ranges=model_ranges,
                                        min_crossing_angle=min_crossing_angle)
-        clean = simulate(model, acq, params, progress=progress)
-        signals.append(clean if np.isinf(snr) else add_noise(clean, snr, random_state=rng))
+        if acq.n_te > 1 and multi_echo:
+            from .echo import multi_echo_signal
+
+            clean = multi_echo_signal(model, acq, params, rng)
+        else:
+            clean = simulate(model, acq, params, progress=progress)
+        if noise is not None:
+            signals.append(noise.add_noise(clean, acq, rng))
+        else:
+            signals.append(clean if np.isinf(snr) else add_noise(clean, snr, random_state=rng))
         ys.append(_targets_for(model, params, names))
         fibres.append(np.full(m, k, dtype=np.int8))
     order = rng.permutation(n_samples)

@@ -24,12 +24,16 @@ import logging
 
 import numpy as np
 
+from .noise import noise_profile
+
 log = logging.getLogger(__name__)
 
 #: Voxels fitted to build the prior.
 N_FIT = 2000
 #: Kernel bandwidth relative to Scott's rule (std · n^(-1/5)).
 BANDWIDTH = 1.0
+#: Fitted FISO at or above which a single-population fit is counted as pure free water.
+FREE_WATER = 0.95
 
 
 def data_prior_helps(model) -> bool:
@@ -48,7 +52,16 @@ def data_prior_helps(model) -> bool:
 
 def fit_sample(family: str, acq, signals, *, n_fit: int = N_FIT, method: str = "mix",
                crossings: bool = True, sigma=None, random_state=None) -> dict[int, np.ndarray]:
-    """Fitted parameters of a random sample of voxels, grouped by fibre count.
+    """Fitted parameters of a random sample of voxels, grouped by fibre count
+    (:func:`fit_prior` without the noise)."""
+    return fit_prior(family, acq, signals, n_fit=n_fit, method=method, crossings=crossings,
+                     sigma=sigma, random_state=random_state)[0]
+
+
+def fit_prior(family: str, acq, signals, *, n_fit: int = N_FIT, method: str = "mix",
+              crossings: bool = True, sigma=None, random_state=None):
+    """Fitted parameters of a random sample of voxels, grouped by fibre count, and the
+    data's noise (:func:`~microlearn.learning.noise.noise_profile`).
 
     Parameters
     ----------
@@ -68,8 +81,10 @@ def fit_sample(family: str, acq, signals, *, n_fit: int = N_FIT, method: str = "
 
     Returns
     -------
-    dict of int -> ndarray, shape (n_k, size_k)
+    fitted : dict of int -> ndarray, shape (n_k, size_k)
         Packed parameters of ``get_model(family, k)`` for every fibre count found.
+    noise : NoiseProfile or None
+        σ from the b0 repeats, or else from the residuals of these fits.
     """
     from ..fitting import fit
     from ..models.registry import family_of
@@ -80,17 +95,31 @@ def fit_sample(family: str, acq, signals, *, n_fit: int = N_FIT, method: str = "
     good = np.flatnonzero(np.all(np.isfinite(signals), axis=1) & (b0 > 0))
     if good.size < 20:
         raise ValueError(f"empirical prior: only {good.size} usable voxels to fit (need "
-                         "20 or more); give more data or train on the model's priors.")
+                         "20 or more); give more data, or train on the model's priors "
+                         "(`microlearn learn --prior model`, train(prior_signals=None)).")
     rng = np.random.default_rng(random_state)
     take = rng.choice(good, size=min(int(n_fit), good.size), replace=False)
     sample = signals[take]
     base = resolve_model(family)
     record = family_of(base)
     if record is None or not record.has_fibres or not crossings:
-        model = base if record is None or not record.has_fibres else base.with_fibres(1)
-        res = fit(model, acq, sample, method=method, sigma=sigma, quality=False)
-        params = res.params[np.all(np.isfinite(res.params), axis=1)]
-        return {model.n_fibres: params}
+        model = base if record is None or not record.has_fibres else base.with_fibres(
+            base.n_fibres or 1)
+        res = fit(model, acq, sample, method=method, sigma=sigma)
+        ok = np.all(np.isfinite(res.params), axis=1)
+        maps = res.maps()
+        rms = maps.get("residual_rms") if res.sigma is None else None
+        noise = noise_profile(acq, sample, sigma=sigma, residual_rms=rms,
+                              n_free=model.parameters.size + 1)
+        out = {model.n_fibres: res.params[ok]}
+        if record is not None and 0 in record.fibre_counts and "fiso" in maps:
+            # voxels the fit finds to be free water (CSF): their tissue maps are not
+            # determined; trained as pure free water (0 fibres), as fit_auto counts them
+            water = ok & (np.asarray(maps["fiso"]) >= FREE_WATER)
+            out = {model.n_fibres: res.params[ok & ~water]}
+            if water.any():
+                out[0] = np.empty((int(water.sum()), base.with_fibres(0).parameters.size))
+        return out, noise
     from ..fitting.selection import fit_auto
 
     res = fit_auto(base, acq, sample, method=method, sigma=sigma)
@@ -111,7 +140,34 @@ def fit_sample(family: str, acq, signals, *, n_fit: int = N_FIT, method: str = "
         out[int(k)] = params[np.all(np.isfinite(params), axis=1)]
     log.info("empirical prior: fibre counts %s from %d voxels",
              {k: len(v) for k, v in out.items()}, len(sample))
-    return out
+    return out, measure_noise(base, acq, sample, sigma=sigma, method=method)
+
+
+def measure_noise(model, acq, signals, *, sigma=None, method: str = "mix", n_fit: int = 300,
+                  random_state=0):
+    """The data's :class:`~microlearn.learning.noise.NoiseProfile`: σ from the b0 repeats
+    (or ``sigma``), else from the residuals of a fit of up to ``n_fit`` voxels of
+    ``model`` with its default fibre count."""
+    from ..data.voxels import estimate_sigma_by_te, usable_voxels
+    from ..fitting import fit
+    from ..models.registry import family_of
+    from ..models.spec import resolve_model
+
+    signals = np.asarray(signals, dtype=float)
+    signals = signals[usable_voxels(signals, acq)]
+    if len(signals) == 0:
+        return None
+    if sigma is not None or estimate_sigma_by_te(signals, acq) is not None:
+        return noise_profile(acq, signals, sigma=sigma)  # given, or from the b0 repeats
+    base = resolve_model(model)
+    record = family_of(base)
+    if record is not None and record.has_fibres and base.n_fibres == 0:
+        base = base.with_fibres(1)
+    rng = np.random.default_rng(random_state)
+    take = rng.choice(len(signals), size=min(int(n_fit), len(signals)), replace=False)
+    res = fit(base, acq, signals[take], method=method)
+    return noise_profile(acq, signals[take], residual_rms=res.maps().get("residual_rms"),
+                         n_free=base.parameters.size + 1)
 
 
 def _random_rotations(n, rng) -> np.ndarray:

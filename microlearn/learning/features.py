@@ -71,23 +71,40 @@ def _sh_projector(bvecs_bytes: bytes, n: int, lmax: int):
     return projector, l_values
 
 
-def shell_layout(acq, lmax: int = 6):
-    """Per non-b0 shell: measurement indices and the SH order used.
+def feature_shells(acq, split_te: bool = True) -> np.ndarray:
+    """Feature shell of every measurement (-1 for b0s): the acquisition's shells (b, δ, Δ),
+    split by echo time when ``split_te``.
+
+    A shell measured at several TEs is several shells here: after the per-TE b0
+    normalisation their signals still differ when compartments have different T2, and an
+    SH fit across them would read that difference as anisotropy (simulated multi-echo
+    data: learned ODI at its lower bound in every voxel).
+    """
+    shells = acq.shell_index.astype(np.int64)
+    if split_te and acq.n_te > 1:
+        shells = shells * acq.n_te + acq.te_index
+    _, shells = np.unique(shells, return_inverse=True)
+    return np.where(acq.b0_mask, -1, shells.ravel()).astype(np.int64)
+
+
+def shell_layout(acq, lmax: int = 6, split_te: bool = True):
+    """Per non-b0 feature shell (:func:`feature_shells`): measurement indices and the SH
+    order used.
 
     Returns
     -------
     list of (indices, order)
     """
-    shells = acq.shell_index
-    b0 = acq.b0_mask
+    shells = feature_shells(acq, split_te)
     out = []
-    for s in np.unique(shells[~b0]):
-        idx = np.flatnonzero((shells == s) & ~b0)
+    for s in np.unique(shells[shells >= 0]):
+        idx = np.flatnonzero(shells == s)
         out.append((idx, max_sh_order(idx.size, lmax)))
     return out
 
 
-def rotation_invariant_features(normalised, acq, *, lmax: int = 6) -> np.ndarray:
+def rotation_invariant_features(normalised, acq, *, lmax: int = 6,
+                                split_te: bool = True) -> np.ndarray:
     """Rotational power per shell and even SH order, shape ``(n, n_features)``.
 
     Parameters
@@ -97,10 +114,12 @@ def rotation_invariant_features(normalised, acq, *, lmax: int = 6) -> np.ndarray
     acq : Acquisition
     lmax : int
         Highest even SH order (limited per shell by its number of directions).
+    split_te : bool
+        One shell per echo time (:func:`feature_shells`).
     """
     normalised = np.asarray(normalised, dtype=float)
     cols = []
-    for idx, order in shell_layout(acq, lmax):
+    for idx, order in shell_layout(acq, lmax, split_te):
         shell = normalised[:, idx]
         if order == 0:
             cols.append(shell.mean(axis=1, keepdims=True))
@@ -184,12 +203,15 @@ def rotation_invariant_from_raw(signal, acq, *, lmax: int = 6):
     return feats, bad
 
 
-def rotation_invariant_names(acq, *, lmax: int = 6) -> list[str]:
-    """Names of :func:`rotation_invariant_features` columns (``b1000_l2``...)."""
+def rotation_invariant_names(acq, *, lmax: int = 6, split_te: bool = True) -> list[str]:
+    """Names of :func:`rotation_invariant_features` columns (``b1000_l2``, with several
+    echo times ``b1000_te80_l2``...)."""
     names = []
-    for idx, order in shell_layout(acq, lmax):
+    for idx, order in shell_layout(acq, lmax, split_te):
         b = int(round(float(np.mean(acq.bvals[idx])) / 1e6))
-        names += [f"b{b}_l{ell}" for ell in range(0, order + 1, 2)]
+        te = (f"_te{float(np.mean(acq.TE[idx])) * 1e3:.0f}"
+              if split_te and acq.n_te > 1 else "")
+        names += [f"b{b}{te}_l{ell}" for ell in range(0, order + 1, 2)]
     return names
 
 
@@ -208,6 +230,9 @@ class FeatureSpec:
         Fitting engine of the hybrid features.
     model : str
         Model family fitted for the hybrid features.
+    split_te : bool
+        Rotation invariants per shell and echo time (:func:`feature_shells`); False only
+        for estimators saved before it existed.
     """
 
     kind: str = "rotation-invariant"
@@ -215,6 +240,7 @@ class FeatureSpec:
     shore: bool = False
     hybrid_method: str = "mix"
     model: str | dict = "noddi"
+    split_te: bool = True
 
     def __post_init__(self):
         if self.kind not in FEATURE_KINDS:
@@ -228,7 +254,7 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, d) -> FeatureSpec:
-        return cls(**d)
+        return cls(**{"split_te": False, **d})  # older files: shells across echo times
 
     def compute(self, signal, acq, *, progress: bool = False):
         """Features of raw signals.
@@ -253,7 +279,8 @@ class FeatureSpec:
         if self.kind == "signal":
             feats = norm[:, ~acq.b0_mask]
         else:
-            feats = rotation_invariant_features(norm, acq, lmax=self.lmax)
+            feats = rotation_invariant_features(norm, acq, lmax=self.lmax,
+                                                split_te=self.split_te)
         if self.kind == "hybrid":
             feats = np.concatenate([self._fitted(norm, bad, acq, progress), feats], axis=1)
         if self.shore:
@@ -283,7 +310,7 @@ class FeatureSpec:
         if self.kind == "signal":
             base = [f"s{i}" for i in np.flatnonzero(~acq.b0_mask)]
         else:
-            base = rotation_invariant_names(acq, lmax=self.lmax)
+            base = rotation_invariant_names(acq, lmax=self.lmax, split_te=self.split_te)
         if self.kind == "hybrid":
             from ..models.spec import resolve_model
 

@@ -184,7 +184,8 @@ class KerasRegressor(ScaledRegressor):
 
     def _forward(self, X):
         X = np.asarray(X, dtype="float32")
-        fast = self._numpy_forward() if len(X) <= NUMPY_ROWS else None
+        # loaded without Keras (persistence: the saved NumPy graph) -> NumPy at every size
+        fast = self._numpy_forward() if len(X) <= NUMPY_ROWS or self.model_ is None else None
         call = fast if fast is not None else (
             lambda block: np.asarray(self.model_(block, training=False)))
         parts = [call(X[s:s + PREDICT_BATCH]) for s in range(0, len(X), PREDICT_BATCH)]

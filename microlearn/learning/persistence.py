@@ -12,7 +12,10 @@ An estimator is a folder:
 * Keras networks: ``network.keras`` loaded with ``safe_mode=True`` (no lambda layers, no
   arbitrary code; only registered microlearn layers) plus ``scaling.npz`` with the
   feature/target standardisation (and σ calibration), and for networks trained with
-  ``uncertainty=True`` their σ head in ``std_head.skops`` (same allow-list).
+  ``uncertainty=True`` their σ head in ``std_head.skops`` (same allow-list); and
+  ``network.npz``, the same network as a plain graph of weights (``numpy_graph`` in
+  ``estimator.json``): loading uses it and predicts in NumPy without importing TensorFlow
+  (3-7 s per process); ``network.keras`` is read only for a folder without it.
 
 The files are written to a staging folder and moved in together, so a crash never
 leaves half an estimator; other files in the folder are never touched, and an existing
@@ -68,7 +71,7 @@ _SCALING = ("x_mean_", "x_scale_", "y_mean_", "y_scale_")
 _OPTIONAL = ("std_scale_",)  # GaussianDNNRegressor's interval calibration
 #: Files an estimator folder may hold (all written together).
 ESTIMATOR_FILES = ("estimator.json", "estimator.skops", "network.keras", "scaling.npz",
-                   "std_head.skops")
+                   "std_head.skops", "network.npz")
 
 
 def _versions() -> dict:
@@ -124,6 +127,10 @@ def save_estimator(trained, path, *, force: bool = False) -> Path:
             meta["keras"] = {"n_features_in": int(est.n_features_in_),
                              "n_outputs": int(est.n_outputs_),
                              "single_target": bool(est.single_target_)}
+            graph = _numpy_graph(est)
+            if graph is not None:  # loads and predicts without importing TensorFlow
+                meta["numpy_graph"] = graph[0]
+                np.savez(tmp / "network.npz", **graph[1])
             if hasattr(est, "std_heads_"):  # a network's σ head (scikit-learn trees)
                 import skops.io
 
@@ -313,13 +320,34 @@ def _check_type(est, meta: dict, path: Path) -> None:
                          "again with `microlearn learn`.")
 
 
-def _load_network(path: Path, meta: dict):
-    from .networks import NETWORKS, _keras, centered_dense_class
-    from .optimizers import proximal_adagrad_class
+def _numpy_graph(est):
+    """The network's NumPy graph (:func:`.inference.numpy_graph`), or None."""
+    from .inference import numpy_graph
 
-    keras = _keras()
-    centered_dense_class()
-    proximal_adagrad_class()
+    return numpy_graph(est.model_)
+
+
+def _load_numpy_graph(path: Path, meta: dict, est) -> bool:
+    """Give ``est`` the saved NumPy forward pass instead of a Keras model (no TensorFlow
+    import); False when the folder has none (older estimators: Keras loads them)."""
+    from .inference import forward_from_graph
+
+    file = path / "network.npz"
+    if "numpy_graph" not in meta or not file.is_file():
+        return False
+    try:
+        with np.load(file, allow_pickle=False) as arrays:
+            forward = forward_from_graph(meta["numpy_graph"], dict(arrays))
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        raise ValueError(f"{file}: cannot be read ({err}); train the estimator again.") from None
+    est.model_ = None
+    est.__dict__["_numpy_cache"] = (None, forward)
+    return True
+
+
+def _load_network(path: Path, meta: dict):
+    from .networks import NETWORKS
+
     cls = NETWORKS.get(meta["estimator"])
     if cls is None:
         raise ValueError(f"{path}: unknown network {meta['estimator']!r}.")
@@ -332,7 +360,14 @@ def _load_network(path: Path, meta: dict):
                          f"{cls.__name__} ({err}); train it again.") from None
     file = path / "network.keras"
     try:
-        est.model_ = keras.saving.load_model(file, safe_mode=True, compile=False)
+        if not _load_numpy_graph(path, meta, est):
+            from .networks import _keras, centered_dense_class
+            from .optimizers import proximal_adagrad_class
+
+            keras = _keras()
+            centered_dense_class()
+            proximal_adagrad_class()
+            est.model_ = keras.saving.load_model(file, safe_mode=True, compile=False)
         scaling = np.load(path / "scaling.npz", allow_pickle=False)
         for k in _SCALING + tuple(k for k in _OPTIONAL if k in scaling.files):
             setattr(est, k, np.asarray(scaling[k], dtype=float))

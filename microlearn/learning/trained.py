@@ -43,6 +43,10 @@ PREDICT_BLOCK = 200_000
 #: Training-feature quantiles that bound the prior, and the margin (share of the range)
 #: beyond which a voxel's features are flagged ``out_of_prior``.
 PRIOR_QUANTILES, PRIOR_MARGIN = (0.001, 0.999), 0.1
+#: A voxel is also ``out_of_prior`` when the Mahalanobis distance of its features from the
+#: training features exceeds this factor times their 99.9 % quantile: the box above misses
+#: feature combinations the training never had (each feature within its range).
+PRIOR_DISTANCE_FACTOR = 1.5
 
 
 #: Blocks up to this many voxels run on one BLAS/OpenMP thread: their matrix products take
@@ -269,8 +273,10 @@ class TrainedEstimator:
                 m = self.estimator.predict(feats[good])
             mean[good] = np.reshape(m, (-1, T))
         out = {}
+        calibration = self.info.get("fit_calibration") or {}
         for j, (t, (lo, hi)) in enumerate(zip(self.target_names, self._bounds().values())):
-            out[t] = np.clip(mean[:, j], lo, hi)
+            a, b = calibration.get(t, (0.0, 1.0))
+            out[t] = np.clip(a + b * mean[:, j], lo, hi)
             if std is not None:
                 out[f"{t}_std"] = std[:, j]
         if "feature_range" in self.info:
@@ -291,7 +297,12 @@ class TrainedEstimator:
     def _out_of_prior(self, feats) -> np.ndarray:
         lo, hi = np.asarray(self.info["feature_range"], dtype=float)
         pad = PRIOR_MARGIN * (hi - lo)
-        return np.any((feats < lo - pad) | (feats > hi + pad), axis=1).astype(float)
+        out = np.any((feats < lo - pad) | (feats > hi + pad), axis=1)
+        dist = self.info.get("feature_distance")
+        if dist is not None:
+            d2 = _mahalanobis2(feats, dist)
+            out |= d2 > PRIOR_DISTANCE_FACTOR ** 2 * float(dist["q999"])
+        return out.astype(float)
 
     def predict_maps(self, data, mask=None, *, acq=None, progress=False) -> dict:
         """Maps over a volume (or any batch shape).
@@ -354,9 +365,10 @@ class TrainedEstimator:
 
 def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
           features="rotation-invariant",
-          n_samples=100_000, snr=30.0, n_fibres=None, targets=None, ranges=None,
+          n_samples=100_000, snr=None, n_fibres=None, targets=None, ranges=None,
           lmax=6, shore=False, hybrid_method="mix", prior_signals=None, prior_fit=None,
-          empirical=None, model_share=MODEL_SHARE, random_state=0, progress=False,
+          empirical=None, model_share=MODEL_SHARE, noise_signals=None, noise=None,
+          calibrate=True, random_state=0, progress=False,
           **estimator_options) -> TrainedEstimator:
     """Simulate a training set from ``model`` and fit a learned estimator to it.
 
@@ -376,12 +388,20 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
     features : {"rotation-invariant", "signal", "hybrid"}
     n_samples : int
         Simulated training voxels.
-    snr : float
-        Rician SNR of the training signals.
-    n_fibres : int, sequence or dict, optional
-        Fibre populations of the training voxels (see ``make_training_set``); for NODDI the
-        default mixes 1, 2 and 3 fibres so that crossings are handled without orientations,
-        plus 10 % pure free water (the family's registry record, :func:`default_fibres`).
+    snr : float, optional
+        Rician SNR of the training signals. Default: the data's own noise when data are
+        given (``prior_signals`` or ``noise_signals``: σ from the b0 repeats or the fit
+        residuals, each training voxel at the SNR and per-TE b0 scaling of a data voxel,
+        :mod:`microlearn.learning.noise`), else 30.
+    n_fibres : int, sequence, dict or "auto", optional
+        Fibre populations of the training voxels (see ``make_training_set``). With data
+        (``prior_signals``) the default is the model's own count, the prior is fitted with
+        it and the estimator learns the maps ``fit`` reports for that model; ``"auto"``
+        fits 0-3 fibres per voxel and trains on the fitted proportions (fibre-weighted
+        maps, as ``fit --n-fibres auto``). On the model's priors the default (and
+        ``"auto"``) mixes 1, 2 and 3 fibres so that crossings are handled without
+        orientations, plus 10 % pure free water (the family's registry record,
+        :func:`default_fibres`).
     targets : sequence of str, optional
     ranges : dict, optional
         Prior ranges (SI) per parameter name.
@@ -401,9 +421,19 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
         e.g. to train several estimators on one prior.
     model_share : float
         With an empirical prior, this share of the training samples is drawn from the
-        model's priors (the family's default fibre mixture, free water included) instead:
-        a defensive mixture, so that voxels whose fits say little (CSF partial volume,
-        where ODI is unidentifiable) keep a wide posterior and an honest std.
+        model's priors (the training fibre count plus 10 % free water, or the family's
+        mixture with ``n_fibres="auto"``) instead: a defensive mixture, so that voxels whose
+        fits say little (CSF partial volume, where ODI is unidentifiable) keep a wide
+        posterior and an honest std.
+    noise_signals : ndarray, shape (n, N), optional
+        Raw data voxels whose noise the training signals get when the prior is the
+        model's (with ``prior_signals`` their own noise is used).
+    noise : NoiseProfile, optional
+        A noise profile already measured (:func:`~microlearn.learning.noise.noise_profile`).
+    calibrate : bool
+        With a data prior (one fibre count), map the learned maps linearly onto the fit's
+        on simulated voxels (:func:`~microlearn.learning.agreement.fit_calibration`), so
+        they carry the fit's noise bias as ``fit`` does.
     random_state : int
     progress : bool
         Progress bars for simulation and training.
@@ -420,35 +450,71 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
     if prior_signals is not None and empirical is not None:
         raise ValueError("train: give prior_signals (to fit a prior) or empirical (a fitted "
                          "one), not both.")
-    if empirical is not None and n_fibres is None:
+    auto = isinstance(n_fibres, str)
+    if auto and n_fibres != "auto":
+        raise ValueError(f"n_fibres: give a count, a list, a dict or 'auto', not {n_fibres!r}.")
+    record = family_of(base)
+    own = base.n_fibres if record is None or not record.has_fibres else (base.n_fibres or 1)
+    if empirical is not None and (n_fibres is None or auto):
         n_fibres = {k: len(v) for k, v in empirical.items() if len(v)}
     if prior_signals is not None:
-        from .empirical import fit_sample
+        from .empirical import fit_prior
 
+        several = n_fibres is not None and not auto and len(
+            parse_fibre_mixture(base, n_fibres)) > 1
+        options = {"crossings": auto or several, **(prior_fit or {})}
         t0 = time.perf_counter()
-        empirical = fit_sample(base, acq, prior_signals, random_state=random_state,
-                               **(prior_fit or {}))
+        empirical, measured = fit_prior(base, acq, prior_signals, random_state=random_state,
+                                        **options)
+        noise = noise if noise is not None else measured
         t_prior = time.perf_counter() - t0
-        if n_fibres is None:
+        if n_fibres is None or auto:
             n_fibres = {k: len(v) for k, v in empirical.items() if len(v)}
-    if n_fibres is None:
+    elif noise_signals is not None and noise is None and snr is None:
+        from .empirical import measure_noise
+
+        noise = measure_noise(base, acq, noise_signals)
+    if snr is not None:
+        noise = None  # an explicit SNR wins
+    if n_fibres is None or auto:
         n_fibres = default_fibres(base)
     mix = parse_fibre_mixture(base, n_fibres)
+    counts = sorted(k for k in mix if k) or [0]  # free water (0) comes with any count
+    crossing = len(counts) > 1
+    emulates = {"n_fibres": "auto" if crossing else int(counts[0]),
+                "method": (prior_fit or {}).get("method", "mix")}
     spec = FeatureSpec(kind=features, lmax=int(lmax), shore=bool(shore),
                        hybrid_method=hybrid_method, model=reference)
     est = make_estimator(estimator, optimizer, learning_rate=learning_rate,
                          random_state=random_state, progress=progress, **estimator_options)
     t0 = time.perf_counter()
-    ts = _training_set(base, acq, n_samples, mix, snr, targets, ranges, random_state,
-                       progress, empirical, model_share)
+    wide_mix = default_fibres(base) if crossing or not own else (
+        {own: 0.9, 0: 0.1} if record is not None and 0 in record.fibre_counts else {own: 1.0})
+    ts = _training_set(base, acq, n_samples, mix, snr if snr is not None else 30.0,
+                       targets, ranges, random_state, progress, empirical, model_share,
+                       noise, wide_mix)
     t_sim = time.perf_counter() - t0
     X, bad = spec.compute(ts.signal, acq, progress=progress)
     t_feat = time.perf_counter() - t0 - t_sim
     est.fit(X[~bad], ts.targets[~bad])
+    calibration = None
+    if empirical is not None and not crossing and calibrate:
+        from .agreement import fit_calibration
+
+        partial = TrainedEstimator(model=reference, n_fibres={}, acq=acq, features=spec,
+                                   target_names=ts.target_names, estimator=est,
+                                   estimator_name=estimator, info={"emulates_fit": emulates})
+        calibration = fit_calibration(partial, ts.signal, random_state=random_state)
     seconds = time.perf_counter() - t0 + t_prior
     log.info("trained %s in %.1f s (prior fits %.1f s, simulate %.1f s, features %.1f s)",
              estimator, seconds, t_prior, t_sim, t_feat)
-    info = {"n_samples": int(n_samples), "snr": float(snr), "random_state": random_state,
+    snr_value = float(snr) if snr is not None else (
+        float(np.median(noise.snr)) if noise is not None else 30.0)
+    info = {"n_samples": int(n_samples), "snr": round(snr_value, 2),
+            "feature_distance": _feature_distance(X[~bad]),
+            "noise": noise.summary() if noise is not None else {"snr": snr_value},
+            "emulates_fit": emulates, "fit_calibration": calibration,
+            "random_state": random_state,
             "seconds": round(seconds, 3), "simulate_seconds": round(t_sim, 3),
             "feature_seconds": round(t_feat, 3), "n_features": int(X.shape[1]),
             "feature_range": np.quantile(X[~bad], PRIOR_QUANTILES, axis=0).tolist(),
@@ -463,13 +529,35 @@ def train(model, acq, *, estimator="dnn", optimizer=None, learning_rate=None,
                             if estimator == "wide-deep" else optimizer, info=info)
 
 
+def _feature_distance(X) -> dict | None:
+    """Mean, whitening matrix and 99.9 % quantile of the squared Mahalanobis distance of
+    the training features (the out-of-prior test), JSON-ready; None for too few samples."""
+    if len(X) < 10 * (X.shape[1] + 1):
+        return None
+    mean = X.mean(axis=0)
+    cov = np.cov(X, rowvar=False).reshape(X.shape[1], X.shape[1])
+    cov += 1e-9 * np.trace(cov) / len(cov) * np.eye(len(cov))
+    w, v = np.linalg.eigh(cov)
+    whiten = v / np.sqrt(np.clip(w, w.max() * 1e-12, None))
+    dist = {"mean": mean.tolist(), "whiten": whiten.tolist()}
+    dist["q999"] = float(np.quantile(_mahalanobis2(X, dist), 0.999))
+    return dist
+
+
+def _mahalanobis2(X, dist) -> np.ndarray:
+    z = (X - np.asarray(dist["mean"])) @ np.asarray(dist["whiten"])
+    return np.einsum("ij,ij->i", z, z)
+
+
 def _training_set(model, acq, n_samples, mix, snr, targets, ranges, random_state, progress,
-                  empirical, model_share):
+                  empirical, model_share, noise=None, wide_mix=None):
     """The training set: from the model's priors, or an empirical prior with a
-    ``model_share`` of model-prior samples mixed in and shuffled."""
+    ``model_share`` of model-prior samples (fibre mixture ``wide_mix``) mixed in and
+    shuffled."""
     from .datasets import TrainingSet
 
-    kw = {"snr": snr, "targets": targets, "ranges": ranges, "progress": progress}
+    kw = {"snr": snr, "targets": targets, "ranges": ranges, "progress": progress,
+          "noise": noise}
     n_model = int(round(float(model_share) * int(n_samples))) if empirical is not None else 0
     ts = make_training_set(model, acq, int(n_samples) - n_model, n_fibres=mix,
                            random_state=random_state, empirical=empirical, **kw)
@@ -477,7 +565,7 @@ def _training_set(model, acq, n_samples, mix, snr, targets, ranges, random_state
         return ts
     seed = None if random_state is None else int(random_state) + 7919
     wide = make_training_set(model, acq, n_model, random_state=seed,
-                             n_fibres=default_fibres(model), **kw)
+                             n_fibres=wide_mix or default_fibres(model), **kw)
     order = np.random.default_rng(seed).permutation(int(n_samples))
     return TrainingSet(signal=np.concatenate([ts.signal, wide.signal])[order],
                        targets=np.concatenate([ts.targets, wide.targets])[order],

@@ -107,6 +107,7 @@ class FitBlock:
                       sigma=sigma, workers=self.workers, **self.options)
         seconds = time.perf_counter() - t0
         _add_timing(self.timing, len(signal), seconds, res.setup_seconds + seconds - res.seconds)
+        self.timing["engine"] = res.engine  # what ran (fit.json reports it)
         maps = res.maps()
         maps["success"] = res.success.astype(np.float32)
         if self.sigma_map is not None:  # back from (n, 1) to (n,)

@@ -273,6 +273,7 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
         ok = maps["success"][ds.mask] > 0
         answered = np.isfinite(maps["s0"][ds.mask]) if "s0" in maps else ok
         engine = engine_class(method, model.with_fibres(1) if auto else model, ds.acq)
+        ran = block.timing.get("engine")  # in-process runs know what ran (Dask: the choice)
         return {"model": model.family if auto else model.name, "method": method,
                 "model_record": model_record(model),
                 "n_fibres": "auto" if auto else model.n_fibres,
@@ -280,7 +281,7 @@ def fit_volume(ds, model, out, *, method: str = "mix", auto: bool = False,
                 **timing_fields(block.timing, run), "n_usable": run.get("n_answered"),
                 "sigma": sigma,
                 "success_fraction": float(ok.mean()) if ok.size else 0.0,
-                "convergence": describe_convergence(ok, answered, engine),
+                "convergence": describe_convergence(ok, answered, engine, ran),
                 "noise": record_noise, "quality": summarise(maps, ds.mask),
                 "identifiability": identifiability(model, maps, ds.mask),
                 "maps": sorted(maps), "units": map_units(model, sorted(maps)),

@@ -484,7 +484,15 @@ def _table(rows) -> str:
 
 
 def _safe(label: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label).strip("_")
+    """A file-name-safe form of a candidate label (:mod:`microlearn.names`: ``[A-Za-z0-9_]``,
+    at most 60 characters with the ``npe_`` prefix; long labels keep a hash suffix)."""
+    import hashlib
+    import re
+
+    text = re.sub(r"[^A-Za-z0-9_]+", "_", label).strip("_") or "model"
+    if len(text) > 56:
+        text = text[:47] + "_" + hashlib.sha1(label.encode()).hexdigest()[:8]
+    return text
 
 
 __all__ = ["Candidate", "HoldoutComparison", "candidate_label", "holdout_compare",

@@ -19,9 +19,9 @@ def fitting_methods(model=None) -> list[str]:
     model : MultiCompartmentModel, optional
         Only the methods that can fit this model (``posterior`` needs no orientations).
     """
-    from ..fitting import FITTERS, methods_for
+    from ..fitting.registry import method_names, methods_for
 
-    return FITTERS.names() if model is None else methods_for(model)
+    return method_names() if model is None else methods_for(model)
 
 
 def check_auto_fibres(model) -> None:
@@ -33,10 +33,12 @@ def check_auto_fibres(model) -> None:
 
 
 def explain_method(method: str, model, acq) -> list[str]:
-    """Lines saying which engine ``method`` runs for ``model`` on ``acq``, and why."""
-    from ..fitting.compiled import explain
+    """Lines saying which engine ``method`` runs for ``model`` on ``acq`` (the spherical
+    means of ``acq`` for a direction-averaged model), and why."""
+    from ..fitting.api import fitted_acquisition
+    from ..fitting.registry import explain
 
-    return explain(method, model, acq)
+    return explain(method, model, fitted_acquisition(model, acq))
 
 
 def warm_up(model="noddi", n_fibres=1, method: str = "mix") -> float:

@@ -7,8 +7,8 @@ from microlearn import activeax, noddi, simulate_dataset, zcd
 from microlearn.compartments.cylinder import van_gelderen_coefficient
 from microlearn.fitting.compiled.activeax_fast import ActiveAxMixEngine, timing_index
 from microlearn.fitting.compiled.activeax_kernel import signals, van_gelderen_slope
-from microlearn.fitting.compiled.noddi_fast import make_mix
 from microlearn.fitting.engines.mix import MixEngine
+from microlearn.fitting.registry import choose
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +58,8 @@ def test_van_gelderen_slope(activeax_acq):
 
 def test_applies_only_to_single_fibre_activeax(activeax_acq):
     assert ActiveAxMixEngine.applies(activeax(), activeax_acq)
-    assert isinstance(make_mix(activeax(), activeax_acq), ActiveAxMixEngine)
-    assert isinstance(make_mix(activeax(), activeax_acq, fast=False), MixEngine)
+    assert choose("mix", activeax(), activeax_acq) is ActiveAxMixEngine
+    assert choose("mix", activeax(), activeax_acq, fast=False) is MixEngine
     for other in (activeax(2), zcd(), noddi(), activeax().fix("diameter", 3e-6)):
         assert not ActiveAxMixEngine.applies(other, activeax_acq)
 

@@ -126,7 +126,19 @@ class ActiveAxMixEngine(Engine):
     @staticmethod
     def applies(model, acq) -> bool:
         """True when the compiled path is exact for ``model`` (on any acquisition)."""
-        return fixed_activeax_diffusivities(model) is not None
+        return ActiveAxMixEngine.why_not(model, acq) is None
+
+    @staticmethod
+    def why_not(model, acq) -> str | None:
+        """Why this kernel cannot fit ``model`` on ``acq`` (None when it can)."""
+        if getattr(model, "relaxation", None):
+            return "the model has compartment T2"
+        if acq.n_te > 1:
+            return f"{acq.n_te} echo times (σ differs per measurement)"
+        if fixed_activeax_diffusivities(model) is None:
+            return ("the model is not the built-in activeax(1) with fixed, shared d∥ and "
+                    "fixed d_iso")
+        return None
 
     def kernel_args(self):
         """Acquisition and table arguments shared by the compiled kernels."""

@@ -133,11 +133,25 @@ class NoddiMixEngine(Engine):
     @staticmethod
     def applies(model, acq) -> bool:
         """True when the fast path is exact for ``model`` on ``acq``."""
-        fixed = fixed_noddi_diffusivities(model)
+        return NoddiMixEngine.why_not(model, acq) is None
+
+    @staticmethod
+    def why_not(model, acq, n_fibres: int = 1) -> str | None:
+        """Why this kernel cannot fit ``model`` on ``acq`` (None when it can)."""
+        if getattr(model, "relaxation", None):
+            return "the model has compartment T2"
+        if acq.n_te > 1:
+            return f"{acq.n_te} echo times (σ differs per measurement)"
+        fixed = fixed_noddi_diffusivities(model, n_fibres)
         if fixed is None:
-            return False
+            return (f"the model is not the built-in noddi({n_fibres}) with fixed, shared d∥ "
+                    "and fixed d_iso")
         x = float(np.max(acq.bvals)) * fixed[0]
-        return series_order(round(x, 1) + 0.1) <= HORNER_MAX_ORDER
+        order = series_order(round(x, 1) + 0.1)
+        if order > HORNER_MAX_ORDER:
+            return (f"b_max·d∥ = {x:.1f} needs a Watson series of order {order} > "
+                    f"{HORNER_MAX_ORDER} (its power basis is unstable there)")
+        return None
 
     def fit_block(self, y, sigma=None, directions=None):
         return self.finish(*self.solve(y, sigma, directions))
@@ -246,29 +260,3 @@ class NoddiInteriorPointEngine(NoddiMixEngine):
         bounded = np.array([False, False, True, True, True, False])
         return fit_voxels_barrier(y, sigma, theta, phi, *self._tables(), bounded,
                                   self.MU_LEVELS, 6, 1e-6)
-
-
-def mix_class(model, acq, *, fast: bool = True):
-    """The MIX engine class for ``model`` on ``acq``: the first registered compiled path
-    that applies (:data:`microlearn.fitting.compiled.COMPILED_ENGINES`), else the generic one."""
-    from . import choose
-
-    return choose("mix", model, acq, fast=fast)
-
-
-def interior_point_class(model, acq, *, fast: bool = True):
-    """The interior-point engine class for ``model``: compiled for single-fibre NODDI."""
-    from . import choose
-
-    return choose("interior-point", model, acq, fast=fast)
-
-
-def make_mix(model, acq, **options):
-    """The MIX engine for ``model`` (see :func:`mix_class`)."""
-    return mix_class(model, acq, fast=options.pop("fast", True))(model, acq, **options)
-
-
-def make_interior_point(model, acq, **options):
-    """The interior-point engine for ``model`` (see :func:`interior_point_class`)."""
-    cls = interior_point_class(model, acq, fast=options.pop("fast", True))
-    return cls(model, acq, **options)

@@ -18,7 +18,6 @@ from .noddi_fast import (
     ODI_GRID,
     PARALLEL_CHUNK,
     NoddiMixEngine,
-    fixed_noddi_diffusivities,
 )
 
 
@@ -42,13 +41,15 @@ class NoddiMultiMixEngine(NoddiMixEngine):
     @staticmethod
     def applies(model, acq) -> bool:
         """True for ``noddi(2)``/``noddi(3)`` with fixed diffusivities on a short series."""
-        n = getattr(model, "n_fibres", 0)
-        if n not in (2, 3) or fixed_noddi_diffusivities(model, n) is None:
-            return False
-        from ...compartments.dispersion import HORNER_MAX_ORDER, series_order
+        return NoddiMultiMixEngine.why_not(model, acq) is None
 
-        x = float(np.max(acq.bvals)) * fixed_noddi_diffusivities(model, n)[0]
-        return series_order(round(x, 1) + 0.1) <= HORNER_MAX_ORDER
+    @staticmethod
+    def why_not(model, acq) -> str | None:
+        """Why this kernel cannot fit ``model`` on ``acq`` (None when it can)."""
+        n = getattr(model, "n_fibres", 0)
+        if n not in (2, 3):
+            return "the model does not have 2 or 3 fibre populations"
+        return NoddiMixEngine.why_not(model, acq, n)
 
     def solve(self, y, sigma=None, directions=None, start=None):
         """Fit normalised signals ``y`` (V, N); see :meth:`NoddiMixEngine.solve`.

@@ -22,7 +22,9 @@ INSTALL_JOBS = (("noddi", 1, "mix"), ("noddi", 1, "interior-point"), ("noddi", 1
                 ("noddi", 2, "mix"), ("noddi", 3, "mix"), ("noddi", "auto", "mix"),
                 ("activeax", 1, "mix"),
                 ("activeax", 1, "dictionary"), ("ivim", 0, "dictionary"),
-                ("sandi", 0, "posterior"))
+                ("sandi", 0, "posterior"),
+                # the one compiled core (any other model): MIX, interior point, quality
+                ("zcd", 1, "mix"), ("zcd", 1, "interior-point"), ("ivim", 0, "mix"))
 #: Voxels fitted by a warm-up.
 WARM_VOXELS = 4
 
@@ -102,6 +104,21 @@ def prewarm(jobs=(("noddi", 1, "mix"),)) -> threading.Thread:
     return thread
 
 
+def _warm_signals() -> None:
+    """Compile the core's batch signal and Jacobian (predictions, Cramér–Rao bounds)."""
+    import numpy as np
+
+    from ...acquisition import Acquisition
+    from ...models.builtin import zcd
+    from .assembly import build_plan, signals
+
+    model = zcd()
+    plan = build_plan(model, Acquisition.scheme("activeax"))
+    x = np.full((1, model.parameters.size + 1), 0.5)
+    for want_jac in (False, True):
+        signals(x, plan.arrays, want_jac)
+
+
 def main() -> None:
     """Compile and cache every kernel of ``INSTALL_JOBS`` (fast when already cached)."""
     import warnings
@@ -113,6 +130,7 @@ def main() -> None:
         warnings.simplefilter("ignore")
         for job in INSTALL_JOBS:
             log.info("warm-up %-28s %6.2f s", "/".join(map(str, job)), warm_up(*job))
+        _warm_signals()
     log.info("compiled fitting kernels ready (%.1f s)", time.perf_counter() - t0)
 
 
