@@ -221,11 +221,11 @@ def nonnegative_scale(a, y):
 def tensor_directions(acq, y, *, b_max=3.5e9) -> np.ndarray:
     """Principal diffusion directions of DIPY's OLS tensor fit, shape (V, 3).
 
-    The same estimate as :func:`tensor_fit` (DIPY's design matrix, measurements with
-    b <= ``b_max``, signals clipped at 1e-6), with the principal eigenvector computed by
-    the compiled :mod:`~microlearn.fitting.compiled.tensor_kernel`. The start is refined by the fit
-    anyway (median angle to the truth 6.0° with OLS vs 5.7° with WLS on HCP-like NODDI
-    voxels at SNR 30).
+    The same estimate as :func:`~microlearn.crossings.dipy_tools.tensor_fit` (DIPY's design
+    matrix, measurements with b <= ``b_max``, signals clipped at 1e-6), with the principal
+    eigenvector computed by the compiled :mod:`~microlearn.fitting.compiled.tensor_kernel`.
+    The start is refined by the fit anyway (median angle to the truth 6.0° with OLS vs 5.7°
+    with WLS on HCP-like NODDI voxels at SNR 30).
     """
     from ..compiled.tensor_kernel import principal_directions_ols
 
