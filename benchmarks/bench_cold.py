@@ -126,7 +126,8 @@ def _write_folder(folder, signal, acq):
 
 def auto_row(quick: bool, repeats: int) -> dict:
     """``fit --n-fibres auto`` on the mixed crossing case, fresh and warm, vs DIPY CSD."""
-    from microlearn.crossings import count_scores, crossing_dataset, estimate_fibres
+    from microlearn.crossings import count_scores, crossing_dataset
+    from microlearn.fitting.fibres import estimate_fibres
 
     acq = Acquisition.scheme("hcp")
     n_per = 125 if quick else 500

@@ -15,7 +15,8 @@ voxels per second, and per-fibre ODI/ICVF RMSE of correctly counted voxels again
 single-fibre RMSE.
 
 Two limits are printed with them: the Cramér–Rao bound of per-fibre ODI/ICVF at the true
-parameters (``microlearn.crossings.cramer_rao_per_fibre``) and recall3 of AIC given the
+parameters
+(``microlearn.fitting.crossing_bounds.cramer_rao_per_fibre``) and recall3 of AIC given the
 true directions. Measured 2026-11-25 10:45 UTC (``python -m benchmarks --only crossings``):
 DIPY CSD 3171 vox/s, accuracy 0.628, recall 0.968/0.812/0.404/0.328; microlearn select
 855 vox/s (42 before the compiled multi-fibre MIX), accuracy 0.840, recall
@@ -37,12 +38,9 @@ import numpy as np
 
 from benchmarks.common import median_time, print_table
 from microlearn import Acquisition
-from microlearn.crossings import (
-    cramer_rao_per_fibre,
-    crossing_dataset,
-    estimate_fibres,
-    evaluate_fibres,
-)
+from microlearn.crossings import crossing_dataset, evaluate_fibres
+from microlearn.fitting.crossing_bounds import cramer_rao_per_fibre
+from microlearn.fitting.fibres import estimate_fibres
 
 
 def _subset(cs, n_per_count):

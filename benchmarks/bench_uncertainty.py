@@ -49,8 +49,8 @@ def _independent():
 
 
 def _mix_maps(acq, data, n_fibres):
-    from microlearn.crossings import fit_auto
     from microlearn.fitting import fit
+    from microlearn.fitting.selection import fit_auto
     from microlearn.models import noddi
 
     if n_fibres == 1:

@@ -3,8 +3,9 @@
 import numpy as np
 
 from microlearn import Acquisition, noddi
-from microlearn.crossings import cramer_rao_per_fibre, crossing_dataset
+from microlearn.crossings import crossing_dataset
 from microlearn.fitting import fit
+from microlearn.fitting.crossing_bounds import cramer_rao_per_fibre
 
 
 def test_single_fibre_bound_matches_the_fit_and_crossings_are_far_less_precise():
@@ -23,7 +24,7 @@ def test_single_fibre_bound_matches_the_fit_and_crossings_are_far_less_precise()
 
 
 def test_unidentifiable_parameters_get_an_infinite_bound():
-    from microlearn.crossings.bounds import fisher_std
+    from microlearn.fitting.crossing_bounds import fisher_std
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=50), rng.normal(size=50)
@@ -38,7 +39,7 @@ def test_unidentifiable_parameters_get_an_infinite_bound():
 
 
 def test_a_fibre_without_signal_has_unidentifiable_parameters():
-    from microlearn.crossings.bounds import fisher_std, kernel_fisher
+    from microlearn.fitting.crossing_bounds import fisher_std, kernel_fisher
 
     acq = Acquisition.scheme("hcp")
     # two fibres; the second has amplitude 0, so its ODI/ICVF/direction do not matter

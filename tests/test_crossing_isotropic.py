@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from microlearn.crossings import crossing_dataset, evaluate_fibres, fit_auto
+from microlearn.crossings import crossing_dataset, evaluate_fibres
 from microlearn.crossings.evaluation import ISOTROPIC_TISSUE_RANGES
-from microlearn.fitting.selection import _fit_zero
+from microlearn.fitting.selection import _fit_zero, fit_auto
 
 
 def test_zero_fibre_candidate_tells_tissue_from_free_water(hcp):

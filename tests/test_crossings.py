@@ -9,20 +9,24 @@ import pytest
 
 from microlearn.cli import main
 from microlearn.crossings import (
-    check_fibre_model,
     confusion_matrix,
     count_scores,
     crossing_dataset,
-    estimate_fibres,
     evaluate_fibres,
-    fit_auto,
     match_fibres,
     shore_features,
     tensor_scalars,
     tissue_classes,
 )
 from microlearn.data.phantom import LABELS, make_phantom
-from microlearn.fitting.selection import embed, information_criterion, residual_directions
+from microlearn.fitting.fibres import estimate_fibres
+from microlearn.fitting.selection import (
+    check_fibre_model,
+    embed,
+    fit_auto,
+    information_criterion,
+    residual_directions,
+)
 from microlearn.models import get_model
 from microlearn.simulate import sample_parameters
 

@@ -192,7 +192,7 @@ def test_generic_engines_report_convergence(method, hcp):
 @pytest.mark.parametrize("n_b0", [2, 3, 5, 10, 20])
 def test_sigma_from_b0_repeats_is_unbiased(n_b0):
     from microlearn.acquisition import Acquisition
-    from microlearn.fitting.noise import estimate_sigma
+    from microlearn.data.noise import estimate_sigma
 
     rng = np.random.default_rng(n_b0)
     bvals = np.r_[np.zeros(n_b0), np.full(6, 1000.0)]

@@ -40,12 +40,12 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     t_start = time.perf_counter()
-    from ..fitting import FITTERS
     from ..run.fit_volume import NoiseChoice, check_sigma, fit_volume, output_names
+    from ..run.methods import check_auto_fibres, explain_method, fitting_methods
 
-    if args.method is not None and args.method not in FITTERS.names():
+    if args.method is not None and args.method not in fitting_methods():
         raise ValueError(f"--method {args.method!r} is unknown; choose one of "
-                         f"{FITTERS.names()}.")
+                         f"{fitting_methods()}.")
     if args.n_fibres not in ("0", "1", "2", "3", "auto"):
         raise ValueError(f"--n-fibres {args.n_fibres!r}: give 0, 1, 2, 3 or auto.")
     check_sigma(args.sigma)
@@ -56,9 +56,7 @@ def run(args) -> int:
 
         args.method = default_method(model)
     if auto:
-        from ..fitting.selection import check_fibre_model
-
-        check_fibre_model(model)
+        check_auto_fibres(model)
         model = model.with_fibres(3)
     # --force is needed for every file of the run: checked now, not after the fit
     prepare_out(args, map_files(output_names(model, auto), not args.uncompressed)
@@ -72,12 +70,8 @@ def run(args) -> int:
                          "would be wrong.")
     found = input_warnings(ds)  # printed once the run is sure to go ahead (bad input: 1 line)
     if args.explain:
-        from ..fitting.api import fitted_acquisition
-        from ..fitting.registry import explain
-
         one = model.with_fibres(1) if auto else model
-        for line in [model.describe()] + explain(args.method, one,
-                                                 fitted_acquisition(one, ds.acq)):
+        for line in [model.describe()] + explain_method(args.method, one, ds.acq):
             echo(line)
     info, out_dir = fit_volume(ds, model, args.out, method=args.method, auto=auto,
                                noise=NoiseChoice(args.sigma, args.sigma_map),

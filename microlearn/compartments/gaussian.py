@@ -1,4 +1,5 @@
-"""Gaussian compartments: Ball, Zeppelin, Stick (and their pure signal kernels)."""
+"""Gaussian compartments: Ball, Zeppelin, Stick (and their pure signal kernels), and the
+log-linear design of the full diffusion tensor (DTI)."""
 
 from __future__ import annotations
 
@@ -147,3 +148,26 @@ class Ball(Compartment):
             Signal attenuation S/S0.
         """
         return ball_signal(acq.bvals, d_iso)
+
+
+def tensor_design(bvals, bvecs) -> np.ndarray:
+    """DIPY's OLS tensor design matrix (``dipy.reconst.dti.design_matrix``), shape (N, 7).
+
+    The signal of one Gaussian compartment with a full tensor D is log-linear,
+    log S = log S0 - b gᵀDg: with this matrix X, ``log S = X @ [Dxx, Dxy, Dyy, Dxz, Dyz,
+    Dzz, -log S0]`` (lower-triangular order, negated as in DIPY). Written out here
+    because importing ``dipy.reconst.dti`` costs ~1-2 s (it pulls ``dipy.data`` and its
+    fetchers) in every fresh process that starts a fit or a quality check.
+
+    Parameters
+    ----------
+    bvals : ndarray, shape (N,)
+        b-values in the unit the design is wanted in (DIPY uses s/mm²).
+    bvecs : ndarray, shape (N, 3)
+        Unit gradient directions.
+    """
+    b = np.asarray(bvals, dtype=float)
+    g = np.asarray(bvecs, dtype=float)
+    x, y, z = g[:, 0], g[:, 1], g[:, 2]
+    return -np.stack([x * x * b, 2 * x * y * b, y * y * b, 2 * x * z * b, 2 * y * z * b,
+                      z * z * b, np.ones_like(b)], axis=1)

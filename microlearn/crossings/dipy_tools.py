@@ -59,6 +59,22 @@ def _volume(y):
     return np.asarray(y, dtype=float)[:, None, None, :]
 
 
+def tensor_fit(acq, y, *, b_max=3.5e9):
+    """DIPY's OLS tensor fit of b0-normalised signals ``y`` (V, N).
+
+    Uses measurements with b <= ``b_max`` (s/m²) when at least 6 weighted ones remain,
+    else all of them. OLS is ~30x faster than WLS here.
+    """
+    from dipy.reconst.dti import TensorModel
+
+    keep = acq.bvals <= b_max
+    if np.count_nonzero(keep & ~acq.b0_mask) < 6:
+        keep = np.ones(acq.n_measurements, bool)
+    sub = acq.subset(np.flatnonzero(keep))
+    data = np.clip(np.asarray(y, dtype=float)[:, keep], 1e-6, None)
+    return TensorModel(sub.to_dipy(), fit_method="OLS").fit(data)
+
+
 def tensor_scalars(acq, y) -> tuple[np.ndarray, np.ndarray]:
     """FA and MD (m²/s) of DIPY's tensor fit on the shells with b <= 1200 s/mm².
 
@@ -73,8 +89,6 @@ def tensor_scalars(acq, y) -> tuple[np.ndarray, np.ndarray]:
     fa : ndarray, shape (V,)
     md : ndarray, shape (V,)
     """
-    from ..fitting.engines.search import tensor_fit
-
     fit = tensor_fit(acq, y, b_max=DTI_B_MAX)
     fa = np.nan_to_num(np.asarray(fit.fa))
     md = np.nan_to_num(np.asarray(fit.md)) / S_PER_MM2  # mm²/s -> m²/s

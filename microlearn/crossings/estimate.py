@@ -1,4 +1,4 @@
-"""``estimate_fibres``: 0–3 fibre populations and their directions per voxel."""
+"""Fibre count and directions per voxel from DIPY peaks, and the record that holds them."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from .dipy_tools import (
 
 log = logging.getLogger(__name__)
 
-METHODS = ("select", "csd", "msmt")
+#: Peak-counting methods (DIPY CSD, multi-shell multi-tissue CSD with HMRF).
+PEAK_METHODS = ("csd", "msmt")
 
 
 @dataclass
@@ -40,7 +41,8 @@ class FibreEstimate:
     mask : ndarray of bool, shape (*spatial,)
     seconds : float
     fit : AutoFitResult or None
-        The per-voxel model fits behind ``select``.
+        The per-voxel model fits behind ``select``
+        (:func:`microlearn.fitting.fibres.estimate_fibres`).
     tissue : ndarray of uint8 or None
         HMRF classes (``msmt``): 0 background, 1 WM-like, 2 GM-like, 3 CSF-like.
     """
@@ -72,9 +74,11 @@ def _peak_count(dirs, values, zero):
     return n, dirs, weights
 
 
-def estimate_fibres(acq, data, *, mask=None, method: str = "select", model: str = "noddi",
-                    sigma=None, progress: bool = False, **options) -> FibreEstimate:
-    """Number of fibre populations (0–3) and their directions in every voxel.
+def peak_fibres(acq, data, *, mask=None, method: str = "csd", **options) -> FibreEstimate:
+    """Number of fibre populations (0–3) and their directions from DIPY's fODF peaks.
+
+    Model selection between 0–3 fibre fits (``select``) is a fitting method: it takes these
+    peaks as candidates and lives in :func:`microlearn.fitting.fibres.estimate_fibres`.
 
     Parameters
     ----------
@@ -82,55 +86,29 @@ def estimate_fibres(acq, data, *, mask=None, method: str = "select", model: str 
     data : ndarray, shape (*spatial, N)
         Raw signals.
     mask : ndarray of bool, shape (*spatial), optional
-    method : {"select", "csd", "msmt"}
-        ``select`` (default): model selection between 0–3 fibre fits of ``model``
-        (:func:`~microlearn.crossings.fit_auto`); directions are the fitted orientations.
+    method : {"csd", "msmt"}
         ``csd``: plain DIPY — single-shell CSD on the highest shell with
         ``auto_response_ssst``-style response, ``peaks_from_model`` at relative
         threshold 0.5 and 25° separation, FA < 0.14 -> 0 fibres.
         ``msmt``: DIPY multi-shell multi-tissue CSD, same peak rule on the WM fODF,
         0 fibres where the HMRF tissue class is CSF.
-    model : str
-        Fibre model used by ``select``.
-    sigma : float, optional
-        Noise σ for ``select`` (from the b0 repeats when absent).
     options
-        ``select``: passed to :func:`fit_auto` (``criterion``, ``method`` is the fitting
-        engine there and is given here as ``engine``, ``workers``); ``csd``/``msmt``:
         ``relative_peak_threshold``, ``min_separation_angle``.
 
     Returns
     -------
     FibreEstimate
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    if method not in PEAK_METHODS:
+        raise ValueError(f"method must be one of {PEAK_METHODS}, got {method!r}.")
     t0 = time.perf_counter()
-    if method == "select":
-        from ..fitting.selection import fit_auto
-
-        engine = options.pop("engine", "mix")
-        res = fit_auto(model, acq, data, mask=mask, method=engine, sigma=sigma,
-                       progress=progress, **options)
-        maps = res.maps()
-        spatial = res.mask.shape
-        dirs = np.stack([maps[f"mu_{i}"] if f"mu_{i}" in maps else
-                         np.full(spatial + (3,), np.nan) for i in (1, 2, 3)], -2)
-        weights = np.stack([maps[f"ffib_{i}"] if f"ffib_{i}" in maps else
-                            np.full(spatial, np.nan) for i in (1, 2, 3)], -1)
-        if "mu_1" not in maps:  # max_fibres == 1
-            dirs[..., 0, :] = maps["mu"]
-            weights[..., 0] = np.where(res.n_fibres > 0, 1.0, np.nan)
-        return FibreEstimate(res.n_fibres, dirs, weights, method, res.mask,
-                             time.perf_counter() - t0, fit=res)
-
     vx = Voxels.extract(acq, data, mask)
     y = vx.signal / vx.b0[:, None]
     peak_opts = {"relative_peak_threshold": options.pop("relative_peak_threshold",
                                                         COUNT_THRESHOLD),
                  "min_separation_angle": options.pop("min_separation_angle", MIN_SEPARATION)}
     if options:
-        raise ValueError(f"estimate_fibres: unknown options {sorted(options)} for {method!r}.")
+        raise ValueError(f"unknown options {sorted(options)} for fibre method {method!r}.")
     tissue_v = None
     if method == "csd":
         dirs, values = csd_peaks(acq, y, **peak_opts)
@@ -145,6 +123,6 @@ def estimate_fibres(acq, data, *, mask=None, method: str = "select", model: str 
     n, dirs, weights = _peak_count(dirs, values, zero)
     tissue = None if tissue_v is None else vx.to_volume(tissue_v, 0, np.uint8)
     seconds = time.perf_counter() - t0
-    log.info("estimate_fibres %s: %d voxels in %.1f s", method, len(y), seconds)
+    log.info("peak_fibres %s: %d voxels in %.1f s", method, len(y), seconds)
     return FibreEstimate(vx.to_volume(n, 0, np.uint8), vx.to_volume(dirs), vx.to_volume(weights),
                          method, vx.mask, seconds, tissue=tissue)

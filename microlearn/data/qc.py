@@ -24,6 +24,8 @@ import itertools
 
 import numpy as np
 
+from ..compartments.gaussian import tensor_design
+
 #: Candidate tables: every axis permutation with every flip of one axis (or none).
 FLIPS = ("", "x", "y", "z")
 #: Bootstrap share a verdict on the gradient table needs.
@@ -66,8 +68,6 @@ def tensor_eigen(acq, signal, *, b_max=1.6e9):
     fa : ndarray, shape (V,)
         Fractional anisotropy (0 where the fit failed).
     """
-    from ..fitting.engines.search import tensor_design
-
     keep = acq.bvals <= b_max
     if np.count_nonzero(keep & ~acq.b0_mask) < 6:
         keep = np.ones(acq.n_measurements, bool)

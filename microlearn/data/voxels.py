@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .noise import estimate_sigma
+
 
 def b0_means(signal, acq) -> np.ndarray:
     """Mean b0 signal of each TE group.
@@ -84,11 +86,9 @@ def estimate_sigma_by_te(signal, acq) -> float | None:
 
     b0s at different TEs have different means, so their joint spread is not noise: σ is
     estimated within each group with at least 3 b0s (by
-    :func:`microlearn.fitting.noise.estimate_sigma`) and pooled as the b0-count-weighted
+    :func:`microlearn.data.noise.estimate_sigma`) and pooled as the b0-count-weighted
     root mean square.
     """
-    from ..fitting.noise import estimate_sigma
-
     if acq.n_te == 1:
         return estimate_sigma(signal, acq)
     signal = np.asarray(signal)

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..crossings.dipy_tools import CANDIDATE_THRESHOLD, csd_peaks, ssst_response
+from ..data.noise import estimate_sigma
 from ..data.voxels import Voxels
 from ..models.spec import resolve_model as get_model
 from ..parameters import angles_to_cartesian
@@ -75,7 +76,6 @@ from .criteria import (  # noqa: F401 - part of this module's interface
     residual_directions,
 )
 from .engines.search import nnls_two, outer_fraction_name, tensor_directions
-from .noise import estimate_sigma
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ that is not there and blur the ambiguity between one dispersed fibre and a cross
 empirical-Bayes prior follows the data instead:
 
 1. fit a random sample of the volume's voxels (default 2000) with a fitting engine, the
-   fibre count chosen per voxel (:func:`microlearn.crossings.fit_auto`) — or with one
+   fibre count chosen per voxel (:func:`microlearn.fitting.selection.fit_auto`) — or with one
    fibre population when ``crossings=False``;
 2. draw training parameters from those fits (:func:`sample_empirical`): a fitted voxel at
    random, its scalar parameters smoothed by a Gaussian kernel (bandwidth by Scott's rule,

@@ -1,9 +1,9 @@
 """Pieces every panel uses: sliders from Parameters, figure images, errors, background work.
 
-Panels are thin views: they read widget values, call the core (models, simulate, fitting,
-learning, compare, viz) and show what comes back. Voila drops exceptions raised in widget
-callbacks silently, so every callback is wrapped by :func:`guarded` and errors are shown in
-the panel (an HTML widget with the CSS class ``ml-error``).
+Panels are thin views: they read widget values, call ``run/`` for fits and comparisons
+(the core, learning and viz for the rest) and show what comes back. Voila drops exceptions
+raised in widget callbacks silently, so every callback is wrapped by :func:`guarded` and
+errors are shown in the panel (an HTML widget with the CSS class ``ml-error``).
 """
 
 from __future__ import annotations

@@ -20,14 +20,14 @@ class ComparePanel(widgets.VBox):
     """
 
     def __init__(self, *, data_root=None, phantom_shape=PHANTOM_SHAPE):
-        from ..fitting import FITTERS
         from ..learning import ESTIMATOR_NAMES
+        from ..run.methods import fitting_methods
 
         self.source = DataSource(data_root, phantom_shape)
         self.errors = ErrorBox()
         self.data, self.folder, self.model = data_widgets(self.source)
         self.methods = widgets.SelectMultiple(
-            options=tuple(FITTERS.names()) + ESTIMATOR_NAMES,
+            options=tuple(fitting_methods()) + ESTIMATOR_NAMES,
             value=("mix", "dictionary", "polynomial"), description="methods", rows=8)
         self.n_samples = widgets.IntSlider(value=20_000, min=1000, max=200_000, step=1000,
                                            description="training", continuous_update=False)
@@ -84,10 +84,10 @@ class ComparePanel(widgets.VBox):
 
     def _holdout(self, task, ds, model, s):
         """Rank the chosen fitting methods by held-out prediction (no truth needed)."""
-        from ..fitting import FITTERS
         from ..run.holdout import holdout_compare
+        from ..run.methods import fitting_methods
 
-        methods = [m for m in s["methods"] if m in FITTERS.names()]
+        methods = [m for m in s["methods"] if m in fitting_methods()]
         if not methods:
             raise ValueError("hold-out K: choose at least one fitting method (mix, ...).")
         if s["holdout"] < 2:

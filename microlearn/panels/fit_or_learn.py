@@ -179,15 +179,15 @@ class FitOrLearn(widgets.VBox):
     """
 
     def __init__(self, *, data_root=None, phantom_shape=PHANTOM_SHAPE, prewarm=True):
-        from ..fitting import FITTERS
         from ..learning import ESTIMATOR_NAMES, OPTIMIZERS
+        from ..run.methods import fitting_methods
 
         self.source = DataSource(data_root, phantom_shape)
         self.errors = ErrorBox()
         self.data, self.folder, self.model = data_widgets(self.source)
         self.mode = widgets.ToggleButtons(options=("fit", "learn"), value="fit",
                                           description="approach")
-        self.engine = widgets.Dropdown(options=FITTERS.names(), value="mix",
+        self.engine = widgets.Dropdown(options=fitting_methods(), value="mix",
                                        description="engine")
         self.estimator = widgets.Dropdown(options=ESTIMATOR_NAMES, value="polynomial",
                                           description="estimator")
@@ -263,7 +263,7 @@ class FitOrLearn(widgets.VBox):
         try:
             from matplotlib.figure import Figure
 
-            from ..fitting.compiled.warm import warm_up
+            from ..run.methods import warm_up
 
             self.source.load(PHANTOM, "", self.model.value)
             model = model_from_choice(self.model.value, self.source.data_root)
@@ -289,9 +289,9 @@ class FitOrLearn(widgets.VBox):
         self.task.start(lambda task: self._work(task, settings), 3, wait=wait)
 
     def _work(self, task, s):
-        from ..fitting import fit
         from ..learning import train
         from ..models.spec import model_reference
+        from ..run.compare import run_method
 
         task.stage("loading data", 0)
         if self._prepared is not None:  # a click during the preparation waits for it
@@ -303,10 +303,10 @@ class FitOrLearn(widgets.VBox):
         t0 = time.perf_counter()
         if s["mode"] == "fit":
             task.stage(f"fitting {n_vox} voxels with {s['engine']}", 1)
-            res = fit(model, ds.acq, data, method=s["engine"], mask=ds.mask)
-            maps = res.maps()
-            seconds, train_s = time.perf_counter() - t0, 0.0
-            setup = res.setup_seconds + max(seconds - res.seconds, 0.0)
+            fitted = run_method(s["engine"], model, ds.acq, data, ds.mask,
+                                n_fibres=model.n_fibres)
+            maps, seconds, train_s = fitted.maps, fitted.seconds, 0.0
+            setup = fitted.setup_seconds
         else:
             from ..learning.empirical import data_prior_helps
             from ..learning.trained import with_uncertainty

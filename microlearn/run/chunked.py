@@ -126,7 +126,7 @@ class AutoFitBlock:
 
     The single-fibre response of the CSD peaks and σ are estimated once per volume
     (:func:`sample_response`, :func:`sample_sigma`) so every slab selects fibres the same
-    way as the in-memory :func:`microlearn.crossings.fit_auto`.
+    way as the in-memory :func:`microlearn.fitting.selection.fit_auto`.
 
     Attributes
     ----------
@@ -136,7 +136,7 @@ class AutoFitBlock:
     sigma : float or None
     response : tuple or None
         DIPY single-fibre response ``(evals (3,), S0)`` for CSD-peak starts (``csd_starts``
-        of :func:`~microlearn.crossings.fit_auto`); None without them.
+        of :func:`~microlearn.fitting.selection.fit_auto`); None without them.
     workers : int or None
     criterion : str
     timing : dict

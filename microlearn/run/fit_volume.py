@@ -140,7 +140,7 @@ def noise_record(noise: NoiseChoice, sigma, acq) -> dict:
                 "fewer than 2 b0 per echo time: no Rician floor"}
     if noise.sigma is not None:
         return {"model": "rician", "sigma": float(sigma), "source": "--sigma"}
-    from ..fitting.noise import SIGMA_METHOD
+    from ..data.noise import SIGMA_METHOD
 
     source = "b0 repeats" + (" of each echo time, pooled" if acq.n_te > 1 else "")
     return {"model": "rician", "sigma": float(sigma), "source": source,

@@ -5,7 +5,7 @@
 * the **Cramér–Rao bound** on its standard deviation at SNR ``snr`` (median and the share
   of voxels where it is infinite: the parameter cannot be identified at all), from
   :func:`microlearn.fitting.uncertainty.cramer_rao_std`, or for multi-fibre NODDI from the
-  compiled kernel's Fisher matrix (:mod:`microlearn.crossings.bounds`, which handles the
+  compiled kernel's Fisher matrix (:mod:`microlearn.fitting.crossing_bounds`, which handles the
   fibre fractions' redundancy);
 * the **expected RMSE and bias of fitting** (the fitting engine on Rician-noisy
   simulations of those voxels, fibres matched by direction) and of **learning** (an
@@ -55,7 +55,7 @@ def crb_std(model, acq, params, sigma: float) -> dict[str, np.ndarray]:
     sigma : float
         Noise relative to S0 = 1.
     """
-    from ..crossings.bounds import fisher_std, kernel_fisher, kernel_rows_from
+    from ..fitting.crossing_bounds import fisher_std, kernel_fisher, kernel_rows_from
 
     if model.family == "noddi" and not model.steps and model.n_fibres > 1:
         k = model.n_fibres

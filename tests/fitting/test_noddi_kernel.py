@@ -83,7 +83,8 @@ def test_interior_point_agrees_with_mix_and_stays_inside():
 
 def test_tensor_directions_equal_dipy_ols():
     from microlearn import simulate_dataset
-    from microlearn.fitting.engines.search import tensor_directions, tensor_fit
+    from microlearn.crossings.dipy_tools import tensor_fit
+    from microlearn.fitting.engines.search import tensor_directions
 
     acq = Acquisition.scheme("hcp")
     _, _, y = simulate_dataset(noddi(), acq, 500, snr=30, random_state=3)

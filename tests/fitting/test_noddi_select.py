@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from microlearn.crossings import count_scores, crossing_dataset, fit_auto
+from microlearn.crossings import count_scores, crossing_dataset
 from microlearn.fitting import selection
 from microlearn.fitting.compiled import noddi_select
 from microlearn.fitting.compiled.noddi_select import CompiledFibreFits, warm_start
+from microlearn.fitting.selection import fit_auto
 from microlearn.models import get_model
 from microlearn.simulate import sample_parameters
 

@@ -46,7 +46,7 @@ def test_tensor_design_is_dipys(scheme):
     from dipy.reconst.dti import design_matrix
 
     from microlearn import Acquisition
-    from microlearn.fitting.engines.search import tensor_design
+    from microlearn.compartments.gaussian import tensor_design
 
     acq = Acquisition.scheme(scheme)
     ours = tensor_design(np.where(acq.b0_mask, 0.0, acq.bvals) / 1e6, acq.bvecs)

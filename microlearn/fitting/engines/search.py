@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...acquisition import Acquisition
+from ...compartments.gaussian import tensor_design
 
 #: Points of the c² grid used to tabulate candidate signals.
 C2_GRID = 129
@@ -217,51 +218,14 @@ def nonnegative_scale(a, y):
     return alpha, sse
 
 
-def tensor_fit(acq, y, *, b_max=3.5e9):
-    """DIPY's OLS tensor fit of b0-normalised signals ``y`` (V, N).
-
-    Uses measurements with b <= ``b_max`` (s/m²) when at least 6 weighted ones remain,
-    else all of them. OLS is ~30x faster than WLS here.
-    """
-    from dipy.reconst.dti import TensorModel
-
-    keep = acq.bvals <= b_max
-    if np.count_nonzero(keep & ~acq.b0_mask) < 6:
-        keep = np.ones(acq.n_measurements, bool)
-    sub = acq.subset(np.flatnonzero(keep))
-    data = np.clip(np.asarray(y, dtype=float)[:, keep], 1e-6, None)
-    return TensorModel(sub.to_dipy(), fit_method="OLS").fit(data)
-
-
-def tensor_design(bvals, bvecs) -> np.ndarray:
-    """DIPY's OLS tensor design matrix (``dipy.reconst.dti.design_matrix``), shape (N, 7).
-
-    Columns Dxx, Dxy, Dyy, Dxz, Dyz, Dzz (lower-triangular order) and log S0, negated as in
-    DIPY. Written out here because importing ``dipy.reconst.dti`` costs ~1-2 s (it pulls
-    ``dipy.data`` and its fetchers) in every fresh process that starts a fit.
-
-    Parameters
-    ----------
-    bvals : ndarray, shape (N,)
-        b-values in the unit the design is wanted in (DIPY uses s/mm²).
-    bvecs : ndarray, shape (N, 3)
-        Unit gradient directions.
-    """
-    b = np.asarray(bvals, dtype=float)
-    g = np.asarray(bvecs, dtype=float)
-    x, y, z = g[:, 0], g[:, 1], g[:, 2]
-    return -np.stack([x * x * b, 2 * x * y * b, y * y * b, 2 * x * z * b, 2 * y * z * b,
-                      z * z * b, np.ones_like(b)], axis=1)
-
-
 def tensor_directions(acq, y, *, b_max=3.5e9) -> np.ndarray:
     """Principal diffusion directions of DIPY's OLS tensor fit, shape (V, 3).
 
-    The same estimate as :func:`tensor_fit` (DIPY's design matrix, measurements with
-    b <= ``b_max``, signals clipped at 1e-6), with the principal eigenvector computed by
-    the compiled :mod:`~microlearn.fitting.compiled.tensor_kernel`. The start is refined by the fit
-    anyway (median angle to the truth 6.0° with OLS vs 5.7° with WLS on HCP-like NODDI
-    voxels at SNR 30).
+    The same estimate as :func:`~microlearn.crossings.dipy_tools.tensor_fit` (DIPY's design
+    matrix, measurements with b <= ``b_max``, signals clipped at 1e-6), with the principal
+    eigenvector computed by the compiled :mod:`~microlearn.fitting.compiled.tensor_kernel`.
+    The start is refined by the fit anyway (median angle to the truth 6.0° with OLS vs 5.7°
+    with WLS on HCP-like NODDI voxels at SNR 30).
     """
     from ..compiled.tensor_kernel import principal_directions_ols
 

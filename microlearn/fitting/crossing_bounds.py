@@ -95,9 +95,9 @@ def kernel_fisher(acq, rows: np.ndarray, k: int, sigma: float) -> np.ndarray:
 
     ``sigma`` is the noise relative to S0 = 1.
     """
-    from ..fitting.compiled.noddi_fast import NoddiMixEngine
-    from ..fitting.compiled.noddi_multi_kernel import signals
-    from ..fitting.uncertainty import rician_fisher_factor
+    from .compiled.noddi_fast import NoddiMixEngine
+    from .compiled.noddi_multi_kernel import signals
+    from .uncertainty import rician_fisher_factor
 
     e = NoddiMixEngine(noddi(), acq)
     S, J = signals(np.ascontiguousarray(rows, dtype=float), k, e.bvals, e.bvecs,
