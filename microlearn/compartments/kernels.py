@@ -43,7 +43,7 @@ EXP_REDUCED_MAX = 0.35
 SERIES_LIMIT = 1e-3
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, inline="always")
 def exp_neg(x, out, n):
     """``out[i] = exp(-x[i])`` for i < n and x ≥ 0, vectorisable (no libm call).
 
@@ -78,7 +78,7 @@ def exp_neg(x, out, n):
             out[i] = out[i] * out[i]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _grid_position(lo, step, n, value):
     """Cell ``i`` and weight ``w`` of ``value`` on a uniform grid of ``n`` nodes."""
     pos = (value - lo) / step
@@ -263,7 +263,7 @@ def watson_stick(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E,
             _legendre_shell(lq, lqo, lqx, c, a, z, want_jac, True, E, dE, dEdc, work)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _hermite_flat(f, df, i, u, step, K, k):
     """:func:`_hermite` of column ``k`` of row-major (nodes, K) tables."""
     u2 = u * u
@@ -277,7 +277,7 @@ def _hermite_flat(f, df, i, u, step, K, k):
     return val, der
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, inline="always")
 def _horner_shell(p, po, px, c, a, z, want_jac, free_d, E, dE, dEdc):
     """Series of one shell by Horner's rule in c², power-basis coefficients (short series)."""
     K = p.shape[0]
@@ -317,7 +317,7 @@ def _horner_shell(p, po, px, c, a, z, want_jac, free_d, E, dE, dEdc):
                 dx[n] = dx[n] * (cc[n] * cc[n]) + pxk
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, inline="always")
 def _legendre_shell(q, qo, qx, c, a, z, want_jac, free_d, E, dE, dEdc, work):
     """Series of one shell by the Legendre three-term recurrence (long series, stable)."""
     K = q.shape[0]
@@ -362,7 +362,7 @@ def _legendre_shell(q, qo, qx, c, a, z, want_jac, free_d, E, dE, dEdc, work):
 
 
 # ------------------------------------------------------------------ restricted kinds
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _restriction(D, diameter, t, ftab, itab, off, ioff):
     """C = D H_t(D/R²) of timing ``t`` and its derivatives dC/dD, dC/d(diameter).
 
@@ -420,7 +420,7 @@ def sphere(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, d
 
 
 # ------------------------------------------------------------------ spherical means
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def erf_mean(x):
     """F(x) = √(π/4x) erf(√x) and dF/dx = (e^{-x} - F)/(2x), any sign of x."""
     if abs(x) < SERIES_LIMIT:
@@ -515,26 +515,36 @@ SCRATCH = 512
 def evaluate_piece(kind, v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE,
                    dEdc, work, scr):
     """Run the piece of ``kind`` (see the module docstring for the arguments)."""
-    a = (v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc, work, scr)
     if kind == BALL:
-        ball(*a)
+        ball(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc, work,
+             scr)
     elif kind == STICK:
-        stick(*a)
+        stick(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc, work,
+              scr)
     elif kind == ZEPPELIN:
-        zeppelin(*a)
+        zeppelin(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
+                 work, scr)
     elif kind == DOT:
-        dot(*a)
+        dot(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc, work,
+            scr)
     elif kind == WATSON_STICK:
-        watson_stick(*a)
+        watson_stick(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE,
+                     dEdc, work, scr)
     elif kind == WATSON_ZEPPELIN:
-        watson_zeppelin(*a)
+        watson_zeppelin(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE,
+                        dEdc, work, scr)
     elif kind == CYLINDER:
-        cylinder(*a)
+        cylinder(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
+                 work, scr)
     elif kind == SPHERE:
-        sphere(*a)
+        sphere(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
+               work, scr)
     elif kind == SM_STICK:
-        sm_stick(*a)
+        sm_stick(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
+                 work, scr)
     elif kind == SM_ZEPPELIN:
-        sm_zeppelin(*a)
+        sm_zeppelin(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE,
+                    dEdc, work, scr)
     elif kind == SM_TENSOR:
-        sm_tensor(*a)
+        sm_tensor(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
+                  work, scr)

@@ -8,10 +8,10 @@ noise floor. With ``A = s0 · S(θ)`` the Fisher matrix of the free parameters (
 ``Jᵀ diag(F/σ²) J`` and its inverse bounds the covariance of any unbiased estimator; the
 square roots of its diagonal are the reported std maps (``<map>_std``).
 
-Jacobians are analytic where a compiled kernel provides them (single-fibre NODDI with the
-standard fixed diffusivities, the functions the MIX engine fits with); otherwise central
-finite differences of the batched ``model.signal`` (steps kept inside the bounds), so
-every model is covered, vectorised over voxels.
+Jacobians are analytic, from the compiled core (:mod:`.compiled.assembly`: the functions
+the engines fit with) for every model whose compartments have compiled pieces; otherwise
+central finite differences of the batched ``model.signal`` (steps kept inside the bounds),
+so every model is covered, vectorised over voxels.
 """
 
 from __future__ import annotations
@@ -120,20 +120,19 @@ def _signal_jacobian(model, acq, x, lower, upper, steps):
 
 
 def _analytic_jacobian(model, acq):
-    """``fn(x (V, P)) -> (S (V, N), dS/dx (V, P, N))`` from a compiled kernel, or None."""
-    from .compiled.noddi_fast import NoddiMixEngine
+    """``fn(x (V, P)) -> (S (V, N), dS/dx (V, P, N))`` from the compiled core, or None when
+    a part of ``model`` has no compiled piece (then finite differences are used)."""
+    from .compiled.assembly import NotCompilable, build_plan, signals
 
-    if not NoddiMixEngine.applies(model, acq):
+    try:
+        plan = build_plan(model, acq)
+    except NotCompilable:
         return None
-    from .compiled.noddi_kernel import signals
-
-    engine = NoddiMixEngine(model, acq)
-    tables = engine._tables()[:12]
-    inverse = np.argsort(engine.order)
+    inverse = np.argsort(plan.tabs.order)
 
     def fn(x):
         X = np.ascontiguousarray(np.concatenate([x, np.ones((x.shape[0], 1))], axis=1))
-        S, J = signals(X, *tables, True)
+        S, J = signals(X, plan.arrays, True, 8)
         return S[:, inverse], J[:, :-1, inverse]
 
     return fn

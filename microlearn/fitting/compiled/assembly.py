@@ -220,6 +220,29 @@ def build_plan(model, acq) -> Plan:
 
 
 @njit(cache=True)
+def copy_plan(plan):
+    """A private copy of a plan's arrays: threads that read one shared copy contend for
+    its reference counts (every view of a shared array is an atomic update)."""
+    return (plan[0].copy(), plan[1].copy(), plan[2].copy(), plan[3].copy(), plan[4].copy(),
+            plan[5].copy(), plan[6].copy(), plan[7].copy(), plan[8].copy(), plan[9].copy(),
+            plan[10].copy(), plan[11].copy(), plan[12].copy(), plan[13].copy())
+
+
+@njit(cache=True)
+def chunk_bounds(V, n_chunks):
+    """Start of each of ``n_chunks`` contiguous voxel ranges (and V), shape (n_chunks + 1,).
+
+    The parallel loops run over chunks, each with a private copy of the plan
+    (:func:`copy_plan`): more chunks than threads balance uneven voxel costs.
+    """
+    n = max(1, min(n_chunks, V))
+    out = np.empty(n + 1, np.int64)
+    for k in range(n + 1):
+        out[k] = (V * k) // n
+    return out
+
+
+@njit(cache=True)
 def workspace(plan, P):
     """Scratch arrays of :func:`evaluate` for one voxel (one set per thread)."""
     ci = plan[0]
@@ -348,12 +371,11 @@ def _orientations(x, plan, ws, want_jac):
         mx, my, mz = st * cp, st * sp, ct
         tx, ty, tz = ct * cp, ct * sp, -st
         px, py = -st * sp, st * cp
-        c, dt, dp = cv[o], dct[o], dcp[o]
-        bx, by, bz = bvecs[0], bvecs[1], bvecs[2]
         for n in range(N):
-            c[n] = bx[n] * mx + by[n] * my + bz[n] * mz
-            dt[n] = bx[n] * tx + by[n] * ty + bz[n] * tz
-            dp[n] = bx[n] * px + by[n] * py
+            gx, gy, gz = bvecs[0, n], bvecs[1, n], bvecs[2, n]
+            cv[o, n] = gx * mx + gy * my + gz * mz
+            dct[o, n] = gx * tx + gy * ty + gz * tz
+            dcp[o, n] = gx * px + gy * py
 
 
 @njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"})
@@ -425,69 +447,64 @@ def evaluate(x, plan, ws, want_jac, s, J):
         s[n] = 0.0
     for c in range(C):
         f = frac[c]
-        Ec = E[c]
         for n in range(N):
-            s[n] += f * Ec[n]
+            s[n] += f * E[c, n]
     if not want_jac:
         for n in range(N):
             s[n] *= s0
         return
-    JP = J[P]
     for n in range(N):
-        JP[n] = s[n]
+        J[P, n] = s[n]
         s[n] *= s0
     for p in range(P):
-        Jp = J[p]
         for n in range(N):
-            Jp[n] = 0.0
+            J[p, n] = 0.0
     for c in range(C):
         f = frac[c]
-        Ec = E[c]
         for p in range(P):
             a = s0 * dfrac[c, p]
             if a != 0.0:
-                Jp = J[p]
                 for n in range(N):
-                    Jp[n] += a * Ec[n]
+                    J[p, n] += a * E[c, n]
         for j in range(ci[c, 1]):
-            dEj = dE[c, j]
             for p in range(P):
                 a = s0 * f * dvals[c, j, p]
                 if a != 0.0:
-                    Jp = J[p]
                     for n in range(N):
-                        Jp[n] += a * dEj[n]
+                        J[p, n] += a * dE[c, j, n]
         o = ci[c, 2]
         if o >= 0:
             t = plan[7][o]
             a = s0 * f
-            d = dEdc[c]
-            Jt, Jf, ct, cp = J[t], J[t + 1], dct[o], dcp[o]
             for n in range(N):
-                Jt[n] += a * d[n] * ct[n]
-                Jf[n] += a * d[n] * cp[n]
-
+                g = a * dEdc[c, n]
+                J[t, n] += g * dct[o, n]
+                J[t + 1, n] += g * dcp[o, n]
 
 @njit(cache=True, parallel=True)
-def signals(X, plan, want_jac):
+def signals(X, plan, want_jac, n_chunks=8):
     """Signals (V, N) and Jacobians (V, P + 1, N) of parameter rows ``X`` (V, P + 1), in
-    the plan's measurement order (NaN rows for non-finite parameters)."""
+    the plan's measurement order (NaN rows for non-finite parameters); ``n_chunks``
+    parallel voxel ranges (see :func:`chunk_bounds`)."""
     V, P1 = X.shape
     N = plan[11].shape[1]
     S = np.full((V, N), np.nan)
     JJ = np.full((V if want_jac else 0, P1, N), np.nan)
-    for v in prange(V):
-        ok = True
-        for p in range(P1):
-            if not np.isfinite(X[v, p]):
-                ok = False
-        if not ok:
-            continue
-        ws = workspace(plan, P1 - 1)
+    bounds = chunk_bounds(V, n_chunks)
+    for k in prange(bounds.shape[0] - 1):
+        plan_t = copy_plan(plan)
+        ws = workspace(plan_t, P1 - 1)
         s = np.empty(N)
         J = np.empty((P1, N))
-        evaluate(X[v], plan, ws, want_jac, s, J)
-        S[v] = s
-        if want_jac:
-            JJ[v] = J
+        for v in range(bounds[k], bounds[k + 1]):
+            ok = True
+            for p in range(P1):
+                if not np.isfinite(X[v, p]):
+                    ok = False
+            if not ok:
+                continue
+            evaluate(X[v], plan_t, ws, want_jac, s, J)
+            S[v] = s
+            if want_jac:
+                JJ[v] = J
     return S, JJ

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .assembly import evaluate, workspace
+from .assembly import chunk_bounds, copy_plan, evaluate, workspace
 from .kernel_tools import clip, solve_spd
 from .nnls import nnls_one
 
@@ -365,7 +365,7 @@ def _unit(x, t):
 @njit(parallel=True, cache=True)
 def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, grid_idx,
                mode, outer, col_rule, col_idx, method, max_iter, tol, bounded, mu_levels,
-               redo_deg, redo_outer_max):
+               redo_deg, redo_outer_max, n_chunks):
     """Start (grid + NNLS, or ``X0`` when ``has_start``) and refinement of every voxel.
 
     Parameters
@@ -378,6 +378,8 @@ def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, 
         Starting orientations (every fibre's θ, φ) or, with ``has_start``, whole starts.
     method : int
         0 Levenberg–Marquardt, 1 log-barrier interior point.
+    n_chunks : int
+        Parallel ranges of voxels, each with a private copy of the plan.
     redo_deg : float
         With one orientation, a refinement that turned it by more than this reruns the
         grid and the refinement from the refined orientation; the lower cost is kept
@@ -397,56 +399,72 @@ def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, 
     ox = plan[7]
     one_orient = ox.shape[0] == 1
     cos_redo = np.cos(np.deg2rad(redo_deg))
-    for v in prange(V):
-        ws = workspace(plan, P1 - 1)
-        s = np.empty(N)
-        T = np.empty(N)
-        r = np.empty(N)
-        J = np.empty((P1, N))
-        sg = np.empty(N)
-        wt = np.empty(N)
-        yc = np.empty(N)
-        smin = np.inf
-        for n in range(N):
-            sg[n] = SIG[v, n] if SIG.shape[1] > 1 else SIG[v, 0]
-            if sg[n] > 0:
-                smin = min(smin, sg[n])
-        for n in range(N):
-            wt[n] = smin / sg[n] if sg[n] > 0 and smin < np.inf else 1.0
-            yc[n] = np.sqrt(max(Y[v, n] * Y[v, n] - sg[n] * sg[n], 0.0))
-        x = X0[v].copy()
-        best = np.inf
-        for _pass in range(2):
-            if not has_start or _pass > 0:
-                grid_start(x, yc, plan, ws, grid, grid_idx, mode, outer, col_rule, col_idx,
-                           s, T, J)
-            for p in range(P1):
-                x[p] = min(max(x[p], lower[p]), upper[p])
-            if method == 0:
-                cost, conv = levenberg_marquardt(x, Y[v], sg, wt, plan, ws, lower, upper,
-                                                 scales, frozen, max_iter, tol, s, r, J)
-            else:
-                cost, conv = interior_point(x, Y[v], sg, wt, plan, ws, lower, upper, scales,
-                                            frozen, bounded, mu_levels, max_iter, tol, s, r,
-                                            J)
-            if cost < best:
-                best = cost
-                X[v] = x
-                converged[v] = conv
-            if not one_orient or has_start or redo_deg >= 180.0:
-                break
-            if outer >= 0 and x[outer] >= redo_outer_max:
-                break
-            ax, ay, az = _unit(X0[v], ox[0])
-            bx, by, bz = _unit(x, ox[0])
-            if abs(ax * bx + ay * by + az * bz) >= cos_redo:
-                break
-        costs[v] = best
+    bounds = chunk_bounds(V, n_chunks)
+    for k in prange(bounds.shape[0] - 1):
+        plan_v = copy_plan(plan)
+        ws = workspace(plan_v, P1 - 1)
+        for v in range(bounds[k], bounds[k + 1]):
+            _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower, upper,
+                       scales, frozen, grid, grid_idx, mode, outer, col_rule, col_idx, method,
+                       max_iter, tol, bounded, mu_levels, one_orient, cos_redo, ox,
+                       redo_deg, redo_outer_max)
     return X, costs, converged
 
 
+@njit(cache=True)
+def _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower, upper, scales,
+               frozen, grid, grid_idx, mode, outer, col_rule, col_idx, method, max_iter, tol,
+               bounded, mu_levels, one_orient, cos_redo, ox, redo_deg, redo_outer_max):
+    """Start and refinement of voxel ``v`` (see :func:`fit_voxels`); writes its rows."""
+    N = Y.shape[1]
+    P1 = X0.shape[1]
+    s = np.empty(N)
+    T = np.empty(N)
+    r = np.empty(N)
+    J = np.empty((P1, N))
+    sg = np.empty(N)
+    wt = np.empty(N)
+    yc = np.empty(N)
+    smin = np.inf
+    for n in range(N):
+        sg[n] = SIG[v, n] if SIG.shape[1] > 1 else SIG[v, 0]
+        if sg[n] > 0:
+            smin = min(smin, sg[n])
+    for n in range(N):
+        wt[n] = smin / sg[n] if sg[n] > 0 and smin < np.inf else 1.0
+        yc[n] = np.sqrt(max(Y[v, n] * Y[v, n] - sg[n] * sg[n], 0.0))
+    x = X0[v].copy()
+    best = np.inf
+    for _pass in range(2):
+        if not has_start or _pass > 0:
+            grid_start(x, yc, plan_v, ws, grid, grid_idx, mode, outer, col_rule, col_idx,
+                       s, T, J)
+        for p in range(P1):
+            x[p] = min(max(x[p], lower[p]), upper[p])
+        if method == 0:
+            cost, conv = levenberg_marquardt(x, Y[v], sg, wt, plan_v, ws, lower, upper,
+                                             scales, frozen, max_iter, tol, s, r, J)
+        else:
+            cost, conv = interior_point(x, Y[v], sg, wt, plan_v, ws, lower, upper, scales,
+                                        frozen, bounded, mu_levels, max_iter, tol, s, r,
+                                        J)
+        if cost < best:
+            best = cost
+            X[v] = x
+            converged[v] = conv
+        if not one_orient or has_start or redo_deg >= 180.0:
+            break
+        if outer >= 0 and x[outer] >= redo_outer_max:
+            break
+        ax, ay, az = _unit(X0[v], ox[0])
+        bx, by, bz = _unit(x, ox[0])
+        if abs(ax * bx + ay * by + az * bz) >= cos_redo:
+            break
+    costs[v] = best
+
+
 @njit(parallel=True, cache=True)
-def quality_voxels(Y, SIG, X, from_residual, plan, table_f, snr_max, max_condition):
+def quality_voxels(Y, SIG, X, from_residual, plan, table_f, snr_max, max_condition, n_chunks):
     """Residual RMS and Cramér–Rao variances of fitted voxels, one compiled pass.
 
     ``Y`` (V, N) normalised signals in plan order; ``SIG`` (V, N) or (V, 1) normalised σ
@@ -459,76 +477,89 @@ def quality_voxels(Y, SIG, X, from_residual, plan, table_f, snr_max, max_conditi
     K = X.shape[1]
     rms = np.full(V, np.nan)
     var = np.full((V, K), np.nan)
+    bounds = chunk_bounds(V, n_chunks)
+    for k in prange(bounds.shape[0] - 1):
+        plan_v = copy_plan(plan)
+        ws = workspace(plan_v, K - 1)
+        for v in range(bounds[k], bounds[k + 1]):
+            _quality_voxel(v, Y, SIG, X, from_residual, plan_v, ws, table_f, snr_max,
+                           max_condition, rms, var)
+    return rms, var
+
+
+@njit(cache=True)
+def _quality_voxel(v, Y, SIG, X, from_residual, plan_v, ws, table_f, snr_max, max_condition,
+                   rms, var):
+    """Residual RMS and Cramér–Rao variances of voxel ``v`` (see :func:`quality_voxels`)."""
+    N = Y.shape[1]
+    K = X.shape[1]
     nt = table_f.shape[0]
     tscale = (nt - 1) / snr_max
-    for v in prange(V):
-        finite = True
+    finite = True
+    for k in range(K):
+        finite = finite and np.isfinite(X[v, k])
+    if not finite:
+        return
+    x = X[v].copy()
+    amp = x[K - 1]
+    x[K - 1] = 1.0
+    s = np.empty(N)
+    J = np.empty((K, N))
+    evaluate(x, plan_v, ws, True, s, J)
+    total = 0.0
+    for n in range(N):
+        sg = SIG[v, n] if SIG.shape[1] > 1 else SIG[v, 0]
+        p = amp * s[n]
+        if sg > 0 and not from_residual:
+            rr = (np.sqrt(p * p + sg * sg) - Y[v, n]) / sg
+        else:
+            rr = Y[v, n] - p
+        total += rr * rr
+    rms[v] = np.sqrt(total / N)
+    F = np.zeros((K, K))
+    row = np.empty(K)
+    usable = True
+    for n in range(N):
+        sg = SIG[v, n] if SIG.shape[1] > 1 else SIG[v, 0]
+        if from_residual:
+            sg = rms[v] * np.sqrt(N / max(N - K, 1))
+        if not (sg > 0 and np.isfinite(sg)):
+            usable = False
+            break
+        snr = abs(amp * s[n]) / sg
+        if snr <= snr_max:
+            pos = snr * tscale
+            i = min(int(pos), nt - 2)
+            fr = pos - i
+            f = table_f[i] * (1.0 - fr) + table_f[i + 1] * fr
+        else:
+            f = 1.0 - 0.5 / (snr * snr)
+        w = f / (sg * sg)
+        for k in range(K - 1):
+            row[k] = amp * J[k, n]
+        row[K - 1] = s[n]
         for k in range(K):
-            finite = finite and np.isfinite(X[v, k])
-        if not finite:
-            continue
-        ws = workspace(plan, K - 1)
-        x = X[v].copy()
-        amp = x[K - 1]
-        x[K - 1] = 1.0
-        s = np.empty(N)
-        J = np.empty((K, N))
-        evaluate(x, plan, ws, True, s, J)
-        total = 0.0
-        for n in range(N):
-            sg = SIG[v, n] if SIG.shape[1] > 1 else SIG[v, 0]
-            p = amp * s[n]
-            if sg > 0 and not from_residual:
-                rr = (np.sqrt(p * p + sg * sg) - Y[v, n]) / sg
-            else:
-                rr = Y[v, n] - p
-            total += rr * rr
-        rms[v] = np.sqrt(total / N)
-        F = np.zeros((K, K))
-        row = np.empty(K)
-        usable = True
-        for n in range(N):
-            sg = SIG[v, n] if SIG.shape[1] > 1 else SIG[v, 0]
-            if from_residual:
-                sg = rms[v] * np.sqrt(N / max(N - K, 1))
-            if not (sg > 0 and np.isfinite(sg)):
-                usable = False
-                break
-            snr = abs(amp * s[n]) / sg
-            if snr <= snr_max:
-                pos = snr * tscale
-                i = min(int(pos), nt - 2)
-                fr = pos - i
-                f = table_f[i] * (1.0 - fr) + table_f[i + 1] * fr
-            else:
-                f = 1.0 - 0.5 / (snr * snr)
-            w = f / (sg * sg)
-            for k in range(K - 1):
-                row[k] = amp * J[k, n]
-            row[K - 1] = s[n]
-            for k in range(K):
-                rk = w * row[k]
-                for m in range(k, K):
-                    F[k, m] += rk * row[m]
-        if not usable:
-            continue
-        col = np.empty(K)
-        ok = True
-        for k in range(K):
-            col[k] = np.sqrt(abs(F[k, k])) + 1e-300
-        for k in range(K):
+            rk = w * row[k]
             for m in range(k, K):
-                F[k, m] /= col[k] * col[m]
-                F[m, k] = F[k, m]
-                ok = ok and np.isfinite(F[k, m])
-        if not ok:
-            continue
-        lam, vec = np.linalg.eigh(F)
-        if not lam[0] > lam[K - 1] / max_condition:
-            continue
-        for k in range(K):
-            acc = 0.0
-            for j in range(K):
-                acc += vec[k, j] * vec[k, j] / lam[j]
-            var[v, k] = acc / (col[k] * col[k])
-    return rms, var
+                F[k, m] += rk * row[m]
+    if not usable:
+        return
+    col = np.empty(K)
+    ok = True
+    for k in range(K):
+        col[k] = np.sqrt(abs(F[k, k])) + 1e-300
+    for k in range(K):
+        for m in range(k, K):
+            F[k, m] /= col[k] * col[m]
+            F[m, k] = F[k, m]
+            ok = ok and np.isfinite(F[k, m])
+    if not ok:
+        return
+    lam, vec = np.linalg.eigh(F)
+    if not lam[0] > lam[K - 1] / max_condition:
+        return
+    for k in range(K):
+        acc = 0.0
+        for j in range(K):
+            acc += vec[k, j] * vec[k, j] / lam[j]
+        var[v, k] = acc / (col[k] * col[k])

@@ -30,6 +30,16 @@ from .core import (
 
 #: Voxels per work chunk of the parallel loops (voxel costs differ: small chunks balance).
 PARALLEL_CHUNK = 32
+#: Most voxels per parallel range (each range copies the plan's tables once).
+RANGE_VOXELS = 64
+
+
+def n_chunks(n_voxels: int) -> int:
+    """Parallel voxel ranges for ``n_voxels``: enough to balance uneven voxel costs over the
+    threads, few enough that copying the plan per range stays negligible."""
+    from numba import get_num_threads
+
+    return int(max(1, min(n_voxels, max(4 * get_num_threads(), n_voxels // RANGE_VOXELS))))
 #: Points per axis of the start grid by number of axes (length axes get LENGTH_POINTS).
 POINTS_PER_AXIS = {1: 12, 2: 6, 3: 4}
 LENGTH_POINTS = 10
@@ -193,7 +203,8 @@ class CompiledMixEngine(Engine):
                               self.lower, self.upper, self.scales, self.frozen_mask,
                               self.grid, self.grid_idx, self.mode, self.outer, self.col_rule,
                               self.col_idx, self.method_code, self.max_iter, self.tol,
-                              self.bounded, self._mu_levels(), self.redo_deg, REDO_OUTER_MAX)
+                              self.bounded, self._mu_levels(), self.redo_deg, REDO_OUTER_MAX,
+                              n_chunks(len(Y)))
 
     def _mu_levels(self):
         return np.zeros(1)
@@ -206,7 +217,8 @@ class CompiledMixEngine(Engine):
         """Signals (V, N) in acquisition order of rows ``X`` (V, P + 1)."""
         from .assembly import signals
 
-        S, _ = signals(np.ascontiguousarray(X, dtype=float), self.plan.arrays, False)
+        S, _ = signals(np.ascontiguousarray(X, dtype=float), self.plan.arrays, False,
+                       n_chunks(len(X)))
         out = np.empty_like(S)
         out[:, self.order] = S
         return out
@@ -236,7 +248,8 @@ class CompiledMixEngine(Engine):
         Y, SIG = self._sorted(y, sigma)
         with parallel_chunksize(PARALLEL_CHUNK):
             rms, var = quality_voxels(Y, SIG, X, sigma is None, self.plan.arrays,
-                                      _factor_table()[1], SNR_TABLE_MAX, MAX_CONDITION)
+                                      _factor_table()[1], SNR_TABLE_MAX, MAX_CONDITION,
+                                      n_chunks(len(Y)))
         std = {}
         for p in self.space:
             s = self.space.slice(p.name)
