@@ -276,14 +276,84 @@ def _nnls_two(T, I, y):
     return al, be, sse
 
 
+@njit(cache=True, inline="always")
+def _score(x, yc, mode, outer, col_rule, col_idx, T, s, cols, gram, ety):
+    """Sum of squares of the best non-negative combination of the candidate's columns
+    (``T``/``s``, ``cols``): S0 (entry P) and the linear fractions set in ``x``."""
+    P = x.shape[0] - 1
+    N = yc.shape[0]
+    if mode == START_OUTER:
+        al, be, sse = _nnls_two(T, s, yc)
+        x[outer] = be / (al + be) if al + be > 0 else 0.0
+        x[P] = al + be
+        return sse
+    if mode == START_COLUMNS:
+        C = cols.shape[0]
+        for a in range(C):
+            acc = 0.0
+            for n in range(N):
+                acc += cols[a, n] * yc[n]
+            ety[a] = acc
+            for b in range(a, C):
+                acc = 0.0
+                for n in range(N):
+                    acc += cols[a, n] * cols[b, n]
+                gram[a, b] = acc
+                gram[b, a] = acc
+        w = nnls_one(gram, ety, 1e-12, 3 * C + 3)
+        total = 0.0
+        for a in range(C):
+            total += w[a]
+        sse = 0.0
+        for n in range(N):
+            acc = 0.0
+            for a in range(C):
+                acc += w[a] * cols[a, n]
+            sse += (acc - yc[n]) ** 2
+        if total > 0:
+            if col_rule == COLUMNS_SINGLE:
+                x[col_idx[0]] = w[0] / total
+            else:
+                for a in range(C):
+                    x[col_idx[a]] = w[a] / total
+        x[P] = total
+        return sse
+    sy = 0.0
+    ss = 0.0
+    yy = 0.0
+    for n in range(N):
+        sy += s[n] * yc[n]
+        ss += s[n] * s[n]
+        yy += yc[n] * yc[n]
+    a = max(sy / ss, 0.0) if ss > 0 else 0.0
+    x[P] = a
+    return yy - 2 * a * sy + a * a * ss
+
+
+@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"})
+def _table_column(table, k, col, base, w, Q, out):
+    """Column ``col`` of candidate ``k`` at every measurement (linear in c²)."""
+    if Q > 1:
+        for n in range(out.shape[0]):
+            b = base[n]
+            out[n] = table[k, col, b] + w[n] * (table[k, col, b + 1] - table[k, col, b])
+    else:
+        for n in range(out.shape[0]):
+            out[n] = table[k, col, base[n]]
+
+
 @njit(cache=True)
-def grid_start(x, yc, plan, ws, grid, grid_idx, mode, outer, col_rule, col_idx, s, T, J):
+def grid_start(x, yc, plan, ws, grid, grid_idx, mode, outer, col_rule, col_idx, s, T, J,
+               table, Q, shell_of):
     """Stage 1: the best candidate of ``grid`` at ``x``'s orientations (x updated in place).
 
     ``mode``: START_SCALE (S0 by non-negative scaling), START_OUTER (tissue / isotropic
     split of entry ``outer`` and S0 by two-column NNLS), START_COLUMNS (every compartment a
     column of an NNLS; fractions from the weights by ``col_rule`` into ``col_idx``).
-    ``yc`` is the floor-corrected signal. Returns the best sum of squares.
+    ``yc`` is the floor-corrected signal. With a candidate ``table`` (K, columns, U·Q) —
+    the columns of every candidate tabulated per shell on Q points of c² = (g·μ)² for a
+    model with at most one orientation — the columns are interpolated, not evaluated.
+    Returns the best sum of squares.
     """
     P = x.shape[0] - 1
     N = yc.shape[0]
@@ -293,62 +363,47 @@ def grid_start(x, yc, plan, ws, grid, grid_idx, mode, outer, col_rule, col_idx, 
     keep = x.copy()
     gram = np.empty((C, C))
     ety = np.empty(C)
+    tabulated = table.shape[0] > 0
+    cols = E
+    base = np.empty(N, np.int64)
+    w = np.zeros(N)
+    if tabulated:
+        cols = np.empty((table.shape[1], N))
+        ox, bvecs = plan[7], plan[11]
+        if ox.shape[0] == 1 and Q > 1:
+            mx, my, mz = _unit(x, ox[0])
+            for n in range(N):
+                c = bvecs[0, n] * mx + bvecs[1, n] * my + bvecs[2, n] * mz
+                pos = min(c * c, 1.0) * (Q - 1)
+                i = min(int(pos), Q - 2)
+                base[n] = shell_of[n] * Q + i
+                w[n] = pos - i
+        else:
+            for n in range(N):
+                base[n] = shell_of[n] * Q
     for k in range(grid.shape[0]):
         for g in range(grid_idx.shape[0]):
             x[grid_idx[g]] = grid[k, g]
         x[P] = 1.0
-        if mode == START_OUTER:
+        if tabulated:
+            if mode == START_OUTER:
+                _table_column(table, k, 0, base, w, Q, T)
+                _table_column(table, k, 1, base, w, Q, s)
+            elif mode == START_COLUMNS:
+                for a in range(cols.shape[0]):
+                    _table_column(table, k, a, base, w, Q, cols[a])
+            else:
+                _table_column(table, k, 0, base, w, Q, s)
+        elif mode == START_OUTER:
             x[outer] = 0.0
             evaluate(x, plan, ws, False, T, J)
             # not 1: the tissue fractions stay nonzero, so a tortuous d⊥ (which follows
             # their ratio) and the memoised tissue signals do not change
             x[outer] = 1.0 - 1e-9
             evaluate(x, plan, ws, False, s, J)
-            al, be, sse = _nnls_two(T, s, yc)
-            x[outer] = be / (al + be) if al + be > 0 else 0.0
-            x[P] = al + be
-        elif mode == START_COLUMNS:
-            evaluate(x, plan, ws, False, s, J)  # fills the compartment signals E
-            for a in range(C):
-                acc = 0.0
-                for n in range(N):
-                    acc += E[a, n] * yc[n]
-                ety[a] = acc
-                for b in range(a, C):
-                    acc = 0.0
-                    for n in range(N):
-                        acc += E[a, n] * E[b, n]
-                    gram[a, b] = acc
-                    gram[b, a] = acc
-            w = nnls_one(gram, ety, 1e-12, 3 * C + 3)
-            total = 0.0
-            for a in range(C):
-                total += w[a]
-            sse = 0.0
-            for n in range(N):
-                acc = 0.0
-                for a in range(C):
-                    acc += w[a] * E[a, n]
-                sse += (acc - yc[n]) ** 2
-            if total > 0:
-                if col_rule == COLUMNS_SINGLE:
-                    x[col_idx[0]] = w[0] / total
-                else:
-                    for a in range(C):
-                        x[col_idx[a]] = w[a] / total
-            x[P] = total
         else:
-            evaluate(x, plan, ws, False, s, J)
-            sy = 0.0
-            ss = 0.0
-            yy = 0.0
-            for n in range(N):
-                sy += s[n] * yc[n]
-                ss += s[n] * s[n]
-                yy += yc[n] * yc[n]
-            a = max(sy / ss, 0.0) if ss > 0 else 0.0
-            sse = yy - 2 * a * sy + a * a * ss
-            x[P] = a
+            evaluate(x, plan, ws, False, s, J)  # START_COLUMNS: the compartments' E
+        sse = _score(x, yc, mode, outer, col_rule, col_idx, T, s, cols, gram, ety)
         if sse < best:
             best = sse
             keep[:] = x
@@ -365,7 +420,7 @@ def _unit(x, t):
 @njit(parallel=True, cache=True)
 def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, grid_idx,
                mode, outer, col_rule, col_idx, method, max_iter, tol, bounded, mu_levels,
-               redo_deg, redo_outer_max, n_chunks):
+               redo_deg, redo_outer_max, n_chunks, table, Q, shell_of):
     """Start (grid + NNLS, or ``X0`` when ``has_start``) and refinement of every voxel.
 
     Parameters
@@ -380,6 +435,9 @@ def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, 
         0 Levenberg–Marquardt, 1 log-barrier interior point.
     n_chunks : int
         Parallel ranges of voxels, each with a private copy of the plan.
+    table, Q, shell_of
+        Tabulated start columns (see :func:`grid_start`; an empty table evaluates the
+        model instead), c² points, and the shell of every measurement.
     redo_deg : float
         With one orientation, a refinement that turned it by more than this reruns the
         grid and the refinement from the refined orientation; the lower cost is kept
@@ -407,14 +465,15 @@ def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, 
             _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower, upper,
                        scales, frozen, grid, grid_idx, mode, outer, col_rule, col_idx, method,
                        max_iter, tol, bounded, mu_levels, one_orient, cos_redo, ox,
-                       redo_deg, redo_outer_max)
+                       redo_deg, redo_outer_max, table, Q, shell_of)
     return X, costs, converged
 
 
 @njit(cache=True)
 def _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower, upper, scales,
                frozen, grid, grid_idx, mode, outer, col_rule, col_idx, method, max_iter, tol,
-               bounded, mu_levels, one_orient, cos_redo, ox, redo_deg, redo_outer_max):
+               bounded, mu_levels, one_orient, cos_redo, ox, redo_deg, redo_outer_max, table,
+               Q, shell_of):
     """Start and refinement of voxel ``v`` (see :func:`fit_voxels`); writes its rows."""
     N = Y.shape[1]
     P1 = X0.shape[1]
@@ -438,7 +497,7 @@ def _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower,
     for _pass in range(2):
         if not has_start or _pass > 0:
             grid_start(x, yc, plan_v, ws, grid, grid_idx, mode, outer, col_rule, col_idx,
-                       s, T, J)
+                       s, T, J, table, Q, shell_of)
         for p in range(P1):
             x[p] = min(max(x[p], lower[p]), upper[p])
         if method == 0:

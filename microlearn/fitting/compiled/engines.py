@@ -131,6 +131,56 @@ def start_grid(model, solved: set, n_fibres: int):
     return np.ascontiguousarray(np.stack(cols, 1)), np.array(idx, np.int64), defaults
 
 
+#: Points of c² = (g·μ)² on which start candidates are tabulated.
+C2_POINTS = 129
+#: Largest start table (floats); bigger ones evaluate the model per candidate instead.
+TABLE_FLOATS = 20_000_000
+
+
+def start_table(model, plan, grid, grid_idx, defaults, mode, outer, b0_threshold):
+    """Columns of every start candidate tabulated per shell on :data:`C2_POINTS` values of
+    c² (one value for orientation-free models), from the NumPy model.
+
+    Returns
+    -------
+    table : ndarray, shape (K, columns, U · Q)
+        Empty (0, 0, 0) when the model has several orientations or the table is too big.
+    Q : int
+    shell_of : ndarray of int, shape (N,)
+        Shell of every measurement in the plan's order.
+    """
+    from ...acquisition import Acquisition
+
+    tabs = plan.tabs
+    U = tabs.n_shells
+    shell_of = np.repeat(np.arange(U), np.diff(tabs.start)).astype(np.int64)
+    n_orient = len(model.orientation_names)
+    K = grid.shape[0]
+    Q = C2_POINTS if n_orient == 1 else 1
+    ncols = {START_OUTER: 2, START_COLUMNS: len(model.compartments)}.get(mode, 1)
+    empty = np.zeros((0, 0, 0))
+    if n_orient > 1 or K * ncols * U * Q > TABLE_FLOATS:
+        return empty, Q, shell_of
+    c = np.sqrt(np.linspace(0.0, 1.0, Q)) if Q > 1 else np.ones(1)
+    b, G2, delta, Delta, te = (np.repeat(row, Q) for row in tabs.shell)
+    vecs = np.tile(np.stack([np.sqrt(1.0 - c * c), np.zeros(Q), c], 1), (U, 1))
+    virtual = Acquisition(b, vecs, delta, Delta, TE=te if np.any(te > 0) else None,
+                          G=np.sqrt(G2), name="start-table", b0_threshold=b0_threshold)
+    X = np.tile(defaults[:-1], (K, 1))
+    X[:, grid_idx] = grid
+    for name in model.orientation_names:
+        X[:, model.parameters.slice(name)] = 0.0  # μ along z: c = g_z
+    if mode == START_COLUMNS:
+        cols = model.compartment_signals(virtual, X)  # (K, C, U·Q)
+    elif mode == START_OUTER:
+        tissue, iso = X.copy(), X.copy()
+        tissue[:, outer], iso[:, outer] = 0.0, 1.0 - 1e-9
+        cols = np.stack([model.signal(virtual, tissue), model.signal(virtual, iso)], 1)
+    else:
+        cols = model.signal(virtual, X)[:, None]
+    return np.ascontiguousarray(cols, dtype=float), Q, shell_of
+
+
 class CompiledMixEngine(Engine):
     """MIX on the compiled core: grid + NNLS start, Levenberg–Marquardt on the Rician floor."""
 
@@ -153,6 +203,7 @@ class CompiledMixEngine(Engine):
         self.mode, self.outer, self.col_rule, self.col_idx, solved = _start_mode(model)
         self.grid, self.grid_idx, self.defaults = start_grid(model, solved, model.n_fibres)
         self.has_start = uses_segmented_start(model)
+        self._table = None
         self.frozen_mask = self.frozen()
         self.bounded = ~self.orientation_mask.copy()
         self.bounded[-1] = False
@@ -204,10 +255,19 @@ class CompiledMixEngine(Engine):
                               self.grid, self.grid_idx, self.mode, self.outer, self.col_rule,
                               self.col_idx, self.method_code, self.max_iter, self.tol,
                               self.bounded, self._mu_levels(), self.redo_deg, REDO_OUTER_MAX,
-                              n_chunks(len(Y)))
+                              n_chunks(len(Y)), *self.start_table)
 
     def _mu_levels(self):
         return np.zeros(1)
+
+    @property
+    def start_table(self):
+        """The tabulated start columns (built on first use; see :func:`start_table`)."""
+        if self._table is None:
+            self._table = start_table(self.model, self.plan, self.grid, self.grid_idx,
+                                      self.defaults, self.mode, self.outer,
+                                      self.acq.b0_threshold)
+        return self._table
 
     def fit_block(self, y, sigma=None, directions=None):
         """Fit normalised signals ``y`` (V, N); see :meth:`Engine.fit_block`."""
