@@ -42,7 +42,10 @@ def n_chunks(n_voxels: int) -> int:
     return int(max(1, min(n_voxels, max(4 * get_num_threads(), n_voxels // RANGE_VOXELS))))
 #: Points per axis of the start grid by number of axes (length axes get LENGTH_POINTS).
 POINTS_PER_AXIS = {1: 12, 2: 6, 3: 4}
-LENGTH_POINTS = 10
+#: Points of a length (diameter) axis, and of the other axis beside one: the diameter
+#: profile has local minima (1 µm steps to LENGTH_TOP).
+LENGTH_POINTS = 15
+BESIDE_LENGTH_POINTS = 8
 #: Largest length of the start grid (m): the diameter profile is flat above.
 LENGTH_TOP = 15e-6
 #: A first pass ending with the isotropic fraction at or above this is not redone.
@@ -84,7 +87,8 @@ def _start_mode(model):
 def _axis(p, n):
     lo, hi = p.prior_bounds
     if p.kind == "length":
-        return np.linspace(min_length_bound(p), min(p.bounds[1], LENGTH_TOP), LENGTH_POINTS)
+        return np.linspace(min_length_bound(p), min(p.bounds[1], LENGTH_TOP),
+                           LENGTH_POINTS if n >= BESIDE_LENGTH_POINTS else 10)
     if p.kind == "diffusivity" and lo > 0:
         return np.geomspace(lo, hi, n)
     if p.kind == "dispersion":
@@ -121,6 +125,8 @@ def start_grid(model, solved: set, n_fibres: int):
     if not axes:
         return np.zeros((1, 0)), np.zeros(0, np.int64), defaults
     n = POINTS_PER_AXIS.get(len(axes), 3)
+    if len(axes) == 2 and any(space[names[0]].kind == "length" for names in axes.values()):
+        n = BESIDE_LENGTH_POINTS
     values = [_axis(space[names[0]], n) for names in axes.values()]
     mesh = np.meshgrid(*values, indexing="ij")
     cols, idx = [], []
