@@ -43,7 +43,7 @@ EXP_REDUCED_MAX = 0.35
 SERIES_LIMIT = 1e-3
 
 
-@njit(cache=True, fastmath=FAST, inline="always")
+@njit(cache=True, fastmath=FAST, inline="always", error_model="numpy")
 def exp_neg(x, out, n):
     """``out[i] = exp(-x[i])`` for i < n and x ≥ 0, vectorisable (no libm call).
 
@@ -78,7 +78,7 @@ def exp_neg(x, out, n):
             out[i] = out[i] * out[i]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _grid_position(lo, step, n, value):
     """Cell ``i`` and weight ``w`` of ``value`` on a uniform grid of ``n`` nodes."""
     pos = (value - lo) / step
@@ -91,7 +91,7 @@ def _grid_position(lo, step, n, value):
 
 
 # ------------------------------------------------------------------ Gaussian kinds
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def ball(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
          work, scr):
     """Ball: E = exp(-b d_iso) (isotropic, one exponential per shell)."""
@@ -105,7 +105,7 @@ def ball(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEd
                 dE[0, n] = -b * e
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def dot(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
         work, scr):
     """Dot: E = 1 (stationary water)."""
@@ -113,7 +113,7 @@ def dot(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc
         E[n] = 1.0
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def stick(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
           work, scr):
     """Stick: E = exp(-b d∥ c²)."""
@@ -130,7 +130,7 @@ def stick(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dE
             dEdc[n] = -2.0 * bb[n] * d * c[n] * E[n]
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def zeppelin(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
              work, scr):
     """Zeppelin: E = exp(-b (d⊥ + (d∥ - d⊥) c²))."""
@@ -150,7 +150,7 @@ def zeppelin(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE,
 
 
 # ------------------------------------------------------------------ Watson kinds
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def watson_zeppelin(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE,
                     dEdc, work, scr):
     """Zeppelin with the Watson-averaged tensor: exp(-b (d⊥ + (d∥ - d⊥)(a0 + a1 c²))),
@@ -186,7 +186,7 @@ def watson_zeppelin(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac,
             dEdc[n] = -2.0 * be * diff * a1 * c[n]
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def watson_stick(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
                  work, scr):
     """Watson-dispersed stick by its even Legendre series Σ_k a_2k(b d∥) w_2k(κ) P_2k(c).
@@ -263,7 +263,7 @@ def watson_stick(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E,
             _legendre_shell(lq, lqo, lqx, c, a, z, want_jac, True, E, dE, dEdc, work)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _hermite_flat(f, df, i, u, step, K, k):
     """:func:`_hermite` of column ``k`` of row-major (nodes, K) tables."""
     u2 = u * u
@@ -277,7 +277,7 @@ def _hermite_flat(f, df, i, u, step, K, k):
     return val, der
 
 
-@njit(cache=True, fastmath=FAST, inline="always")
+@njit(cache=True, fastmath=FAST, inline="always", error_model="numpy")
 def _horner_shell(p, po, px, c, a, z, want_jac, free_d, E, dE, dEdc):
     """Series of one shell by Horner's rule in c², power-basis coefficients (short series)."""
     K = p.shape[0]
@@ -317,7 +317,7 @@ def _horner_shell(p, po, px, c, a, z, want_jac, free_d, E, dE, dEdc):
                 dx[n] = dx[n] * (cc[n] * cc[n]) + pxk
 
 
-@njit(cache=True, fastmath=FAST, inline="always")
+@njit(cache=True, fastmath=FAST, inline="always", error_model="numpy")
 def _legendre_shell(q, qo, qx, c, a, z, want_jac, free_d, E, dE, dEdc, work):
     """Series of one shell by the Legendre three-term recurrence (long series, stable)."""
     K = q.shape[0]
@@ -362,7 +362,7 @@ def _legendre_shell(q, qo, qx, c, a, z, want_jac, free_d, E, dE, dEdc, work):
 
 
 # ------------------------------------------------------------------ restricted kinds
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _restriction(D, diameter, t, ftab, itab, off, ioff):
     """C = D H_t(D/R²) of timing ``t`` and its derivatives dC/dD, dC/d(diameter).
 
@@ -381,7 +381,7 @@ def _restriction(D, diameter, t, ftab, itab, off, ioff):
     return D * h, h + dh_ds, -2.0 * D * dh_ds / max(diameter, 1e-12)
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def cylinder(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
              work, scr):
     """CylinderGPD: E = exp(-b d∥ c² + C(d∥, diameter) G² (1 - c²)) (Van Gelderen)."""
@@ -400,7 +400,7 @@ def cylinder(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE,
                 dEdc[n] = e * 2.0 * c[n] * (-b * dpar - kg)
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def sphere(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
            work, scr):
     """SphereGPD: E = exp(C(d_intra, diameter) G²) (Murday–Cotts), isotropic."""
@@ -420,7 +420,7 @@ def sphere(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, d
 
 
 # ------------------------------------------------------------------ spherical means
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def erf_mean(x):
     """F(x) = √(π/4x) erf(√x) and dF/dx = (e^{-x} - F)/(2x), any sign of x."""
     if abs(x) < SERIES_LIMIT:
@@ -435,7 +435,7 @@ def erf_mean(x):
     return f, (math.exp(-x) - f) / (2.0 * x)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dawson(x):
     """Dawson's integral D(x) = e^{-x²} ∫₀ˣ e^{t²} dt (Rybicki's method, ~1e-12)."""
     h = 0.4
@@ -461,7 +461,7 @@ def dawson(x):
     return out
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def sm_zeppelin(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
                 work, scr):
     """Spherical-mean zeppelin: exp(-b d⊥) F(b (d∥ - d⊥))."""
@@ -477,7 +477,7 @@ def sm_zeppelin(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, 
                 dE[1, n] = -b * g * f - g * b * df
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def sm_stick(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
              work, scr):
     """Spherical-mean stick: F(b d∥)."""
@@ -491,7 +491,7 @@ def sm_stick(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE,
                 dE[0, n] = b * df
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def sm_tensor(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE, dEdc,
               work, scr):
     """Spherical-mean tensor: the zeppelin's with d⊥ = ratio · d∥."""
@@ -511,7 +511,7 @@ def sm_tensor(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE
 SCRATCH = 512
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def evaluate_piece(kind, v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E, dE,
                    dEdc, work, scr):
     """Run the piece of ``kind`` (see the module docstring for the arguments)."""

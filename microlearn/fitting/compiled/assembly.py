@@ -219,7 +219,7 @@ def build_plan(model, acq) -> Plan:
                 orientation_index=arrays[7], max_local=L)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def copy_plan(plan):
     """A private copy of a plan's arrays: threads that read one shared copy contend for
     its reference counts (every view of a shared array is an atomic update)."""
@@ -228,7 +228,7 @@ def copy_plan(plan):
             plan[10].copy(), plan[11].copy(), plan[12].copy(), plan[13].copy())
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def chunk_bounds(V, n_chunks):
     """Start of each of ``n_chunks`` contiguous voxel ranges (and V), shape (n_chunks + 1,).
 
@@ -242,7 +242,7 @@ def chunk_bounds(V, n_chunks):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def workspace(plan, P):
     """Scratch arrays of :func:`evaluate` for one voxel (one set per thread)."""
     ci = plan[0]
@@ -262,7 +262,7 @@ def workspace(plan, P):
             np.full(max(n_or, 1) * 2, np.nan), np.zeros(SCRATCH), np.zeros(MAX_FACTORS))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def reset(ws):
     """Forget the memoised compartment signals (call when the plan's tables change)."""
     ws[11][:] = np.nan
@@ -270,7 +270,7 @@ def reset(ws):
     ws[13][:] = np.nan
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _fractions(x, plan, frac, dfrac, want_jac, fval):
     fi, fv, gstart, gmem = plan[3], plan[4], plan[5], plan[6]
     C, P = frac.shape[0], dfrac.shape[1]
@@ -323,7 +323,7 @@ def _fractions(x, plan, frac, dfrac, want_jac, fval):
                     dfrac[c, me] += rest / total
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _link_values(x, plan, frac, dfrac, vals, dvals, want_jac):
     ci, li, lv = plan[0], plan[1], plan[2]
     C, L = li.shape[0], li.shape[1]
@@ -357,7 +357,8 @@ def _link_values(x, plan, frac, dfrac, vals, dvals, want_jac):
                             dvals[c, j, p] = (1.0 - r) * dvals[sc, sj, p] - src * dr
 
 
-@njit(cache=True, inline="always", fastmath={"contract", "reassoc", "nsz", "arcp"})
+@njit(cache=True, inline="always", fastmath={"contract", "reassoc", "nsz", "arcp"},
+      error_model="numpy")
 def _orientations(x, plan, ws, want_jac):
     ox, bvecs = plan[7], plan[11]
     cv, dct, dcp, last = ws[0], ws[1], ws[2], ws[13]
@@ -378,7 +379,7 @@ def _orientations(x, plan, ws, want_jac):
             dcp[o, n] = gx * px + gy * py
 
 
-@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"})
+@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"}, error_model="numpy")
 def _decay(t2, shell, start, j, want_jac, E, dE, dEdc):
     """Multiply a compartment's signal (and its derivatives) by exp(-TE/T2); row ``j`` of
     ``dE`` gets the T2 derivative E · TE / T2²."""
@@ -395,7 +396,7 @@ def _decay(t2, shell, start, j, want_jac, E, dE, dEdc):
                 dE[j, n] = E[n] * g
 
 
-@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"})
+@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"}, error_model="numpy")
 def evaluate(x, plan, ws, want_jac, s, J):
     """Signal ``s`` (N,) of one voxel and, if ``want_jac``, its Jacobian ``J`` (P + 1, N).
 
@@ -481,7 +482,7 @@ def evaluate(x, plan, ws, want_jac, s, J):
                 J[t, n] += g * dct[o, n]
                 J[t + 1, n] += g * dcp[o, n]
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def signals(X, plan, want_jac, n_chunks=8):
     """Signals (V, N) and Jacobians (V, P + 1, N) of parameter rows ``X`` (V, P + 1), in
     the plan's measurement order (NaN rows for non-finite parameters); ``n_chunks``

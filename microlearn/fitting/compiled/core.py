@@ -25,7 +25,7 @@ START_SCALE, START_OUTER, START_COLUMNS = 0, 1, 2
 COLUMNS_FREE, COLUMNS_SINGLE = 0, 1
 
 
-@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"})
+@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"}, error_model="numpy")
 def rician_cost(y, sg, wt, s, r):
     """Residuals ``r`` = w (sqrt(s² + σ²) − y) (s − y where σ = 0); returns Σ r²."""
     total = 0.0
@@ -36,7 +36,7 @@ def rician_cost(y, sg, wt, s, r):
     return total
 
 
-@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"})
+@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"}, error_model="numpy")
 def normal_equations(J, r, s, y, sg, wt, scales, frozen, jtj, g):
     """Gauss–Newton system in scaled units: J ← w · (s/m) · J · scale, JᵀJ and g = −Jᵀr.
 
@@ -76,7 +76,7 @@ def normal_equations(J, r, s, y, sg, wt, scales, frozen, jtj, g):
             jtj[q, p] = acc
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _hold_bounds(x, lower, upper, jtj, g):
     """Freeze entries at a bound whose descent direction points out of the box."""
     P1 = x.shape[0]
@@ -89,7 +89,7 @@ def _hold_bounds(x, lower, upper, jtj, g):
             jtj[p, p] = 1.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def levenberg_marquardt(x, y, sg, wt, plan, ws, lower, upper, scales, frozen, max_iter, tol,
                         s, r, J):
     """Bounded Levenberg–Marquardt from ``x`` (in place) on the Rician-floor residual.
@@ -143,7 +143,7 @@ def levenberg_marquardt(x, y, sg, wt, plan, ws, lower, upper, scales, frozen, ma
     return cost, (not improved) or rel < tol
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _barrier(x, lower, upper, bounded, mu):
     """−μ Σ [log((x−l)/w) + log((u−x)/w)] over the ``bounded`` entries (inf outside)."""
     total = 0.0
@@ -158,7 +158,7 @@ def _barrier(x, lower, upper, bounded, mu):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def interior_point(x, y, sg, wt, plan, ws, lower, upper, scales, frozen, bounded, mu_levels,
                    inner, tol, s, r, J):
     """Log-barrier interior point (Gauss–Newton Newton steps) from ``x`` (in place).
@@ -245,7 +245,7 @@ def interior_point(x, y, sg, wt, plan, ws, lower, upper, scales, frozen, bounded
     return cost, settled
 
 
-@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"})
+@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"}, error_model="numpy")
 def _nnls_two(T, I, y):
     """y ≈ α T + β I with α, β ≥ 0; returns (α, β, sse)."""
     tt = 0.0
@@ -276,7 +276,7 @@ def _nnls_two(T, I, y):
     return al, be, sse
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _score(x, yc, mode, outer, col_rule, col_idx, T, s, cols, gram, ety):
     """Sum of squares of the best non-negative combination of the candidate's columns
     (``T``/``s``, ``cols``): S0 (entry P) and the linear fractions set in ``x``."""
@@ -330,7 +330,7 @@ def _score(x, yc, mode, outer, col_rule, col_idx, T, s, cols, gram, ety):
     return yy - 2 * a * sy + a * a * ss
 
 
-@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"})
+@njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"}, error_model="numpy")
 def _table_column(table, k, col, base, w, Q, out):
     """Column ``col`` of candidate ``k`` at every measurement (linear in c²)."""
     if Q > 1:
@@ -342,7 +342,7 @@ def _table_column(table, k, col, base, w, Q, out):
             out[n] = table[k, col, base[n]]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def grid_start(x, yc, plan, ws, grid, grid_idx, mode, outer, col_rule, col_idx, s, T, J,
                table, Q, shell_of):
     """Stage 1: the best candidate of ``grid`` at ``x``'s orientations (x updated in place).
@@ -411,13 +411,13 @@ def grid_start(x, yc, plan, ws, grid, grid_idx, mode, outer, col_rule, col_idx, 
     return best
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _unit(x, t):
     st = np.sin(x[t])
     return st * np.cos(x[t + 1]), st * np.sin(x[t + 1]), np.cos(x[t])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, grid_idx,
                mode, outer, col_rule, col_idx, method, max_iter, tol, bounded, mu_levels,
                redo_deg, redo_outer_max, n_chunks, table, Q, shell_of):
@@ -469,7 +469,7 @@ def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, 
     return X, costs, converged
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower, upper, scales,
                frozen, grid, grid_idx, mode, outer, col_rule, col_idx, method, max_iter, tol,
                bounded, mu_levels, one_orient, cos_redo, ox, redo_deg, redo_outer_max, table,
@@ -522,7 +522,7 @@ def _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower,
     costs[v] = best
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def quality_voxels(Y, SIG, X, from_residual, plan, table_f, snr_max, max_condition, n_chunks):
     """Residual RMS and Cramér–Rao variances of fitted voxels, one compiled pass.
 
@@ -546,7 +546,7 @@ def quality_voxels(Y, SIG, X, from_residual, plan, table_f, snr_max, max_conditi
     return rms, var
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _quality_voxel(v, Y, SIG, X, from_residual, plan_v, ws, table_f, snr_max, max_condition,
                    rms, var):
     """Residual RMS and Cramér–Rao variances of voxel ``v`` (see :func:`quality_voxels`)."""
