@@ -418,10 +418,15 @@ def check(exercise: str, answer, **context) -> Verdict:
         Truthy when right; displays as a coloured line in a notebook. A missing or wrong
         input gives a falsy verdict with a hint, not an exception.
     """
-    if exercise not in EXERCISES:
+    return check_in(EXERCISES, exercise, answer, **context)
+
+
+def check_in(exercises: dict, exercise: str, answer, **context) -> Verdict:
+    """:func:`check` against another table of exercises (e.g. a lesson's own module)."""
+    if exercise not in exercises:
         return Verdict(str(exercise), False, f"unknown exercise; choose one of "
-                                             f"{exercise_ids()}.")
-    ex = EXERCISES[exercise]
+                                             f"{sorted(exercises)}.")
+    ex = exercises[exercise]
     if answer is None:
         return Verdict(exercise, False, f"no answer yet ({ex.title}). Hint: {ex.hint}",
                        pending=True)

@@ -115,8 +115,10 @@ def test_dask_equals_local(phantom, block, tmp_path, dask_cluster):
     for k in local["maps"]:
         a, b = local["maps"][k], remote["maps"][k]
         np.testing.assert_array_equal(a[tissue], b[tissue], err_msg=k)
-        if not k.startswith("mu") and k != "kappa":  # kappa = 1/tan(π odi/2) multiplies an
-            # odi difference near its 0.02 bound by ~1600: free water's odi is noise anyway
+        if not k.startswith("mu") and k != "kappa" and not k.endswith("_std"):
+            # kappa = 1/tan(π odi/2) multiplies an odi difference near its 0.02 bound by
+            # ~1600, and the tissue parameters' bounds of a voxel without tissue come from a
+            # near-singular Fisher matrix: free water's odi is noise anyway
             np.testing.assert_allclose(a[free], b[free], rtol=1e-3, atol=1e-3, err_msg=k)
     est = train("noddi", ds.acq, estimator="polynomial", n_samples=3000)
     est.save(tmp_path / "est")

@@ -27,6 +27,9 @@ def test_malicious_keras_file_is_refused(hcp, tmp_path):
     evil.save(tmp_path / "est" / "network.keras")
     with zipfile.ZipFile(tmp_path / "est" / "network.keras") as z:
         assert "Lambda" in z.read("config.json").decode()
+    load_estimator(tmp_path / "est")  # the NumPy copy serves: the Keras file is not read
+    assert not marker.exists()
+    (tmp_path / "est" / "network.npz").unlink()  # a folder saved before the NumPy copy
     with pytest.raises(ValueError, match="cannot be loaded safely"):
         load_estimator(tmp_path / "est")
     assert not marker.exists()

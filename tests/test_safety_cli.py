@@ -72,7 +72,7 @@ def test_os_errors_end_in_one_line_and_leave_nothing(where, code, fix, phantom, 
                             lambda img, path: _partial_then(code)(img, path))
     assert main(["fit", str(phantom), *FIT, "--out", str(out)]) == 2
     err = [line for line in _said(capsys.readouterr().err)
-           if not line.startswith("warning:")]  # input warnings come before the run
+           if line.strip() and not line.startswith("warning:")]  # input warnings come first
     assert len(err) == 1, err
     assert os.strerror(code) in err[0] and fix in err[0] and str(tmp_path) in err[0], err[0]
     assert not out.exists(), "a failed run leaves no (empty) --out"
