@@ -129,8 +129,8 @@ def make_training_set(model, acq, n_samples: int, *, n_fibres=None,
         parameters are drawn around them (:func:`.empirical.sample_empirical`) instead of
         from the model's priors, and the fibre mixture defaults to their proportions.
     noise : NoiseProfile, optional
-        The data's noise (:mod:`.noise`): each sample gets the SNR and per-TE b0 scaling
-        of a data voxel drawn at random, instead of ``snr``.
+        The data's noise (:mod:`microlearn.learning.noise`): each sample gets the SNR and
+        per-TE b0 scaling of a data voxel drawn at random, instead of ``snr``.
     multi_echo : bool
         With several echo times, compartments relax with random T2s and the targets are
         the apparent fractions at the mean TE (:mod:`.echo`).
