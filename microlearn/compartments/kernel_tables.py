@@ -36,7 +36,8 @@ KIND_OF = {"Ball": K.BALL, "Stick": K.STICK, "Zeppelin": K.ZEPPELIN, "Dot": K.DO
 #: Nodes of the ODI tables (linear interpolation; the NODDI kernels' resolution).
 ODI_NODES = 2049
 #: Longest Watson series evaluated on the power basis (Horner in c²); longer series use
-#: the Legendre recurrence (the power basis cancels catastrophically above l ≈ 26).
+#: Chebyshev polynomials of 2c² - 1 (Clenshaw; the power basis cancels catastrophically
+#: above l ≈ 26).
 HORNER_K = 14
 #: Spacing of the stick-coefficient x = b d∥ grid when d∥ is free (cubic Hermite).
 X_STEP = 0.02
@@ -169,6 +170,31 @@ def _watson_moments(odi_bounds, lmax):
     return W, np.gradient(W, step, axis=0), nodes[0], step
 
 
+@lru_cache(maxsize=16)
+def _legendre_chebyshev_coefficients(lmax):
+    """M[j, k]: P_2j(c) = Σ_k M[j, k] T_k(2c² - 1) (k ≤ j; entries of order one).
+
+    Exact interpolation of the degree-j polynomials of c² at K Chebyshev nodes.
+    """
+    from numpy.polynomial import chebyshev
+    from scipy.special import eval_legendre
+
+    Kc = lmax // 2 + 1
+    t = np.cos(np.pi * (np.arange(Kc) + 0.5) / Kc)
+    c = np.sqrt((t + 1.0) / 2.0)
+    values = eval_legendre(2 * np.arange(Kc)[None, :], c[:, None])  # (nodes, j)
+    M = chebyshev.chebfit(t, values, Kc - 1).T  # (j, k)
+    M[np.triu_indices(Kc, 1)] = 0.0  # degree j: exact zeros above the diagonal
+    M.setflags(write=False)
+    return M
+
+
+def _series_basis(lmax, power):
+    """Legendre -> power-of-c² (short series) or Chebyshev-of-2c²-1 (long) coefficients."""
+    return _legendre_power_coefficients(lmax) if power else _legendre_chebyshev_coefficients(
+        lmax)
+
+
 def _stick_derivative_coefficients(x, lmax):
     """da_l/dx = -(2l+1)/2 ∫ t² exp(-x t²) P_l(t) dt (the quadrature of the coefficients)."""
     from .dispersion import _quadrature
@@ -196,9 +222,7 @@ def _watson_stick_tables(tabs, fixed, bounds):
         step = grid[1] - grid[0]
         coef = (stick_legendre_coefficients(x, lmax)[None]
                 * watson_legendre_moments(odi_to_kappa(grid), lmax)[:, None, :])
-        if power:
-            coef = coef @ _legendre_power_coefficients(lmax)
-        Q = np.ascontiguousarray(coef)  # (nodes, U, K)
+        Q = np.ascontiguousarray(coef @ _series_basis(lmax, power))  # (nodes, U, K)
         ftab = np.concatenate([[grid[0], step], Q.ravel(), np.gradient(Q, step, axis=0).ravel()])
         return ftab, np.array([0, Kc, nodes, U, power], np.int64)
     x_max = float(np.max(b)) * bounds["d_par"][1]
@@ -210,7 +234,7 @@ def _watson_stick_tables(tabs, fixed, bounds):
     grid = np.arange(n_x) * X_STEP
     A = stick_legendre_coefficients(grid, lmax)
     dA = _stick_derivative_coefficients(grid, lmax)
-    Cp = _legendre_power_coefficients(lmax) if power else np.zeros((Kc, Kc))
+    Cp = _series_basis(lmax, power)
     ftab = np.concatenate([[odi_lo, odi_step, 0.0, X_STEP], W.ravel(), dW.ravel(), A.ravel(),
                            dA.ravel(), Cp.ravel()])
     return ftab, np.array([1, Kc, ODI_NODES, n_x, power], np.int64)

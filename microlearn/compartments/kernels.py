@@ -196,12 +196,12 @@ def watson_stick(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E,
     the stick coefficients a_l(x) come from a uniform x = b d∥ grid (cubic Hermite) and
     the Watson moments w_l(ODI) from an ODI grid; their products are the coefficients.
     Short series (K ≤ ``HORNER_K``) are in the power basis of c² (Horner's rule), long
-    ones in the Legendre basis (the stable three-term recurrence).
+    ones in Chebyshev polynomials of 2c² - 1 (Clenshaw's recurrence, stable at any order).
 
     Tables: itab[ioff:] = mode, K, ODI nodes, U (mode 0) or x nodes (mode 1), power (0/1);
     mode 0: ftab[off:] = odi lo, odi step, Q (nodes, U, K), dQ/dODI (nodes, U, K);
     mode 1: ftab[off:] = odi lo, odi step, x lo, x step, W (nodes, K), dW (nodes, K),
-    A (x nodes, K), dA/dx (x nodes, K), power basis C (K, K).
+    A (x nodes, K), dA/dx (x nodes, K), Legendre -> power or Chebyshev basis C (K, K).
     """
     dpar, odi = v[0], v[1]
     mode, K, n_odi, n_x, power = (itab[ioff], itab[ioff + 1], itab[ioff + 2],
@@ -223,7 +223,7 @@ def watson_stick(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E,
             if power == 1:
                 _horner_shell(q, qo, qx, c, a, z, want_jac, False, E, dE, dEdc)
             else:
-                _legendre_shell(q, qo, qx, c, a, z, want_jac, False, E, dE, dEdc, work)
+                _clenshaw_shell(q, qo, qx, c, a, z, want_jac, False, E, dE, dEdc, work)
         return
     x_lo, x_step = ftab[off + 2], ftab[off + 3]
     p0 = off + 4
@@ -247,20 +247,20 @@ def watson_stick(v, c, shell, start, timing, ftab, itab, off, ioff, want_jac, E,
             lqo[k] = ak[k] * dwk[k]
             lqx[k] = dak[k] * wk[k] * b  # d/d(d∥) = b d/dx
         a, z = start[u], start[u + 1]
-        if power == 1:  # Legendre -> power basis of c²
-            for k in range(K):
-                q[k] = 0.0
-                qo[k] = 0.0
-                qx[k] = 0.0
-            for jj in range(K):
-                for k in range(jj + 1):
-                    cjk = Cp[jj * K + k]
-                    q[k] += lq[jj] * cjk
-                    qo[k] += lqo[jj] * cjk
-                    qx[k] += lqx[jj] * cjk
+        for k in range(K):  # Legendre -> power (short) or Chebyshev (long) basis of c²
+            q[k] = 0.0
+            qo[k] = 0.0
+            qx[k] = 0.0
+        for jj in range(K):
+            for k in range(jj + 1):
+                cjk = Cp[jj * K + k]
+                q[k] += lq[jj] * cjk
+                qo[k] += lqo[jj] * cjk
+                qx[k] += lqx[jj] * cjk
+        if power == 1:
             _horner_shell(q, qo, qx, c, a, z, want_jac, True, E, dE, dEdc)
         else:
-            _legendre_shell(lq, lqo, lqx, c, a, z, want_jac, True, E, dE, dEdc, work)
+            _clenshaw_shell(q, qo, qx, c, a, z, want_jac, True, E, dE, dEdc, work)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -318,47 +318,76 @@ def _horner_shell(p, po, px, c, a, z, want_jac, free_d, E, dE, dEdc):
 
 
 @njit(cache=True, fastmath=FAST, inline="always", error_model="numpy")
-def _legendre_shell(q, qo, qx, c, a, z, want_jac, free_d, E, dE, dEdc, work):
-    """Series of one shell by the Legendre three-term recurrence (long series, stable)."""
+def _clenshaw_shell(q, qo, qx, c, a, z, want_jac, free_d, E, dE, dEdc, work):
+    """Series of one shell in Chebyshev polynomials of t = 2c² - 1 by Clenshaw's
+    recurrence (long series: stable for any order, unlike the power basis of c²).
+
+    f(t) = Σ_k q_k T_k(t): b_k = q_k + 2t b_{k+1} - b_{k+2}, f = q_0 + t b_1 - b_2, and
+    f'(t) from the differentiated recurrence; d/dc = 4c d/dt.
+    """
     K = q.shape[0]
     m = z - a
     cc = c[a:z]
     o = E[a:z]
-    pp, pc, dpp, dpc = work[2, a:z], work[3, a:z], work[4, a:z], work[5, a:z]
+    b2 = work[2, a:z]
     for n in range(m):
-        o[n] = q[0]
-        pp[n] = 1.0
-        pc[n] = cc[n]
-        dpp[n] = 0.0
-        dpc[n] = 1.0
-    if want_jac:
-        d1, do, dx = dEdc[a:z], dE[1, a:z], dE[0, a:z]
-        for n in range(m):
-            d1[n] = 0.0
-            do[n] = qo[0]
-            dx[n] = qx[0]
-    for l in range(1, 2 * K - 1):
-        # P_{l+1} = ((2l+1) c P_l - l P_{l-1}) / (l+1); P'_{l+1} = P'_{l-1} + (2l+1) P_l
-        f1 = (2 * l + 1) / (l + 1)
-        f2 = l / (l + 1)
-        for n in range(m):
-            nxt = f1 * cc[n] * pc[n] - f2 * pp[n]
-            dnxt = dpp[n] + (2 * l + 1) * pc[n]
-            pp[n] = pc[n]
-            pc[n] = nxt
-            dpp[n] = dpc[n]
-            dpc[n] = dnxt
-        if (l + 1) % 2 == 0:
-            k = (l + 1) // 2
+        o[n] = 0.0
+        b2[n] = 0.0
+    if not want_jac:
+        for k in range(K - 1, 0, -1):
             qk = q[k]
             for n in range(m):
-                o[n] += qk * pc[n]
-            if want_jac:
-                qok, qxk = qo[k], qx[k]
-                for n in range(m):
-                    d1[n] += qk * dpc[n]
-                    do[n] += qok * pc[n]
-                    dx[n] += qxk * pc[n]
+                t2 = 4.0 * cc[n] * cc[n] - 2.0
+                nb = qk + t2 * o[n] - b2[n]
+                b2[n] = o[n]
+                o[n] = nb
+        q0 = q[0]
+        for n in range(m):
+            t = 2.0 * cc[n] * cc[n] - 1.0
+            o[n] = q0 + t * o[n] - b2[n]
+        return
+    d1, do, dx = dEdc[a:z], dE[1, a:z], dE[0, a:z]
+    db2, o2, x2 = work[3, a:z], work[4, a:z], work[5, a:z]
+    for n in range(m):
+        d1[n] = 0.0
+        do[n] = 0.0
+        db2[n] = 0.0
+        o2[n] = 0.0
+    for k in range(K - 1, 0, -1):
+        qk, qok = q[k], qo[k]
+        for n in range(m):
+            t2 = 4.0 * cc[n] * cc[n] - 2.0
+            nb = qk + t2 * o[n] - b2[n]
+            nd = 2.0 * o[n] + t2 * d1[n] - db2[n]
+            no = qok + t2 * do[n] - o2[n]
+            b2[n] = o[n]
+            o[n] = nb
+            db2[n] = d1[n]
+            d1[n] = nd
+            o2[n] = do[n]
+            do[n] = no
+    q0, qo0 = q[0], qo[0]
+    for n in range(m):
+        t = 2.0 * cc[n] * cc[n] - 1.0
+        der = o[n] + t * d1[n] - db2[n]
+        o[n] = q0 + t * o[n] - b2[n]
+        d1[n] = 4.0 * cc[n] * der
+        do[n] = qo0 + t * do[n] - o2[n]
+    if free_d:  # d/d(d∥): one more chain (a fixed d∥'s row is never read)
+        for n in range(m):
+            dx[n] = 0.0
+            x2[n] = 0.0
+        for k in range(K - 1, 0, -1):
+            qxk = qx[k]
+            for n in range(m):
+                t2 = 4.0 * cc[n] * cc[n] - 2.0
+                nx = qxk + t2 * dx[n] - x2[n]
+                x2[n] = dx[n]
+                dx[n] = nx
+        qx0 = qx[0]
+        for n in range(m):
+            t = 2.0 * cc[n] * cc[n] - 1.0
+            dx[n] = qx0 + t * dx[n] - x2[n]
 
 
 # ------------------------------------------------------------------ restricted kinds
