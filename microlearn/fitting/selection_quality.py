@@ -45,7 +45,7 @@ def _engine(model, acq, method, options):
     """The engine ``fit(model, acq, method=method, **options)`` builds (kept per model)."""
     from .api import engine_class
 
-    key = (model.name, model.n_fibres, acq.fingerprint(), method, repr(sorted(options.items())))
+    key = (repr(model.to_spec()), acq.fingerprint(), method, repr(sorted(options.items())))
     if key not in _ENGINES:
         if len(_ENGINES) >= 8:
             _ENGINES.clear()
@@ -95,7 +95,7 @@ def _isotropic_derivative(one, acq, odi):
     """d(tissue atom)/d ICVF (C, N) at the grid nodes of the isotropic-tissue fit."""
     from .selection import ISOTROPIC_ICVF, _isotropic_atoms_uncached
 
-    key = (one.name, acq.fingerprint(), odi)
+    key = (repr(one.to_spec()), acq.fingerprint(), odi)
     if key not in _DERIVATIVES:
         if len(_DERIVATIVES) >= 4:
             _DERIVATIVES.clear()
