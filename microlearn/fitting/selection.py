@@ -500,7 +500,7 @@ def check_fibre_model(model_name) -> None:
 
 def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, progress=False,
              criterion="aic", max_fibres=3, workers=None, peaks=None, response=None,
-             csd_starts=False, **options):
+             csd_starts=False, quality=True, **options):
     """Fit ``model_name`` with the number of fibres (0–``max_fibres``) chosen per voxel.
 
     Voxels are grouped by fibre count and each group is fitted as one batch (see the
@@ -529,6 +529,9 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
         estimated from ``data`` when absent (give it when ``data`` is one part of a volume).
     csd_starts : bool
         Also start every fibre count from CSD peaks (slower; see the module docstring).
+    quality : bool
+        Also compute the quality maps of the model selected in each voxel (as ``fit``:
+        ``residual_rms``, ``at_bound``, ``<name>_std``; :mod:`.selection_quality`).
     options
         Passed to the engine.
 
@@ -537,6 +540,7 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
     AutoFitResult
     """
     from .api import FITTERS
+    from .selection_quality import group_quality, quality_names
 
     check_fibre_model(model_name)
     if max_fibres not in (1, 2, 3):
@@ -564,6 +568,7 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
     ok = np.zeros(V, bool)
     n_sel = np.zeros(V, int)
     ic = np.full((V, max_fibres + 1), np.inf)
+    qual = {k: np.full(V, np.nan) for k in quality_names(big)} if quality else {}
     for start in range(0, V, CHUNK):
         part = slice(start, start + CHUNK)
         with _one_blas_thread():
@@ -577,6 +582,10 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
             rows = start + c.index[pos]
             params[rows] = embed(model_name, c.layout, c.params[pos], max_fibres)
             s0[rows], ok[rows] = c.s0[pos], c.success[pos]
+            if quality and pos.size:  # one pass per selected count
+                for k, v in group_quality(model_name, acq, n, c, pos, y[rows], vx.b0[rows],
+                                          sigma, max_fibres, method, options).items():
+                    qual[k][rows] = v
     seconds = time.perf_counter() - t0
     counts = np.bincount(n_sel, minlength=max_fibres + 1)
     log.info("fit_auto %s: %d voxels in %.1f s; fibre counts %s", model_name, V, seconds,
@@ -586,4 +595,4 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
         success=vx.to_volume(ok, False, bool), mask=vx.mask, method=method, sigma=sigma,
         seconds=seconds, n_fibres=vx.to_volume(n_sel, 0, np.uint8), model_name=model_name,
         criterion=vx.to_volume(ic), fibre_names=tuple(fibre_bases(model_name)),
-        setup_seconds=float(sum(setup)))
+        setup_seconds=float(sum(setup)), extra={k: vx.to_volume(v) for k, v in qual.items()})

@@ -126,7 +126,9 @@ class AutoFitBlock:
 
     The single-fibre response of the CSD peaks and σ are estimated once per volume
     (:func:`sample_response`, :func:`sample_sigma`) so every slab selects fibres the same
-    way as the in-memory :func:`microlearn.fitting.selection.fit_auto`.
+    way as the in-memory :func:`microlearn.fitting.selection.fit_auto`. The maps include
+    the quality maps (``residual_rms``, ``at_bound``, ``<name>_std``) of the model selected
+    in each voxel (:mod:`microlearn.fitting.selection_quality`).
 
     Attributes
     ----------

@@ -159,9 +159,7 @@ def output_names(model, auto: bool) -> list[str]:
     from ..fitting.quality import quality_map_names
 
     names = model.map_names + ["s0", "success"] + (["n_fibres"] if auto else [])
-    if not auto:
-        names += quality_map_names(model)
-    return names
+    return names + quality_map_names(model)  # auto: the model selected per voxel
 
 
 #: Units of the maps that are not model parameters.
