@@ -11,9 +11,8 @@ Computed once per fibre-count group, vectorised: the n-fibre groups by
 :func:`~microlearn.fitting.quality.quality_maps` with the engine ``fit()`` chooses for the
 n-fibre model (the compiled engines' ``quality_arrays`` where they have one, else the
 Cramér–Rao bound of :mod:`microlearn.fitting.uncertainty`), so a voxel's maps equal those
-of a fixed-count fit with the same parameters. Multi-fibre models share one redundant
-scale of their fibre weights (only the ratios enter the signal), so their Fisher matrix is
-singular and their std maps are NaN, in a fixed-count fit as here.
+of a fixed-count fit with the same parameters (multi-fibre models: the bound without the
+common scale of the fibre weights, which the signal does not see).
 
 The 0-fibre candidate: free water has S0 alone (``s0_std``); isotropic tissue (a dispersion
 model's 1-fibre model at its largest ODI, orientation averaged, ICVF on a grid; see

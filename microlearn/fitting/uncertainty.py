@@ -197,6 +197,40 @@ def _fisher_numpy(S, J, amp, sig, fit_s0):
 NUMPY_FISHER_BELOW = 2e7
 
 
+def _weight_gauge(model, x, K):
+    """Gauge directions of the fibre weights, shape (V, K), or None.
+
+    With several fibre populations the signal depends on the weights ``ffib_i`` only
+    through w_i = ffib_i / Σ ffib, so scaling them all together (the direction ffib itself)
+    leaves the signal unchanged and the Fisher matrix singular. Its bound is taken on the
+    complement of that direction (for the weights: w_i's bound, times Σ ffib).
+    """
+    names = [n for n in model.parameters.names if n.startswith("ffib_")]
+    if len(names) < 2:
+        return None, []
+    idx = [model.parameters.slice(n).start for n in names]
+    gauge = np.zeros((x.shape[0], K))
+    gauge[:, idx] = x[:, idx]
+    return gauge, idx
+
+
+def _weight_variance(vec, lam, u, col, x, weights, var):
+    """Variances with the fibre weights' gauge removed: ``var`` (V, K) with the weights'
+    entries replaced by (Σ ffib)² Var(w_i), w_i = ffib_i / Σ ffib (gauge-invariant)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cov = np.einsum("vkj,vj,vlj->vkl", vec, 1.0 / lam, vec) - u[:, :, None] * u[:, None, :]
+        cov /= col[:, :, None] * col[:, None, :]
+        f = x[:, weights]
+        total = f.sum(1, keepdims=True)
+        out = var.copy()
+        for k in weights:
+            grad = np.zeros_like(var)
+            grad[:, weights] = -f / total  # Σ · ∂w_k/∂ffib = e_k − w_k
+            grad[:, k] += 1.0
+            out[:, k] = np.einsum("vk,vkl,vl->v", grad, cov, grad)
+    return out
+
+
 def _orientation_slices(model):
     space = model.parameters
     return {name: space.slice(name) for name in model.orientation_names}
@@ -283,11 +317,19 @@ def cramer_rao_std(model, acquisition, params, sigma, *, s0=1.0, fit_s0=True,
             fisher /= col[:, :, None] * col[:, None, :]
         finite = np.all(np.isfinite(fisher), axis=(1, 2))
         fisher[~finite] = np.eye(K)
+        gauge, weights = _weight_gauge(model, x[rows], K)
+        if gauge is not None:  # lift the null direction: (F + u uᵀ)⁻¹ = F⁺ + u uᵀ
+            u = gauge * col
+            u /= np.linalg.norm(u, axis=1, keepdims=True) + 1e-300
+            fisher += u[:, :, None] * u[:, None, :]
         lam, vec = np.linalg.eigh(fisher)
         ok = finite & (lam[:, 0] > lam[:, -1] / MAX_CONDITION)
         with np.errstate(divide="ignore"):
             diag = np.einsum("vkj,vj->vk", vec * vec, 1.0 / lam)  # diag of the inverse
         var[rows[ok]] = diag[ok] / col[ok] ** 2
+        if gauge is not None:
+            var[rows[ok]] = _weight_variance(vec[ok], lam[ok], u[ok], col[ok], x[rows[ok]],
+                                             weights, var[rows[ok]])
     out = {}
     for p in space:
         s = space.slice(p.name)

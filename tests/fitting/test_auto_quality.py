@@ -79,9 +79,14 @@ def test_two_fibre_voxels_match_a_fixed_two_fibre_fit(fitted):
     assert np.all(np.isfinite(ratio))
     # the auto fit is warm-started: as good as the fixed fit, sometimes better
     assert 0.9 < np.median(ratio) < 1.02 and np.mean(ratio < 1.01) >= 0.8
-    # redundant fibre weights: a singular Fisher matrix in both fits (NaN std)
-    for name in ("odi_1_std", "icvf_2_std", "fiso_std"):
-        np.testing.assert_array_equal(np.isnan(maps[name][sel]), np.isnan(two[name][sel]))
+    # the fibre weights' common scale is taken out of the bound: finite std maps, close to
+    # the fixed fit's (the solutions differ a little: warm starts)
+    for name in ("odi_1_std", "icvf_2_std", "fiso_std", "ffib_2_std"):
+        a, b = maps[name][sel], two[name][sel]
+        assert np.mean(np.isfinite(a)) >= 0.5, name
+        both = np.isfinite(a) & np.isfinite(b)
+        assert both.sum() >= 4, name
+        assert 0.7 < np.median(a[both] / b[both]) < 1.4, name
 
 
 def test_std_follows_the_fibre_order_of_embed():

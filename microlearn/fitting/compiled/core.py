@@ -23,6 +23,10 @@ from .nnls import nnls_one
 START_SCALE, START_OUTER, START_COLUMNS = 0, 1, 2
 # column rules (START_COLUMNS)
 COLUMNS_FREE, COLUMNS_SINGLE = 0, 1
+#: A Levenberg–Marquardt step that lowers χ² (the cost in units of the smallest σ²) by
+#: less than this ends the refinement: near the optimum Δχ² = (δθ / SE)², so the
+#: parameters moved by less than ~0.1 of their standard error.
+CHI2_STEP = 0.01
 
 
 @njit(cache=True, fastmath={"contract", "reassoc", "nsz", "arcp"}, error_model="numpy")
@@ -91,11 +95,13 @@ def _hold_bounds(x, lower, upper, jtj, g):
 
 @njit(cache=True, error_model="numpy")
 def levenberg_marquardt(x, y, sg, wt, plan, ws, lower, upper, scales, frozen, max_iter, tol,
-                        s, r, J):
+                        s, r, J, abs_tol=0.0):
     """Bounded Levenberg–Marquardt from ``x`` (in place) on the Rician-floor residual.
 
     Returns (cost, converged): converged when an accepted step lowered the cost by less than
-    ``tol`` (relative) or no damped step lowered it (a stationary point).
+    ``tol`` (relative) or ``abs_tol`` (absolute: :data:`CHI2_STEP` σ², a step that moved
+    the parameters by ~0.1 of their standard error), or no damped step lowered it (a
+    stationary point).
     """
     P1 = x.shape[0]
     N = y.shape[0]
@@ -130,6 +136,8 @@ def levenberg_marquardt(x, y, sg, wt, plan, ws, lower, upper, scales, frozen, ma
             cn = rician_cost(y, sg, wt, s, rn)
             if cn < cost:
                 rel = (cost - cn) / max(cost, 1e-30)
+                if cost - cn < abs_tol:
+                    rel = 0.0
                 x[:] = xn
                 cost = cn
                 lam = max(lam / 3.0, 1e-9)
@@ -502,7 +510,8 @@ def _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower,
             x[p] = min(max(x[p], lower[p]), upper[p])
         if method == 0:
             cost, conv = levenberg_marquardt(x, Y[v], sg, wt, plan_v, ws, lower, upper,
-                                             scales, frozen, max_iter, tol, s, r, J)
+                                             scales, frozen, max_iter, tol, s, r, J,
+                                             CHI2_STEP * smin * smin if smin < np.inf else 0.0)
         else:
             cost, conv = interior_point(x, Y[v], sg, wt, plan_v, ws, lower, upper, scales,
                                         frozen, bounded, mu_levels, max_iter, tol, s, r,
@@ -523,14 +532,18 @@ def _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower,
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def quality_voxels(Y, SIG, X, from_residual, plan, table_f, snr_max, max_condition, n_chunks):
+def quality_voxels(Y, SIG, X, from_residual, plan, table_f, snr_max, max_condition, n_chunks,
+                   weights):
     """Residual RMS and Cramér–Rao variances of fitted voxels, one compiled pass.
 
     ``Y`` (V, N) normalised signals in plan order; ``SIG`` (V, N) or (V, 1) normalised σ
     (the RMS is against the Rician-floor prediction, in units of σ, where σ > 0; the plain
     residual in b0 units elsewhere); ``X`` (V, P + 1) the solutions. ``from_residual``: σ
-    unknown, taken as RMS · sqrt(N / (N − P − 1)) for the Fisher matrix. Returns rms (V,)
-    and var (V, P + 1) (NaN where singular or not finite).
+    unknown, taken as RMS · sqrt(N / (N − P − 1)) for the Fisher matrix. ``weights``:
+    entries of the fibre weights ffib_i, whose common scale the signal does not see (two
+    or more: the bound is taken without that direction, and a weight's variance is
+    (Σ ffib)² Var(ffib_i / Σ ffib)). Returns rms (V,) and var (V, P + 1) (NaN where
+    singular or not finite).
     """
     V, N = Y.shape
     K = X.shape[1]
@@ -542,13 +555,13 @@ def quality_voxels(Y, SIG, X, from_residual, plan, table_f, snr_max, max_conditi
         ws = workspace(plan_v, K - 1)
         for v in range(bounds[k], bounds[k + 1]):
             _quality_voxel(v, Y, SIG, X, from_residual, plan_v, ws, table_f, snr_max,
-                           max_condition, rms, var)
+                           max_condition, weights, rms, var)
     return rms, var
 
 
 @njit(cache=True, error_model="numpy")
 def _quality_voxel(v, Y, SIG, X, from_residual, plan_v, ws, table_f, snr_max, max_condition,
-                   rms, var):
+                   weights, rms, var):
     """Residual RMS and Cramér–Rao variances of voxel ``v`` (see :func:`quality_voxels`)."""
     N = Y.shape[1]
     K = X.shape[1]
@@ -614,11 +627,41 @@ def _quality_voxel(v, Y, SIG, X, from_residual, plan_v, ws, table_f, snr_max, ma
             ok = ok and np.isfinite(F[k, m])
     if not ok:
         return
+    nw = weights.shape[0] if weights.shape[0] > 1 else 0
+    u = np.zeros(K)
+    if nw > 0:  # lift the weights' null direction: (F + u uᵀ)⁻¹ = F⁺ + u uᵀ
+        norm = 0.0
+        for j in range(nw):
+            u[weights[j]] = x[weights[j]] * col[weights[j]]
+            norm += u[weights[j]] ** 2
+        for j in range(nw):
+            u[weights[j]] /= np.sqrt(norm) + 1e-300
+        for k in range(K):
+            for m in range(K):
+                F[k, m] += u[k] * u[m]
     lam, vec = np.linalg.eigh(F)
     if not lam[0] > lam[K - 1] / max_condition:
         return
+    cov = np.empty((K, K))
     for k in range(K):
+        for m in range(K):
+            acc = 0.0
+            for j in range(K):
+                acc += vec[k, j] * vec[m, j] / lam[j]
+            cov[k, m] = (acc - u[k] * u[m]) / (col[k] * col[m])
+        var[v, k] = cov[k, k]
+    if nw == 0:
+        return
+    total = 0.0
+    for j in range(nw):
+        total += x[weights[j]]
+    grad = np.zeros(K)
+    for i in range(nw):  # Σ ffib · ∂(ffib_i / Σ ffib)/∂ffib = e_i − w
+        for j in range(nw):
+            grad[weights[j]] = -x[weights[j]] / total
+        grad[weights[i]] += 1.0
         acc = 0.0
-        for j in range(K):
-            acc += vec[k, j] * vec[k, j] / lam[j]
-        var[v, k] = acc / (col[k] * col[k])
+        for j in range(nw):
+            for m in range(nw):
+                acc += grad[weights[j]] * cov[weights[j], weights[m]] * grad[weights[m]]
+        var[v, weights[i]] = acc

@@ -214,6 +214,10 @@ class CompiledMixEngine(Engine):
         self.bounded = ~self.orientation_mask.copy()
         self.bounded[-1] = False
         self.order = self.plan.tabs.order
+        #: Entries of the fibre weights ffib_i (their common scale is a null direction of
+        #: the Fisher matrix; see :func:`quality_voxels`).
+        self.weight_entries = np.array([self.space.slice(p.name).start for p in self.space
+                                        if p.name.startswith("ffib_")], np.int64)
 
     @staticmethod
     def applies(model, acq) -> bool:
@@ -315,7 +319,7 @@ class CompiledMixEngine(Engine):
         with parallel_chunksize(PARALLEL_CHUNK):
             rms, var = quality_voxels(Y, SIG, X, sigma is None, self.plan.arrays,
                                       _factor_table()[1], SNR_TABLE_MAX, MAX_CONDITION,
-                                      n_chunks(len(Y)))
+                                      n_chunks(len(Y)), self.weight_entries)
         std = {}
         for p in self.space:
             s = self.space.slice(p.name)
