@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-from .compiled.activeax_fast import ActiveAxMixEngine
 from .compiled.engines import CompiledInteriorPointEngine, CompiledMixEngine
 from .compiled.noddi_fast import NoddiInteriorPointEngine, NoddiMixEngine
 from .compiled.noddi_multi import NoddiMultiMixEngine
@@ -76,8 +75,8 @@ class Method:
 
 METHODS = {m.name: m for m in (
     Method("mix", "MIX: grid search with NNLS fractions, then Levenberg–Marquardt on the "
-           "Rician floor", (NoddiMixEngine, NoddiMultiMixEngine, ActiveAxMixEngine,
-                            CompiledMixEngine, MixEngine)),
+           "Rician floor", (NoddiMixEngine, NoddiMultiMixEngine, CompiledMixEngine,
+                            MixEngine)),
     Method("interior-point", "the same start, then a log-barrier interior point that keeps "
            "every bounded parameter strictly inside its bounds",
            (NoddiInteriorPointEngine, CompiledInteriorPointEngine, InteriorPointEngine)),

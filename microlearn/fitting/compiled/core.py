@@ -428,7 +428,7 @@ def _unit(x, t):
 @njit(parallel=True, cache=True, error_model="numpy")
 def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, grid_idx,
                mode, outer, col_rule, col_idx, method, max_iter, tol, bounded, mu_levels,
-               redo_deg, redo_outer_max, n_chunks, table, Q, shell_of):
+               redo_deg, redo_outer_max, n_chunks, table, Q, shell_of, traps, trap_values):
     """Start (grid + NNLS, or ``X0`` when ``has_start``) and refinement of every voxel.
 
     Parameters
@@ -450,6 +450,11 @@ def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, 
         With one orientation, a refinement that turned it by more than this reruns the
         grid and the refinement from the refined orientation; the lower cost is kept
         (skipped when entry ``outer`` ends at or above ``redo_outer_max``).
+    traps, trap_values : ndarray, shape (T,)
+        Entries whose signal flattens at their lower bound (a diameter: the restricted
+        signal varies as R⁴ there, so a refinement that reaches the bound cannot leave it),
+        and the value each is moved to for one more refinement when it ends at the bound;
+        the lower cost is kept.
 
     Returns
     -------
@@ -473,7 +478,7 @@ def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, 
             _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower, upper,
                        scales, frozen, grid, grid_idx, mode, outer, col_rule, col_idx, method,
                        max_iter, tol, bounded, mu_levels, one_orient, cos_redo, ox,
-                       redo_deg, redo_outer_max, table, Q, shell_of)
+                       redo_deg, redo_outer_max, table, Q, shell_of, traps, trap_values)
     return X, costs, converged
 
 
@@ -481,7 +486,7 @@ def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, 
 def _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower, upper, scales,
                frozen, grid, grid_idx, mode, outer, col_rule, col_idx, method, max_iter, tol,
                bounded, mu_levels, one_orient, cos_redo, ox, redo_deg, redo_outer_max, table,
-               Q, shell_of):
+               Q, shell_of, traps, trap_values):
     """Start and refinement of voxel ``v`` (see :func:`fit_voxels`); writes its rows."""
     N = Y.shape[1]
     P1 = X0.shape[1]
@@ -528,6 +533,25 @@ def _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower,
         bx, by, bz = _unit(x, ox[0])
         if abs(ax * bx + ay * by + az * bz) >= cos_redo:
             break
+    for t in range(traps.shape[0]):
+        i = traps[t]
+        if X[v, i] > lower[i] * (1.0 + 1e-6):
+            continue
+        for p in range(P1):
+            x[p] = X[v, p]
+        x[i] = trap_values[t]
+        if method == 0:
+            cost, conv = levenberg_marquardt(x, Y[v], sg, wt, plan_v, ws, lower, upper,
+                                             scales, frozen, max_iter, tol, s, r, J,
+                                             CHI2_STEP * smin * smin if smin < np.inf else 0.0)
+        else:
+            cost, conv = interior_point(x, Y[v], sg, wt, plan_v, ws, lower, upper, scales,
+                                        frozen, bounded, mu_levels, max_iter, tol, s, r,
+                                        J)
+        if cost < best:
+            best = cost
+            X[v] = x
+            converged[v] = conv
     costs[v] = best
 
 

@@ -48,6 +48,9 @@ LENGTH_POINTS = 15
 BESIDE_LENGTH_POINTS = 8
 #: Largest length of the start grid (m): the diameter profile is flat above.
 LENGTH_TOP = 15e-6
+#: Where a length that ended at its lower bound is refined from again (fraction of its
+#: start range; 0.3 of 1–15 µm: 5.2 µm).
+TRAP_FRACTION = 0.3
 #: A first pass ending with the isotropic fraction at or above this is not redone.
 REDO_OUTER_MAX = 0.95
 
@@ -214,6 +217,14 @@ class CompiledMixEngine(Engine):
         self.bounded = ~self.orientation_mask.copy()
         self.bounded[-1] = False
         self.order = self.plan.tabs.order
+        # lengths (diameters) ending at their lower bound are refined once more from
+        # TRAP_FRACTION of their start range (the signal is flat there; see fit_voxels)
+        traps = [p for p in self.space if p.kind == "length"]
+        self.traps = np.array([self.space.slice(p.name).start for p in traps], np.int64)
+        self.trap_values = np.array([
+            self.lower[self.space.slice(p.name).start] + TRAP_FRACTION * (
+                min(self.upper[self.space.slice(p.name).start], LENGTH_TOP)
+                - self.lower[self.space.slice(p.name).start]) for p in traps])
         #: Entries of the fibre weights ffib_i (their common scale is a null direction of
         #: the Fisher matrix; see :func:`quality_voxels`).
         self.weight_entries = np.array([self.space.slice(p.name).start for p in self.space
@@ -265,7 +276,8 @@ class CompiledMixEngine(Engine):
                               self.grid, self.grid_idx, self.mode, self.outer, self.col_rule,
                               self.col_idx, self.method_code, self.max_iter, self.tol,
                               self.bounded, self._mu_levels(), self.redo_deg, REDO_OUTER_MAX,
-                              n_chunks(len(Y)), *self.start_table)
+                              n_chunks(len(Y)), *self.start_table, self.traps,
+                              self.trap_values)
 
     def _mu_levels(self):
         return np.zeros(1)
