@@ -10,6 +10,8 @@ spherical means — on any acquisition.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from numba import parallel_chunksize
 
@@ -144,6 +146,10 @@ def start_grid(model, solved: set, n_fibres: int):
 C2_POINTS = 129
 #: Largest start table (floats); bigger ones evaluate the model per candidate instead.
 TABLE_FLOATS = 20_000_000
+#: Start tables kept in a process (most recently used), so repeated ``fit()`` calls on
+#: one model and acquisition (slabs, notebooks, panels) build theirs once.
+TABLES_KEPT = 8
+_TABLES: dict = {}
 
 
 def start_table(model, plan, grid, grid_idx, defaults, mode, outer, b0_threshold):
@@ -286,10 +292,26 @@ class CompiledMixEngine(Engine):
     def start_table(self):
         """The tabulated start columns (built on first use; see :func:`start_table`)."""
         if self._table is None:
-            self._table = start_table(self.model, self.plan, self.grid, self.grid_idx,
-                                      self.defaults, self.mode, self.outer,
-                                      self.acq.b0_threshold)
+            key = self._table_key()
+            self._table = _TABLES.pop(key, None)
+            if self._table is None:
+                self._table = start_table(self.model, self.plan, self.grid, self.grid_idx,
+                                          self.defaults, self.mode, self.outer,
+                                          self.acq.b0_threshold)
+            _TABLES[key] = self._table
+            while len(_TABLES) > TABLES_KEPT:
+                _TABLES.pop(next(iter(_TABLES)))
         return self._table
+
+    def _table_key(self) -> str:
+        """Digest of everything the start table depends on: the compiled model (its plan
+        arrays, which encode the model and acquisition), the grid and the start mode."""
+        digest = hashlib.sha1()
+        for a in (*self.plan.arrays, self.grid, self.grid_idx, self.defaults):
+            digest.update(np.ascontiguousarray(a).tobytes())
+            digest.update(str(np.shape(a)).encode())
+        digest.update(f"{self.mode} {self.outer} {self.acq.b0_threshold}".encode())
+        return digest.hexdigest()
 
     def fit_block(self, y, sigma=None, directions=None):
         """Fit normalised signals ``y`` (V, N); see :meth:`Engine.fit_block`."""
