@@ -122,6 +122,8 @@ def _signal_jacobian(model, acq, x, lower, upper, steps):
 def _analytic_jacobian(model, acq):
     """``fn(x (V, P)) -> (S (V, N), dS/dx (V, P, N))`` from the compiled core, or None when
     a part of ``model`` has no compiled piece (then finite differences are used)."""
+    from numba import get_num_threads
+
     from .compiled.assembly import NotCompilable, build_plan, signals
 
     try:
@@ -132,7 +134,7 @@ def _analytic_jacobian(model, acq):
 
     def fn(x):
         X = np.ascontiguousarray(np.concatenate([x, np.ones((x.shape[0], 1))], axis=1))
-        S, J = signals(X, plan.arrays, True, 8)
+        S, J = signals(X, plan.arrays, True, 8, get_num_threads())
         return S[:, inverse], J[:, :-1, inverse]
 
     return fn

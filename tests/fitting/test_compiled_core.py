@@ -71,7 +71,7 @@ def test_compiled_signal_matches_the_numpy_model(case):
         pytest.skip(reason)
     plan = build_plan(model, acq)
     X, params = _rows(model, 40)
-    compiled, _ = signals(X, plan.arrays, False, 2)
+    compiled, _ = signals(X, plan.arrays, False, 2, 2)
     expected = model.signal(acq, params)[:, plan.tabs.order]
     np.testing.assert_allclose(compiled, expected, atol=2e-6, rtol=1e-5, err_msg=case)
 
@@ -88,7 +88,7 @@ def test_compiled_jacobian_matches_finite_differences(case):
     X[:, -1] = 1.3  # S0 ≠ 1 so its column is tested too
     lower, upper = (np.append(bound, extra) for bound, extra in
                     zip(model.parameters.bounds(), (0.0, np.inf)))
-    _, J = signals(X, plan.arrays, True, 1)
+    _, J = signals(X, plan.arrays, True, 1, 1)
     for p in range(X.shape[1]):
         step = 1e-6 * max(abs(X[:, p]).max(), 1e-12)
         if np.isfinite(upper[p] - lower[p]):
@@ -96,8 +96,8 @@ def test_compiled_jacobian_matches_finite_differences(case):
         hi, lo = X.copy(), X.copy()
         hi[:, p] = np.minimum(X[:, p] + step, upper[p])
         lo[:, p] = np.maximum(X[:, p] - step, lower[p])
-        fd = (signals(hi, plan.arrays, False, 1)[0] - signals(lo, plan.arrays, False, 1)[0]) / (
-            hi[:, p] - lo[:, p])[:, None]
+        up, down = (signals(row, plan.arrays, False, 1, 1)[0] for row in (hi, lo))
+        fd = (up - down) / (hi[:, p] - lo[:, p])[:, None]
         scale = np.abs(fd).max() + 1e-3 * np.abs(J[:, p]).max() + 1e-9
         err = np.abs(J[:, p] - fd).max() / scale
         assert err < 2e-3, f"{case}: column {p} relative error {err:.2e}"

@@ -232,13 +232,40 @@ def copy_plan(plan):
 def chunk_bounds(V, n_chunks):
     """Start of each of ``n_chunks`` contiguous voxel ranges (and V), shape (n_chunks + 1,).
 
-    The parallel loops run over chunks, each with a private copy of the plan
-    (:func:`copy_plan`): more chunks than threads balance uneven voxel costs.
+    The parallel loops run over :func:`workers`, each with a private copy of the plan
+    (:func:`copy_plan`) and the ranges :func:`voxels_of` gives it: more ranges than
+    workers balance uneven voxel costs.
     """
     n = max(1, min(n_chunks, V))
     out = np.empty(n + 1, np.int64)
     for k in range(n + 1):
         out[k] = (V * k) // n
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def workers(n_ranges, n_threads):
+    """Parallel workers for ``n_ranges`` voxel ranges: one per thread (``n_threads``, from
+    ``numba.get_num_threads()`` in the caller: read inside, it would stop the kernels from
+    being cached), each with one private copy of the plan (a long-series table can hold tens
+    of MB: copying it per range cost more than fitting a small block)."""
+    return max(1, min(n_ranges, n_threads))
+
+
+@njit(cache=True, error_model="numpy")
+def voxels_of(bounds, w, W):
+    """Voxels of worker ``w`` of ``W``: ranges w, w + W, w + 2W, ... of ``bounds``
+    (interleaved, so that expensive regions are shared out)."""
+    R = bounds.shape[0] - 1
+    total = 0
+    for k in range(w, R, W):
+        total += bounds[k + 1] - bounds[k]
+    out = np.empty(total, np.int64)
+    i = 0
+    for k in range(w, R, W):
+        for v in range(bounds[k], bounds[k + 1]):
+            out[i] = v
+            i += 1
     return out
 
 
@@ -483,7 +510,7 @@ def evaluate(x, plan, ws, want_jac, s, J):
                 J[t + 1, n] += g * dcp[o, n]
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def signals(X, plan, want_jac, n_chunks=8):
+def signals(X, plan, want_jac, n_chunks=8, n_threads=2):
     """Signals (V, N) and Jacobians (V, P + 1, N) of parameter rows ``X`` (V, P + 1), in
     the plan's measurement order (NaN rows for non-finite parameters); ``n_chunks``
     parallel voxel ranges (see :func:`chunk_bounds`)."""
@@ -492,12 +519,14 @@ def signals(X, plan, want_jac, n_chunks=8):
     S = np.full((V, N), np.nan)
     JJ = np.full((V if want_jac else 0, P1, N), np.nan)
     bounds = chunk_bounds(V, n_chunks)
-    for k in prange(bounds.shape[0] - 1):
+    R = bounds.shape[0] - 1
+    W = workers(R, n_threads)
+    for w in prange(W):
         plan_t = copy_plan(plan)
         ws = workspace(plan_t, P1 - 1)
         s = np.empty(N)
         J = np.empty((P1, N))
-        for v in range(bounds[k], bounds[k + 1]):
+        for v in voxels_of(bounds, w, W):
             ok = True
             for p in range(P1):
                 if not np.isfinite(X[v, p]):

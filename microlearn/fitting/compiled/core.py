@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .assembly import chunk_bounds, copy_plan, evaluate, workspace
+from .assembly import chunk_bounds, copy_plan, evaluate, voxels_of, workers, workspace
 from .kernel_tools import clip, solve_spd
 from .nnls import nnls_one
 
@@ -428,7 +428,8 @@ def _unit(x, t):
 @njit(parallel=True, cache=True, error_model="numpy")
 def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, grid_idx,
                mode, outer, col_rule, col_idx, method, max_iter, tol, bounded, mu_levels,
-               redo_deg, redo_outer_max, n_chunks, table, Q, shell_of, traps, trap_values):
+               redo_deg, redo_outer_max, n_chunks, table, Q, shell_of, traps, trap_values,
+               n_threads):
     """Start (grid + NNLS, or ``X0`` when ``has_start``) and refinement of every voxel.
 
     Parameters
@@ -441,8 +442,9 @@ def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, 
         Starting orientations (every fibre's θ, φ) or, with ``has_start``, whole starts.
     method : int
         0 Levenberg–Marquardt, 1 log-barrier interior point.
-    n_chunks : int
-        Parallel ranges of voxels, each with a private copy of the plan.
+    n_chunks, n_threads : int
+        Ranges of voxels, shared out to one worker per thread (``numba.get_num_threads()``),
+        each worker with a private copy of the plan.
     table, Q, shell_of
         Tabulated start columns (see :func:`grid_start`; an empty table evaluates the
         model instead), c² points, and the shell of every measurement.
@@ -471,10 +473,12 @@ def fit_voxels(Y, SIG, X0, has_start, plan, lower, upper, scales, frozen, grid, 
     one_orient = ox.shape[0] == 1
     cos_redo = np.cos(np.deg2rad(redo_deg))
     bounds = chunk_bounds(V, n_chunks)
-    for k in prange(bounds.shape[0] - 1):
+    R = bounds.shape[0] - 1
+    W = workers(R, n_threads)
+    for w in prange(W):  # one plan copy per worker; ranges w, w + W, ... (balanced)
         plan_v = copy_plan(plan)
         ws = workspace(plan_v, P1 - 1)
-        for v in range(bounds[k], bounds[k + 1]):
+        for v in voxels_of(bounds, w, W):
             _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower, upper,
                        scales, frozen, grid, grid_idx, mode, outer, col_rule, col_idx, method,
                        max_iter, tol, bounded, mu_levels, one_orient, cos_redo, ox,
@@ -557,7 +561,7 @@ def _fit_voxel(v, Y, SIG, X0, X, costs, converged, has_start, plan_v, ws, lower,
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def quality_voxels(Y, SIG, X, from_residual, plan, table_f, snr_max, max_condition, n_chunks,
-                   weights):
+                   weights, n_threads):
     """Residual RMS and Cramér–Rao variances of fitted voxels, one compiled pass.
 
     ``Y`` (V, N) normalised signals in plan order; ``SIG`` (V, N) or (V, 1) normalised σ
@@ -574,10 +578,12 @@ def quality_voxels(Y, SIG, X, from_residual, plan, table_f, snr_max, max_conditi
     rms = np.full(V, np.nan)
     var = np.full((V, K), np.nan)
     bounds = chunk_bounds(V, n_chunks)
-    for k in prange(bounds.shape[0] - 1):
+    R = bounds.shape[0] - 1
+    W = workers(R, n_threads)
+    for w in prange(W):
         plan_v = copy_plan(plan)
         ws = workspace(plan_v, K - 1)
-        for v in range(bounds[k], bounds[k + 1]):
+        for v in voxels_of(bounds, w, W):
             _quality_voxel(v, Y, SIG, X, from_residual, plan_v, ws, table_f, snr_max,
                            max_condition, weights, rms, var)
     return rms, var

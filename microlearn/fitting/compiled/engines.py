@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from numba import parallel_chunksize
+from numba import get_num_threads, parallel_chunksize
 
 from ...models.registry import uses_segmented_start
 from ...parameters import cartesian_to_angles
@@ -31,7 +31,7 @@ from .core import (
 )
 
 #: Voxels per work chunk of the parallel loops (voxel costs differ: small chunks balance).
-PARALLEL_CHUNK = 32
+PARALLEL_CHUNK = 1
 #: Most voxels per parallel range (each range copies the plan's tables once).
 RANGE_VOXELS = 64
 
@@ -283,7 +283,7 @@ class CompiledMixEngine(Engine):
                               self.col_idx, self.method_code, self.max_iter, self.tol,
                               self.bounded, self._mu_levels(), self.redo_deg, REDO_OUTER_MAX,
                               n_chunks(len(Y)), *self.start_table, self.traps,
-                              self.trap_values)
+                              self.trap_values, get_num_threads())
 
     def _mu_levels(self):
         return np.zeros(1)
@@ -322,7 +322,7 @@ class CompiledMixEngine(Engine):
         from .assembly import signals
 
         S, _ = signals(np.ascontiguousarray(X, dtype=float), self.plan.arrays, False,
-                       n_chunks(len(X)))
+                       n_chunks(len(X)), get_num_threads())
         out = np.empty_like(S)
         out[:, self.order] = S
         return out
@@ -353,7 +353,8 @@ class CompiledMixEngine(Engine):
         with parallel_chunksize(PARALLEL_CHUNK):
             rms, var = quality_voxels(Y, SIG, X, sigma is None, self.plan.arrays,
                                       _factor_table()[1], SNR_TABLE_MAX, MAX_CONDITION,
-                                      n_chunks(len(Y)), self.weight_entries)
+                                      n_chunks(len(Y)), self.weight_entries,
+                                      get_num_threads())
         std = {}
         for p in self.space:
             s = self.space.slice(p.name)

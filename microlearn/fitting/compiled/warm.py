@@ -116,7 +116,7 @@ def _warm_signals() -> None:
     plan = build_plan(model, Acquisition.scheme("activeax"))
     x = np.full((1, model.parameters.size + 1), 0.5)
     for want_jac in (False, True):
-        signals(x, plan.arrays, want_jac, 8)
+        signals(x, plan.arrays, want_jac, 8, 2)
 
 
 def main() -> None:
