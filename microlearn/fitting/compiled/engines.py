@@ -27,10 +27,11 @@ from .core import (
     START_OUTER,
     START_SCALE,
     fit_voxels,
-    quality_voxels,
 )
+from .core_quality import quality_voxels
 
-#: Voxels per work chunk of the parallel loops (voxel costs differ: small chunks balance).
+#: Iterations per work chunk of the parallel loops, whose iterations are workers (one per
+#: thread; each balances its share of voxel ranges itself): one each.
 PARALLEL_CHUNK = 1
 #: Most voxels per parallel range (each range copies the plan's tables once).
 RANGE_VOXELS = 64
