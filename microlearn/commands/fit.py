@@ -69,6 +69,10 @@ def run(args) -> int:
         raise ValueError(f"{refusal}; {model.name}'s signal depends on them, so its maps "
                          "would be wrong.")
     found = input_warnings(ds)  # printed once the run is sure to go ahead (bad input: 1 line)
+    if auto:
+        from ..crossings.dipy_tools import fibre_cap
+
+        found += [why] if (why := fibre_cap(ds.acq, model.n_fibres)[1]) else []
     if args.explain:
         one = model.with_fibres(1) if auto else model
         for line in [model.describe()] + explain_method(args.method, one, ds.acq):

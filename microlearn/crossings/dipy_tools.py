@@ -54,6 +54,47 @@ def shell_subset(acq, which: str = "highest") -> np.ndarray:
     return np.flatnonzero(acq.b0_mask | (acq.shell_index == top))
 
 
+#: Largest spherical-harmonic order of the CSD fODF.
+SH_ORDER_CAP = 8
+
+
+def supported_sh_order(acq, shell: str = "highest", cap: int = SH_ORDER_CAP) -> int:
+    """Largest even spherical-harmonic order the shell's directions determine.
+
+    Order L has (L + 1)(L + 2)/2 coefficients; a shell with fewer gradient directions than
+    that cannot fix them (25 directions: order 4; order 6 needs 28, order 8 needs 45).
+    """
+    index = shell_subset(acq, shell)
+    n_dirs = int(np.sum(~acq.b0_mask[index]))
+    order = 0
+    while order + 2 <= cap and (order + 3) * (order + 4) // 2 <= n_dirs:
+        order += 2
+    return order
+
+
+def countable_fibres(order: int) -> int:
+    """Fibre populations an fODF of spherical-harmonic ``order`` can separate: 1 below
+    order 4, 2 at order 4 (crossings of ~60° and more), 3 from order 6."""
+    return 1 if order < 4 else (2 if order < 6 else 3)
+
+
+def fibre_cap(acq, max_fibres: int) -> tuple[int, str | None]:
+    """Fibre populations ``acq`` can count, at most ``max_fibres``, and why fewer (or None).
+
+    Examples: 25 directions on the CSD shell support order 4, so 3 fibres are not counted.
+    """
+    order = supported_sh_order(acq)
+    cap = min(max_fibres, countable_fibres(order))
+    if cap == max_fibres:
+        return cap, None
+    n_dirs = int(np.sum(~acq.b0_mask[shell_subset(acq)]))
+    return cap, (f"{n_dirs} gradient directions on the CSD shell support spherical-harmonic "
+                 f"order {order} (order {order + 2} needs {(order + 3) * (order + 4) // 2}): "
+                 f"at most {cap} fibre population(s) per voxel are counted, not "
+                 f"{max_fibres}; more directions (or a second shell) are needed for "
+                 f"{max_fibres}.")
+
+
 def _volume(y):
     """(V, N) signals as a DIPY volume (V, 1, 1, N)."""
     return np.asarray(y, dtype=float)[:, None, None, :]
@@ -147,7 +188,7 @@ def _peaks(model, vol, relative_peak_threshold, min_separation_angle, npeaks):
 
 def csd_peaks(acq, y, *, relative_peak_threshold: float = COUNT_THRESHOLD,
               min_separation_angle: float = MIN_SEPARATION, npeaks: int = 3,
-              shell: str = "highest", sh_order_max: int = 8, response=None):
+              shell: str = "highest", sh_order_max: int | None = None, response=None):
     """fODF peaks of DIPY's single-shell CSD (``ConstrainedSphericalDeconvModel``).
 
     Parameters
@@ -159,6 +200,9 @@ def csd_peaks(acq, y, *, relative_peak_threshold: float = COUNT_THRESHOLD,
         ``peaks_from_model`` settings (see the module docstring).
     shell : {"highest", "all"}
         Measurements deconvolved: b0s + the highest shell (default, as usual for CSD).
+    sh_order_max : int, optional
+        fODF order; default the largest the shell supports (:func:`supported_sh_order`,
+        at most 8).
     response : tuple, optional
         DIPY response; estimated with :func:`ssst_response` when absent.
 
@@ -175,6 +219,8 @@ def csd_peaks(acq, y, *, relative_peak_threshold: float = COUNT_THRESHOLD,
     if response is None:
         response, _ = ssst_response(acq, y, index)
     gtab = acq.subset(index).to_dipy()
+    if sh_order_max is None:
+        sh_order_max = max(2, supported_sh_order(acq, shell))
     with warnings.catch_warnings():  # DIPY's note on its legacy SH basis
         warnings.simplefilter("ignore", PendingDeprecationWarning)
         model = ConstrainedSphericalDeconvModel(gtab, response, sh_order_max=sh_order_max)

@@ -53,11 +53,12 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..crossings.dipy_tools import CANDIDATE_THRESHOLD, csd_peaks, ssst_response
+from ..crossings.dipy_tools import CANDIDATE_THRESHOLD, csd_peaks, fibre_cap, ssst_response
 from ..data.noise import estimate_sigma
 from ..data.voxels import Voxels
 from ..models.spec import resolve_model as get_model
@@ -547,6 +548,9 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
         raise ValueError(f"max_fibres must be 1, 2 or 3, got {max_fibres!r}.")
     penalty(criterion, 1)
     FITTERS[method]  # noqa: B018 - raises a clear error on unknown names
+    countable, why = fibre_cap(acq, max_fibres)  # maps keep the max_fibres layout
+    if why:
+        warnings.warn(why, stacklevel=2)
     t0 = time.perf_counter()
     vx = Voxels.extract(acq, data, mask)
     y = vx.signal
@@ -572,8 +576,8 @@ def fit_auto(model_name, acq, data, *, mask=None, method="mix", sigma=None, prog
     for start in range(0, V, CHUNK):
         part = slice(start, start + CHUNK)
         with _one_blas_thread():
-            n_sel[part], cands, ic[part] = select_fibres(
-                model_name, acq, y[part], sigma=sigma, max_fibres=max_fibres, criterion=criterion,
+            n_sel[part], cands, ic[part, :countable + 1] = select_fibres(
+                model_name, acq, y[part], sigma=sigma, max_fibres=countable, criterion=criterion,
                 peaks=None if cand_peaks is None else cand_peaks[part], response=response,
                 csd_starts=csd_starts,
                 fit_options=opts)

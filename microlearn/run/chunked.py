@@ -163,6 +163,8 @@ class AutoFitBlock:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # bad voxels are counted later
+            # the command says it once (commands/fit.py), not once per slab
+            warnings.filterwarnings("ignore", message=".*gradient directions on the CSD shell")
             try:
                 res = fit_auto(self.model, Acquisition.from_dict(self.acq), signal,
                                method=self.method, sigma=0 if self.sigma is None else self.sigma,
