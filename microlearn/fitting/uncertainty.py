@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
+from .compiled.kernel_tools import tabulated_rician_factor
+
 #: Largest SNR of the tabulated Rician factor; above it the asymptote 1 − 1/(2s²) is used.
 SNR_TABLE_MAX = 20.0
 #: Condition number above which a voxel's Fisher matrix counts as singular (std NaN).
@@ -150,22 +152,12 @@ def _fisher(S, J, amp, sig, fit_s0, table_f, snr_max):
     V, P, N = J.shape
     K = P + 1 if fit_s0 else P
     out = np.zeros((V, K, K))
-    nt = table_f.shape[0]
-    scale = (nt - 1) / snr_max
     for v in prange(V):
         a = amp[v]
         row = np.empty(K)
         for n in range(N):
             sg = sig[v, n] if sig.shape[1] > 1 else sig[v, 0]
-            snr = abs(a * S[v, n]) / sg
-            if snr <= snr_max:
-                pos = snr * scale
-                i = min(int(pos), nt - 2)
-                fr = pos - i
-                f = table_f[i] * (1.0 - fr) + table_f[i + 1] * fr
-            else:
-                f = 1.0 - 0.5 / (snr * snr)
-            w = f / (sg * sg)
+            w = tabulated_rician_factor(abs(a * S[v, n]) / sg, table_f, snr_max) / (sg * sg)
             for k in range(P):
                 row[k] = a * J[v, k, n]
             if fit_s0:

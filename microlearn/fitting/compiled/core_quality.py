@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from .assembly import chunk_bounds, copy_plan, evaluate, voxels_of, workers, workspace
+from .kernel_tools import tabulated_rician_factor
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -48,8 +49,6 @@ def _quality_voxel(v, Y, SIG, X, from_residual, plan_v, ws, table_f, snr_max, ma
     """Residual RMS and Cramér–Rao variances of voxel ``v`` (see :func:`quality_voxels`)."""
     N = Y.shape[1]
     K = X.shape[1]
-    nt = table_f.shape[0]
-    tscale = (nt - 1) / snr_max
     finite = True
     for k in range(K):
         finite = finite and np.isfinite(X[v, k])
@@ -81,15 +80,7 @@ def _quality_voxel(v, Y, SIG, X, from_residual, plan_v, ws, table_f, snr_max, ma
         if not (sg > 0 and np.isfinite(sg)):
             usable = False
             break
-        snr = abs(amp * s[n]) / sg
-        if snr <= snr_max:
-            pos = snr * tscale
-            i = min(int(pos), nt - 2)
-            fr = pos - i
-            f = table_f[i] * (1.0 - fr) + table_f[i + 1] * fr
-        else:
-            f = 1.0 - 0.5 / (snr * snr)
-        w = f / (sg * sg)
+        w = tabulated_rician_factor(abs(amp * s[n]) / sg, table_f, snr_max) / (sg * sg)
         for k in range(K - 1):
             row[k] = amp * J[k, n]
         row[K - 1] = s[n]

@@ -128,3 +128,16 @@ def damped_trial(x, jtj, g, lam, scales, lower, upper, A, dx, xn):
         xn[p] = x[p] + dx[p] * scales[p]
     clip(xn, lower, upper)
     return True
+
+
+@njit(cache=True, inline="always")
+def tabulated_rician_factor(snr, table_f, snr_max):
+    """Rician Fisher factor of one measurement at ``snr``: linear in ``table_f`` (a uniform
+    grid on [0, ``snr_max``]), 1 − 1/(2 snr²) above it."""
+    if snr <= snr_max:
+        nt = table_f.shape[0]
+        pos = snr * ((nt - 1) / snr_max)
+        i = min(int(pos), nt - 2)
+        fr = pos - i
+        return table_f[i] * (1.0 - fr) + table_f[i + 1] * fr
+    return 1.0 - 0.5 / (snr * snr)
